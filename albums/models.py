@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from imagineer_project.runs import BaseRun
+
+
+class SourceKind(models.TextChoices):
+    UPLOAD = "upload", "Upload"
+    SCRAPE = "scrape", "Scrape"
+    GENERATED = "generated", "Generated"
+    LEGACY = "legacy", "Legacy import"
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "public", "Public"
+    PRIVATE = "private", "Private"
+
+
+class ImageQuerySet(models.QuerySet):
+    def public(self) -> ImageQuerySet:
+        """What an anonymous visitor may see: public and not NSFW."""
+        return self.filter(visibility=Visibility.PUBLIC, is_nsfw=False)
+
+    def visible_to(self, user: Any) -> ImageQuerySet:
+        if getattr(user, "is_staff", False) and user.is_active:
+            return self
+        return self.public()
+
+
+class Image(models.Model):
+    """One stored image, addressed by the sha256 of its (sanitised) bytes."""
+
+    class Format(models.TextChoices):
+        JPEG = "JPEG"
+        PNG = "PNG"
+        WEBP = "WEBP"
+        GIF = "GIF"
+        BMP = "BMP"
+
+    class ReviewStatus(models.TextChoices):
+        UNREVIEWED = "unreviewed", "Unreviewed"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    file = models.FileField(max_length=255)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=8, choices=Format)
+    bytes = models.PositiveBigIntegerField(help_text="Size of the stored file.")
+    is_animated = models.BooleanField(default=False)
+    # 64-bit DCT perceptual hash stored as a signed bigint (PostgreSQL has no
+    # unsigned 64-bit type); compare with XOR + popcount.
+    phash = models.BigIntegerField()
+    original_filename = models.CharField(max_length=255, blank=True)
+    source_kind = models.CharField(max_length=16, choices=SourceKind)
+    source_url = models.URLField(max_length=2048, blank=True)
+    page_url = models.URLField(max_length=2048, blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    source_headers = models.JSONField(default=dict, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    is_nsfw = models.BooleanField("NSFW", default=False)
+    visibility = models.CharField(
+        max_length=8, choices=Visibility, default=Visibility.PUBLIC
+    )
+    review_status = models.CharField(
+        max_length=12, choices=ReviewStatus, default=ReviewStatus.UNREVIEWED
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = ImageQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # Near-duplicate search loads (id, phash) pairs and exact-phash lookups.
+            models.Index(fields=["phash"], name="image_phash"),
+            # Anonymous image lists: newest public, safe images by keyset on id.
+            models.Index(
+                fields=["-id"], name="image_public_recent",
+                condition=Q(visibility="public", is_nsfw=False),
+            ),
+            # Triage queue: unreviewed images newest first.
+            models.Index(fields=["review_status", "-id"], name="image_review"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(width__gt=0, height__gt=0), name="image_positive_size"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.original_filename or self.sha256[:12]
+
+    def get_absolute_url(self) -> str:
+        return reverse("image-page", args=[self.pk])
+
+    @property
+    def thumbnail_url(self) -> str:
+        return f"/api/images/{self.pk}/thumbnail"
+
+    @property
+    def file_url(self) -> str:
+        return f"/api/images/{self.pk}/file"
+
+    @property
+    def megapixels(self) -> float:
+        return round(self.width * self.height / 1_000_000, 2)
+
+
+class AlbumQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> AlbumQuerySet:
+        if getattr(user, "is_staff", False) and user.is_active:
+            return self
+        return self.filter(visibility=Visibility.PUBLIC)
+
+
+class Album(models.Model):
+    class Kind(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        UPLOAD = "upload", "Upload"
+        SCRAPE = "scrape", "Scrape"
+        GENERATED = "generated", "Generated"
+        LEGACY = "legacy", "Legacy import"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=220, unique=True)
+    description = models.TextField(blank=True)
+    source_kind = models.CharField(max_length=16, choices=Kind, default=Kind.MANUAL)
+    visibility = models.CharField(
+        max_length=8, choices=Visibility, default=Visibility.PUBLIC
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    images = models.ManyToManyField(Image, through="AlbumImage", related_name="albums")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = AlbumQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("album-page", args=[self.slug])
+
+
+class AlbumImage(models.Model):
+    """Membership of an image in an album, in album order."""
+
+    album = models.ForeignKey(Album, on_delete=models.CASCADE, related_name="memberships")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="memberships")
+    position = models.PositiveBigIntegerField()
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["album", "image"], name="album_image_once"),
+        ]
+        indexes = [
+            # Album image lists: keyset pagination over (position, id) in one album.
+            models.Index(fields=["album", "position", "id"], name="album_image_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.album_id}#{self.position}: {self.image_id}"
+
+
+class UploadRun(BaseRun):
+    """A bulk upload (many files or zip archives) processed by the worker."""
+
+    album = models.ForeignKey(
+        Album, null=True, blank=True, on_delete=models.SET_NULL, related_name="upload_runs"
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # [{"key": storage key of the staged file, "name": original filename}]
+    staged_files = models.JSONField(default=list, blank=True)
+    # [{"filename", "status": created|duplicate|rejected, "image_id"?, "reason"?}]
+    results = models.JSONField(default=list, blank=True)
+    created_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+
+    task_path = "albums.tasks.process_upload_run"
+
+    class Meta:
+        indexes = [
+            # The reaper's scan: running runs by heartbeat age.
+            models.Index(fields=["status", "heartbeat_at"], name="uploadrun_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Upload #{self.pk} ({self.status})"

@@ -1,0 +1,280 @@
+"""Writes and workflows for albums and images."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.text import slugify
+
+from albums.ingest import ImageRejected, InspectedImage, inspect_image, safe_display_name
+from albums.models import Album, AlbumImage, Image, SourceKind, Visibility
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What happened to one file: created, duplicate (existing image) or rejected."""
+
+    status: str
+    filename: str
+    image: Image | None = None
+    code: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"filename": self.filename, "status": self.status}
+        if self.image is not None:
+            out["image_id"] = self.image.pk
+        if self.status == "rejected":
+            out["code"] = self.code
+            out["reason"] = self.reason
+        return out
+
+
+# --- storage keys -----------------------------------------------------------------
+
+
+def image_key(sha256: str, extension: str) -> str:
+    return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.{extension}"
+
+
+def thumbnail_key(sha256: str, size: int) -> str:
+    return f"thumbnails/{size}/{sha256[:2]}/{sha256[2:4]}/{sha256}.webp"
+
+
+def _store(key: str, data: bytes) -> None:
+    if not default_storage.exists(key):
+        default_storage.save(key, ContentFile(data))
+
+
+# --- images -----------------------------------------------------------------------
+
+
+def image_ingest(
+    *,
+    data: bytes,
+    filename: str | None,
+    source_kind: str,
+    album: Album | None = None,
+    uploaded_by: Any = None,
+    provenance: dict[str, Any] | None = None,
+) -> IngestResult:
+    """Validate, store and register one image; link it into `album`.
+
+    An exact duplicate (same sha256) is not stored again: the existing image is
+    linked into the album and reported as a duplicate. A rejected file leaves
+    neither a file nor a row behind.
+    """
+    display = safe_display_name(filename)
+    try:
+        inspected = inspect_image(data, display)
+    except ImageRejected as exc:
+        return IngestResult("rejected", display, code=exc.code, reason=exc.reason)
+    existing = Image.objects.filter(sha256=inspected.sha256).first()
+    if existing is None:
+        image, created = _image_create(inspected, display, source_kind, uploaded_by,
+                                       provenance or {})
+    else:
+        image, created = existing, False
+    if album is not None:
+        album_add_images(album=album, images=[image], added_by=uploaded_by)
+    return IngestResult("created" if created else "duplicate", display, image)
+
+
+def _image_create(
+    inspected: InspectedImage,
+    display: str,
+    source_kind: str,
+    uploaded_by: Any,
+    provenance: dict[str, Any],
+) -> tuple[Image, bool]:
+    key = image_key(inspected.sha256, inspected.extension)
+    # Files first, row second: a crash in between leaves a file that a later
+    # ingest of the same content reuses, never a row without its file.
+    _store(key, inspected.data)
+    for size, thumb in inspected.thumbnails.items():
+        _store(thumbnail_key(inspected.sha256, size), thumb)
+    try:
+        with transaction.atomic():
+            image = Image.objects.create(
+                sha256=inspected.sha256,
+                file=key,
+                width=inspected.width,
+                height=inspected.height,
+                format=inspected.format,
+                bytes=len(inspected.data),
+                is_animated=inspected.is_animated,
+                phash=inspected.phash,
+                original_filename=display,
+                source_kind=source_kind,
+                uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
+                **provenance,
+            )
+    except IntegrityError:
+        # A concurrent ingest of the same bytes won the race; reuse its row.
+        return Image.objects.get(sha256=inspected.sha256), False
+    return image, True
+
+
+def image_thumbnail_key(image: Image, size: int) -> str:
+    """The storage key of a thumbnail, regenerating it if the file went missing."""
+    key = thumbnail_key(image.sha256, size)
+    if not default_storage.exists(key):
+        with default_storage.open(image.file.name, "rb") as fh:
+            inspected = inspect_image(fh.read())
+        for thumb_size, thumb in inspected.thumbnails.items():
+            _store(thumbnail_key(image.sha256, thumb_size), thumb)
+    return key
+
+
+def image_update(*, image: Image, **fields: Any) -> Image:
+    """Set triage fields (is_nsfw, visibility, review_status)."""
+    allowed = {"is_nsfw", "visibility", "review_status"}
+    changes = {k: v for k, v in fields.items() if k in allowed and v is not None}
+    for name, value in changes.items():
+        setattr(image, name, value)
+    if changes:
+        image.save(update_fields=[*changes, "updated"])
+    return image
+
+
+def images_set(*, image_ids: Iterable[int], **fields: Any) -> int:
+    """Bulk triage: set fields on many images at once."""
+    return Image.objects.filter(pk__in=list(image_ids)).update(
+        **fields, updated=timezone.now()
+    )
+
+
+def images_delete(*, images: Iterable[Image]) -> int:
+    """Delete images with their labels, memberships, files and thumbnails."""
+    images = list(images)
+    keys = [k for im in images for k in _image_keys(im)]
+    for start in range(0, len(images), 500):  # stay under SQLite's variable limit
+        chunk = images[start:start + 500]
+        Image.objects.filter(pk__in=[im.pk for im in chunk]).delete()
+    # Files go only once the rows are surely gone (a rollback keeps both).
+    transaction.on_commit(lambda: _delete_files(keys))
+    return len(images)
+
+
+def _image_keys(image: Image) -> list[str]:
+    from django.conf import settings
+
+    sizes = settings.IMAGINEER_THUMBNAIL_SIZES
+    return [image.file.name, *(thumbnail_key(image.sha256, s) for s in sizes)]
+
+
+def _delete_files(keys: list[str]) -> None:
+    for key in keys:
+        try:
+            default_storage.delete(key)
+        except OSError:
+            logger.warning("Could not delete %s; a storage reconcile will catch it", key)
+
+
+# --- albums -----------------------------------------------------------------------
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:200] or "album"
+    slug, n = base, 2
+    while Album.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def album_create(
+    *,
+    name: str,
+    description: str = "",
+    source_kind: str = Album.Kind.MANUAL,
+    visibility: str = Visibility.PUBLIC,
+    created_by: Any = None,
+) -> Album:
+    name = name.strip()
+    if not name:
+        raise ValueError("An album needs a name.")
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                return Album.objects.create(
+                    name=name[:200], slug=_unique_slug(name), description=description,
+                    source_kind=source_kind, visibility=visibility,
+                    created_by=created_by if getattr(created_by, "pk", None) else None,
+                )
+        except IntegrityError:  # a concurrent create took the slug; pick again
+            continue
+    raise ValueError(f"Could not find a free slug for {name!r}.")
+
+
+def album_get_or_create(
+    *, name: str, source_kind: str = Album.Kind.UPLOAD, created_by: Any = None
+) -> Album:
+    existing = Album.objects.filter(name=name.strip()).order_by("id").first()
+    return existing or album_create(name=name, source_kind=source_kind,
+                                    created_by=created_by)
+
+
+def album_update(*, album: Album, **fields: Any) -> Album:
+    allowed = {"name", "description", "visibility", "source_kind"}
+    changes = {k: v for k, v in fields.items() if k in allowed and v is not None}
+    for name, value in changes.items():
+        setattr(album, name, value)
+    if changes:
+        album.save(update_fields=[*changes, "updated"])
+    return album
+
+
+def album_add_images(*, album: Album, images: Iterable[Image], added_by: Any = None) -> int:
+    """Append images to the album in the given order; ones already in it stay put."""
+    ids = list(dict.fromkeys(im.pk for im in images))
+    with transaction.atomic():
+        present = set(
+            AlbumImage.objects.filter(album=album, image_id__in=ids)
+            .values_list("image_id", flat=True)
+        )
+        new_ids = [i for i in ids if i not in present]
+        if not new_ids:
+            return 0
+        start = (AlbumImage.objects.filter(album=album)
+                 .aggregate(m=Max("position"))["m"] or 0) + 1
+        user = added_by if getattr(added_by, "pk", None) else None
+        AlbumImage.objects.bulk_create(
+            [AlbumImage(album=album, image_id=i, position=start + n, added_by=user)
+             for n, i in enumerate(new_ids)],
+            ignore_conflicts=True,
+        )
+        Album.objects.filter(pk=album.pk).update(updated=timezone.now())
+    return len(new_ids)
+
+
+def album_remove_images(*, album: Album, image_ids: Iterable[int]) -> int:
+    deleted, _ = AlbumImage.objects.filter(album=album, image_id__in=list(image_ids)).delete()
+    return deleted
+
+
+def album_delete(*, album: Album, keep_images: bool = False) -> dict[str, int]:
+    """Delete an album. Images that no other album holds go too, unless
+    `keep_images`; images other albums hold always stay."""
+    with transaction.atomic():
+        members = album.memberships.count()
+        orphans = [] if keep_images else list(
+            Image.objects.filter(
+                pk__in=AlbumImage.objects.filter(album=album).values("image_id")
+            ).exclude(pk__in=AlbumImage.objects.exclude(album=album).values("image_id"))
+        )
+        album.delete()
+        images_delete(images=orphans)
+    return {"images_deleted": len(orphans), "images_kept": members - len(orphans)}
+
+
+__all__ = ["IngestResult", "SourceKind", "image_ingest"]

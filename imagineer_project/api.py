@@ -1,0 +1,93 @@
+"""The NinjaAPI root: routers, auth and the one error format."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Router, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from albums.api import router as albums_router
+from albums.api import uploads_router
+from albums.api import images_router
+from imagineer_project import __version__
+from imagineer_project.errors import ApiError, error_response
+from imagineer_project.health import health_report
+
+logger = logging.getLogger(__name__)
+
+api = NinjaAPI(
+    title="Imagineer API",
+    version=__version__,
+    description="Albums, images, labels, scraping, training and generation. "
+    "Reads of public items are open; everything else needs a staff session "
+    "(with CSRF) or `Authorization: Bearer <token>` "
+    "(`manage.py create_api_token USERNAME`).",
+    docs_url="/docs",
+    urls_namespace="api",
+)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return error_response(request, exc.status, exc.message, code=exc.code,
+                          details=exc.details)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return error_response(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(AuthenticationError)
+def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error_response(request, 401, "Sign in as a staff user or send an API token.")
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    return error_response(request, 422, "The request is not valid.",
+                          details={"errors": exc.errors})
+
+
+@api.exception_handler(Http404)
+@api.exception_handler(ObjectDoesNotExist)
+def _not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error_response(request, 404, str(exc) or "Not found.")
+
+
+@api.exception_handler(PermissionDenied)
+def _denied(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error_response(request, 403, str(exc) or "Forbidden.")
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("Unhandled API error on %s %s", request.method, request.path)
+    return error_response(request, 500, "Internal server error; quote the trace id.")
+
+
+class HealthOut(Schema):
+    status: str
+    version: str
+    environment: str
+    database: dict
+    queue: dict
+    storage: dict
+
+
+ops = Router(tags=["ops"])
+
+
+@ops.get("/health", response=HealthOut)
+def health(request: HttpRequest) -> dict:
+    """Liveness of the database, the worker queue and storage."""
+    return health_report()
+
+
+api.add_router("", ops)
+api.add_router("/albums", albums_router)
+api.add_router("/images", images_router)
+api.add_router("/uploads", uploads_router)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class ImagineerConfig(AppConfig):
+    """Cross-cutting pieces: API tokens, run reaping, health."""
+
+    name = "imagineer_project"
+    label = "imagineer"
+    verbose_name = "Imagineer operations"
+
+    def ready(self) -> None:
+        from imagineer_project.schedules import ensure_schedules
+
+        post_migrate.connect(ensure_schedules, sender=self)

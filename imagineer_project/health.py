@@ -1,0 +1,76 @@
+"""What /api/health reports: enough to monitor, nothing an attacker could use."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+# A worker cluster that reported within this many seconds counts as alive.
+WORKER_FRESH_SECONDS = 60
+
+
+def health_report() -> dict[str, Any]:
+    checks = {
+        "database": _database(),
+        "queue": _queue(),
+        "storage": _storage(),
+    }
+    ok = all(check["ok"] for check in checks.values())
+    return {
+        "status": "ok" if ok else "degraded",
+        "version": settings.IMAGINEER_VERSION,
+        "environment": settings.ENVIRONMENT,
+        **checks,
+    }
+
+
+def _database() -> dict[str, Any]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return {"ok": True, "vendor": connection.vendor}
+    except Exception:
+        logger.exception("Health: database check failed")
+        return {"ok": False, "vendor": connection.vendor}
+
+
+def _queue() -> dict[str, Any]:
+    """Alive when a django-q2 cluster reported recently (its stats are cached)."""
+    from django_q.conf import Conf
+    from django_q.status import Stat
+
+    broker = "redis" if settings.REDIS_URL else "orm"
+    try:
+        stats = Stat.get_all()
+    except Exception:
+        logger.exception("Health: could not read worker stats")
+        stats = []
+    now = time.time()
+    alive = [
+        s for s in stats
+        if s.status in (Conf.IDLE, Conf.WORKING, Conf.STARTING)
+        and now - s.timestamp.timestamp() < WORKER_FRESH_SECONDS
+    ]
+    return {"ok": bool(alive) or settings.Q_CLUSTER.get("sync", False),
+            "broker": broker, "workers_alive": len(alive)}
+
+
+def _storage() -> dict[str, Any]:
+    backend = type(default_storage).__name__
+    key = f"health/{uuid.uuid4().hex}"
+    try:
+        name = default_storage.save(key, ContentFile(b"ok"))
+        default_storage.delete(name)
+        return {"ok": True, "backend": backend}
+    except Exception:
+        logger.exception("Health: storage check failed")
+        return {"ok": False, "backend": backend}

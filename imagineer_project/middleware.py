@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from imagineer_project.trace import new_trace_id, reset_trace_id, set_trace_id
+
+logger = logging.getLogger(__name__)
+
+TRACE_HEADER = "X-Trace-Id"
+
+
+class TraceIdMiddleware:
+    """Give each request a trace id: in the response header, the logs and errors."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        trace_id = new_trace_id(request.headers.get(TRACE_HEADER))
+        request.trace_id = trace_id
+        token = set_trace_id(trace_id)
+        try:
+            response = self.get_response(request)
+            response[TRACE_HEADER] = trace_id
+            if response.status_code >= 500:
+                logger.error("%s %s -> %s", request.method, request.path,
+                             response.status_code)
+            return response
+        finally:
+            reset_trace_id(token)
+
+
+class ApiTokenMiddleware:
+    """Authenticate `Authorization: Bearer <token>` callers as the token's user.
+
+    A token-authenticated request carries no cookies an attacker could ride, so it
+    is exempt from CSRF; session callers still need the CSRF token for mutations.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from imagineer_project.tokens import user_for_bearer_header
+
+        request.auth_via_token = False
+        header = request.headers.get("Authorization", "")
+        if header:
+            user = user_for_bearer_header(header)
+            if user is not None:
+                request.user = user
+                request.auth_via_token = True
+                request._dont_enforce_csrf_checks = True
+            elif header.lower().startswith("bearer "):
+                from imagineer_project.errors import error_response
+
+                return error_response(
+                    request, 401, "The API token is invalid or revoked."
+                )
+        return self.get_response(request)

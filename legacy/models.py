@@ -1,0 +1,1 @@
+# Models arrive with this app's issue; the app is installed so it migrates today.
