@@ -58,13 +58,18 @@ def folder_import(
     return report
 
 
-def _import_one(path: Path, root: Path, album: Album, uploaded_by: object) -> IngestResult:
+def _import_one(
+    path: Path, root: Path, album: Album, uploaded_by: object
+) -> IngestResult:
     limit = settings.IMAGINEER_MAX_UPLOAD_BYTES
     with path.open("rb") as fh:
         data = fh.read(limit + 1)
     return image_ingest(
-        data=data, filename=str(path.relative_to(root)), source_kind=SourceKind.UPLOAD,
-        album=album, uploaded_by=uploaded_by,
+        data=data,
+        filename=str(path.relative_to(root)),
+        source_kind=SourceKind.UPLOAD,
+        album=album,
+        uploaded_by=uploaded_by,
     )
 
 
@@ -76,6 +81,9 @@ def _import_sidecar(path: Path, result: IngestResult) -> int:
     if not text:
         return 0
     _, created = label_get_or_create(
-        image=result.image, kind=Label.Kind.CAPTION, text=text, source=Label.Source.SIDECAR
+        image=result.image,
+        kind=Label.Kind.CAPTION,
+        text=text,
+        source=Label.Source.SIDECAR,
     )
     return int(created)

@@ -30,14 +30,30 @@ from albums.sanitize import MalformedContainer, sanitize
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 EXTENSIONS = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
-    ".png": "PNG", ".apng": "PNG", ".webp": "WEBP", ".gif": "GIF",
-    ".bmp": "BMP", ".dib": "BMP",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".jfif": "JPEG",
+    ".png": "PNG",
+    ".apng": "PNG",
+    ".webp": "WEBP",
+    ".gif": "GIF",
+    ".bmp": "BMP",
+    ".dib": "BMP",
 }
-FILE_EXTENSION = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+FILE_EXTENSION = {
+    "JPEG": "jpg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "GIF": "gif",
+    "BMP": "bmp",
+}
 MIME_TYPES = {
-    "JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
-    "GIF": "image/gif", "BMP": "image/bmp",
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
 }
 MAX_FRAMES = 2000
 
@@ -106,7 +122,9 @@ def inspect_image(data: bytes, filename: str | None = None) -> InspectedImage:
     try:
         clean = sanitize(data, fmt)
     except MalformedContainer as exc:
-        raise ImageRejected("corrupt", f"Corrupt or truncated {fmt} file: {exc}.") from exc
+        raise ImageRejected(
+            "corrupt", f"Corrupt or truncated {fmt} file: {exc}."
+        ) from exc
     except Exception as exc:
         raise ImageRejected("corrupt", f"Corrupt {fmt} file: {exc}.") from exc
     if _DOCUMENT_MARKERS.search(data[:1024]) or _DOCUMENT_MARKERS.search(clean.dropped):
@@ -187,7 +205,9 @@ def _decode(data: bytes, fmt: str) -> PILImage.Image:
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise ImageRejected("too_many_pixels", f"Decompression bomb: {exc}.") from exc
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError...
-        raise ImageRejected("corrupt", f"Corrupt or truncated {fmt} data: {exc}.") from exc
+        raise ImageRejected(
+            "corrupt", f"Corrupt or truncated {fmt} data: {exc}."
+        ) from exc
 
 
 def _derive(data: bytes, fmt: str, im: PILImage.Image) -> InspectedImage:

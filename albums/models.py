@@ -65,7 +65,10 @@ class Image(models.Model):
     fetched_at = models.DateTimeField(null=True, blank=True)
     source_headers = models.JSONField(default=dict, blank=True)
     uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     is_nsfw = models.BooleanField("NSFW", default=False)
@@ -86,7 +89,8 @@ class Image(models.Model):
             models.Index(fields=["phash"], name="image_phash"),
             # Anonymous image lists: newest public, safe images by keyset on id.
             models.Index(
-                fields=["-id"], name="image_public_recent",
+                fields=["-id"],
+                name="image_public_recent",
                 condition=Q(visibility="public", is_nsfw=False),
             ),
             # Triage queue: unreviewed images newest first.
@@ -140,7 +144,10 @@ class Album(models.Model):
         max_length=8, choices=Visibility, default=Visibility.PUBLIC
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     images = models.ManyToManyField(Image, through="AlbumImage", related_name="albums")
@@ -162,11 +169,18 @@ class Album(models.Model):
 class AlbumImage(models.Model):
     """Membership of an image in an album, in album order."""
 
-    album = models.ForeignKey(Album, on_delete=models.CASCADE, related_name="memberships")
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="memberships")
+    album = models.ForeignKey(
+        Album, on_delete=models.CASCADE, related_name="memberships"
+    )
+    image = models.ForeignKey(
+        Image, on_delete=models.CASCADE, related_name="memberships"
+    )
     position = models.PositiveBigIntegerField()
     added_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created = models.DateTimeField(auto_now_add=True)
@@ -188,10 +202,17 @@ class UploadRun(BaseRun):
     """A bulk upload (many files or zip archives) processed by the worker."""
 
     album = models.ForeignKey(
-        Album, null=True, blank=True, on_delete=models.SET_NULL, related_name="upload_runs"
+        Album,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="upload_runs",
     )
     uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     # [{"key": storage key of the staged file, "name": original filename}]

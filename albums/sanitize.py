@@ -75,10 +75,10 @@ def _jpeg(data: bytes) -> Sanitized:
             continue
         if pos + 2 > end:
             raise MalformedContainer("truncated JPEG segment")
-        length = struct.unpack(">H", data[pos:pos + 2])[0]
+        length = struct.unpack(">H", data[pos : pos + 2])[0]
         if length < 2 or pos + length > end:
             raise MalformedContainer("bad JPEG segment length")
-        segment = data[pos + 2:pos + length]
+        segment = data[pos + 2 : pos + length]
         pos += length
         kept = _jpeg_keep(marker, segment)
         if kept is None:
@@ -123,8 +123,24 @@ def _jpeg_scan_end(data: bytes, pos: int) -> int:
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_KEEP = {
-    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP",
-    b"sBIT", b"pHYs", b"bKGD", b"cICP", b"mDCV", b"cLLI", b"acTL", b"fcTL", b"fdAT",
+    b"IHDR",
+    b"PLTE",
+    b"IDAT",
+    b"IEND",
+    b"tRNS",
+    b"gAMA",
+    b"cHRM",
+    b"sRGB",
+    b"iCCP",
+    b"sBIT",
+    b"pHYs",
+    b"bKGD",
+    b"cICP",
+    b"mDCV",
+    b"cLLI",
+    b"acTL",
+    b"fcTL",
+    b"fdAT",
 }
 
 
@@ -132,11 +148,11 @@ def _png(data: bytes) -> Sanitized:
     out, dropped = bytearray(_PNG_SIGNATURE), bytearray()
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
         chunk_end = pos + 12 + length
         if chunk_end > len(data):
             raise MalformedContainer("truncated PNG chunk")
-        body = data[pos + 8:pos + 8 + length]
+        body = data[pos + 8 : pos + 8 + length]
         if ctype in _PNG_KEEP:
             out += data[pos:chunk_end]
         elif ctype == b"eXIf" and (exif := minimal_exif(b"Exif\x00\x00" + body)):
@@ -173,11 +189,11 @@ def _webp(data: bytes) -> Sanitized:
     chunks, dropped = bytearray(), bytearray(data[end:])
     pos = 12
     while pos + 8 <= end:
-        fourcc, size = struct.unpack("<4sI", data[pos:pos + 8])
+        fourcc, size = struct.unpack("<4sI", data[pos : pos + 8])
         padded = size + (size & 1)
         if pos + 8 + size > end:
             raise MalformedContainer("truncated WEBP chunk")
-        chunk = bytearray(data[pos:pos + 8 + padded])
+        chunk = bytearray(data[pos : pos + 8 + padded])
         if fourcc == b"VP8X" and size >= 1:
             chunk[8] &= ~(0x08 | 0x04) & 0xFF  # we drop EXIF and XMP: clear their flags
         if fourcc in _WEBP_KEEP:
@@ -204,7 +220,7 @@ def _gif(data: bytes) -> Sanitized:
         block = data[pos]
         if block == 0x3B:  # trailer
             out.append(0x3B)
-            dropped += data[pos + 1:]
+            dropped += data[pos + 1 :]
             return Sanitized(bytes(out), bytes(dropped))
         if block == 0x21:
             if pos + 2 > len(data):
@@ -212,7 +228,7 @@ def _gif(data: bytes) -> Sanitized:
             label = data[pos + 1]
             blocks_end = _gif_sub_blocks_end(data, pos + 2)
             ext = data[pos:blocks_end]
-            app_id = data[pos + 3:pos + 14] if label == 0xFF else b""
+            app_id = data[pos + 3 : pos + 14] if label == 0xFF else b""
             if label in (0xF9, 0x01) or app_id in _GIF_LOOP_APPS:
                 out += ext
             else:

@@ -14,7 +14,12 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
-from albums.ingest import ImageRejected, InspectedImage, inspect_image, safe_display_name
+from albums.ingest import (
+    ImageRejected,
+    InspectedImage,
+    inspect_image,
+    safe_display_name,
+)
 from albums.models import Album, AlbumImage, Image, SourceKind, Visibility
 
 logger = logging.getLogger(__name__)
@@ -81,8 +86,9 @@ def image_ingest(
         return IngestResult("rejected", display, code=exc.code, reason=exc.reason)
     existing = Image.objects.filter(sha256=inspected.sha256).first()
     if existing is None:
-        image, created = _image_create(inspected, display, source_kind, uploaded_by,
-                                       provenance or {})
+        image, created = _image_create(
+            inspected, display, source_kind, uploaded_by, provenance or {}
+        )
     else:
         image, created = existing, False
     if album is not None:
@@ -159,7 +165,7 @@ def images_delete(*, images: Iterable[Image]) -> int:
     images = list(images)
     keys = [k for im in images for k in _image_keys(im)]
     for start in range(0, len(images), 500):  # stay under SQLite's variable limit
-        chunk = images[start:start + 500]
+        chunk = images[start : start + 500]
         Image.objects.filter(pk__in=[im.pk for im in chunk]).delete()
     # Files go only once the rows are surely gone (a rollback keeps both).
     transaction.on_commit(lambda: _delete_files(keys))
@@ -178,7 +184,9 @@ def _delete_files(keys: list[str]) -> None:
         try:
             default_storage.delete(key)
         except OSError:
-            logger.warning("Could not delete %s; a storage reconcile will catch it", key)
+            logger.warning(
+                "Could not delete %s; a storage reconcile will catch it", key
+            )
 
 
 # --- albums -----------------------------------------------------------------------
@@ -207,8 +215,11 @@ def album_create(
         try:
             with transaction.atomic():
                 return Album.objects.create(
-                    name=name[:200], slug=_unique_slug(name), description=description,
-                    source_kind=source_kind, visibility=visibility,
+                    name=name[:200],
+                    slug=_unique_slug(name),
+                    description=description,
+                    source_kind=source_kind,
+                    visibility=visibility,
                     created_by=created_by if getattr(created_by, "pk", None) else None,
                 )
         except IntegrityError:  # a concurrent create took the slug; pick again
@@ -220,8 +231,9 @@ def album_get_or_create(
     *, name: str, source_kind: str = Album.Kind.UPLOAD, created_by: Any = None
 ) -> Album:
     existing = Album.objects.filter(name=name.strip()).order_by("id").first()
-    return existing or album_create(name=name, source_kind=source_kind,
-                                    created_by=created_by)
+    return existing or album_create(
+        name=name, source_kind=source_kind, created_by=created_by
+    )
 
 
 def album_update(*, album: Album, **fields: Any) -> Album:
@@ -234,23 +246,30 @@ def album_update(*, album: Album, **fields: Any) -> Album:
     return album
 
 
-def album_add_images(*, album: Album, images: Iterable[Image], added_by: Any = None) -> int:
+def album_add_images(
+    *, album: Album, images: Iterable[Image], added_by: Any = None
+) -> int:
     """Append images to the album in the given order; ones already in it stay put."""
     ids = list(dict.fromkeys(im.pk for im in images))
     with transaction.atomic():
         present = set(
-            AlbumImage.objects.filter(album=album, image_id__in=ids)
-            .values_list("image_id", flat=True)
+            AlbumImage.objects.filter(album=album, image_id__in=ids).values_list(
+                "image_id", flat=True
+            )
         )
         new_ids = [i for i in ids if i not in present]
         if not new_ids:
             return 0
-        start = (AlbumImage.objects.filter(album=album)
-                 .aggregate(m=Max("position"))["m"] or 0) + 1
+        start = (
+            AlbumImage.objects.filter(album=album).aggregate(m=Max("position"))["m"]
+            or 0
+        ) + 1
         user = added_by if getattr(added_by, "pk", None) else None
         AlbumImage.objects.bulk_create(
-            [AlbumImage(album=album, image_id=i, position=start + n, added_by=user)
-             for n, i in enumerate(new_ids)],
+            [
+                AlbumImage(album=album, image_id=i, position=start + n, added_by=user)
+                for n, i in enumerate(new_ids)
+            ],
             ignore_conflicts=True,
         )
         Album.objects.filter(pk=album.pk).update(updated=timezone.now())
@@ -258,7 +277,9 @@ def album_add_images(*, album: Album, images: Iterable[Image], added_by: Any = N
 
 
 def album_remove_images(*, album: Album, image_ids: Iterable[int]) -> int:
-    deleted, _ = AlbumImage.objects.filter(album=album, image_id__in=list(image_ids)).delete()
+    deleted, _ = AlbumImage.objects.filter(
+        album=album, image_id__in=list(image_ids)
+    ).delete()
     return deleted
 
 
@@ -267,10 +288,16 @@ def album_delete(*, album: Album, keep_images: bool = False) -> dict[str, int]:
     `keep_images`; images other albums hold always stay."""
     with transaction.atomic():
         members = album.memberships.count()
-        orphans = [] if keep_images else list(
-            Image.objects.filter(
-                pk__in=AlbumImage.objects.filter(album=album).values("image_id")
-            ).exclude(pk__in=AlbumImage.objects.exclude(album=album).values("image_id"))
+        orphans = (
+            []
+            if keep_images
+            else list(
+                Image.objects.filter(
+                    pk__in=AlbumImage.objects.filter(album=album).values("image_id")
+                ).exclude(
+                    pk__in=AlbumImage.objects.exclude(album=album).values("image_id")
+                )
+            )
         )
         album.delete()
         images_delete(images=orphans)

@@ -64,18 +64,25 @@ def upload_run_process(run: UploadRun) -> str:
     """The worker's half: ingest every staged entry, resuming after a crash."""
     entries = list(_entries(run.staged_files))
     results = list(run.results)
-    run_checkpoint(run, done=len(results), total=len(entries),
-                   message=f"Ingesting {len(entries)} image(s)")
+    run_checkpoint(
+        run,
+        done=len(results),
+        total=len(entries),
+        message=f"Ingesting {len(entries)} image(s)",
+    )
     for index in range(len(results), len(entries)):
         entry = entries[index]
         results.append(_ingest_entry(entry, run))
         UploadRun.objects.filter(pk=run.pk).update(results=results, **_counts(results))
-        run_checkpoint(run, done=index + 1, message=f"{index + 1}/{len(entries)}: "
-                       f"{entry.name}")
+        run_checkpoint(
+            run, done=index + 1, message=f"{index + 1}/{len(entries)}: {entry.name}"
+        )
     _delete_staged(run)
     counts = _counts(results)
-    return (f"{counts['created_count']} created, {counts['duplicate_count']} "
-            f"duplicate, {counts['rejected_count']} rejected")
+    return (
+        f"{counts['created_count']} created, {counts['duplicate_count']} "
+        f"duplicate, {counts['rejected_count']} rejected"
+    )
 
 
 def upload_run_discard(run: UploadRun) -> None:
@@ -87,10 +94,19 @@ def _ingest_entry(entry: Entry, run: UploadRun) -> dict[str, Any]:
     try:
         data = entry.read()
     except ValueError as exc:
-        return {"filename": entry.name, "status": "rejected", "code": "unreadable",
-                "reason": str(exc)}
-    result = image_ingest(data=data, filename=entry.name, source_kind=SourceKind.UPLOAD,
-                          album=run.album, uploaded_by=run.uploaded_by)
+        return {
+            "filename": entry.name,
+            "status": "rejected",
+            "code": "unreadable",
+            "reason": str(exc),
+        }
+    result = image_ingest(
+        data=data,
+        filename=entry.name,
+        source_kind=SourceKind.UPLOAD,
+        album=run.album,
+        uploaded_by=run.uploaded_by,
+    )
     return result.as_dict()
 
 
@@ -135,8 +151,10 @@ def _zip_entries(item: dict[str, str]) -> Iterator[Entry]:
     archive = _open_zip(item)
     members = [m for m in archive.infolist() if _is_image_member(m)]
     if len(members) > settings.IMAGINEER_MAX_ZIP_MEMBERS:
-        raise ValueError(f"{item['name']} holds more than "
-                         f"{settings.IMAGINEER_MAX_ZIP_MEMBERS} images.")
+        raise ValueError(
+            f"{item['name']} holds more than "
+            f"{settings.IMAGINEER_MAX_ZIP_MEMBERS} images."
+        )
     for member in members:
         name = f"{item['name']}/{safe_display_name(member.filename)}"
         yield Entry(name, lambda m=member: _read_member(archive, m))

@@ -1,7 +1,7 @@
 """One JSON error shape for the whole API, carrying the request's trace id:
 
-    {"error": "Image 7 not found.", "error_code": "not_found",
-     "trace_id": "…", "timestamp": "…", "details": {...}}
+{"error": "Image 7 not found.", "error_code": "not_found",
+ "trace_id": "…", "timestamp": "…", "details": {...}}
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ CODES = {
 }
 
 
-def error_body(status: int, message: str, *, code: str | None = None,
-               details: Any = None) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, *, code: str | None = None, details: Any = None
+) -> dict[str, Any]:
     return {
         "error": message,
         "error_code": code or CODES.get(status, "error"),
@@ -42,10 +43,17 @@ def error_body(status: int, message: str, *, code: str | None = None,
     }
 
 
-def error_response(request: HttpRequest | None, status: int, message: str, *,
-                   code: str | None = None, details: Any = None) -> JsonResponse:
-    response = JsonResponse(error_body(status, message, code=code, details=details),
-                            status=status)
+def error_response(
+    request: HttpRequest | None,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    details: Any = None,
+) -> JsonResponse:
+    response = JsonResponse(
+        error_body(status, message, code=code, details=details), status=status
+    )
     response["X-Trace-Id"] = current_trace_id()
     return response
 
@@ -53,8 +61,9 @@ def error_response(request: HttpRequest | None, status: int, message: str, *,
 class ApiError(Exception):
     """An expected failure with a status, a code and a message for the caller."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None,
-                 details: Any = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, details: Any = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

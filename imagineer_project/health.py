@@ -56,12 +56,16 @@ def _queue() -> dict[str, Any]:
         stats = []
     now = time.time()
     alive = [
-        s for s in stats
+        s
+        for s in stats
         if s.status in (Conf.IDLE, Conf.WORKING, Conf.STARTING)
         and now - s.timestamp.timestamp() < WORKER_FRESH_SECONDS
     ]
-    return {"ok": bool(alive) or settings.Q_CLUSTER.get("sync", False),
-            "broker": broker, "workers_alive": len(alive)}
+    return {
+        "ok": bool(alive) or settings.Q_CLUSTER.get("sync", False),
+        "broker": broker,
+        "workers_alive": len(alive),
+    }
 
 
 def _storage() -> dict[str, Any]:

@@ -26,8 +26,9 @@ class TraceIdMiddleware:
             response = self.get_response(request)
             response[TRACE_HEADER] = trace_id
             if response.status_code >= 500:
-                logger.error("%s %s -> %s", request.method, request.path,
-                             response.status_code)
+                logger.error(
+                    "%s %s -> %s", request.method, request.path, response.status_code
+                )
             return response
         finally:
             reset_trace_id(token)

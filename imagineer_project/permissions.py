@@ -27,10 +27,11 @@ def staff_required(request: HttpRequest) -> Any:
     if not is_staff(request):
         raise HttpError(403, "This needs a staff user.")
     if not getattr(request, "auth_via_token", False) and request.method not in (
-        "GET", "HEAD", "OPTIONS"
+        "GET",
+        "HEAD",
+        "OPTIONS",
     ):
         failure = check_csrf(request)
         if failure is not None:
             raise HttpError(403, "CSRF check failed: send the X-CSRFToken header.")
     return user
-

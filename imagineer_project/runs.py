@@ -94,10 +94,12 @@ def run_claim(model: type[R], run_id: int) -> R | None:
     claimable = Q(status=BaseRun.Status.QUEUED) | Q(
         status=BaseRun.Status.RUNNING, heartbeat_at__lt=stale
     )
-    updated = (
-        model.objects.filter(claimable, pk=run_id, cancel_requested=False)
-        .update(status=BaseRun.Status.RUNNING, started_at=now, heartbeat_at=now,
-                attempts=F("attempts") + 1, error="")
+    updated = model.objects.filter(claimable, pk=run_id, cancel_requested=False).update(
+        status=BaseRun.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+        error="",
     )
     if updated != 1:
         _cancel_if_requested(model, run_id)
@@ -132,7 +134,9 @@ def run_checkpoint(
 
 
 def _finish(run: BaseRun, status: str, **fields: Any) -> None:
-    fields.update(status=status, finished_at=timezone.now(), heartbeat_at=timezone.now())
+    fields.update(
+        status=status, finished_at=timezone.now(), heartbeat_at=timezone.now()
+    )
     type(run).objects.filter(pk=run.pk, status=BaseRun.Status.RUNNING).update(**fields)
     run.refresh_from_db()
 
@@ -186,23 +190,31 @@ def reap_stale_runs() -> dict[str, int]:
     stale = now - timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS)
     counts = {"requeued": 0, "failed": 0}
     for model in run_models():
-        dead = model.objects.filter(status=BaseRun.Status.RUNNING, heartbeat_at__lt=stale)
+        dead = model.objects.filter(
+            status=BaseRun.Status.RUNNING, heartbeat_at__lt=stale
+        )
         for run in dead:
             if run.attempts < run.max_attempts and not run.cancel_requested:
                 # The claim in run_claim guards against the old delivery racing us.
                 took = model.objects.filter(
                     pk=run.pk, status=BaseRun.Status.RUNNING, heartbeat_at__lt=stale
-                ).update(status=BaseRun.Status.QUEUED, heartbeat_at=now,
-                         message="Re-queued after the worker stopped responding")
+                ).update(
+                    status=BaseRun.Status.QUEUED,
+                    heartbeat_at=now,
+                    message="Re-queued after the worker stopped responding",
+                )
                 if took:
                     run_enqueue(run)
                     counts["requeued"] += 1
             else:
                 took = model.objects.filter(
                     pk=run.pk, status=BaseRun.Status.RUNNING, heartbeat_at__lt=stale
-                ).update(status=BaseRun.Status.FAILED, finished_at=now,
-                         error="The worker stopped responding (no heartbeat for "
-                         f"{settings.RUN_STALE_AFTER_SECONDS}s).")
+                ).update(
+                    status=BaseRun.Status.FAILED,
+                    finished_at=now,
+                    error="The worker stopped responding (no heartbeat for "
+                    f"{settings.RUN_STALE_AFTER_SECONDS}s).",
+                )
                 counts["failed"] += took
     if any(counts.values()):
         logger.warning("Reaped stale runs: %s", counts)

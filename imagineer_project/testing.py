@@ -1,4 +1,4 @@
-"""Shared pytest fixtures and data builders (loaded with `-p imagineer_project.testing`).
+"""Shared pytest fixtures and builders (loaded by `-p imagineer_project.testing`).
 
 Tests run django-q2 in sync mode (tasks execute inline) and keep media in a
 per-test temporary folder. Builders are plain `make_x(**overrides)` functions.
@@ -35,8 +35,11 @@ def make_image_bytes(
     # A few blocks so perceptual hashes differ between seeds.
     for _ in range(6):
         x, y = rng.randrange(size[0]), rng.randrange(size[1])
-        block = PILImage.new(mode, (max(1, size[0] // 3), max(1, size[1] // 3)),
-                             tuple(rng.randrange(256) for _ in mode))
+        block = PILImage.new(
+            mode,
+            (max(1, size[0] // 3), max(1, size[1] // 3)),
+            tuple(rng.randrange(256) for _ in mode),
+        )
         im.paste(block, (x, y))
     buf = io.BytesIO()
     im.save(buf, fmt, **save_options)
@@ -58,9 +61,15 @@ def make_album(**overrides: Any) -> Any:
     return album_create(**fields)
 
 
-def make_image(*, album: Any = None, seed: int | None = None, fmt: str = "JPEG",
-               size: tuple[int, int] = (64, 48), **fields: Any) -> Any:
-    """Ingest a real generated image; extra fields (is_nsfw, visibility...) are set after."""
+def make_image(
+    *,
+    album: Any = None,
+    seed: int | None = None,
+    fmt: str = "JPEG",
+    size: tuple[int, int] = (64, 48),
+    **fields: Any,
+) -> Any:
+    """Ingest a real generated image; then set extra fields (is_nsfw, ...)."""
     from albums.models import Image, SourceKind
     from albums.services import image_ingest
 

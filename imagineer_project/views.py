@@ -16,5 +16,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return error_response(request, 500, "Internal server error; quote the trace id.")
+        return error_response(
+            request, 500, "Internal server error; quote the trace id."
+        )
     return defaults.server_error(request)

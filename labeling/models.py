@@ -35,7 +35,10 @@ class Label(models.Model):
     prompt_version = models.CharField(max_length=50, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created = models.DateTimeField(auto_now_add=True)

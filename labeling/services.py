@@ -21,8 +21,12 @@ def label_create(
     if not text:
         raise ValueError("A label needs text.")
     return Label.objects.create(
-        image=image, kind=kind, text=text, source=source,
-        author=author if getattr(author, "pk", None) else None, **extra,
+        image=image,
+        kind=kind,
+        text=text,
+        source=source,
+        author=author if getattr(author, "pk", None) else None,
+        **extra,
     )
 
 

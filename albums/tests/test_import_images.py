@@ -6,8 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from albums.models import Album, Image
-from labeling.models import Label
 from imagineer_project.testing import make_image_bytes
+from labeling.models import Label
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,9 @@ def test_imports_a_folder_recursively_with_sidecar_captions(tmp_path, capsys) ->
     assert names == ["fool.jpg", "magician.PNG"]
     caption = Label.objects.get()
     assert (caption.kind, caption.source, caption.text) == (
-        "caption", "sidecar", "The Fool, a young traveller at a cliff edge"
+        "caption",
+        "sidecar",
+        "The Fool, a young traveller at a cliff edge",
     )
     out, err = capsys.readouterr()
     assert "2 new, 0 already known, 1 rejected, 1 caption(s)" in out
@@ -43,7 +45,11 @@ def test_running_the_import_twice_duplicates_nothing(tmp_path, capsys) -> None:
     make_tree(tmp_path / "t")
     call_command("import_images", str(tmp_path / "t"), album="Tarot", quiet=True)
     call_command("import_images", str(tmp_path / "t"), album="Tarot", quiet=True)
-    assert (Image.objects.count(), Label.objects.count(), Album.objects.count()) == (2, 1, 1)
+    assert (Image.objects.count(), Label.objects.count(), Album.objects.count()) == (
+        2,
+        1,
+        1,
+    )
     assert "0 new, 2 already known" in capsys.readouterr().out
 
 

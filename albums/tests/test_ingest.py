@@ -24,8 +24,12 @@ def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width×height pixels (a decompression bomb)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 16)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-            + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def rejection(data: bytes, filename: str | None = None) -> str:
@@ -60,7 +64,10 @@ def test_zero_bytes_is_rejected() -> None:
 
 
 def test_text_renamed_png_is_rejected() -> None:
-    assert rejection(b"just some notes, not a picture\n" * 10, "notes.png") == "unsupported"
+    assert (
+        rejection(b"just some notes, not a picture\n" * 10, "notes.png")
+        == "unsupported"
+    )
 
 
 def test_extension_that_disagrees_with_content_is_rejected() -> None:
@@ -99,15 +106,20 @@ def test_png_header_claiming_100k_by_100k_is_rejected_before_decoding() -> None:
 
 def test_oversized_file_is_rejected(settings) -> None:
     settings.IMAGINEER_MAX_UPLOAD_BYTES = 1000
-    assert rejection(make_image_bytes("BMP", (100, 100), seed=7), "big.bmp") == "too_large"
+    assert (
+        rejection(make_image_bytes("BMP", (100, 100), seed=7), "big.bmp") == "too_large"
+    )
 
 
-@pytest.mark.parametrize("document", [
-    b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
-    b"<?xml version='1.0'?><svg xmlns='http://www.w3.org/2000/svg'/>",
-    b"%PDF-1.7\n1 0 obj<<>>endobj\n%%EOF",
-    b"<!DOCTYPE html><html><body>hi</body></html>",
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        b"<?xml version='1.0'?><svg xmlns='http://www.w3.org/2000/svg'/>",
+        b"%PDF-1.7\n1 0 obj<<>>endobj\n%%EOF",
+        b"<!DOCTYPE html><html><body>hi</body></html>",
+    ],
+)
 def test_documents_are_rejected(document: bytes) -> None:
     assert rejection(document, "picture.jpg") == "unsupported"
 
@@ -164,8 +176,14 @@ def test_png_text_chunks_are_stripped_pixels_kept() -> None:
 def test_webp_exif_and_xmp_are_stripped() -> None:
     exif = PILImage.Exif()
     exif[0x010F] = "SecretCam"
-    original = make_image_bytes("WEBP", (40, 40), seed=12, lossless=True,
-                                exif=exif.tobytes(), xmp=b"<x:xmpmeta>secret</x:xmpmeta>")
+    original = make_image_bytes(
+        "WEBP",
+        (40, 40),
+        seed=12,
+        lossless=True,
+        exif=exif.tobytes(),
+        xmp=b"<x:xmpmeta>secret</x:xmpmeta>",
+    )
     inspected = inspect_image(original, "a.webp")
     assert b"SecretCam" not in inspected.data and b"xmpmeta" not in inspected.data
     assert pixels_equal(original, inspected.data)
@@ -174,8 +192,15 @@ def test_webp_exif_and_xmp_are_stripped() -> None:
 def test_animated_gif_keeps_its_frames_and_hashes_frame_zero() -> None:
     frames = [PILImage.new("RGB", (30, 30), (i * 80, 0, 0)) for i in range(3)]
     buf = io.BytesIO()
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], loop=0,
-                   duration=80, comment=b"drop me")
+    frames[0].save(
+        buf,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        loop=0,
+        duration=80,
+        comment=b"drop me",
+    )
     inspected = inspect_image(buf.getvalue(), "anim.gif")
     assert inspected.is_animated
     assert b"drop me" not in inspected.data
@@ -190,17 +215,22 @@ def test_sanitising_is_deterministic_so_duplicates_share_a_hash() -> None:
 
 def test_similar_images_have_close_perceptual_hashes() -> None:
     a = make_image_bytes("PNG", (200, 200), seed=14)
-    b = make_image_bytes("JPEG", (100, 100), seed=14, quality=70)  # same picture, smaller
+    b = make_image_bytes(
+        "JPEG", (100, 100), seed=14, quality=70
+    )  # same picture, smaller
     c = make_image_bytes("PNG", (200, 200), seed=99)
     ha, hb, hc = (inspect_image(x).phash for x in (a, b, c))
     assert hamming(ha, hb) <= 6 < hamming(ha, hc)
 
 
-@pytest.mark.parametrize(("given", "shown"), [
-    ("../../etc/passwd.jpg", "passwd.jpg"),
-    ("C:\\Users\\me\\cat.png", "cat.png"),
-    ("evil\x00name.png", "evilname.png"),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("../../etc/passwd.jpg", "passwd.jpg"),
+        ("C:\\Users\\me\\cat.png", "cat.png"),
+        ("evil\x00name.png", "evilname.png"),
+        (None, ""),
+    ],
+)
 def test_filenames_are_reduced_to_a_display_name(given: str | None, shown: str) -> None:
     assert safe_display_name(given) == shown

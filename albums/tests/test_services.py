@@ -24,15 +24,21 @@ def files_under(root: Path) -> set[str]:
 
 def test_ingest_stores_content_addressed_file_and_thumbnails(settings) -> None:
     album = make_album()
-    result = image_ingest(data=make_image_bytes(seed=1), filename="../x/card.jpg",
-                          source_kind=SourceKind.UPLOAD, album=album)
+    result = image_ingest(
+        data=make_image_bytes(seed=1),
+        filename="../x/card.jpg",
+        source_kind=SourceKind.UPLOAD,
+        album=album,
+    )
     image = result.image
     sha = image.sha256
     assert result.status == "created"
     assert image.file.name == f"images/{sha[:2]}/{sha[2:4]}/{sha}.jpg"
     assert image.original_filename == "card.jpg"
     assert files_under(Path(settings.MEDIA_ROOT)) == {
-        image.file.name, thumbnail_key(sha, 256), thumbnail_key(sha, 512)
+        image.file.name,
+        thumbnail_key(sha, 256),
+        thumbnail_key(sha, 512),
     }
     assert list(album.images.all()) == [image]
 
@@ -49,8 +55,9 @@ def test_exact_duplicate_is_one_row_linked_into_both_albums(settings) -> None:
 
 
 def test_rejected_file_leaves_no_row_and_no_file(settings) -> None:
-    result = image_ingest(data=b"not an image", filename="x.png", source_kind="upload",
-                          album=make_album())
+    result = image_ingest(
+        data=b"not an image", filename="x.png", source_kind="upload", album=make_album()
+    )
     assert result.status == "rejected"
     assert Image.objects.count() == 0
     assert files_under(Path(settings.MEDIA_ROOT)) == set()
@@ -61,12 +68,17 @@ def test_album_order_is_append_order_and_readding_is_a_no_op() -> None:
     images = [make_image(seed=n) for n in range(3)]
     assert album_add_images(album=album, images=images) == 3
     assert album_add_images(album=album, images=images[:1]) == 0
-    ordered = list(AlbumImage.objects.filter(album=album)
-                   .order_by("position").values_list("image_id", flat=True))
+    ordered = list(
+        AlbumImage.objects.filter(album=album)
+        .order_by("position")
+        .values_list("image_id", flat=True)
+    )
     assert ordered == [im.pk for im in images]
 
 
-def test_deleting_an_image_removes_its_files(settings, django_capture_on_commit_callbacks) -> None:
+def test_deleting_an_image_removes_its_files(
+    settings, django_capture_on_commit_callbacks
+) -> None:
     image = make_image(seed=3)
     with django_capture_on_commit_callbacks(execute=True):
         images_delete(images=[image])
@@ -74,9 +86,14 @@ def test_deleting_an_image_removes_its_files(settings, django_capture_on_commit_
     assert files_under(Path(settings.MEDIA_ROOT)) == set()
 
 
-def test_deleting_an_album_keeps_images_other_albums_hold(settings, django_capture_on_commit_callbacks) -> None:
+def test_deleting_an_album_keeps_images_other_albums_hold(
+    settings, django_capture_on_commit_callbacks
+) -> None:
     doomed, other = make_album(name="Doomed"), make_album(name="Other")
-    shared, only_here = make_image(album=doomed, seed=4), make_image(album=doomed, seed=5)
+    shared, only_here = (
+        make_image(album=doomed, seed=4),
+        make_image(album=doomed, seed=5),
+    )
     album_add_images(album=other, images=[shared])
     with django_capture_on_commit_callbacks(execute=True):
         counts = album_delete(album=doomed)
@@ -89,7 +106,8 @@ def test_album_delete_can_keep_every_image() -> None:
     album = make_album()
     make_image(album=album, seed=6)
     assert album_delete(album=album, keep_images=True) == {
-        "images_deleted": 0, "images_kept": 1
+        "images_deleted": 0,
+        "images_kept": 1,
     }
     assert Image.objects.count() == 1
 
@@ -105,4 +123,4 @@ def test_missing_thumbnail_is_regenerated(settings) -> None:
 def test_storage_writes_leave_no_temporary_files(settings) -> None:
     for n in range(3):
         make_image(seed=10 + n)
-    assert not [p for p in Path(settings.MEDIA_ROOT).rglob(".tmp-*")]
+    assert not list(Path(settings.MEDIA_ROOT).rglob(".tmp-*"))

@@ -55,7 +55,11 @@ def test_execute_records_success_failure_and_cancel() -> None:
     run_execute(UploadRun, stop.pk, cancelled_midway)
     for run in (ok, bad, stop):
         run.refresh_from_db()
-    assert (ok.status, ok.message, ok.finished_at is not None) == (S.SUCCEEDED, "all good", True)
+    assert (ok.status, ok.message, ok.finished_at is not None) == (
+        S.SUCCEEDED,
+        "all good",
+        True,
+    )
     assert (bad.status, bad.error) == (S.FAILED, "ZeroDivisionError: division by zero")
     assert (stop.status, stop.progress_done) == (S.CANCELLED, 1)
 
@@ -74,7 +78,9 @@ def test_cancelling_a_finished_run_is_refused() -> None:
 
 def test_checkpoint_refreshes_heartbeat_and_raises_on_cancel() -> None:
     run = run_claim(UploadRun, queued_run().pk)
-    UploadRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    UploadRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
     run_checkpoint(run, done=3, total=10, message="working")
     run.refresh_from_db()
     assert timezone.now() - run.heartbeat_at < timedelta(seconds=5)
@@ -84,7 +90,9 @@ def test_checkpoint_refreshes_heartbeat_and_raises_on_cancel() -> None:
         run_checkpoint(run)
 
 
-def test_reaper_requeues_a_dead_run_then_fails_it_when_attempts_run_out(settings) -> None:
+def test_reaper_requeues_a_dead_run_then_fails_it_when_attempts_run_out(
+    settings,
+) -> None:
     long_ago = timezone.now() - timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS + 60)
     retry = queued_run(status=S.RUNNING, attempts=1, heartbeat_at=long_ago)
     give_up = queued_run(status=S.RUNNING, attempts=3, heartbeat_at=long_ago)
@@ -113,16 +121,23 @@ def _zip(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def test_bulk_upload_runs_twice_without_duplicating_anything(settings, django_capture_on_commit_callbacks) -> None:
+def test_bulk_upload_runs_twice_without_duplicating_anything(
+    settings, django_capture_on_commit_callbacks
+) -> None:
     album = make_album()
     files = [
         SimpleUploadedFile("one.jpg", make_image_bytes(seed=1)),
-        SimpleUploadedFile("set.zip", _zip({
-            "deck/two.png": make_image_bytes("PNG", seed=2),
-            "deck/three.gif": make_image_bytes("GIF", seed=3),
-            "deck/readme.txt": b"not an image",
-            "__MACOSX/._two.png": b"junk",
-        })),
+        SimpleUploadedFile(
+            "set.zip",
+            _zip(
+                {
+                    "deck/two.png": make_image_bytes("PNG", seed=2),
+                    "deck/three.gif": make_image_bytes("GIF", seed=3),
+                    "deck/readme.txt": b"not an image",
+                    "__MACOSX/._two.png": b"junk",
+                }
+            ),
+        ),
         SimpleUploadedFile("broken.jpg", make_image_bytes(seed=4)[:200]),
     ]
     with django_capture_on_commit_callbacks(execute=True):
@@ -130,7 +145,12 @@ def test_bulk_upload_runs_twice_without_duplicating_anything(settings, django_ca
     run.refresh_from_db()
     assert (run.status, run.progress_done, run.progress_total) == (S.SUCCEEDED, 4, 4)
     assert (run.created_count, run.duplicate_count, run.rejected_count) == (3, 0, 1)
-    assert [r["status"] for r in run.results] == ["created", "created", "created", "rejected"]
+    assert [r["status"] for r in run.results] == [
+        "created",
+        "created",
+        "created",
+        "rejected",
+    ]
     assert not list(Path(settings.MEDIA_ROOT, "staging").rglob("*.*"))
 
     # At-least-once delivery: a second run of the same task changes nothing.
@@ -139,13 +159,19 @@ def test_bulk_upload_runs_twice_without_duplicating_anything(settings, django_ca
     assert album.memberships.count() == 3
 
 
-def test_bulk_upload_resumes_after_a_crash_without_redoing_entries(django_capture_on_commit_callbacks) -> None:
+def test_bulk_upload_resumes_after_a_crash_without_redoing_entries(
+    django_capture_on_commit_callbacks,
+) -> None:
     album = make_album()
-    files = [SimpleUploadedFile(f"{n}.jpg", make_image_bytes(seed=20 + n)) for n in range(3)]
+    files = [
+        SimpleUploadedFile(f"{n}.jpg", make_image_bytes(seed=20 + n)) for n in range(3)
+    ]
     run = upload_run_create(files=files, album=album)  # not executed: no on_commit run
     # Simulate a worker that died after the first entry.
     UploadRun.objects.filter(pk=run.pk).update(
-        status=S.RUNNING, attempts=1, heartbeat_at=timezone.now() - timedelta(days=1),
+        status=S.RUNNING,
+        attempts=1,
+        heartbeat_at=timezone.now() - timedelta(days=1),
         results=[{"filename": "0.jpg", "status": "created", "image_id": 999}],
     )
     process_upload_run(run.pk)

@@ -29,14 +29,38 @@ PROBE = (
 )
 
 
-def run(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL",
-                          "S3_BUCKET", "REDIS_URL"}}
-    full = clean | {"DJANGO_SETTINGS_MODULE": "imagineer_project.settings",
-                    "IMAGINEER_VAR_DIR": str(tmp_path / "var")} | env
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=full,
-                          capture_output=True, text=True, timeout=120)
+def run(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DEBUG",
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
+            "DATABASE_URL",
+            "S3_BUCKET",
+            "REDIS_URL",
+        }
+    }
+    full = (
+        clean
+        | {
+            "DJANGO_SETTINGS_MODULE": "imagineer_project.settings",
+            "IMAGINEER_VAR_DIR": str(tmp_path / "var"),
+        }
+        | env
+    )
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def probe(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
@@ -56,9 +80,14 @@ def test_embedded_defaults_are_sqlite_local_media_and_orm_broker(tmp_path) -> No
 
 
 def test_environment_selects_postgres_s3_and_redis(tmp_path) -> None:
-    got = probe({"DATABASE_URL": "postgres://u:p@db.internal:5432/imagineer",
-                 "S3_BUCKET": "media", "REDIS_URL": "redis://127.0.0.1:6379/0"},
-                tmp_path)
+    got = probe(
+        {
+            "DATABASE_URL": "postgres://u:p@db.internal:5432/imagineer",
+            "S3_BUCKET": "media",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+        },
+        tmp_path,
+    )
     assert got == {
         "engine": "django.db.backends.postgresql",
         "name": "imagineer",
@@ -68,12 +97,17 @@ def test_environment_selects_postgres_s3_and_redis(tmp_path) -> None:
     }
 
 
-@pytest.mark.parametrize(("missing", "message"), [
-    ("SECRET_KEY", "set SECRET_KEY"),
-    ("ALLOWED_HOSTS", "set ALLOWED_HOSTS"),
-    ("DATABASE_URL", "set DATABASE_URL"),
-])
-def test_production_refuses_to_boot_without(missing: str, message: str, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("SECRET_KEY", "set SECRET_KEY"),
+        ("ALLOWED_HOSTS", "set ALLOWED_HOSTS"),
+        ("DATABASE_URL", "set DATABASE_URL"),
+    ],
+)
+def test_production_refuses_to_boot_without(
+    missing: str, message: str, tmp_path
+) -> None:
     env = {k: v for k, v in PROD.items() if k != missing}
     result = run(["manage.py", "check"], env, tmp_path)
     assert result.returncode != 0
@@ -98,9 +132,11 @@ def test_bad_values_name_the_variable(tmp_path) -> None:
 
 
 def test_web_process_does_not_import_the_ml_stack(tmp_path) -> None:
-    code = ("import sys, django; django.setup(); import imagineer_project.urls; "
-            "heavy = {'torch', 'diffusers', 'peft', 'transformers', 'playwright'}; "
-            "print(sorted(heavy & set(sys.modules)))")
+    code = (
+        "import sys, django; django.setup(); import imagineer_project.urls; "
+        "heavy = {'torch', 'diffusers', 'peft', 'transformers', 'playwright'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
     result = run(["-c", code], {}, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -22,7 +22,8 @@ class Command(BaseCommand):
             raise CommandError(f"No user named {username!r}.") from exc
         if not user.is_staff:
             self.stderr.write(
-                f"Warning: {username} is not staff; the token can only read public items."
+                f"Warning: {username} is not staff; "
+                "the token can only read public items."
             )
         _, plain = api_token_create(user=user, name=name)
         self.stdout.write(plain)

@@ -21,20 +21,27 @@ class Command(BaseCommand):
         password_file = settings.VAR_DIR / "admin-password.txt"
         existing = users.objects.filter(is_superuser=True, is_active=True).first()
         if existing is not None:
-            hint = (f" (first password in {password_file})"
-                    if password_file.exists() else "")
+            hint = (
+                f" (first password in {password_file})"
+                if password_file.exists()
+                else ""
+            )
             self.stdout.write(
                 f"Admin account: {existing.get_username()}{hint}. "
                 f"Change it with: manage.py changepassword {existing.get_username()}"
             )
             return
         username = os.environ.get("IMAGINEER_ADMIN_USER", "admin")
-        password = os.environ.get("IMAGINEER_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        password = os.environ.get("IMAGINEER_ADMIN_PASSWORD") or secrets.token_urlsafe(
+            12
+        )
         users.objects.create_superuser(username=username, email="", password=password)
         password_file.write_text(f"{username}\n{password}\n")
         password_file.chmod(0o600)
-        self.stdout.write(self.style.SUCCESS(
-            f"Created admin account '{username}' with password: {password}\n"
-            f"(also saved in {password_file}; change it with "
-            f"manage.py changepassword {username})"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created admin account '{username}' with password: {password}\n"
+                f"(also saved in {password_file}; change it with "
+                f"manage.py changepassword {username})"
+            )
+        )
