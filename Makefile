@@ -35,7 +35,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: migrate
+bench: setup
 	$(PY) bench/run.py
 
 clean:

@@ -212,16 +212,14 @@ def _decode(data: bytes, fmt: str) -> PILImage.Image:
 
 def _derive(data: bytes, fmt: str, im: PILImage.Image) -> InspectedImage:
     is_animated = getattr(im, "n_frames", 1) > 1
-    frame = ImageOps.exif_transpose(im) if fmt in ("JPEG", "PNG") else im
+    frame = _upright(im, fmt)
     width, height = frame.size
     working = _displayable(frame)
     thumbnails: dict[int, bytes] = {}
-    # Largest first: each smaller size is resized from the previous one.
-    for size in sorted(settings.IMAGINEER_THUMBNAIL_SIZES, reverse=True):
-        working.thumbnail((size, size), PILImage.Resampling.LANCZOS, reducing_gap=3.0)
-        buf = io.BytesIO()
-        working.save(buf, "WEBP", quality=82, method=2)
-        thumbnails[size] = buf.getvalue()
+    # Smallest first is not possible (each resize shrinks `working`), so largest
+    # first: each smaller size is resized from the previous one.
+    for size in sorted(settings.IMAGINEER_INGEST_THUMBNAIL_SIZES, reverse=True):
+        thumbnails[size] = _thumbnail_bytes(working, size)
     return InspectedImage(
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -232,6 +230,28 @@ def _derive(data: bytes, fmt: str, im: PILImage.Image) -> InspectedImage:
         phash=perceptual_hash(working),
         thumbnails=thumbnails,
     )
+
+
+def render_thumbnail(data: bytes, fmt: str, size: int) -> bytes:
+    """A WEBP thumbnail of already-validated stored bytes (for sizes made lazily)."""
+    with PILImage.open(io.BytesIO(data), formats=[fmt]) as im:
+        if fmt == "JPEG":
+            im.draft("RGB", (size, size))  # let libjpeg decode at a reduced scale
+        im.load()
+        return _thumbnail_bytes(_displayable(_upright(im, fmt)), size)
+
+
+def _upright(im: PILImage.Image, fmt: str) -> PILImage.Image:
+    return ImageOps.exif_transpose(im) if fmt in ("JPEG", "PNG") else im
+
+
+def _thumbnail_bytes(working: PILImage.Image, size: int) -> bytes:
+    # reducing_gap lets Pillow box-reduce by an integer factor first, then
+    # resample the small remainder: several times faster than a full resample.
+    working.thumbnail((size, size), PILImage.Resampling.BICUBIC, reducing_gap=1.5)
+    buf = io.BytesIO()
+    working.save(buf, "WEBP", quality=82, method=0)
+    return buf.getvalue()
 
 
 def _displayable(frame: PILImage.Image) -> PILImage.Image:

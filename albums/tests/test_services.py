@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 
 from albums.models import AlbumImage, Image, SourceKind
 from albums.services import (
@@ -38,7 +39,6 @@ def test_ingest_stores_content_addressed_file_and_thumbnails(settings) -> None:
     assert files_under(Path(settings.MEDIA_ROOT)) == {
         image.file.name,
         thumbnail_key(sha, 256),
-        thumbnail_key(sha, 512),
     }
     assert list(album.images.all()) == [image]
 
@@ -51,7 +51,7 @@ def test_exact_duplicate_is_one_row_linked_into_both_albums(settings) -> None:
     assert (a.status, b.status) == ("created", "duplicate")
     assert a.image.pk == b.image.pk
     assert Image.objects.count() == 1
-    assert len(files_under(Path(settings.MEDIA_ROOT))) == 3
+    assert len(files_under(Path(settings.MEDIA_ROOT))) == 2
 
 
 def test_rejected_file_leaves_no_row_and_no_file(settings) -> None:
@@ -110,6 +110,15 @@ def test_album_delete_can_keep_every_image() -> None:
         "images_kept": 1,
     }
     assert Image.objects.count() == 1
+
+
+def test_large_thumbnail_is_rendered_once_on_first_use(settings) -> None:
+    image = make_image(seed=8, size=(1200, 900))
+    path = Path(settings.MEDIA_ROOT, thumbnail_key(image.sha256, 512))
+    assert not path.exists()
+    assert image_thumbnail_key(image, 512) == thumbnail_key(image.sha256, 512)
+    with PILImage.open(path) as thumb:
+        assert (thumb.format, max(thumb.size)) == ("WEBP", 512)
 
 
 def test_missing_thumbnail_is_regenerated(settings) -> None:
