@@ -61,7 +61,9 @@ def _ingest_batch(args: tuple[int, list[bytes]]) -> int:
     album = Album.objects.get(pk=album_id)
     try:
         statuses = [
-            image_ingest(data=d, filename="b.jpg", source_kind="upload", album=album).status
+            image_ingest(
+                data=d, filename="b.jpg", source_kind="upload", album=album
+            ).status
             for d in batch
         ]
     finally:
@@ -77,13 +79,18 @@ def bench_ingest(count: int) -> None:
     from albums.models import Image
     from albums.services import album_create
 
-    print(f"\n== Ingest: 1000x1000 JPEGs (sanitise + decode + hash + thumbnail + store) ==")
+    print(
+        f"\n== Ingest: 1000x1000 JPEGs (sanitise + decode + hash + thumbnail + store) =="
+    )
     payloads = [photo_like_jpeg(seed) for seed in range(count * 3)]
     print(f"  average file size: {statistics.mean(map(len, payloads)) / 1024:.0f} KiB")
-    runs = (("1 thread", ThreadPoolExecutor, 1), ("2 threads", ThreadPoolExecutor, 2),
-            ("2 processes", None, 2))
+    runs = (
+        ("1 thread", ThreadPoolExecutor, 1),
+        ("2 threads", ThreadPoolExecutor, 2),
+        ("2 processes", None, 2),
+    )
     for n, (label, pool_cls, workers) in enumerate(runs):
-        batch = payloads[n * count:(n + 1) * count]
+        batch = payloads[n * count : (n + 1) * count]
         album = album_create(name=f"bench ingest {label}")
         chunks = [(album.pk, batch[i::workers]) for i in range(workers)]
         connection.close()  # forked children must not share the parent's connection
@@ -96,8 +103,10 @@ def bench_ingest(count: int) -> None:
                 created = sum(pool.map(_ingest_batch, chunks))
         elapsed = time.perf_counter() - start
         assert created == len(batch), created
-        print(f"  {label:>11}: {len(batch) / elapsed:6.1f} images/s "
-              f"({1000 * elapsed / len(batch):.1f} ms/image)")
+        print(
+            f"  {label:>11}: {len(batch) / elapsed:6.1f} images/s "
+            f"({1000 * elapsed / len(batch):.1f} ms/image)"
+        )
     print(f"  images stored: {Image.objects.count()}")
 
 
@@ -111,14 +120,30 @@ def bench_api_list(size: int, pages: int) -> None:
     print(f"\n== API list latency: album of {size:,} images, 50 per page ==")
     album = Album.objects.create(name="bench big", slug="bench-big")
     t0 = time.perf_counter()
-    rows = [Image(sha256=f"{n:064x}", file=f"images/{n}.jpg", width=512, height=512,
-                  format="JPEG", bytes=1000, phash=n, source_kind="upload")
-            for n in range(size)]
+    rows = [
+        Image(
+            sha256=f"{n:064x}",
+            file=f"images/{n}.jpg",
+            width=512,
+            height=512,
+            format="JPEG",
+            bytes=1000,
+            phash=n,
+            source_kind="upload",
+        )
+        for n in range(size)
+    ]
     Image.objects.bulk_create(rows, batch_size=5000)
-    ids = list(Image.objects.filter(file__startswith="images/")
-               .order_by("id").values_list("id", flat=True))
+    ids = list(
+        Image.objects.filter(file__startswith="images/")
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     AlbumImage.objects.bulk_create(
-        [AlbumImage(album=album, image_id=i, position=n + 1) for n, i in enumerate(ids)],
+        [
+            AlbumImage(album=album, image_id=i, position=n + 1)
+            for n, i in enumerate(ids)
+        ],
         batch_size=5000,
     )
     print(f"  seeded in {time.perf_counter() - t0:.1f}s")
@@ -143,20 +168,26 @@ def bench_api_list(size: int, pages: int) -> None:
     timings.sort()
     p50 = statistics.median(timings)
     p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
-    print(f"  pages fetched: {len(timings)}; p50 {p50:.2f} ms; p99 {p99:.2f} ms; "
-          f"max {timings[-1]:.2f} ms")
+    print(
+        f"  pages fetched: {len(timings)}; p50 {p50:.2f} ms; p99 {p99:.2f} ms; "
+        f"max {timings[-1]:.2f} ms"
+    )
     print(f"  queries per page: min {min(queries)}, max {max(queries)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ingest", type=int, default=200, help="JPEGs per thread setting")
+    parser.add_argument(
+        "--ingest", type=int, default=200, help="JPEGs per thread setting"
+    )
     parser.add_argument("--album-size", type=int, default=100_000)
     parser.add_argument("--pages", type=int, default=400)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="imagineer-bench-") as tmp:
         setup_django(Path(tmp))
-        print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s), scratch {tmp}")
+        print(
+            f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s), scratch {tmp}"
+        )
         bench_ingest(args.ingest)
         bench_api_list(args.album_size, args.pages)
 

@@ -180,3 +180,14 @@ def test_bulk_upload_resumes_after_a_crash_without_redoing_entries(
     assert [r["filename"] for r in run.results] == ["0.jpg", "1.jpg", "2.jpg"]
     assert run.results[0]["image_id"] == 999  # kept, not recomputed
     assert album.memberships.count() == 2
+
+
+def test_the_reaper_is_scheduled_after_migrate() -> None:
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(name="reap-stale-runs")
+    assert (schedule.func, schedule.schedule_type, schedule.repeats) == (
+        "imagineer_project.tasks.reap_stale_runs",
+        Schedule.MINUTES,
+        -1,
+    )
