@@ -80,7 +80,7 @@ def bench_ingest(count: int) -> None:
     from albums.services import album_create
 
     print(
-        f"\n== Ingest: 1000x1000 JPEGs (sanitise + decode + hash + thumbnail + store) =="
+        "\n== Ingest: 1000x1000 JPEGs (sanitise, decode, hash, thumbnail, store) =="
     )
     payloads = [photo_like_jpeg(seed) for seed in range(count * 3)]
     print(f"  average file size: {statistics.mean(map(len, payloads)) / 1024:.0f} KiB")
