@@ -1,0 +1,742 @@
+"""Admin for albums, images (the triage queue) and bulk uploads.
+
+Writes go through `albums.services` / `albums.uploads`, so deleting here removes
+files and thumbnails the same way the API does. Thumbnails are plain <img> tags
+pointing at the API, so a changelist never touches storage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
+
+from albums.models import Album, AlbumImage, Image, UploadRun
+from albums.services import (
+    album_add_images,
+    album_delete,
+    album_remove_images,
+    image_update,
+    images_delete,
+    images_set,
+)
+from albums.uploads import upload_run_create, upload_run_discard
+from imagineer_project.runs import run_request_cancel
+from labeling.models import Label
+
+logger = logging.getLogger(__name__)
+
+SMALL_EDGE = 512
+LARGE_EDGE = 2048
+RESULTS_SHOWN = 1000
+
+
+def thumbnail_tag(image: Image, size: int = 256, *, px: int = 64) -> str:
+    return format_html(
+        '<img src="{}?size={}" width="{}" height="{}" class="imagineer-thumb" '
+        'loading="lazy" alt="">',
+        image.thumbnail_url,
+        size,
+        px,
+        px,
+    )
+
+
+# --- filters ----------------------------------------------------------------------
+
+
+class AlbumFilter(admin.SimpleListFilter):
+    title = "album"
+    parameter_name = "album"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            (str(pk), name)
+            for pk, name in Album.objects.order_by("name").values_list("pk", "name")
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if not self.value():
+            return queryset
+        if not self.value().isdigit():
+            raise IncorrectLookupParameters("album must be an id")
+        # One row per image: (album, image) is unique, so the join cannot repeat.
+        return queryset.filter(memberships__album_id=int(self.value()))
+
+
+class SizeFilter(admin.SimpleListFilter):
+    title = "size (long side)"
+    parameter_name = "size"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("small", f"Small (< {SMALL_EDGE}px)"),
+            ("medium", f"Medium ({SMALL_EDGE}–{LARGE_EDGE - 1}px)"),
+            ("large", f"Large (≥ {LARGE_EDGE}px)"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        small = Q(width__lt=SMALL_EDGE, height__lt=SMALL_EDGE)
+        large = Q(width__gte=LARGE_EDGE) | Q(height__gte=LARGE_EDGE)
+        match self.value():
+            case "small":
+                return queryset.filter(small)
+            case "medium":
+                return queryset.exclude(small).exclude(large)
+            case "large":
+                return queryset.filter(large)
+        return queryset
+
+
+# --- images -----------------------------------------------------------------------
+
+
+class AlbumChoiceForm(forms.Form):
+    album = forms.ModelChoiceField(queryset=Album.objects.order_by("name"))
+
+
+class LabelInlineForm(forms.ModelForm):
+    class Meta:
+        model = Label
+        fields = ("kind", "text", "source", "model_name", "confidence")
+        # Narrow widgets, so the inline table fits beside the admin's sidebar.
+        widgets = {
+            "text": forms.Textarea(attrs={"rows": 2, "cols": 44}),
+            "model_name": forms.TextInput(attrs={"size": 14}),
+            "confidence": forms.NumberInput(attrs={"style": "width: 5em"}),
+        }
+
+
+class LabelInline(admin.TabularInline):
+    model = Label
+    form = LabelInlineForm
+    fields = ("kind", "text", "source", "model_name", "confidence", "author")
+    readonly_fields = ("author",)
+    extra = 1
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("author")
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = (
+        "thumbnail",
+        "sha_prefix",
+        "original_filename",
+        "format",
+        "dimensions",
+        "file_size",
+        "source_kind",
+        "is_nsfw",
+        "visibility",
+        "review_status",
+        "created",
+    )
+    list_display_links = ("thumbnail", "sha_prefix", "original_filename")
+    list_filter = (
+        AlbumFilter,
+        "is_nsfw",
+        "review_status",
+        "source_kind",
+        "format",
+        "visibility",
+        SizeFilter,
+    )
+    search_fields = ("original_filename", "source_url", "labels__text")
+    search_help_text = "Filename, source URL or label text."
+    # No foreign key is shown in the list; uploaded_by appears on the change page only.
+    list_select_related = False
+    raw_id_fields = ("uploaded_by",)
+    list_per_page = 100
+    actions = (
+        "mark_nsfw",
+        "mark_safe",
+        "approve",
+        "reject",
+        "make_public",
+        "make_private",
+        "add_to_album",
+        "remove_from_album",
+    )  # plus the site-wide "delete selected", which goes through delete_queryset
+    inlines = (LabelInline,)
+    fieldsets = (
+        (None, {"fields": ("preview", "is_nsfw", "visibility", "review_status")}),
+        (
+            "File",
+            {
+                "fields": (
+                    "sha256",
+                    "storage_key",
+                    "format",
+                    "dimensions",
+                    "file_size",
+                    "is_animated",
+                    "phash",
+                )
+            },
+        ),
+        (
+            "Provenance",
+            {
+                "fields": (
+                    "original_filename",
+                    "source_kind",
+                    "source_url",
+                    "page_url",
+                    "fetched_at",
+                    "source_headers",
+                    "uploaded_by",
+                    "album_links",
+                    "created",
+                    "updated",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "preview",
+        "sha256",
+        "storage_key",
+        "format",
+        "dimensions",
+        "file_size",
+        "is_animated",
+        "phash",
+        "original_filename",
+        "source_kind",
+        "source_url",
+        "page_url",
+        "fetched_at",
+        "source_headers",
+        "uploaded_by",
+        "album_links",
+        "created",
+        "updated",
+    )
+
+    class Media:
+        css = {"all": ("imagineer/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # images arrive by upload, scrape or import, never by hand
+
+    @admin.display(description="")
+    def thumbnail(self, obj: Image) -> str:
+        return thumbnail_tag(obj)
+
+    @admin.display(description="sha256", ordering="sha256")
+    def sha_prefix(self, obj: Image) -> str:
+        return format_html("<code>{}</code>", obj.sha256[:12])
+
+    @admin.display(description="size", ordering="width")
+    def dimensions(self, obj: Image) -> str:
+        return f"{obj.width}×{obj.height}"
+
+    @admin.display(description="bytes", ordering="bytes")
+    def file_size(self, obj: Image) -> str:
+        return filesizeformat(obj.bytes)
+
+    @admin.display(description="storage key")
+    def storage_key(self, obj: Image) -> str:
+        return obj.file.name
+
+    @admin.display(description="preview")
+    def preview(self, obj: Image) -> str:
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">{}</a>'
+            '<div class="help">Click for the original ({}).</div>',
+            obj.file_url,
+            thumbnail_tag(obj, 512, px=512),
+            filesizeformat(obj.bytes),
+        )
+
+    @admin.display(description="albums")
+    def album_links(self, obj: Image) -> str:
+        albums = obj.albums.order_by("name")
+        return (
+            format_html_join(
+                ", ",
+                '<a href="{}">{}</a>',
+                (
+                    (reverse("admin:albums_album_change", args=[a.pk]), a.name)
+                    for a in albums
+                ),
+            )
+            or "—"
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: Image, form: Any, change: bool
+    ) -> None:
+        image_update(image=obj, **{f: form.cleaned_data[f] for f in form.changed_data})
+
+    def save_formset(
+        self, request: HttpRequest, form: Any, formset: Any, change: bool
+    ) -> None:
+        # Labels typed here are a person's: record who wrote the new ones.
+        for label in formset.save(commit=False):
+            if label.pk is None and label.author_id is None:
+                label.author = request.user
+            label.save()
+        for label in formset.deleted_objects:
+            label.delete()
+
+    def delete_model(self, request: HttpRequest, obj: Image) -> None:
+        images_delete(images=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        images_delete(images=queryset)
+
+    def _set(
+        self, request: HttpRequest, queryset: QuerySet, done: str, **fields: Any
+    ) -> None:
+        count = images_set(image_ids=queryset.values_list("pk", flat=True), **fields)
+        self.message_user(request, f"{count} image(s) {done}.", messages.SUCCESS)
+
+    @admin.action(description="Mark NSFW", permissions=["change"])
+    def mark_nsfw(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set(request, queryset, "marked NSFW", is_nsfw=True)
+
+    @admin.action(description="Mark safe (not NSFW)", permissions=["change"])
+    def mark_safe(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set(request, queryset, "marked safe", is_nsfw=False)
+
+    @admin.action(description="Approve", permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set(
+            request, queryset, "approved", review_status=Image.ReviewStatus.APPROVED
+        )
+
+    @admin.action(description="Reject", permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set(
+            request, queryset, "rejected", review_status=Image.ReviewStatus.REJECTED
+        )
+
+    @admin.action(description="Make public", permissions=["change"])
+    def make_public(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set(request, queryset, "made public", visibility="public")
+
+    @admin.action(description="Make private", permissions=["change"])
+    def make_private(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set(request, queryset, "made private", visibility="private")
+
+    @admin.action(description="Add to album…", permissions=["change"])
+    def add_to_album(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        def apply(album: Album) -> str:
+            added = album_add_images(
+                album=album, images=queryset.order_by("pk"), added_by=request.user
+            )
+            return f"Added {added} image(s) to “{album}”."
+
+        return self._album_step(
+            request, queryset, "add_to_album", apply, Album.objects.order_by("name")
+        )
+
+    @admin.action(description="Remove from album…", permissions=["change"])
+    def remove_from_album(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        def apply(album: Album) -> str:
+            removed = album_remove_images(
+                album=album, image_ids=queryset.values_list("pk", flat=True)
+            )
+            return f"Removed {removed} image(s) from “{album}”; the images are kept."
+
+        holding = Album.objects.filter(
+            pk__in=AlbumImage.objects.filter(image__in=queryset).values("album_id")
+        ).order_by("name")
+        return self._album_step(request, queryset, "remove_from_album", apply, holding)
+
+    def _album_step(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        action: str,
+        apply: Callable[[Album], str],
+        albums: QuerySet,
+    ) -> HttpResponse | None:
+        """The intermediate page of an album action: pick the album, then apply.
+
+        The page posts back the changelist's own selection (ids and select_across),
+        so Django rebuilds the same queryset when the album is chosen.
+        """
+        form = AlbumChoiceForm(request.POST if "apply" in request.POST else None)
+        form.fields["album"].queryset = albums
+        if form.is_valid():
+            self.message_user(
+                request, apply(form.cleaned_data["album"]), messages.SUCCESS
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Add to album"
+            if action == "add_to_album"
+            else "Remove from album",
+            "opts": self.opts,
+            "form": form,
+            "action": action,
+            "count": queryset.count(),
+            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/albums/image/album_action.html", context
+        )
+
+
+# --- albums -----------------------------------------------------------------------
+
+
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    widget = MultipleFileInput
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        clean_one = super().clean
+        files = data if isinstance(data, list | tuple) else [data] if data else []
+        return [clean_one(f, initial) for f in files]
+
+
+class AlbumUploadForm(forms.Form):
+    files = MultipleFileField(
+        required=False,
+        label="Files",
+        widget=MultipleFileInput(attrs={"accept": "image/*,.zip,application/zip"}),
+        help_text="JPEG, PNG, WEBP, GIF or BMP images, and .zip archives of them.",
+    )
+    folder = MultipleFileField(
+        required=False,
+        label="…or a whole folder",
+        widget=MultipleFileInput(attrs={"webkitdirectory": True}),
+        help_text="Every file in the folder and its subfolders; non-images are "
+        "reported as rejected.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("files") and not data.get("folder"):
+            raise forms.ValidationError("Choose some files or a folder.")
+        return data
+
+    def uploads(self) -> list[Any]:
+        return [*self.cleaned_data["files"], *self.cleaned_data["folder"]]
+
+
+@admin.register(Album)
+class AlbumAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "slug",
+        "source_kind",
+        "visibility",
+        "image_count",
+        "created_by",
+        "created",
+    )
+    list_filter = ("source_kind", "visibility", "created")
+    search_fields = ("name", "slug", "description")
+    list_select_related = ("created_by",)
+    raw_id_fields = ("created_by",)
+    prepopulated_fields = {"slug": ("name",)}
+    fieldsets = (
+        (
+            None,
+            {"fields": ("name", "slug", "description", "source_kind", "visibility")},
+        ),
+        (
+            "Images",
+            {
+                "fields": ("images_link",),
+                "description": "Deleting this album also deletes the images "
+                "that no other album holds (files and thumbnails too); images other "
+                "albums hold are kept.",
+            },
+        ),
+        ("History", {"fields": ("created_by", "created", "updated")}),
+    )
+    readonly_fields = ("images_link", "created", "updated")
+    change_form_template = "admin/albums/album/change_form.html"
+
+    class Media:
+        css = {"all": ("imagineer/admin.css",)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(image_count=Count("memberships"))
+
+    def get_urls(self) -> list[Any]:
+        upload = self.admin_site.admin_view(self.upload_view)
+        return [
+            path("<path:object_id>/upload/", upload, name="albums_album_upload"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="images", ordering="image_count")
+    def image_count(self, obj: Album) -> int:
+        return obj.image_count
+
+    @admin.display(description="images")
+    def images_link(self, obj: Album) -> str:
+        if obj.pk is None:
+            return "—"
+        url = reverse("admin:albums_image_changelist")
+        return format_html(
+            '<a href="{}?album={}">{} image(s) in this album</a>',
+            url,
+            obj.pk,
+            obj.image_count,
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: Album, form: Any, change: bool
+    ) -> None:
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def render_delete_form(
+        self, request: HttpRequest, context: dict[str, Any]
+    ) -> HttpResponse:
+        album = context["object"]
+        others = AlbumImage.objects.exclude(album=album).values("image_id")
+        context["images_only_here"] = album.memberships.exclude(
+            image_id__in=others
+        ).count()
+        return super().render_delete_form(request, context)
+
+    def delete_model(self, request: HttpRequest, obj: Album) -> None:
+        album_delete(album=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for album in queryset:
+            album_delete(album=album)
+
+    def upload_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        album = self.get_object(request, unquote(object_id))
+        if album is None:
+            raise Http404("No such album.")
+        if not self.has_change_permission(request, album):
+            raise PermissionDenied
+        form = (
+            AlbumUploadForm(request.POST, request.FILES)
+            if request.method == "POST"
+            else AlbumUploadForm()
+        )
+        if form.is_valid():
+            uploads = form.uploads()
+            run = upload_run_create(
+                files=uploads, album=album, uploaded_by=request.user
+            )
+            self.message_user(
+                request,
+                f"Uploaded {len(uploads)} file(s) into “{album}”; "
+                "the worker is adding them now.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(
+                reverse("admin:albums_uploadrun_change", args=[run.pk])
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Upload images to “{album}”",
+            "opts": self.opts,
+            "original": album,
+            "form": form,
+            "media": self.media + form.media,
+            "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
+            "max_bytes": settings.IMAGINEER_MAX_UPLOAD_BYTES,
+        }
+        return TemplateResponse(request, "admin/albums/album/upload.html", context)
+
+
+# --- upload runs ------------------------------------------------------------------
+
+
+@admin.register(UploadRun)
+class UploadRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "album",
+        "status",
+        "progress",
+        "created_count",
+        "duplicate_count",
+        "rejected_count",
+        "uploaded_by",
+        "created",
+        "finished_at",
+    )
+    list_filter = ("status", "created")
+    search_fields = ("album__name", "message", "error")
+    list_select_related = ("album", "uploaded_by")
+    raw_id_fields = ("album", "uploaded_by")
+    actions = ("cancel_runs",)
+    fields = (
+        "album",
+        "uploaded_by",
+        "status",
+        "progress_bar",
+        "message",
+        "error",
+        "created_count",
+        "duplicate_count",
+        "rejected_count",
+        "attempts",
+        "cancel_requested",
+        "created",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "results_table",
+    )
+    readonly_fields = fields
+    change_form_template = "admin/albums/uploadrun/change_form.html"
+
+    class Media:
+        css = {"all": ("imagineer/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs start from an album's "Upload images" page
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: UploadRun | None = None
+    ) -> bool:
+        active = obj is not None and obj.is_active
+        return not active and super().has_delete_permission(request, obj)
+
+    def get_urls(self) -> list[Any]:
+        cancel = self.admin_site.admin_view(require_POST(self.cancel_view))
+        return [
+            path("<path:object_id>/cancel/", cancel, name="albums_uploadrun_cancel"),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Everything is read-only: hide the save buttons rather than offer no-ops.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="progress")
+    def progress(self, obj: UploadRun) -> str:
+        return f"{obj.progress_done}/{obj.progress_total}"
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: UploadRun) -> str:
+        return format_html(
+            '<progress max="100" value="{}" class="imagineer-progress">{}%</progress> '
+            "{}% ({} of {} files)",
+            obj.percent,
+            obj.percent,
+            obj.percent,
+            obj.progress_done,
+            obj.progress_total,
+        )
+
+    @admin.display(description="results")
+    def results_table(self, obj: UploadRun) -> str:
+        if not obj.results:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (_result_cells(r) for r in obj.results[:RESULTS_SHOWN]),
+        )
+        more = len(obj.results) - RESULTS_SHOWN
+        return format_html(
+            '<table class="imagineer-results"><thead><tr><th>File</th><th>Status</th>'
+            "<th>Image</th><th>Reason</th></tr></thead><tbody>{}</tbody></table>{}",
+            rows,
+            format_html("<p>…and {} more.</p>", more) if more > 0 else "",
+        )
+
+    @admin.action(description="Cancel selected runs", permissions=["change"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        stopped = sum(_cancel(run) for run in queryset)
+        self.message_user(
+            request,
+            f"Asked {stopped} run(s) to stop; runs that had "
+            "already ended are unchanged.",
+            messages.SUCCESS,
+        )
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        run = self.get_object(request, unquote(object_id))
+        if run is None:
+            raise Http404("No such upload run.")
+        if not self.has_change_permission(request, run):
+            raise PermissionDenied
+        if not _cancel(run):
+            self.message_user(request, "The run had already ended.", messages.WARNING)
+        elif run.status == UploadRun.Status.CANCELLED:
+            self.message_user(request, "Cancelled before it started.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request,
+                "Cancel requested; the run stops after the current file.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(
+            reverse("admin:albums_uploadrun_change", args=[run.pk])
+        )
+
+
+def _cancel(run: UploadRun) -> bool:
+    """Ask a run to stop. One cancelled while still queued never reaches a
+    worker, so its staged files are discarded here."""
+    if not run_request_cancel(run):
+        return False
+    if run.status == UploadRun.Status.CANCELLED:
+        upload_run_discard(run)
+    return True
+
+
+def _result_cells(result: dict[str, Any]) -> tuple[str, str, str, str]:
+    image_id = result.get("image_id")
+    link = (
+        format_html(
+            '<a href="{}">#{}</a>',
+            reverse("admin:albums_image_change", args=[image_id]),
+            image_id,
+        )
+        if image_id
+        else ""
+    )
+    return (
+        result.get("filename", ""),
+        result.get("status", ""),
+        link,
+        result.get("reason", ""),
+    )
