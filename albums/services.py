@@ -18,6 +18,7 @@ from albums.ingest import (
     ImageRejected,
     InspectedImage,
     inspect_image,
+    render_thumbnail,
     safe_display_name,
 )
 from albums.models import Album, AlbumImage, Image, SourceKind, Visibility
@@ -132,13 +133,16 @@ def _image_create(
 
 
 def image_thumbnail_key(image: Image, size: int) -> str:
-    """The storage key of a thumbnail, regenerating it if the file went missing."""
+    """The storage key of a thumbnail, rendering it on first use.
+
+    Sizes not made at ingest (and any that went missing) are rendered from the
+    stored original; the key is the content hash, so a race writes the same bytes.
+    """
     key = thumbnail_key(image.sha256, size)
     if not default_storage.exists(key):
         with default_storage.open(image.file.name, "rb") as fh:
-            inspected = inspect_image(fh.read())
-        for thumb_size, thumb in inspected.thumbnails.items():
-            _store(thumbnail_key(image.sha256, thumb_size), thumb)
+            data = fh.read()
+        _store(key, render_thumbnail(data, image.format, size))
     return key
 
 
