@@ -69,7 +69,9 @@ def _queue() -> dict[str, Any]:
 
 
 def _storage() -> dict[str, Any]:
-    backend = type(default_storage).__name__
+    # default_storage is a LazyObject: type() would name the wrapper
+    # ("DefaultStorage"); __class__ is proxied to the real backend.
+    backend = default_storage.__class__.__name__
     key = f"health/{uuid.uuid4().hex}"
     try:
         name = default_storage.save(key, ContentFile(b"ok"))
