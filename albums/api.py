@@ -1,5 +1,354 @@
-from ninja import Router
+"""JSON API for albums (/api/albums), images (/api/images) and bulk uploads
+(/api/uploads).
+
+Reads are open: anonymous and non-staff callers see public albums and public,
+non-NSFW images, and get 404 for anything else. Every write needs a staff
+user (`staff_required`). Handlers call a selector or a service and return a
+schema; expected failures are ApiError, shaped once at the API root.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotModified
+from django.utils.http import parse_etags
+from ninja import File, Form, Query, Router, Status
+from ninja.files import UploadedFile
+
+from albums import selectors, services
+from albums.ingest import EXTENSIONS, FILE_EXTENSION, MIME_TYPES, safe_display_name
+from albums.models import Album, Image
+from albums.schemas import (
+    AlbumDeleteOut,
+    AlbumIn,
+    AlbumOut,
+    AlbumPatchIn,
+    ImageDetailOut,
+    ImageFilterIn,
+    ImageIdsIn,
+    ImageOut,
+    ImagePatchIn,
+    ImagesAddedOut,
+    ImagesRemovedOut,
+    UploadOut,
+    UploadRunDetailOut,
+    UploadRunOut,
+)
+from albums.uploads import upload_run_cancel, upload_run_create
+from imagineer_project.errors import ApiError
+from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
+from imagineer_project.permissions import is_staff, staff_required
+
+logger = logging.getLogger(__name__)
 
 router = Router(tags=["albums"])
 images_router = Router(tags=["images"])
 uploads_router = Router(tags=["uploads"])
+
+# Album paths take an id or a slug. GET, PATCH and DELETE share one path (and so
+# one URL pattern): with two patterns, PATCH /albums/7 would hit the GET one.
+
+
+# --- albums -----------------------------------------------------------------------
+
+
+@router.get("", response=PageOut[AlbumOut])
+def album_list(request: HttpRequest, page: Query[PageIn]) -> Any:
+    """Albums, newest first."""
+    albums = selectors.album_list(user=request.user)
+    return keyset_paginate(albums, keys=["-id"], page=page)
+
+
+@router.post("", response={201: AlbumOut}, auth=staff_required)
+def album_create(request: HttpRequest, payload: AlbumIn) -> Any:
+    album = services.album_create(**payload.dict(), created_by=request.user)
+    return Status(
+        201, selectors.album_get(user=request.user, ref=album.pk, summary=True)
+    )
+
+
+@router.get("/{album_ref}", response=AlbumOut)
+def album_detail(request: HttpRequest, album_ref: str) -> Any:
+    """One album, by id or slug."""
+    return selectors.album_get(user=request.user, ref=album_ref, summary=True)
+
+
+@router.patch("/{album_ref}", response=AlbumOut, auth=staff_required)
+def album_update(request: HttpRequest, album_ref: str, payload: AlbumPatchIn) -> Any:
+    album = selectors.album_get(user=request.user, ref=album_ref)
+    services.album_update(album=album, **payload.dict(exclude_unset=True))
+    return selectors.album_get(user=request.user, ref=album.pk, summary=True)
+
+
+@router.delete("/{album_ref}", response=AlbumDeleteOut, auth=staff_required)
+def album_delete(
+    request: HttpRequest, album_ref: str, keep_images: bool = False
+) -> Any:
+    """Delete the album, and its images that no other album holds unless
+    `keep_images`."""
+    album = selectors.album_get(user=request.user, ref=album_ref)
+    return services.album_delete(album=album, keep_images=keep_images)
+
+
+@router.get("/{album_ref}/images", response=PageOut[ImageOut])
+def album_image_list(request: HttpRequest, album_ref: str, page: Query[PageIn]) -> Any:
+    """The album's images in album order."""
+    album = selectors.album_get(user=request.user, ref=album_ref)
+    images = selectors.album_images(user=request.user, album=album)
+    return keyset_paginate(images, keys=["position", "membership_id"], page=page)
+
+
+@router.post("/{album_ref}/images", response=ImagesAddedOut, auth=staff_required)
+def album_images_add(request: HttpRequest, album_ref: str, payload: ImageIdsIn) -> Any:
+    """Append images to the album; ones already in it keep their place."""
+    album = selectors.album_get(user=request.user, ref=album_ref)
+    missing = selectors.image_ids_missing(image_ids=payload.image_ids)
+    if missing:
+        raise ApiError(
+            422,
+            f"{len(missing)} image id(s) do not exist.",
+            code="unknown_images",
+            details={"unknown_ids": missing},
+        )
+    # album_add_images reads only .pk: no need to load the rows just checked.
+    images = [Image(pk=pk) for pk in payload.image_ids]
+    added = services.album_add_images(album=album, images=images, added_by=request.user)
+    return {"added": added}
+
+
+@router.delete("/{album_ref}/images", response=ImagesRemovedOut, auth=staff_required)
+def album_images_remove(
+    request: HttpRequest,
+    album_ref: str,
+    image_ids: Query[list[int] | None] = None,
+    payload: ImageIdsIn | None = None,
+) -> Any:
+    """Take images out of the album (they stay in the library). The ids come as
+    a JSON body {"image_ids": [...]} or as ?image_ids=1&image_ids=2."""
+    ids = (payload.image_ids if payload else None) or image_ids
+    if not ids:
+        raise ApiError(422, "Send image_ids in the body or the query string.")
+    album = selectors.album_get(user=request.user, ref=album_ref)
+    return {"removed": services.album_remove_images(album=album, image_ids=ids)}
+
+
+# --- images -----------------------------------------------------------------------
+
+
+@images_router.get("", response=PageOut[ImageOut])
+def image_list(
+    request: HttpRequest, filters: Query[ImageFilterIn], page: Query[PageIn]
+) -> Any:
+    """Images, newest first, filtered."""
+    album = None
+    if filters.album:
+        album = selectors.album_get(user=request.user, ref=filters.album)
+    images = selectors.image_list(
+        user=request.user,
+        album=album,
+        nsfw=filters.nsfw,
+        review_status=filters.review_status,
+        source_kind=filters.source_kind,
+        q=filters.q,
+    )
+    return keyset_paginate(images, keys=["-id"], page=page)
+
+
+@images_router.get("/{int:image_id}", response=ImageDetailOut)
+def image_detail(request: HttpRequest, image_id: int) -> Any:
+    """One image with its labels, provenance and albums."""
+    return selectors.image_get(user=request.user, image_id=image_id, detail=True)
+
+
+@images_router.patch("/{int:image_id}", response=ImageDetailOut, auth=staff_required)
+def image_update(request: HttpRequest, image_id: int, payload: ImagePatchIn) -> Any:
+    image = selectors.image_get(user=request.user, image_id=image_id)
+    services.image_update(image=image, **payload.dict(exclude_unset=True))
+    return selectors.image_get(user=request.user, image_id=image_id, detail=True)
+
+
+@images_router.delete("/{int:image_id}", response={204: None}, auth=staff_required)
+def image_delete(request: HttpRequest, image_id: int) -> Any:
+    """Delete the image with its labels, memberships and files."""
+    image = selectors.image_get(user=request.user, image_id=image_id)
+    services.images_delete(images=[image])
+    return Status(204, None)
+
+
+@images_router.get("/{int:image_id}/file")
+def image_file(request: HttpRequest, image_id: int) -> HttpResponse:
+    """The stored original (metadata stripped)."""
+    image = selectors.image_get(user=request.user, image_id=image_id)
+    return _stored_file(
+        request,
+        image,
+        image.file.name,
+        MIME_TYPES[image.format],
+        etag=image.sha256,
+        filename=_download_name(image),
+    )
+
+
+def _download_name(image: Image) -> str:
+    """The original filename, made safe again (it goes into a header), with an
+    extension that matches the content."""
+    name = safe_display_name(image.original_filename) or image.sha256[:16]
+    if EXTENSIONS.get(PurePosixPath(name).suffix.lower()) != image.format:
+        name = f"{name}.{FILE_EXTENSION[image.format]}"
+    return name
+
+
+@images_router.get("/{int:image_id}/thumbnail")
+def image_thumbnail(
+    request: HttpRequest, image_id: int, size: int = 256
+) -> HttpResponse:
+    """A WebP thumbnail fitting in size×size (256 or 512)."""
+    sizes = settings.IMAGINEER_THUMBNAIL_SIZES
+    if size not in sizes:
+        raise ApiError(
+            422,
+            f"size must be one of {', '.join(map(str, sizes))}.",
+            code="invalid_size",
+        )
+    image = selectors.image_get(user=request.user, image_id=image_id)
+    key = _existing(image, lambda: services.image_thumbnail_key(image, size))
+    return _stored_file(
+        request, image, key, "image/webp", etag=f"{image.sha256}-{size}"
+    )
+
+
+def _stored_file(
+    request: HttpRequest,
+    image: Image,
+    key: str,
+    content_type: str,
+    *,
+    etag: str,
+    filename: str | None = None,
+) -> HttpResponse:
+    # Stored files never change under a key (keys are content hashes), so the
+    # hash is a strong validator and a match skips opening the file at all.
+    if f'"{etag}"' in parse_etags(request.headers.get("If-None-Match", "")):
+        response: HttpResponse = HttpResponseNotModified()
+    else:
+        handle = _existing(image, lambda: default_storage.open(key, "rb"))
+        response = FileResponse(handle, content_type=content_type, filename=filename)
+    response["ETag"] = f'"{etag}"'
+    public = image.visibility == "public" and not image.is_nsfw
+    # Staff-only images must never sit in a shared cache.
+    response["Cache-Control"] = f"{'public' if public else 'private'}, max-age=3600"
+    return response
+
+
+def _existing(image: Image, read: Any) -> Any:
+    try:
+        return read()
+    except FileNotFoundError:
+        logger.error("Image %s: its file is missing from storage", image.pk)
+        raise ApiError(
+            404, f"The file of image {image.pk} is missing.", code="file_missing"
+        ) from None
+
+
+# --- uploads ----------------------------------------------------------------------
+
+
+def staff_upload_required(request: HttpRequest) -> Any:
+    """staff_required that first refuses a body over IMAGINEER_MAX_REQUEST_BYTES,
+    going by Content-Length: the CSRF check would otherwise parse (and spool to
+    disk) the whole multipart body before we could say no."""
+    if is_staff(request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.IMAGINEER_MAX_REQUEST_BYTES
+        if length > limit:
+            raise ApiError(
+                413,
+                f"The request is {length:,} bytes; the limit is "
+                f"{limit:,}. Send the files in several requests.",
+            )
+    return staff_required(request)
+
+
+def _upload_album(
+    request: HttpRequest, album_id: int | None, album_name: str | None
+) -> Album:
+    if album_id is not None:
+        return selectors.album_get(user=request.user, ref=album_id)
+    if album_name and album_name.strip():
+        return services.album_get_or_create(
+            name=album_name[:200],
+            source_kind=Album.Kind.UPLOAD,
+            created_by=request.user,
+        )
+    raise ApiError(
+        422, "Say where the images go: album_id or album_name.", code="album_required"
+    )
+
+
+@images_router.post(
+    "/upload", response={200: UploadOut, 201: UploadOut}, auth=staff_upload_required
+)
+def image_upload(
+    request: HttpRequest,
+    files: File[list[UploadedFile]],
+    album_id: Form[int | None] = None,
+    album_name: Form[str | None] = None,
+) -> Any:
+    """Ingest images now, answering per file: created, duplicate or rejected.
+    Answers 201 when at least one image was created."""
+    album = _upload_album(request, album_id, album_name)
+    results = services.images_upload(files=files, album=album, uploaded_by=request.user)
+    counts = Counter(result.status for result in results)
+    body = {
+        "album": album,
+        "results": [result.as_dict() for result in results],
+        "counts": {s: counts[s] for s in ("created", "duplicate", "rejected")},
+    }
+    return Status(201 if counts["created"] else 200, body)
+
+
+@images_router.post(
+    "/bulk-upload", response={202: UploadRunDetailOut}, auth=staff_upload_required
+)
+def image_bulk_upload(
+    request: HttpRequest,
+    files: File[list[UploadedFile]],
+    album_id: Form[int | None] = None,
+    album_name: Form[str | None] = None,
+) -> Any:
+    """Stage images and zip archives for the worker; watch /api/uploads/{id}."""
+    album = _upload_album(request, album_id, album_name)
+    run = upload_run_create(files=files, album=album, uploaded_by=request.user)
+    return Status(202, selectors.upload_run_get(run_id=run.pk))
+
+
+@uploads_router.get("", response=PageOut[UploadRunOut], auth=staff_required)
+def upload_run_list(request: HttpRequest, page: Query[PageIn]) -> Any:
+    """Bulk uploads, newest first."""
+    return keyset_paginate(selectors.upload_run_list(), keys=["-id"], page=page)
+
+
+@uploads_router.get("/{int:run_id}", response=UploadRunDetailOut, auth=staff_required)
+def upload_run_detail(request: HttpRequest, run_id: int) -> Any:
+    """A bulk upload's progress and per-file results."""
+    return selectors.upload_run_get(run_id=run_id)
+
+
+@uploads_router.post(
+    "/{int:run_id}/cancel", response=UploadRunDetailOut, auth=staff_required
+)
+def upload_run_cancel_view(request: HttpRequest, run_id: int) -> Any:
+    """Stop a bulk upload: at once if queued, at its next file if running."""
+    run = selectors.upload_run_get(run_id=run_id)
+    if not upload_run_cancel(run):
+        raise ApiError(409, f"Upload run {run_id} already ended ({run.status}).")
+    return run

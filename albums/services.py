@@ -309,3 +309,50 @@ def album_delete(*, album: Album, keep_images: bool = False) -> dict[str, int]:
 
 
 __all__ = ["IngestResult", "SourceKind", "image_ingest"]
+
+
+# --- uploads through the API ------------------------------------------------------
+
+# Zip archives are unpacked only by the bulk upload worker (albums/uploads.py).
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def images_upload(
+    *, files: Iterable[Any], album: Album, uploaded_by: Any = None
+) -> list[IngestResult]:
+    """Ingest the files of one request into `album`, each on its own: a bad file
+    is reported as rejected and never stops the others. Each file is read through
+    a cap one byte over the limit, so an oversized one is rejected as too_large
+    without being read whole."""
+    return [_upload_one(upload, album, uploaded_by) for upload in files]
+
+
+def _upload_one(upload: Any, album: Album, uploaded_by: Any) -> IngestResult:
+    from django.conf import settings
+
+    name = safe_display_name(upload.name)
+    data = upload.read(settings.IMAGINEER_MAX_UPLOAD_BYTES + 1)
+    if name.lower().endswith(".zip") or data.startswith(_ZIP_MAGIC):
+        return IngestResult(
+            "rejected",
+            name,
+            code="archive",
+            reason="Zip archives are unpacked by the bulk upload "
+            "(POST /api/images/bulk-upload).",
+        )
+    try:
+        return image_ingest(
+            data=data,
+            filename=upload.name,
+            source_kind=SourceKind.UPLOAD,
+            album=album,
+            uploaded_by=uploaded_by,
+        )
+    except Exception:
+        logger.exception("Could not store the upload %r", name)
+        return IngestResult(
+            "rejected",
+            name,
+            code="error",
+            reason="The file could not be stored; quote the trace id.",
+        )

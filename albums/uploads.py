@@ -25,7 +25,7 @@ from django.db import transaction
 from albums.ingest import EXTENSIONS, safe_display_name
 from albums.models import Album, SourceKind, UploadRun
 from albums.services import image_ingest
-from imagineer_project.runs import run_checkpoint, run_enqueue
+from imagineer_project.runs import run_checkpoint, run_enqueue, run_request_cancel
 
 logger = logging.getLogger(__name__)
 
@@ -191,3 +191,13 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
 def _delete_staged(run: UploadRun) -> None:
     for item in run.staged_files:
         default_storage.delete(item["key"])
+
+
+def upload_run_cancel(run: UploadRun) -> bool:
+    """Ask a run to stop; False when it had already ended. A run cancelled while
+    still queued never reaches a worker, so its staged files go now."""
+    if not run_request_cancel(run):
+        return False
+    if run.status == UploadRun.Status.CANCELLED:
+        upload_run_discard(run)
+    return True

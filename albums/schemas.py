@@ -1,0 +1,226 @@
+"""Request and response shapes of the albums, images and uploads API.
+
+Images are addressed by URL only (`file_url`, `thumbnail_url`): no schema here
+carries a storage key or a filesystem path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from django.conf import settings
+from ninja import ModelSchema, Schema
+from pydantic import Field, StringConstraints
+
+from albums.models import Album, Image, SourceKind, UploadRun, Visibility
+from albums.selectors import COVER_COUNT
+from labeling.models import Label
+
+AlbumName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
+Description = Annotated[str, StringConstraints(max_length=20_000)]
+
+
+# --- albums -----------------------------------------------------------------------
+
+
+class AlbumIn(Schema):
+    name: AlbumName
+    description: Description = ""
+    visibility: Visibility = Visibility.PUBLIC
+    source_kind: Album.Kind = Album.Kind.MANUAL
+
+
+class AlbumPatchIn(Schema):
+    name: AlbumName | None = None
+    description: Description | None = None
+    visibility: Visibility | None = None
+
+
+class AlbumRefOut(ModelSchema):
+    class Meta:
+        model = Album
+        fields = ["id", "slug", "name"]
+
+
+class AlbumOut(ModelSchema):
+    image_count: int
+    cover_thumbnail_urls: list[str]
+
+    class Meta:
+        model = Album
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "source_kind",
+            "visibility",
+            "created",
+            "updated",
+        ]
+
+    @staticmethod
+    def resolve_cover_thumbnail_urls(album: Album) -> list[str]:
+        # cover_0..3 are image ids annotated by selectors.album_list.
+        ids = (getattr(album, f"cover_{k}", None) for k in range(COVER_COUNT))
+        return [f"/api/images/{pk}/thumbnail" for pk in ids if pk is not None]
+
+
+class AlbumDeleteOut(Schema):
+    images_deleted: int
+    images_kept: int
+
+
+class ImageIdsIn(Schema):
+    image_ids: list[int] = Field(min_length=1, max_length=10_000)
+
+
+class ImagesAddedOut(Schema):
+    added: int
+
+
+class ImagesRemovedOut(Schema):
+    removed: int
+
+
+# --- images -----------------------------------------------------------------------
+
+
+class ImageFilterIn(Schema):
+    album: str | None = Field(None, max_length=220, description="Album id or slug")
+    nsfw: bool | None = None
+    review_status: Image.ReviewStatus | None = None
+    source_kind: SourceKind | None = None
+    q: str | None = Field(
+        None,
+        max_length=200,
+        description="Text in the filename, source URL or any label",
+    )
+
+
+class ImageOut(ModelSchema):
+    file_url: str
+    thumbnail_url: str
+
+    class Meta:
+        model = Image
+        fields = [
+            "id",
+            "width",
+            "height",
+            "format",
+            "bytes",
+            "is_animated",
+            "original_filename",
+            "source_kind",
+            "source_url",
+            "is_nsfw",
+            "visibility",
+            "review_status",
+            "created",
+        ]
+
+
+class LabelOut(ModelSchema):
+    class Meta:
+        model = Label
+        fields = [
+            "id",
+            "kind",
+            "text",
+            "source",
+            "model_name",
+            "prompt_version",
+            "confidence",
+            "created",
+        ]
+
+
+class ImageDetailOut(ImageOut):
+    sha256: str
+    page_url: str
+    fetched_at: datetime | None
+    source_headers: dict[str, Any]
+    updated: datetime
+    labels: list[LabelOut]
+    albums: list[AlbumRefOut]
+
+    @staticmethod
+    def resolve_labels(image: Image) -> list[Label]:
+        return list(image.labels.all())
+
+    @staticmethod
+    def resolve_albums(image: Image) -> list[Album]:
+        # Prefetched by selectors.image_get(detail=True), filtered to what the
+        # caller may see.
+        return image.visible_albums
+
+
+class ImagePatchIn(Schema):
+    is_nsfw: bool | None = None
+    visibility: Visibility | None = None
+    review_status: Image.ReviewStatus | None = None
+
+
+# --- uploads ----------------------------------------------------------------------
+
+
+class UploadResultOut(Schema):
+    filename: str
+    status: str
+    image_id: int | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+class UploadCountsOut(Schema):
+    created: int
+    duplicate: int
+    rejected: int
+
+
+class UploadOut(Schema):
+    album: AlbumRefOut
+    results: list[UploadResultOut]
+    counts: UploadCountsOut
+
+
+class UploadRunOut(ModelSchema):
+    percent: int
+    counts: UploadCountsOut
+    album: AlbumRefOut | None
+
+    class Meta:
+        model = UploadRun
+        fields = [
+            "id",
+            "status",
+            "progress_done",
+            "progress_total",
+            "message",
+            "error",
+            "cancel_requested",
+            "created",
+            "started_at",
+            "finished_at",
+        ]
+
+    @staticmethod
+    def resolve_counts(run: UploadRun) -> dict[str, int]:
+        return {
+            "created": run.created_count,
+            "duplicate": run.duplicate_count,
+            "rejected": run.rejected_count,
+        }
+
+    @staticmethod
+    def resolve_error(run: UploadRun) -> str:
+        # A worker's exception text can quote a path under MEDIA_ROOT.
+        return run.error.replace(str(settings.MEDIA_ROOT), "<media>")
+
+
+class UploadRunDetailOut(UploadRunOut):
+    results: list[UploadResultOut]

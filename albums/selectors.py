@@ -1,0 +1,150 @@
+"""Reads for albums, images and upload runs, shared by the API and the pages.
+
+Every read takes the caller's user and goes through `visible_to`, so what a
+visitor may see is decided in one place (the querysets in models.py). Items a
+caller may not see raise the same 404 as items that do not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import Coalesce
+
+from albums.models import Album, Image, UploadRun
+from imagineer_project.errors import ApiError
+from labeling.models import Label
+
+logger = logging.getLogger(__name__)
+
+COVER_COUNT = 4
+
+
+# --- albums -----------------------------------------------------------------------
+
+
+def album_list(*, user: Any) -> Any:
+    """Albums the user may see, each with its visible image count and covers."""
+    return _with_summary(Album.objects.visible_to(user), user)
+
+
+def album_get(*, user: Any, ref: str | int, summary: bool = False) -> Album:
+    """One album by id or slug. A slug made only of digits ("2024") is still
+    found; an album whose id is that number wins."""
+    albums = Album.objects.visible_to(user)
+    if summary:
+        albums = _with_summary(albums, user)
+    ref = str(ref)
+    match = Q(slug=ref)
+    if ref.isascii() and ref.isdigit():
+        match |= Q(pk=int(ref))
+    found = sorted(albums.filter(match), key=lambda album: str(album.pk) != ref)
+    if not found:
+        raise ApiError(404, f"Album {ref} not found.")
+    return found[0]
+
+
+def _with_summary(albums: Any, user: Any) -> Any:
+    """Annotate `image_count` and `cover_0..3` (image ids) with correlated
+    subqueries: one query for a whole page of albums, whatever its size. Each
+    cover is a LIMIT 1 OFFSET k seek on the (album, position, id) index."""
+    visible = Image.objects.visible_to(user).filter(memberships__album=OuterRef("pk"))
+    count = (
+        visible.order_by()
+        .values("memberships__album")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    in_order = visible.order_by("memberships__position", "memberships__id")
+    covers = {
+        f"cover_{k}": Subquery(in_order.values("pk")[k : k + 1])
+        for k in range(COVER_COUNT)
+    }
+    return albums.annotate(image_count=Coalesce(Subquery(count), 0), **covers)
+
+
+def album_images(*, user: Any, album: Album) -> Any:
+    """The album's images the user may see, with their place in album order
+    (`position`, `membership_id`): paginate on those two keys."""
+    return (
+        Image.objects.visible_to(user)
+        .filter(memberships__album=album)
+        .annotate(
+            position=F("memberships__position"), membership_id=F("memberships__id")
+        )
+    )
+
+
+# --- images -----------------------------------------------------------------------
+
+
+def image_list(
+    *,
+    user: Any,
+    album: Album | None = None,
+    nsfw: bool | None = None,
+    review_status: str | None = None,
+    source_kind: str | None = None,
+    q: str | None = None,
+) -> Any:
+    images = Image.objects.visible_to(user)
+    if album is not None:
+        images = images.filter(memberships__album=album)
+    if nsfw is not None:
+        images = images.filter(is_nsfw=nsfw)
+    if review_status:
+        images = images.filter(review_status=review_status)
+    if source_kind:
+        images = images.filter(source_kind=source_kind)
+    if q:
+        # EXISTS rather than a join: an image with three matching labels is
+        # still one row.
+        labelled = Label.objects.filter(image=OuterRef("pk"), text__icontains=q)
+        images = images.filter(
+            Q(original_filename__icontains=q)
+            | Q(source_url__icontains=q)
+            | Exists(labelled)
+        )
+    return images
+
+
+def image_get(*, user: Any, image_id: int, detail: bool = False) -> Image:
+    """One image the user may see; with `detail`, its labels and the albums
+    (visible to the user) that hold it, in two more queries."""
+    images = Image.objects.visible_to(user)
+    if detail:
+        images = images.prefetch_related(
+            Prefetch("labels", queryset=Label.objects.order_by("kind", "id")),
+            Prefetch(
+                "albums",
+                queryset=Album.objects.visible_to(user).order_by("id"),
+                to_attr="visible_albums",
+            ),
+        )
+    image = images.filter(pk=image_id).first()
+    if image is None:
+        raise ApiError(404, f"Image {image_id} not found.")
+    return image
+
+
+def image_ids_missing(*, image_ids: list[int]) -> list[int]:
+    """The ids in `image_ids` that name no image, in the order given."""
+    found = set(Image.objects.filter(pk__in=image_ids).values_list("pk", flat=True))
+    return [i for i in dict.fromkeys(image_ids) if i not in found]
+
+
+# --- upload runs ------------------------------------------------------------------
+
+
+def upload_run_list() -> Any:
+    # The per-file results can run to thousands of entries; lists leave them out.
+    return UploadRun.objects.select_related("album").defer("results", "staged_files")
+
+
+def upload_run_get(*, run_id: int) -> UploadRun:
+    run = UploadRun.objects.select_related("album").filter(pk=run_id).first()
+    if run is None:
+        raise ApiError(404, f"Upload run {run_id} not found.")
+    return run

@@ -1,0 +1,55 @@
+"""Fixtures for the API tests: callers of each kind and a small mixed library."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from imagineer_project.testing import make_album, make_image
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: Any) -> None:
+    # The default PBKDF2 costs ~0.5 s per test user; the API tests make two per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def call_as(
+    db: Any, staff_user: Any, plain_user: Any, staff_token: str
+) -> Callable[[str], Client]:
+    """call_as(kind): a client for an anonymous visitor, a signed-in non-staff
+    user, a staff session (CSRF not enforced; see test_api_common) or a staff
+    API token."""
+
+    def make(kind: str) -> Client:
+        client = Client()
+        if kind == "user":
+            client.force_login(plain_user)
+        elif kind == "staff":
+            client.force_login(staff_user)
+        elif kind == "token":
+            client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {staff_token}"
+        return client
+
+    return make
+
+
+@pytest.fixture
+def library(db: Any) -> dict[str, Any]:
+    """A public album holding a safe, an NSFW and a private image (in that
+    order); a private album holding one safe image; one image in no album."""
+    public = make_album(name="Tarot deck", description="Major arcana")
+    private = make_album(name="Drafts", visibility="private")
+    return {
+        "public": public,
+        "private": private,
+        "safe": make_image(album=public, seed=1),
+        "nsfw": make_image(album=public, seed=2, is_nsfw=True),
+        "hidden": make_image(album=public, seed=3, visibility="private"),
+        "draft": make_image(album=private, seed=4),
+        "loose": make_image(seed=5),
+    }
