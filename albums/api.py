@@ -15,8 +15,14 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotModified
+from django.http.multipartparser import MultiPartParserError
 from django.utils.http import parse_etags
 from ninja import File, Form, Query, Router, Status
 from ninja.files import UploadedFile
@@ -260,22 +266,37 @@ def _existing(image: Image, read: Any) -> Any:
 
 
 def staff_upload_required(request: HttpRequest) -> Any:
-    """staff_required that first refuses a body over IMAGINEER_MAX_REQUEST_BYTES,
-    going by Content-Length: the CSRF check would otherwise parse (and spool to
-    disk) the whole multipart body before we could say no."""
+    """staff_required for uploads. It refuses a body over
+    IMAGINEER_MAX_REQUEST_BYTES by its Content-Length first, since the CSRF check
+    would parse (and spool to disk) the whole multipart body before we could say
+    no; then it parses the form itself, so a form Django refuses (too many
+    files, malformed) is a 413 or 400 rather than a 500 from inside ninja."""
     if is_staff(request):
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        limit = settings.IMAGINEER_MAX_REQUEST_BYTES
-        if length > limit:
-            raise ApiError(
-                413,
-                f"The request is {length:,} bytes; the limit is "
-                f"{limit:,}. Send the files in several requests.",
-            )
-    return staff_required(request)
+        _refuse_oversized(request)
+    try:
+        user = staff_required(request)
+        request.FILES  # noqa: B018 - parse now, inside this try
+    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent):
+        raise ApiError(
+            413, "Too many files or fields in one request; send them in several."
+        ) from None
+    except MultiPartParserError as exc:
+        raise ApiError(400, f"The multipart body is malformed: {exc}") from None
+    return user
+
+
+def _refuse_oversized(request: HttpRequest) -> None:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.IMAGINEER_MAX_REQUEST_BYTES
+    if length > limit:
+        raise ApiError(
+            413,
+            f"The request is {length:,} bytes; the limit is {limit:,}. "
+            "Send the files in several requests.",
+        )
 
 
 def _upload_album(

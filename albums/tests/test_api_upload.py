@@ -385,3 +385,20 @@ def test_a_run_error_never_shows_a_media_path(staff_client, settings) -> None:
     body = staff_client.get(f"/api/uploads/{run.pk}").content.decode()
     assert str(settings.MEDIA_ROOT) not in body
     assert "<media>/staging/uploads/x/000000" in body
+
+
+def test_too_many_files_in_one_request_is_413(staff_client, settings) -> None:
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    files = [(f"{n}.jpg", jpeg(n)) for n in range(3)]
+    response = post_files(staff_client, UPLOAD, files, album_name="A")
+    assert response.status_code == 413
+    assert response.json()["error_code"] == "payload_too_large"
+    assert Album.objects.count() == Image.objects.count() == 0
+
+
+def test_a_malformed_multipart_body_is_400(staff_client) -> None:
+    response = staff_client.post(
+        UPLOAD, data=b"--x\r\nnonsense", content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "bad_request"
