@@ -9,9 +9,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from albums.api import images_router, uploads_router
 from albums.api import router as albums_router
-from albums.api import uploads_router
-from albums.api import images_router
 from imagineer_project import __version__
 from imagineer_project.errors import ApiError, error_response
 from imagineer_project.health import health_report
@@ -32,8 +31,9 @@ api = NinjaAPI(
 
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    return error_response(request, exc.status, exc.message, code=exc.code,
-                          details=exc.details)
+    return error_response(
+        request, exc.status, exc.message, code=exc.code, details=exc.details
+    )
 
 
 @api.exception_handler(HttpError)
@@ -48,8 +48,9 @@ def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    return error_response(request, 422, "The request is not valid.",
-                          details={"errors": exc.errors})
+    return error_response(
+        request, 422, "The request is not valid.", details={"errors": exc.errors}
+    )
 
 
 @api.exception_handler(Http404)
