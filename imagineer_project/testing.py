@@ -88,6 +88,12 @@ def make_image(
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: Any) -> None:
+    # The default PBKDF2 costs ~0.5 s per user made; tests make many.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _media_in_tmp(settings: Any, tmp_path: Any) -> None:
     media = tmp_path / "media"
     settings.MEDIA_ROOT = media

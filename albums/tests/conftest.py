@@ -11,12 +11,6 @@ from django.test import Client
 from imagineer_project.testing import make_album, make_image
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings: Any) -> None:
-    # The default PBKDF2 costs ~0.5 s per test user; the API tests make two per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def call_as(
     db: Any, staff_user: Any, plain_user: Any, staff_token: str
