@@ -209,25 +209,12 @@ class ImageAdmin(admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = (
-        "preview",
-        "sha256",
-        "storage_key",
-        "format",
-        "dimensions",
-        "file_size",
-        "is_animated",
-        "phash",
-        "original_filename",
-        "source_kind",
-        "source_url",
-        "page_url",
-        "fetched_at",
-        "source_headers",
-        "uploaded_by",
-        "album_links",
-        "created",
-        "updated",
+    # Everything on the change page is read-only except the triage fields.
+    readonly_fields = tuple(
+        name
+        for _, options in fieldsets
+        for name in options["fields"]
+        if name not in ("is_nsfw", "visibility", "review_status")
     )
 
     class Media:

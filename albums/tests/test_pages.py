@@ -17,21 +17,6 @@ from labeling.models import Label
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def site(db: Any) -> dict[str, Any]:
-    """A public album with a safe, an NSFW and a private image; a private album."""
-    public = make_album(name="Tarot deck", description="Major arcana")
-    private = make_album(name="Drafts", visibility="private")
-    return {
-        "public": public,
-        "private": private,
-        "safe": make_image(album=public, seed=1),
-        "nsfw": make_image(album=public, seed=2, is_nsfw=True),
-        "hidden": make_image(album=public, seed=3, visibility="private"),
-        "draft": make_image(album=private, seed=4),
-    }
-
-
 def shown_ids(html: str) -> list[int]:
     """Ids of the image tiles on a page, in page order."""
     return [
@@ -59,7 +44,7 @@ def nsfw_tiles(html: str) -> list[int]:
 
 
 def test_anonymous_gallery_lists_public_albums_with_visible_counts(
-    client: Any, site: dict[str, Any]
+    client: Any, library: dict[str, Any]
 ) -> None:
     response = client.get("/")
 
@@ -67,43 +52,43 @@ def test_anonymous_gallery_lists_public_albums_with_visible_counts(
     assert [a.slug for a in response.context["page"].object_list] == ["tarot-deck"]
     assert "Drafts" not in response.text
     assert "1 image\n" in response.text  # the NSFW and private ones are not counted
-    assert f"/api/images/{site['safe'].pk}/thumbnail?size=256" in response.text
-    assert f"/api/images/{site['nsfw'].pk}/" not in response.text
+    assert f"/api/images/{library['safe'].pk}/thumbnail?size=256" in response.text
+    assert f"/api/images/{library['nsfw'].pk}/" not in response.text
 
 
 def test_anonymous_album_page_shows_only_public_safe_images(
-    client: Any, site: dict[str, Any]
+    client: Any, library: dict[str, Any]
 ) -> None:
     response = client.get("/albums/tarot-deck/")
 
     assert response.status_code == 200
-    assert shown_ids(response.text) == [site["safe"].pk]
-    assert f"/api/images/{site['nsfw'].pk}/" not in response.text
-    assert f"/api/images/{site['hidden'].pk}/" not in response.text
+    assert shown_ids(response.text) == [library["safe"].pk]
+    assert f"/api/images/{library['nsfw'].pk}/" not in response.text
+    assert f"/api/images/{library['hidden'].pk}/" not in response.text
     assert "nsfw-toggle" not in response.text
 
 
 @pytest.mark.parametrize("name", ["nsfw", "hidden"])
 def test_anonymous_gets_404_for_nsfw_and_private_images(
-    client: Any, site: dict[str, Any], name: str
+    client: Any, library: dict[str, Any], name: str
 ) -> None:
-    assert client.get(f"/images/{site[name].pk}/").status_code == 404
+    assert client.get(f"/images/{library[name].pk}/").status_code == 404
 
 
 def test_private_album_is_404_for_anonymous_and_non_staff(
-    user_client: Any, site: dict[str, Any]
+    user_client: Any, library: dict[str, Any]
 ) -> None:
     assert Client().get("/albums/drafts/").status_code == 404
     assert user_client.get("/albums/drafts/").status_code == 404
-    assert user_client.get(f"/images/{site['nsfw'].pk}/").status_code == 404
+    assert user_client.get(f"/images/{library['nsfw'].pk}/").status_code == 404
 
 
 def test_signed_in_non_staff_sees_what_anonymous_sees(
-    user_client: Any, site: dict[str, Any]
+    user_client: Any, library: dict[str, Any]
 ) -> None:
     response = user_client.get("/albums/tarot-deck/")
 
-    assert shown_ids(response.text) == [site["safe"].pk]
+    assert shown_ids(response.text) == [library["safe"].pk]
     assert "Admin" not in response.text
 
 
@@ -111,31 +96,31 @@ def test_signed_in_non_staff_sees_what_anonymous_sees(
 
 
 def test_staff_see_everything_with_nsfw_blurred(
-    staff_client: Any, site: dict[str, Any]
+    staff_client: Any, library: dict[str, Any]
 ) -> None:
     response = staff_client.get("/albums/tarot-deck/")
 
     assert shown_ids(response.text) == [
-        site["safe"].pk,
-        site["nsfw"].pk,
-        site["hidden"].pk,
+        library["safe"].pk,
+        library["nsfw"].pk,
+        library["hidden"].pk,
     ]
-    assert nsfw_tiles(response.text) == [site["nsfw"].pk]
+    assert nsfw_tiles(response.text) == [library["nsfw"].pk]
     assert 'id="nsfw-toggle"' in response.text
     assert staff_client.get("/albums/drafts/").status_code == 200
 
 
 def test_staff_image_page_blurs_an_nsfw_image(
-    staff_client: Any, site: dict[str, Any]
+    staff_client: Any, library: dict[str, Any]
 ) -> None:
-    response = staff_client.get(f"/images/{site['nsfw'].pk}/")
+    response = staff_client.get(f"/images/{library['nsfw'].pk}/")
 
     assert response.status_code == 200
     assert 'class="preview nsfw-blur"' in response.text
 
 
 def test_staff_gallery_shows_private_albums_and_blurred_covers(
-    staff_client: Any, site: dict[str, Any]
+    staff_client: Any, library: dict[str, Any]
 ) -> None:
     response = staff_client.get("/")
 
@@ -188,10 +173,10 @@ def test_gallery_queries_do_not_grow_with_albums(client: Any) -> None:
 
 
 def test_image_page_shows_labels_by_kind_and_provenance(
-    client: Any, site: dict[str, Any]
+    client: Any, library: dict[str, Any]
 ) -> None:
     image = make_image(
-        album=site["public"],
+        album=library["public"],
         seed=9,
         source_url="https://cards.example/img/tower.jpg",
         page_url="https://cards.example/tower",
