@@ -37,11 +37,11 @@ class Image(models.Model):
     """One stored image, addressed by the sha256 of its (sanitised) bytes."""
 
     class Format(models.TextChoices):
-        JPEG = "JPEG"
-        PNG = "PNG"
-        WEBP = "WEBP"
-        GIF = "GIF"
-        BMP = "BMP"
+        JPEG = "JPEG", "JPEG"
+        PNG = "PNG", "PNG"
+        WEBP = "WEBP", "WebP"
+        GIF = "GIF", "GIF"
+        BMP = "BMP", "BMP"
 
     class ReviewStatus(models.TextChoices):
         UNREVIEWED = "unreviewed", "Unreviewed"

@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
                 ('file', models.FileField(max_length=255, upload_to='')),
                 ('width', models.PositiveIntegerField()),
                 ('height', models.PositiveIntegerField()),
-                ('format', models.CharField(choices=[('JPEG', 'Jpeg'), ('PNG', 'Png'), ('WEBP', 'Webp'), ('GIF', 'Gif'), ('BMP', 'Bmp')], max_length=8)),
+                ('format', models.CharField(choices=[('JPEG', 'JPEG'), ('PNG', 'PNG'), ('WEBP', 'WebP'), ('GIF', 'GIF'), ('BMP', 'BMP')], max_length=8)),
                 ('bytes', models.PositiveBigIntegerField(help_text='Size of the stored file.')),
                 ('is_animated', models.BooleanField(default=False)),
                 ('phash', models.BigIntegerField()),
