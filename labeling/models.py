@@ -16,6 +16,7 @@ class Label(models.Model):
         TITLE = "title", "Title"
         FIGCAPTION = "figcaption", "Figure caption"
         PAGE_TEXT = "page_text", "Page text"
+        PAGE_TITLE = "page_title", "Page title"
         NOTE = "note", "Note"
 
     class Source(models.TextChoices):
