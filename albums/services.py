@@ -85,6 +85,24 @@ def image_ingest(
         inspected = inspect_image(data, display)
     except ImageRejected as exc:
         return IngestResult("rejected", display, code=exc.code, reason=exc.reason)
+    return image_store(
+        inspected=inspected, filename=display, source_kind=source_kind, album=album,
+        uploaded_by=uploaded_by, provenance=provenance,
+    )
+
+
+def image_store(
+    *,
+    inspected: InspectedImage,
+    filename: str,
+    source_kind: str,
+    album: Album | None = None,
+    uploaded_by: Any = None,
+    provenance: dict[str, Any] | None = None,
+) -> IngestResult:
+    """Register an already inspected image (or find its exact duplicate) and link
+    it into `album`. For callers that inspect first to decide (the scraper)."""
+    display = safe_display_name(filename)
     existing = Image.objects.filter(sha256=inspected.sha256).first()
     if existing is None:
         image, created = _image_create(
