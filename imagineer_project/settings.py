@@ -264,3 +264,15 @@ LOGGING = {
 }
 
 IMAGINEER_VERSION = __import__("imagineer_project").__version__
+
+# --- Scraping -----------------------------------------------------------------------
+# Private and loopback targets are refused unless this is on (local use, tests);
+# link-local metadata addresses (169.254.169.254...) stay refused even then.
+SCRAPER_ALLOW_PRIVATE_ADDRESSES = env_bool("SCRAPER_ALLOW_PRIVATE_ADDRESSES", False)
+SCRAPER_USER_AGENT = env_str(
+    "SCRAPER_USER_AGENT",
+    f"ImagineerBot/{IMAGINEER_VERSION} (+self-hosted dataset builder)",
+)
+SCRAPER_REQUEST_TIMEOUT = float(env_int("SCRAPER_REQUEST_TIMEOUT", 20, minimum=1))
+SCRAPER_RENDER_TIMEOUT = float(env_int("SCRAPER_RENDER_TIMEOUT", 30, minimum=5))
+SCRAPER_MAX_CONCURRENCY = env_int("SCRAPER_MAX_CONCURRENCY", 16, minimum=1)
