@@ -37,6 +37,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/dedup.py
 
 clean:
 	rm -rf $(VENV) var/cache
