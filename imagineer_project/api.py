@@ -14,6 +14,7 @@ from albums.api import router as albums_router
 from imagineer_project import __version__
 from imagineer_project.errors import ApiError, error_response
 from imagineer_project.health import health_report
+from scraping.api import router as scrape_jobs_router
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +93,4 @@ api.add_router("", ops)
 api.add_router("/albums", albums_router)
 api.add_router("/images", images_router)
 api.add_router("/uploads", uploads_router)
+api.add_router("/scrape-jobs", scrape_jobs_router)

@@ -1,0 +1,66 @@
+"""Cleaning up a finished scrape job: its album, the images only that album
+holds, and the job with its crawl log. Shared by the admin and the API."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from albums.services import album_delete
+from imagineer_project.errors import ApiError
+from imagineer_project.runs import BaseRun
+from scraping.models import ScrapeJob
+
+logger = logging.getLogger(__name__)
+
+
+class ScrapeJobBusy(ApiError):
+    """The job (or another job filling its album) has not ended yet."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message, code="job_active")
+
+
+def scrape_job_cleanup(*, job: ScrapeJob) -> dict[str, int]:
+    """Delete an ended job's album with the images no other album holds (files
+    and thumbnails too), then the job itself; its crawl log goes with it.
+
+    Refused while the job is queued or running, or while another job (a retry)
+    is still filling the same album: deleting the album under a live crawl
+    would orphan the images it is about to save.
+    """
+    with transaction.atomic():
+        # The row lock makes a second, concurrent cleanup wait and then find
+        # the job gone, rather than delete the album twice.
+        locked = ScrapeJob.objects.select_for_update().filter(pk=job.pk).first()
+        if locked is None:
+            return {"images_deleted": 0, "images_kept": 0}
+        _check_ended(locked)
+        counts = {"images_deleted": 0, "images_kept": 0}
+        if locked.album is not None:
+            counts = album_delete(album=locked.album)
+        locked.delete()
+    logger.info("Cleaned up scrape job %s: %s", job.pk, counts)
+    return counts
+
+
+def _check_ended(job: ScrapeJob) -> None:
+    if job.status in BaseRun.ACTIVE:
+        raise ScrapeJobBusy(
+            f"Scrape job {job.pk} is {job.status}; cancel it and wait for it "
+            "to end before cleaning up."
+        )
+    if job.album_id is None:
+        return
+    filling = (
+        ScrapeJob.objects.filter(album_id=job.album_id, status__in=BaseRun.ACTIVE)
+        .exclude(pk=job.pk)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if filling is not None:
+        raise ScrapeJobBusy(
+            f"Scrape job {filling} is still filling the same album; wait for it "
+            "to end before cleaning up."
+        )

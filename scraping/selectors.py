@@ -1,0 +1,58 @@
+"""Reads for scrape jobs and their crawl logs, shared by the API and the admin."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from albums.models import AlbumImage
+from imagineer_project.errors import ApiError
+from scraping.models import CrawlLogEntry, ScrapeJob
+
+logger = logging.getLogger(__name__)
+
+RECENT_LOG = 50
+
+
+def scrape_job_list() -> Any:
+    """Every job with its album (one join, so a page is one query)."""
+    return ScrapeJob.objects.select_related("album")
+
+
+def scrape_job_get(*, job_id: int, detail: bool = False) -> ScrapeJob:
+    """One job with its album; with `detail`, also its `recent_log`."""
+    job = ScrapeJob.objects.select_related("album").filter(pk=job_id).first()
+    if job is None:
+        raise ApiError(404, f"Scrape job {job_id} not found.")
+    if detail:
+        job.recent_log = crawl_log_recent(job=job)
+    return job
+
+
+def crawl_log(
+    *, job: ScrapeJob, kind: str | None = None, outcome: str | None = None
+) -> Any:
+    """The job's crawl log, filtered; paginate on id (the crawllog_job index)."""
+    entries = CrawlLogEntry.objects.filter(job=job)
+    if kind:
+        entries = entries.filter(kind=kind)
+    if outcome:
+        entries = entries.filter(outcome=outcome)
+    return entries
+
+
+def crawl_log_recent(*, job: ScrapeJob, limit: int = RECENT_LOG) -> list[CrawlLogEntry]:
+    """The job's last `limit` entries, newest first: a backward scan of the
+    crawllog_job index that stops after `limit` rows."""
+    return list(CrawlLogEntry.objects.filter(job=job).order_by("-id")[:limit])
+
+
+def scrape_job_cleanup_preview(*, job: ScrapeJob) -> dict[str, int]:
+    """What scrape_job_cleanup would do now: how many of the album's images it
+    would delete (no other album holds them) and keep."""
+    if job.album_id is None:
+        return {"images_deleted": 0, "images_kept": 0}
+    members = AlbumImage.objects.filter(album_id=job.album_id)
+    others = AlbumImage.objects.exclude(album_id=job.album_id).values("image_id")
+    only_here = members.exclude(image_id__in=others).count()
+    return {"images_deleted": only_here, "images_kept": members.count() - only_here}
