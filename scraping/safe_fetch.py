@@ -1,0 +1,716 @@
+"""The one guarded way Imagineer talks to the network.
+
+Every page, image, redirect hop and robots.txt goes through `SafeFetcher`, which
+
+- refuses URLs whose host is, or resolves to, a non-public address in any spelling
+  (`check_url` early, and again at connect time on the address actually dialled, so
+  there is no DNS-rebinding window between the check and the connection);
+- follows redirects itself, re-checking every hop;
+- streams with a byte cap and a per-attempt time cap, retries 408/429/5xx and
+  connection errors with backoff honouring Retry-After;
+- is polite: robots.txt (Protego, Google's rules) and Crawl-delay, a per-host
+  concurrency cap and delay, an identifying User-Agent, and `X-Robots-Tag: noai`-style
+  opt-outs for images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import functools
+import ipaddress
+import logging
+import random
+import socket
+import string
+import time
+import typing
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from urllib.parse import unquote
+
+import anyio
+import anyio.to_thread
+import httpcore
+import httpx
+from django.conf import settings
+from protego import Protego
+
+logger = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class BlockedURL(Exception):
+    """A URL refused for safety: bad scheme, no host, or an unsafe address."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FetchSkipped(Exception):
+    """A polite or limit skip: robots.txt, X-Robots-Tag, too large."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FetchError(Exception):
+    """Network error, timeout, or an HTTP error status after retries."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason if status is None else f"{reason} (HTTP {status})")
+        self.reason = reason
+        self.status = status
+
+
+# --- Address policy -----------------------------------------------------------------
+
+
+def _networks(cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs.split())
+
+
+# Reachable only with allow_private (local use and tests). 100.64/10 is carrier-grade
+# NAT shared space, which is also what Tailscale-style private networks use.
+_LOCAL_NETWORKS = _networks(
+    "10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10 127.0.0.0/8 ::1/128 fc00::/7"
+)
+# IANA special-purpose blocks that are never a target, even with allow_private:
+# link-local holds the cloud metadata endpoints. Listed explicitly because Python
+# 3.11's `is_global` still calls several of these global (192.0.0.0/24, fec0::/10).
+_NEVER_NETWORKS = _networks(
+    "0.0.0.0/8 169.254.0.0/16 192.0.0.0/24 192.0.2.0/24 192.88.99.0/24 198.18.0.0/15 "
+    "198.51.100.0/24 203.0.113.0/24 224.0.0.0/4 240.0.0.0/4 "
+    "::/128 64:ff9b:1::/48 100::/64 2001::/23 2001:db8::/32 3fff::/20 5f00::/16 "
+    "fe80::/10 fec0::/10 ff00::/8"
+)
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packet really goes to:
+# NAT64 (RFC 6052), SIIT-translated (RFC 2765) and the deprecated v4-compatible form.
+_EMBEDS_V4_LOW_BITS = _networks("64:ff9b::/96 ::ffff:0:0:0/96 ::/96")
+
+
+def _embedded_ipv4(addr: IPAddress) -> ipaddress.IPv4Address | None:
+    if isinstance(addr, ipaddress.IPv4Address):
+        return None
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    # ::1 and :: sit inside ::/96 but are IPv6 loopback and unspecified, not IPv4.
+    if int(addr) > 1 and any(addr in net for net in _EMBEDS_V4_LOW_BITS):
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return None
+
+
+def _is_public(addr: IPAddress) -> bool:
+    if isinstance(addr, ipaddress.IPv6Address) and addr not in _GLOBAL_UNICAST_V6:
+        return False
+    return addr.is_global and not addr.is_multicast
+
+
+def check_address(ip: str, *, allow_private: bool) -> None:
+    """Raise BlockedURL unless `ip` is an address we may connect to."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        raise BlockedURL(f"{ip!r} is not an IP address") from None
+    embedded = _embedded_ipv4(addr)
+    if embedded is not None:
+        try:
+            check_address(str(embedded), allow_private=allow_private)
+        except BlockedURL as exc:
+            raise BlockedURL(f"{addr} embeds an IPv4 address: {exc.reason}") from None
+        return
+    if any(addr in net for net in _NEVER_NETWORKS):
+        raise BlockedURL(f"{addr} is a link-local, multicast or reserved address")
+    if any(addr in net for net in _LOCAL_NETWORKS):
+        if allow_private:
+            return
+        raise BlockedURL(
+            f"{addr} is a private or loopback address "
+            "(SCRAPER_ALLOW_PRIVATE_ADDRESSES allows it)"
+        )
+    if not _is_public(addr):
+        raise BlockedURL(f"{addr} is not a public address")
+
+
+_DIGITS = {8: set(string.octdigits), 10: set(string.digits), 16: set(string.hexdigits)}
+
+
+def _ipv4_number(part: str) -> int | None:
+    """One dotted part as the WHATWG URL parser reads it: 0x hex, 0 octal, decimal."""
+    if not part:
+        return None
+    radix = 10
+    if part[:2].lower() == "0x":
+        radix, part = 16, part[2:]
+    elif len(part) > 1 and part[0] == "0":
+        radix, part = 8, part[1:]
+    if not part:
+        return 0
+    # Checked by hand: int() would also accept "+1", " 1" and "1_0".
+    if not set(part) <= _DIGITS[radix]:
+        return None
+    return int(part, radix)
+
+
+def _ipv4_literal(host: str) -> str | None:
+    """The IPv4 address a host means in any spelling (2130706433, 0177.0.0.1, 0x7f.1,
+    127.1), None for a domain name. Browsers and inet_aton() accept all of these."""
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    # WHATWG: a host whose last label is a number is an IPv4 address or invalid.
+    if not parts[-1] or (
+        not set(parts[-1]) <= _DIGITS[10] and _ipv4_number(parts[-1]) is None
+    ):
+        return None
+    numbers: list[int] = []
+    for part in parts:
+        number = _ipv4_number(part)
+        if number is None:
+            raise BlockedURL(f"invalid IPv4 address {host!r}")
+        numbers.append(number)
+    *head, last = numbers
+    if len(numbers) > 4 or any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        raise BlockedURL(f"invalid IPv4 address {host!r}")
+    return str(
+        ipaddress.IPv4Address(sum(n << 8 * (3 - i) for i, n in enumerate(head)) + last)
+    )
+
+
+def _ip_literal(host: str) -> str | None:
+    host = host.strip("[]")
+    if ":" in host:  # only IPv6 literals contain a colon
+        try:
+            return str(ipaddress.IPv6Address(unquote(host)))
+        except ValueError:
+            raise BlockedURL(f"invalid IPv6 address {host!r}") from None
+    return _ipv4_literal(host)
+
+
+def _is_localhost_name(host: str) -> bool:
+    # RFC 6761: these names always mean loopback, whatever DNS says.
+    host = host.lower().rstrip(".")
+    return host == "localhost" or host.endswith(".localhost")
+
+
+def check_url(url: str, *, allow_private: bool) -> None:
+    """Raise BlockedURL unless `url` is http(s) with a host that may be public.
+
+    IP literals are checked here in every spelling; names are checked after DNS, at
+    connect time (no DNS here). Parsed with httpx so we check what the client dials.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise BlockedURL(f"invalid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise BlockedURL(f"scheme {parsed.scheme or '(none)'!r} is not http or https")
+    if not parsed.host:
+        raise BlockedURL("URL has no host")
+    ip = _ip_literal(parsed.host)
+    if ip is not None:
+        check_address(ip, allow_private=allow_private)
+    elif not allow_private and _is_localhost_name(parsed.host):
+        raise BlockedURL(f"{parsed.host} is a loopback name")
+
+
+def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[str]:
+    """Resolve `host` and check EVERY address (one bad record refuses the host).
+
+    Raises BlockedURL, or OSError (socket.gaierror) when the name does not resolve.
+    """
+    literal = _ip_literal(host)
+    if literal is not None:
+        check_address(literal, allow_private=allow_private)
+        return [literal]
+    if not allow_private and _is_localhost_name(host):
+        raise BlockedURL(f"{host} is a loopback name")
+    infos = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
+        try:
+            check_address(address, allow_private=allow_private)
+        except BlockedURL as exc:
+            raise BlockedURL(f"{host} resolves to {exc.reason}") from None
+    return addresses
+
+
+# --- Connect-time guard -------------------------------------------------------------
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore network backend that dials only checked addresses.
+
+    httpcore hands connect_tcp the origin host; we resolve it ourselves, check every
+    address and connect to the checked IP, so what we checked is what we dial. TLS
+    still uses the hostname for SNI and certificates: httpcore wraps the stream with
+    the origin host after connect_tcp returns.
+    """
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self._allow_private = allow_private
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._resolve(host, port, timeout)
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        assert last_error is not None  # resolve never returns an empty list
+        raise last_error
+
+    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
+        if _ip_literal(host) is not None:  # no thread hop for literals
+            return resolve_checked(host, port, allow_private=self._allow_private)
+        resolve = functools.partial(
+            resolve_checked, host, port, allow_private=self._allow_private
+        )
+        try:
+            with anyio.fail_after(timeout):
+                return await anyio.to_thread.run_sync(resolve, abandon_on_cancel=True)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(f"resolving {host} failed: {exc}") from exc
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise BlockedURL("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _guarded_transport(
+    *, allow_private: bool, connections: int
+) -> httpx.AsyncBaseTransport:
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections
+    )
+    ssl_context = httpx.create_ssl_context(trust_env=False)
+    transport = httpx.AsyncHTTPTransport(
+        verify=ssl_context, limits=limits, trust_env=False
+    )
+    # httpx has no public hook for httpcore's network backend, so swap the pool it
+    # built for an equivalent one that dials through the guard. Fail loudly if a
+    # future httpx renames the attribute: silently keeping its pool would be unguarded.
+    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
+        raise RuntimeError("httpx.AsyncHTTPTransport no longer has _pool to guard")
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_GuardedBackend(allow_private=allow_private),
+    )
+    return transport
+
+
+# --- Fetching -----------------------------------------------------------------------
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_BACKOFF_BASE = 0.5  # seconds before the first retry; doubles each time
+_MAX_WAIT = 30.0  # cap on one backoff or Retry-After wait
+_MAX_CRAWL_DELAY = 60.0  # like Nutch's fetcher.max.crawl.delay: skip, don't crawl
+_ROBOTS_MAX_BYTES = 500 * 1024  # Google ignores robots.txt content past 500 KiB
+_ALLOW_ALL = Protego.parse("")
+_DISALLOW_ALL = Protego.parse("User-agent: *\nDisallow: /\n")
+ROBOTS_DISALLOWED = "robots: disallowed by robots.txt"
+# img2dataset's default opt-outs; "none" is noindex plus nofollow.
+_OPT_OUT_DIRECTIVES = frozenset(
+    {"noai", "noimageai", "noindex", "noimageindex", "none"}
+)
+# Directives whose value follows a colon, so "name:" is not a user-agent prefix.
+_VALUED_DIRECTIVES = frozenset(
+    {"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"}
+)
+
+
+def _is_retryable(status: int) -> bool:
+    # 501 and 505 are permanent answers, not overload.
+    return status in (408, 429) or (500 <= status <= 599 and status not in (501, 505))
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value and set(value) <= _DIGITS[10]:
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _x_robots_opt_out(headers: httpx.Headers, token: str) -> str | None:
+    """The opt-out directive in X-Robots-Tag that applies to us, if any.
+
+    A value may start with a user-agent ("otherbot: noai, noindex"); its directives
+    then apply only to that agent.
+    """
+    for value in headers.get_list("x-robots-tag"):
+        agent = None
+        for part in value.split(","):
+            name, colon, rest = part.partition(":")
+            name = name.strip().lower()
+            if colon and name not in _VALUED_DIRECTIVES:
+                agent, directive = name, rest.strip().lower()
+            else:
+                directive = part.strip().lower()
+            if directive in _OPT_OUT_DIRECTIVES and agent in (None, token.lower()):
+                return directive
+    return None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str  # final URL after redirects
+    status: int
+    headers: dict[str, str]  # lower-cased names, repeated headers joined with ", "
+    content: bytes
+    elapsed_ms: int  # fetch() time less politeness, robots.txt and backoff waits
+    redirects: list[str]  # every URL that answered with a redirect, in order
+
+
+@dataclass(frozen=True)
+class _Answer:
+    url: str
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+
+@dataclass
+class _Timer:
+    started: float = field(default_factory=time.monotonic)
+    waited: float = 0.0
+
+    def elapsed_ms(self) -> int:
+        return max(0, round((time.monotonic() - self.started - self.waited) * 1000))
+
+
+@dataclass
+class _Host:
+    slots: asyncio.Semaphore
+    gate: asyncio.Lock = field(default_factory=asyncio.Lock)
+    next_start: float = 0.0
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+
+
+class SafeFetcher:
+    """An httpx client that only reaches public addresses, politely.
+
+    One instance per crawl (it keeps robots.txt and per-host timing); use it within a
+    single event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool = False,
+        user_agent: str | None = None,
+        max_bytes: int = 50 * 1024 * 1024,
+        timeout: float = 20.0,
+        politeness_delay: float = 1.0,
+        per_host_concurrency: int = 2,
+        respect_robots: bool = True,
+        max_redirects: int = 5,
+        retries: int = 2,
+        max_concurrency: int = 16,
+    ) -> None:
+        if per_host_concurrency < 1 or max_concurrency < 1:
+            raise ValueError("concurrency limits must be at least 1")
+        if retries < 0 or max_redirects < 0 or max_bytes < 0 or timeout <= 0:
+            raise ValueError(
+                "retries, max_redirects, max_bytes and timeout must be >= 0"
+            )
+        self._allow_private = allow_private
+        self._user_agent = user_agent or settings.SCRAPER_USER_AGENT
+        # robots.txt groups name the product token: "ImagineerBot", not the version.
+        self._robots_token = self._user_agent.split("/", 1)[0].strip()
+        self._max_bytes = max_bytes
+        self._timeout = timeout
+        self._politeness_delay = politeness_delay
+        self._per_host_concurrency = per_host_concurrency
+        self._respect_robots = respect_robots
+        self._max_redirects = max_redirects
+        self._retries = retries
+        self._global = asyncio.Semaphore(max_concurrency)
+        self._hosts: dict[str, _Host] = {}
+        self._robots: dict[tuple[str, str, int], Protego] = {}
+        self._robots_locks: dict[tuple[str, str, int], asyncio.Lock] = {}
+        self._client = httpx.AsyncClient(
+            transport=_guarded_transport(
+                allow_private=allow_private, connections=max_concurrency
+            ),
+            headers={"User-Agent": self._user_agent},
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,  # we follow them, re-checking every hop
+            trust_env=False,  # an environment proxy would dial for us, unchecked
+        )
+
+    async def __aenter__(self) -> SafeFetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(self, url: str, *, purpose: str = "page") -> FetchResult:
+        """GET `url`; raises BlockedURL, FetchSkipped or FetchError."""
+        if purpose not in ("page", "image"):
+            raise ValueError(f"purpose must be 'page' or 'image', not {purpose!r}")
+        timer = _Timer()
+        answer, redirects = await self._follow(
+            url, purpose=purpose, obey_robots=self._respect_robots, timer=timer
+        )
+        if not 200 <= answer.status < 300:
+            raise FetchError("HTTP error", status=answer.status)
+        return FetchResult(
+            url=answer.url,
+            status=answer.status,
+            headers=dict(answer.headers.items()),
+            content=answer.content,
+            elapsed_ms=timer.elapsed_ms(),
+            redirects=redirects,
+        )
+
+    async def robots_allows(self, url: str) -> bool:
+        """Whether robots.txt lets us fetch `url` (True when robots are not obeyed)."""
+        if not self._respect_robots:
+            return True
+        check_url(url, allow_private=self._allow_private)
+        robots = await self._robots_for(httpx.URL(url))
+        return robots.can_fetch(url, self._robots_token)
+
+    def crawl_delay(self, url: str) -> float | None:
+        """Seconds between requests that robots.txt asks of us (Crawl-delay or
+        Request-rate), once robots.txt has been read for that host."""
+        robots = self._robots.get(_origin(httpx.URL(url)))
+        if robots is None:
+            return None
+        delays = [robots.crawl_delay(self._robots_token) or 0.0]
+        rate = robots.request_rate(self._robots_token)
+        if rate is not None and rate.requests > 0:
+            delays.append(rate.seconds / rate.requests)
+        return max(delays) or None
+
+    async def _follow(
+        self,
+        url: str,
+        *,
+        purpose: str,
+        obey_robots: bool,
+        timer: _Timer,
+        retries: int | None = None,
+    ) -> tuple[_Answer, list[str]]:
+        redirects: list[str] = []
+        for _ in range(self._max_redirects + 1):
+            check_url(url, allow_private=self._allow_private)
+            if obey_robots:
+                await self._check_robots(url, timer)
+            answer = await self._with_retries(
+                url, purpose=purpose, timer=timer, retries=retries
+            )
+            location = answer.headers.get("location")
+            if answer.status not in _REDIRECT_STATUSES or not location:
+                return answer, redirects
+            redirects.append(url)
+            try:
+                url = str(httpx.URL(url).join(location))
+            except httpx.InvalidURL as exc:
+                raise BlockedURL(f"invalid redirect location: {exc}") from None
+        raise FetchError(f"more than {self._max_redirects} redirects")
+
+    async def _check_robots(self, url: str, timer: _Timer) -> None:
+        # robots.txt is read once per host; its time is not this URL's time.
+        started = time.monotonic()
+        allowed = await self.robots_allows(url)
+        timer.waited += time.monotonic() - started
+        if not allowed:
+            raise FetchSkipped(ROBOTS_DISALLOWED)
+        delay = self.crawl_delay(url)
+        if delay is not None and delay > _MAX_CRAWL_DELAY:
+            raise FetchSkipped(f"robots: Crawl-delay {delay:g}s is over our limit")
+
+    async def _with_retries(
+        self, url: str, *, purpose: str, timer: _Timer, retries: int | None
+    ) -> _Answer:
+        retries = self._retries if retries is None else retries
+        for attempt in range(retries + 1):
+            try:
+                answer = await self._exchange(url, purpose=purpose, timer=timer)
+            except httpx.TransportError as exc:
+                if attempt == retries:
+                    raise FetchError(f"network error: {exc!r}") from exc
+                wait = self._backoff(attempt, None)
+            except httpx.HTTPError as exc:  # e.g. a broken gzip body
+                raise FetchError(f"bad response: {exc!r}") from exc
+            else:
+                if attempt == retries or not _is_retryable(answer.status):
+                    return answer
+                wait = self._backoff(attempt, answer.headers.get("retry-after"))
+            logger.debug("retrying %s in %.2fs (attempt %d)", url, wait, attempt + 1)
+            timer.waited += wait
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    @staticmethod
+    def _backoff(attempt: int, retry_after: str | None) -> float:
+        # Jitter keeps many workers that failed together from retrying together.
+        wait = _BACKOFF_BASE * 2**attempt * (1 + random.random() / 4)
+        asked = _retry_after_seconds(retry_after)
+        if asked is not None:
+            wait = max(wait, asked)
+        return min(wait, _MAX_WAIT)
+
+    async def _exchange(self, url: str, *, purpose: str, timer: _Timer) -> _Answer:
+        """One GET within the politeness slots and the total time cap.
+
+        A timeout is not retried: a server that held us for the whole timeout once
+        would likely do it again, and one slow URL must not stall the crawl.
+        """
+        async with self._slot(httpx.URL(url), timer):
+            try:
+                async with (
+                    asyncio.timeout(self._timeout),
+                    self._client.stream("GET", url) as response,
+                ):
+                    content = b""
+                    if 200 <= response.status_code < 300:
+                        self._check_opt_out(response.headers, purpose)
+                        content = await self._read(response, purpose)
+            except (TimeoutError, httpx.TimeoutException) as exc:
+                raise FetchError(f"timed out after {self._timeout:g}s") from exc
+        logger.debug("GET %s -> %d", url, response.status_code)
+        return _Answer(url, response.status_code, response.headers, content)
+
+    def _check_opt_out(self, headers: httpx.Headers, purpose: str) -> None:
+        if purpose != "image":
+            return
+        directive = _x_robots_opt_out(headers, self._robots_token)
+        if directive is not None:
+            raise FetchSkipped(f"x-robots-tag {directive}")
+
+    async def _read(self, response: httpx.Response, purpose: str) -> bytes:
+        # robots.txt past the cap is truncated, as Google does; anything else skipped.
+        truncate = purpose == "robots"
+        limit = _ROBOTS_MAX_BYTES if truncate else self._max_bytes
+        declared = response.headers.get("content-length", "")
+        if not truncate and declared.isdigit() and int(declared) > limit:
+            raise FetchSkipped("too large")
+        chunks: list[bytes] = []
+        size = 0
+        # Counted after decompression, so a gzip bomb hits the cap too.
+        async for chunk in response.aiter_bytes():
+            if size + len(chunk) > limit:
+                if not truncate:
+                    raise FetchSkipped("too large")
+                chunks.append(chunk[: limit - size])
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, url: httpx.URL, timer: _Timer) -> AsyncIterator[None]:
+        """Per-host concurrency and spacing, then the global cap.
+
+        The host slot is taken before the global one, so requests queued for one
+        busy host do not hold global slots that other hosts could use.
+        """
+        started = time.monotonic()
+        host = self._hosts.get(url.host)
+        if host is None:
+            host = self._hosts[url.host] = _Host(
+                slots=asyncio.Semaphore(self._per_host_concurrency)
+            )
+        async with host.slots:
+            async with host.gate:  # spaces request starts, not whole requests
+                wait = host.next_start - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                host.next_start = time.monotonic() + self._delay_for(url)
+            async with self._global:
+                timer.waited += time.monotonic() - started
+                yield
+
+    def _delay_for(self, url: httpx.URL) -> float:
+        delay = self._politeness_delay
+        if self._respect_robots:
+            delay = max(delay, self.crawl_delay(str(url)) or 0.0)
+        return delay
+
+    async def _robots_for(self, url: httpx.URL) -> Protego:
+        key = _origin(url)
+        lock = self._robots_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one robots.txt request per host, however many callers
+            if key not in self._robots:
+                self._robots[key] = await self._read_robots(url.join("/robots.txt"))
+        return self._robots[key]
+
+    async def _read_robots(self, robots_url: httpx.URL) -> Protego:
+        """Google's rules: 2xx parse, 4xx allow all, 429/5xx/unreachable deny all."""
+        try:
+            answer, _ = await self._follow(
+                str(robots_url),
+                purpose="robots",
+                obey_robots=False,
+                timer=_Timer(),
+                retries=0,
+            )
+        except (BlockedURL, FetchError, FetchSkipped) as exc:
+            logger.info("%s unreachable (%s); not crawling the host", robots_url, exc)
+            return _DISALLOW_ALL
+        if 200 <= answer.status < 300:
+            return Protego.parse(answer.content.decode("utf-8", errors="replace"))
+        if 400 <= answer.status < 500 and answer.status != 429:
+            return _ALLOW_ALL
+        logger.info("%s answered %d; not crawling the host", robots_url, answer.status)
+        return _DISALLOW_ALL
