@@ -1,0 +1,648 @@
+"""Admin for scrape jobs and their crawl logs.
+
+The add page is how a person starts a scrape; the change page follows it (stage,
+progress, counts and the live crawl log, refreshed every 3 s while it runs) and
+offers cancel, retry and clean up. Writes go through `scraping.services`,
+`scraping.cleanup` and the run state machine, exactly as the API's do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pydantic
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.validators import URLValidator
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat, truncatechars
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
+
+from albums.models import Image
+from imagineer_project.runs import BaseRun, run_request_cancel
+from scraping import selectors
+from scraping.cleanup import ScrapeJobBusy, scrape_job_cleanup
+from scraping.models import CrawlLogEntry, ScrapeJob
+from scraping.schemas import OPTION_FIELDS, ScrapeJobIn
+
+logger = logging.getLogger(__name__)
+
+LOG_SHOWN = 200
+URL_SHOWN = 80
+RETRYABLE = (BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
+
+
+def url_link(url: str, length: int = URL_SHOWN) -> str:
+    """A crawled URL, shortened; a link only for http(s), since the log also
+    records the `javascript:` and `data:` URLs the crawler refused."""
+    shown = truncatechars(url, length)
+    if not url.lower().startswith(("http://", "https://")):
+        return format_html('<span title="{}">{}</span>', url, shown)
+    return format_html(
+        '<a href="{}" title="{}" target="_blank" rel="noopener noreferrer nofollow">'
+        "{}</a>",
+        url,
+        url,
+        shown,
+    )
+
+
+def image_link(image_id: int | None) -> str:
+    if image_id is None:
+        return ""
+    url = reverse("admin:albums_image_change", args=[image_id])
+    return format_html('<a href="{}">#{}</a>', url, image_id)
+
+
+# --- the add form -----------------------------------------------------------------
+
+
+class ScrapeJobAddForm(forms.ModelForm):
+    start_url = forms.URLField(
+        label="Start URL",
+        max_length=2048,
+        assume_scheme="https",
+        validators=[URLValidator(schemes=["http", "https"])],
+        widget=forms.URLInput(attrs={"size": 80}),
+        help_text="The crawl follows links on this site only.",
+    )
+    formats = forms.MultipleChoiceField(
+        choices=Image.Format.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Tick none to keep every accepted format.",
+    )
+
+    class Meta:
+        model = ScrapeJob
+        fields = ("start_url", "album_name", *OPTION_FIELDS)
+        help_texts = {
+            "album_name": "An album with this name is reused; otherwise a new "
+            "one is made.",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        """The API's bounds (scraping.schemas.ScrapeJobIn), so both doors
+        accept the same jobs."""
+        data = super().clean()
+        if self.errors:
+            return data
+        options = {name: data[name] for name in OPTION_FIELDS if name in data}
+        try:
+            ScrapeJobIn(url=data["start_url"], album_name=data["album_name"], **options)
+        except pydantic.ValidationError as exc:
+            for error in exc.errors():
+                name = {"url": "start_url"}.get(error["loc"][0], error["loc"][0])
+                message = error["msg"].removeprefix("Value error, ")
+                self.add_error(name if name in self.fields else None, message)
+        return data
+
+
+# --- scrape jobs ------------------------------------------------------------------
+
+
+@admin.register(ScrapeJob)
+class ScrapeJobAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "start_url_short",
+        "album_link",
+        "status",
+        "stage",
+        "progress",
+        "pages_fetched",
+        "images_saved",
+        "images_duplicate",
+        "images_failed",
+        "created",
+        "finished_at",
+    )
+    list_display_links = ("id", "start_url_short")
+    list_filter = ("status", "stage")
+    search_fields = ("start_url", "album_name")
+    list_select_related = ("album",)
+    raw_id_fields = ("album", "created_by")
+    actions = ("cancel_jobs", "retry_jobs", "clean_up_jobs")
+    form = ScrapeJobAddForm
+    add_fieldsets = (
+        (None, {"fields": ("start_url", "album_name")}),
+        (
+            "Crawl",
+            {
+                "fields": (
+                    "max_depth",
+                    "max_pages",
+                    "max_images",
+                    "render",
+                    "max_seconds",
+                )
+            },
+        ),
+        (
+            "Which images",
+            {
+                "fields": (
+                    "min_width",
+                    "min_height",
+                    "min_megapixels",
+                    "max_aspect_ratio",
+                    "formats",
+                    "near_duplicate_distance",
+                )
+            },
+        ),
+        (
+            "Politeness",
+            {"fields": ("respect_robots", "politeness_delay", "per_host_concurrency")},
+        ),
+    )
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "start_url_link",
+                    "album_links",
+                    "status",
+                    "stage",
+                    "progress_bar",
+                    "message",
+                    "error",
+                )
+            },
+        ),
+        (
+            "Counts",
+            {
+                "fields": (
+                    "pages_fetched",
+                    "images_found",
+                    "images_downloaded",
+                    "images_valid",
+                    "images_duplicate",
+                    "images_saved",
+                    "images_failed",
+                    "downloaded_size",
+                )
+            },
+        ),
+        (
+            "Options",
+            {
+                "fields": tuple(
+                    "formats_shown" if name == "formats" else name
+                    for name in OPTION_FIELDS
+                ),
+                "classes": ("collapse",),
+            },
+        ),
+        (
+            "History",
+            {
+                "fields": (
+                    "album_name",
+                    "created_by",
+                    "attempts",
+                    "cancel_requested",
+                    "created",
+                    "started_at",
+                    "heartbeat_at",
+                    "finished_at",
+                )
+            },
+        ),
+        ("Crawl log", {"fields": ("crawl_log",)}),
+    )
+    # The change page is a report: nothing on it is editable.
+    readonly_fields = tuple(
+        name for _, options in fieldsets for name in options["fields"]
+    )
+    change_form_template = "admin/scraping/scrapejob/change_form.html"
+
+    class Media:
+        css = {"all": ("imagineer/admin.css",)}
+
+    # --- pages --------------------------------------------------------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: ScrapeJob | None = None) -> Any:
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ScrapeJob | None = None
+    ) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: ScrapeJob | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        if obj is not None:
+            kwargs["form"] = forms.ModelForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: ScrapeJob | None = None
+    ) -> bool:
+        return False  # removal is "Clean up", which takes the album with it
+
+    def has_clean_up_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
+
+    def add_view(
+        self,
+        request: HttpRequest,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "title": "Start a scrape",
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().add_view(request, form_url, extra_context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        job = self.get_object(request, unquote(object_id))
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "can_cancel": bool(job and job.is_active),
+            "can_retry": bool(job and job.status in RETRYABLE),
+            "can_clean_up": bool(
+                job and not job.is_active and self.has_clean_up_permission(request)
+            ),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(
+        self, request: HttpRequest, obj: ScrapeJob, form: Any, change: bool
+    ) -> None:
+        if change:
+            # Saving this page's stale copy would overwrite the worker's counters.
+            return
+        from scraping.services import scrape_job_start
+
+        obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        scrape_job_start(job=obj)
+
+    def response_add(
+        self, request: HttpRequest, obj: ScrapeJob, post_url_continue: Any = None
+    ) -> HttpResponse:
+        self.message_user(
+            request,
+            f"Scrape job #{obj.pk} is queued; this page follows its progress.",
+            messages.SUCCESS,
+        )
+        return _to_job(obj)
+
+    def get_urls(self) -> list[Any]:
+        def view(fn: Any) -> Any:
+            return self.admin_site.admin_view(fn)
+
+        return [
+            path(
+                "<path:object_id>/cancel/",
+                view(require_POST(self.cancel_view)),
+                name="scraping_scrapejob_cancel",
+            ),
+            path(
+                "<path:object_id>/retry/",
+                view(require_POST(self.retry_view)),
+                name="scraping_scrapejob_retry",
+            ),
+            path(
+                "<path:object_id>/cleanup/",
+                view(self.cleanup_view),
+                name="scraping_scrapejob_cleanup",
+            ),
+            *super().get_urls(),
+        ]
+
+    # --- columns and read-only fields ---------------------------------------------
+
+    @admin.display(description="start URL", ordering="start_url")
+    def start_url_short(self, obj: ScrapeJob) -> str:
+        return truncatechars(obj.start_url, 60)
+
+    @admin.display(description="start URL")
+    def start_url_link(self, obj: ScrapeJob) -> str:
+        return url_link(obj.start_url, 200)
+
+    @admin.display(description="album", ordering="album__name")
+    def album_link(self, obj: ScrapeJob) -> str:
+        if obj.album is None:
+            return obj.album_name
+        url = reverse("admin:albums_album_change", args=[obj.album_id])
+        return format_html('<a href="{}">{}</a>', url, obj.album.name)
+
+    @admin.display(description="album")
+    def album_links(self, obj: ScrapeJob) -> str:
+        if obj.album is None:
+            return format_html("{} (not created, or deleted)", obj.album_name)
+        return format_html(
+            '{} — <a href="{}">public page</a> · <a href="{}">admin</a> · '
+            '<a href="{}?album={}">its images</a>',
+            obj.album.name,
+            obj.album.get_absolute_url(),
+            reverse("admin:albums_album_change", args=[obj.album_id]),
+            reverse("admin:albums_image_changelist"),
+            obj.album_id,
+        )
+
+    @admin.display(description="progress")
+    def progress(self, obj: ScrapeJob) -> str:
+        return f"{obj.progress_done}/{obj.progress_total}"
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: ScrapeJob) -> str:
+        return format_html(
+            '<progress max="100" value="{}" class="imagineer-progress">{}%</progress> '
+            "{}% ({} of {})",
+            obj.percent,
+            obj.percent,
+            obj.percent,
+            obj.progress_done,
+            obj.progress_total,
+        )
+
+    @admin.display(description="downloaded")
+    def downloaded_size(self, obj: ScrapeJob) -> str:
+        return filesizeformat(obj.bytes_downloaded)
+
+    @admin.display(description="formats")
+    def formats_shown(self, obj: ScrapeJob) -> str:
+        return ", ".join(obj.formats) or "All accepted formats"
+
+    @admin.display(description="last entries")
+    def crawl_log(self, obj: ScrapeJob) -> str:
+        entries = selectors.crawl_log_recent(job=obj, limit=LOG_SHOWN)
+        if not entries:
+            return "Nothing crawled yet."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
+            (_log_cells(entry) for entry in entries),
+        )
+        full = reverse("admin:scraping_crawllogentry_changelist")
+        return format_html(
+            '<p class="imagineer-note">The last {} entries, newest first. '
+            '<a href="{}?job__id__exact={}">The whole log</a></p>'
+            '<table class="imagineer-results"><thead><tr><th>Time</th><th>Kind</th>'
+            "<th>Outcome</th><th>Status</th><th>Bytes</th><th>ms</th><th>URL</th>"
+            "<th>Reason</th><th>Image</th></tr></thead><tbody>{}</tbody></table>",
+            len(entries),
+            full,
+            obj.pk,
+            rows,
+        )
+
+    # --- cancel, retry, clean up --------------------------------------------------
+
+    def _job_or_404(self, request: HttpRequest, object_id: str) -> ScrapeJob:
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404("No such scrape job.")
+        return job
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        job = self._job_or_404(request, object_id)
+        if not self.has_change_permission(request, job):
+            raise PermissionDenied
+        if not job.is_active or not run_request_cancel(job):
+            self.message_user(request, "The job had already ended.", messages.WARNING)
+        elif job.status == BaseRun.Status.CANCELLED:
+            self.message_user(request, "Cancelled before it started.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request,
+                "Cancel requested; the crawl stops within seconds.",
+                messages.SUCCESS,
+            )
+        return _to_job(job)
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        job = self._job_or_404(request, object_id)
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if job.status not in RETRYABLE:
+            self.message_user(
+                request, "Only failed or cancelled jobs can be retried.", messages.ERROR
+            )
+            return _to_job(job)
+        retry = _retry(job, request.user)
+        self.message_user(
+            request,
+            f"Scrape job #{retry.pk} retries #{job.pk} with the same options.",
+            messages.SUCCESS,
+        )
+        return _to_job(retry)
+
+    def cleanup_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        job = self._job_or_404(request, object_id)
+        if not self.has_clean_up_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            self._clean_up(request, [job])
+            return HttpResponseRedirect(reverse("admin:scraping_scrapejob_changelist"))
+        return self._cleanup_page(request, [job], action=None)
+
+    @admin.action(description="Cancel selected jobs", permissions=["change"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        stopped = sum(
+            1 for job in queryset if job.is_active and run_request_cancel(job)
+        )
+        self.message_user(
+            request,
+            f"Asked {stopped} job(s) to stop; jobs that had already ended are "
+            "unchanged.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(
+        description="Retry selected failed or cancelled jobs", permissions=["add"]
+    )
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        retried = [
+            _retry(job, request.user)
+            for job in queryset.filter(status__in=RETRYABLE).order_by("pk")
+        ]
+        self.message_user(
+            request,
+            f"Queued {len(retried)} retry job(s); jobs that had not failed or "
+            "been cancelled are unchanged.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Clean up selected jobs…", permissions=["clean_up"])
+    def clean_up_jobs(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        jobs = list(queryset.select_related("album").order_by("pk"))
+        if request.POST.get("apply") == "yes":
+            self._clean_up(request, jobs)
+            return None
+        return self._cleanup_page(request, jobs, action="clean_up_jobs")
+
+    def _clean_up(self, request: HttpRequest, jobs: list[ScrapeJob]) -> None:
+        deleted = kept = done = 0
+        for job in jobs:
+            try:
+                counts = scrape_job_cleanup(job=job)
+            except ScrapeJobBusy as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+                continue
+            done += 1
+            deleted += counts["images_deleted"]
+            kept += counts["images_kept"]
+        if done:
+            self.message_user(
+                request,
+                f"Cleaned up {done} job(s): deleted {deleted} image(s); kept {kept} "
+                "that other albums hold.",
+                messages.SUCCESS,
+            )
+
+    def _cleanup_page(
+        self, request: HttpRequest, jobs: list[ScrapeJob], *, action: str | None
+    ) -> HttpResponse:
+        rows = [
+            (job, selectors.scrape_job_cleanup_preview(job=job))
+            for job in jobs
+            if not job.is_active
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Clean up scrape jobs",
+            "opts": self.opts,
+            "rows": rows,
+            "active": [job for job in jobs if job.is_active],
+            "action": action,
+            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/scraping/scrapejob/cleanup.html", context
+        )
+
+
+def _to_job(job: ScrapeJob) -> HttpResponse:
+    return HttpResponseRedirect(
+        reverse("admin:scraping_scrapejob_change", args=[job.pk])
+    )
+
+
+def _retry(job: ScrapeJob, user: Any) -> ScrapeJob:
+    from scraping.services import scrape_job_retry
+
+    return scrape_job_retry(job=job, created_by=user)
+
+
+def _log_cells(entry: CrawlLogEntry) -> tuple[Any, ...]:
+    return (
+        timezone.localtime(entry.created).strftime("%H:%M:%S"),
+        entry.get_kind_display(),
+        entry.get_outcome_display(),
+        entry.status_code or "",
+        filesizeformat(entry.bytes) if entry.bytes else "",
+        entry.elapsed_ms,
+        url_link(entry.url),
+        entry.reason,
+        image_link(entry.image_id),
+    )
+
+
+# --- crawl log --------------------------------------------------------------------
+
+
+@admin.register(CrawlLogEntry)
+class CrawlLogEntryAdmin(admin.ModelAdmin):
+    list_display = (
+        "created",
+        "job_link",
+        "kind",
+        "outcome",
+        "status_code",
+        "size",
+        "elapsed_ms",
+        "url_shown",
+        "reason",
+        "image_shown",
+    )
+    list_filter = ("kind", "outcome")
+    search_fields = ("url",)
+    # The columns use job_id and image_id only: no join needed.
+    list_select_related = False
+    raw_id_fields = ("job", "image")
+    list_per_page = 200
+    # A big crawl logs millions of rows; skip the unfiltered COUNT(*).
+    show_full_result_count = False
+    ordering = ("-id",)
+    fields = (
+        "job",
+        "kind",
+        "outcome",
+        "url",
+        "page_url",
+        "reason",
+        "status_code",
+        "bytes",
+        "elapsed_ms",
+        "image",
+        "created",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # only the crawler writes the log
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: CrawlLogEntry | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: CrawlLogEntry | None = None
+    ) -> bool:
+        return False  # entries go with their job's clean up
+
+    @admin.display(description="job", ordering="job")
+    def job_link(self, obj: CrawlLogEntry) -> str:
+        url = reverse("admin:scraping_scrapejob_change", args=[obj.job_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.job_id)
+
+    @admin.display(description="bytes", ordering="bytes")
+    def size(self, obj: CrawlLogEntry) -> str:
+        return filesizeformat(obj.bytes) if obj.bytes else ""
+
+    @admin.display(description="URL", ordering="url")
+    def url_shown(self, obj: CrawlLogEntry) -> str:
+        return url_link(obj.url)
+
+    @admin.display(description="image")
+    def image_shown(self, obj: CrawlLogEntry) -> str:
+        return image_link(obj.image_id)
