@@ -1,0 +1,728 @@
+"""Find a page's images, the text that describes them, and its links.
+
+Pure functions over a string of HTML (BeautifulSoup with the standard library's
+parser): no network, no Django. The crawler calls `extract_page` on every fetched or
+rendered page and follows `links`; the pipeline drops `looks_like_ui_asset`
+candidates before downloading.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+
+from bs4 import BeautifulSoup, NavigableString, Tag
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_MAX_CHARS = 500
+HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+# Elements that usually hold one image and the words about it, innermost first.
+CONTEXT_SCOPES = ("figure", "li", "td", "article", "section", "aside", "main")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+# Link targets that are files, not pages: never worth fetching as HTML.
+NON_HTML_EXTENSIONS = frozenset().union(
+    IMAGE_EXTENSIONS,
+    {".svg", ".ico", ".tif", ".tiff", ".avif", ".heic"},
+    {".pdf", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx", ".odt", ".epub"},
+    {".zip", ".gz", ".tgz", ".bz2", ".xz", ".rar", ".7z", ".tar"},
+    {".exe", ".dmg", ".apk", ".iso", ".bin"},
+    {".mp3", ".m4a", ".wav", ".flac", ".ogg", ".mp4", ".m4v", ".webm", ".ogv"},
+    {".avi", ".mov", ".mkv"},
+    {".css", ".js", ".json", ".xml", ".rss", ".atom", ".csv", ".txt"},
+    {".woff", ".woff2", ".ttf", ".otf", ".eot"},
+)
+UI_WORDS = frozenset(
+    {"icon", "logo", "sprite", "favicon", "pixel", "spacer", "blank", "badge"}
+    | {"emoji", "avatar", "button", "arrow", "placeholder", "spinner", "loader", "1x1"}
+)
+UI_SIDE_MAX_PX = 64
+
+SRCSET_ATTRS = ("srcset", "data-srcset", "data-lazy-srcset")
+# Attributes that name a bigger version than the displayed one.
+LARGE_ATTRS = ("data-full", "data-large")
+LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original")
+META_IMAGE_KEYS = frozenset(
+    {"og:image", "og:image:url", "og:image:secure_url", "twitter:image"}
+    | {"twitter:image:src"}
+)
+SPA_ROOT_IDS = frozenset({"root", "app", "__next", "__nuxt", "___gatsby", "svelte"})
+SPA_ROOT_ATTRS = ("data-reactroot", "ng-app", "ng-version", "data-v-app")
+INVISIBLE = ("script", "style", "noscript", "template", "svg", "head")
+ASKS_FOR_JS = re.compile(
+    r"(enable|turn on|activate|allow|requires?|need|needs)\b.{0,40}\bjavascript"
+    r"|javascript\b.{0,40}\b(required|disabled|must be|needs?|is off|enabled)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class ImageCandidate:
+    url: str  # absolute, normalised
+    # "img", "srcset", "picture", "lazy", "noscript", "link", "og", "jsonld", "css"
+    source: str
+    alt: str = ""
+    title: str = ""
+    figcaption: str = ""
+    jsonld_caption: str = ""
+    jsonld_name: str = ""
+    jsonld_description: str = ""
+    context: str = ""  # nearest heading or paragraph
+    page_title: str = ""
+    width_hint: int | None = None
+    height_hint: int | None = None
+
+
+@dataclass(frozen=True)
+class PageExtract:
+    url: str
+    title: str
+    images: list[ImageCandidate]  # one per URL, in document order
+    links: list[str]  # absolute http(s) URLs of pages, in document order
+    needs_js: bool
+
+
+# --- URLs ---------------------------------------------------------------------
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+PATH_SAFE = "/:@!$&'()*+,;=%"
+QUERY_SAFE = PATH_SAFE + "?"
+ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Browsers drop tabs and newlines anywhere in a URL, and trim spaces and controls.
+URL_NOISE = re.compile(r"[\t\n\r]")
+HOST_CHARS = re.compile(r"[a-z0-9._:-]+")  # names, IPv4, IPv6 without brackets
+URL_TRIM = "".join(chr(i) for i in range(33))
+
+
+@functools.lru_cache(maxsize=4096)  # a page names the same URLs many times
+def normalize_url(url: str, base: str | None = None) -> str | None:
+    """An absolute http(s) URL in one canonical spelling, or None.
+
+    Resolves against `base`, drops the fragment and default ports, lower-cases
+    scheme and host (IDNA for non-ASCII hosts), removes dot segments and writes
+    percent-escapes one way (unreserved characters decoded, hex upper-cased).
+    """
+    url = URL_NOISE.sub("", url or "").strip(URL_TRIM)
+    if not url:
+        return None
+    # As browsers do for http(s): a backslash before the query is a slash.
+    head, sep, tail = url.partition("?")
+    url = head.replace("\\", "/") + sep + tail
+    try:
+        parts = urlsplit(urljoin(base, url) if base else url)
+        scheme = parts.scheme.lower()
+        host, port = parts.hostname, parts.port
+    except ValueError:  # bad port, unbalanced IPv6 brackets
+        return None
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    host = _normalize_host(host)
+    if host is None:
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    userinfo = parts.netloc.rpartition("@")[0]
+    if userinfo:
+        netloc = f"{_normalize_escapes(userinfo, ':%')}@{netloc}"
+    path = _remove_dot_segments(_normalize_escapes(parts.path, PATH_SAFE)) or "/"
+    query = _normalize_escapes(parts.query, QUERY_SAFE)
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def same_site(url: str, start_url: str) -> bool:
+    """Whether both URLs are on one host, counting "www.host" as "host"."""
+    host = _site_host(url)
+    return host is not None and host == _site_host(start_url)
+
+
+def _site_host(url: str) -> str | None:
+    normalized = normalize_url(url)
+    if normalized is None:
+        return None
+    return (urlsplit(normalized).hostname or "").removeprefix("www.") or None
+
+
+def _normalize_host(host: str) -> str | None:
+    host = unquote(host).lower().rstrip(".")  # browsers decode escapes in hosts
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    return host if HOST_CHARS.fullmatch(host) else None
+
+
+def _normalize_escapes(text: str, safe: str) -> str:
+    text = STRAY_PERCENT.sub("%25", text)
+    text = quote(text, safe=safe)
+    return ESCAPE.sub(_canonical_escape, text)
+
+
+def _canonical_escape(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in UNRESERVED else f"%{match.group(1).upper()}"
+
+
+def _remove_dot_segments(path: str) -> str:
+    # RFC 3986 section 5.2.4; urljoin only does this for relative references.
+    output: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if len(output) > 1:
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+    if path.endswith(("/.", "/..")):
+        output.append("")
+    return "/".join(output)
+
+
+def _path_extension(url: str) -> str:
+    name = unquote(urlsplit(url).path).rsplit("/", 1)[-1].lower()
+    return name[name.rfind(".") :] if "." in name else ""
+
+
+# --- The page -----------------------------------------------------------------
+
+
+def extract_page(html: str, base_url: str) -> PageExtract:
+    """Every image candidate and page link in `html`, fetched from `base_url`."""
+    soup = BeautifulSoup(html, "html.parser")
+    _expand_noscript(soup)
+    base = _document_base(soup, base_url)
+    title_tag = next(
+        (t for t in soup.find_all("title") if _ancestor(t, "svg") is None), None
+    )
+    collector = _Collector(base, _text(title_tag) if title_tag else "")
+    for element in soup.find_all(True):
+        collector.visit(element)
+    return PageExtract(
+        url=normalize_url(base_url) or base_url,
+        title=collector.page_title,
+        images=list(collector.found.values()),
+        links=_links(soup, base),
+        needs_js=_needs_js(soup, collector.markup_images),
+    )
+
+
+def _expand_noscript(soup: BeautifulSoup) -> None:
+    # html.parser already parses <noscript> content as markup; a parser with
+    # scripting on (or an escaped fallback) leaves it as text, so parse that here.
+    for noscript in soup.find_all("noscript"):
+        raw = noscript.get_text()
+        if noscript.find(True) is None and "<" in raw:
+            fragment = BeautifulSoup(raw, "html.parser")
+            noscript.clear()
+            for child in list(fragment.contents):
+                noscript.append(child.extract())
+
+
+def _document_base(soup: BeautifulSoup, base_url: str) -> str:
+    base_tag = soup.find("base", href=True)
+    if isinstance(base_tag, Tag):
+        resolved = normalize_url(str(base_tag["href"]), base_url)
+        if resolved:
+            return resolved
+    return base_url
+
+
+def _links(soup: BeautifulSoup, base: str) -> list[str]:
+    found: dict[str, None] = {}  # an ordered set
+    for anchor in soup.find_all(["a", "area"], href=True):
+        href = str(anchor["href"]).strip()
+        if not href or href.startswith("#"):
+            continue
+        url = normalize_url(href, base)
+        if url and _path_extension(url) not in NON_HTML_EXTENSIONS:
+            found.setdefault(url, None)
+    return list(found)
+
+
+class _Collector:
+    """Walks the elements in document order and gathers merged candidates."""
+
+    def __init__(self, base: str, page_title: str) -> None:
+        self.base = base
+        self.page_title = page_title
+        self.found: dict[str, ImageCandidate] = {}
+        self.markup_images = 0  # images a visitor would see, for `needs_js`
+        self.last_heading: Tag | None = None
+        self.last_meta_image: str | None = None
+        self.handled: set[int] = set()  # ids of <img> already read with a <picture>
+
+    def visit(self, element: Tag) -> None:
+        name = element.name
+        if name in HEADINGS:
+            self.last_heading = element
+        if name == "picture":
+            self.visit_picture(element)
+        elif name == "img" and id(element) not in self.handled:
+            self.visit_img(element, [])
+        elif name in ("a", "area"):
+            self.visit_anchor(element)
+        elif name == "meta":
+            self.visit_meta(element)
+        elif name == "link" and "image_src" in _attr_list(element, "rel"):
+            self.add(_attr(element, "href"), "link", element)
+        elif name == "script" and _is_jsonld(element):
+            self.visit_jsonld(element)
+        if element.has_attr("style"):
+            self.visit_style(element)
+
+    def add(
+        self, raw_url: str, source: str, element: Tag | None = None, **text: Any
+    ) -> str | None:
+        url = normalize_url(raw_url, self.base)
+        if url is None:
+            return None
+        if element is not None:
+            text.setdefault("figcaption", _figcaption(element))
+            text.setdefault("context", _context(element, self.last_heading))
+        texts = {k: _collapse(v) if isinstance(v, str) else v for k, v in text.items()}
+        candidate = ImageCandidate(
+            url=url, source=source, page_title=self.page_title, **texts
+        )
+        existing = self.found.get(url)
+        self.found[url] = candidate if existing is None else _merge(existing, candidate)
+        if source in ("img", "srcset", "picture", "lazy", "css") and not (
+            looks_like_ui_asset(candidate)
+        ):
+            self.markup_images += 1
+        return url
+
+    def visit_picture(self, picture: Tag) -> None:
+        img = picture.find("img")
+        sources = picture.find_all("source")
+        if img is None:
+            img = picture  # a <picture> with only <source>s still names images
+        else:
+            self.handled.add(id(img))
+        self.visit_img(img, sources)
+
+    def visit_img(self, img: Tag, sources: list[Tag]) -> None:
+        choice = _choose_image_url(img, sources, self.base)
+        if choice is None:
+            return
+        url, source, width, height = choice
+        if _ancestor(img, "noscript") is not None:
+            source = "noscript"
+        link = _ancestor(img, "a")
+        title = _attr(img, "title") or _attr(link, "title")
+        self.add(
+            url,
+            source,
+            img,
+            alt=_attr(img, "alt"),
+            title=title,
+            width_hint=width,
+            height_hint=height,
+        )
+
+    def visit_anchor(self, anchor: Tag) -> None:
+        href = normalize_url(_attr(anchor, "href"), self.base)
+        if href is None or _path_extension(href) not in IMAGE_EXTENSIONS:
+            return
+        inner = anchor.find("img")
+        title = _attr(anchor, "title") or _attr(inner, "title")
+        self.add(href, "link", anchor, alt=_attr(inner, "alt"), title=title)
+
+    def visit_meta(self, meta: Tag) -> None:
+        key = (_attr(meta, "property") or _attr(meta, "name")).strip().lower()
+        content = _attr(meta, "content")
+        if key in META_IMAGE_KEYS:
+            self.last_meta_image = self.add(content, "og")
+        elif self.last_meta_image is not None:
+            # Structured properties describe the og:image just before them.
+            extra: dict[str, Any] = {}
+            if key in ("og:image:alt", "twitter:image:alt"):
+                extra["alt"] = content
+            elif key in ("og:image:width", "og:image:height"):
+                extra[key.rsplit(":", 1)[1] + "_hint"] = _int(content)
+            if extra:
+                self.add(self.last_meta_image, "og", **extra)
+
+    def visit_jsonld(self, script: Tag) -> None:
+        text = script.get_text().strip()
+        for wrapper in ("<!--", "-->", "<![CDATA[", "]]>"):
+            text = text.replace(wrapper, "")
+        try:
+            data = json.loads(text, strict=False)
+        except (ValueError, RecursionError):
+            logger.debug("unreadable JSON-LD on %s", self.base)
+            return
+        for url, texts in _jsonld_images(data, None, as_image=False, depth=0):
+            self.add(url, "jsonld", **texts)
+
+    def visit_style(self, element: Tag) -> None:
+        for url in _css_background_urls(_attr(element, "style")):
+            alt = _attr(element, "aria-label")
+            self.add(url, "css", element, alt=alt, title=_attr(element, "title"))
+
+
+# --- Choosing among an image's URLs -------------------------------------------
+
+
+def parse_srcset(value: str) -> list[tuple[str, int | None, float | None]]:
+    """(url, width descriptor, density descriptor) for each srcset entry.
+
+    URLs may contain commas (image CDNs use them), so split as the HTML spec
+    does: a URL runs to whitespace, then descriptors run to the next comma.
+    """
+    entries: list[tuple[str, int | None, float | None]] = []
+    pos, end = 0, len(value)
+    while pos < end:
+        while pos < end and (value[pos].isspace() or value[pos] == ","):
+            pos += 1
+        start = pos
+        while pos < end and not value[pos].isspace():
+            pos += 1
+        url, descriptors = value[start:pos], ""
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            start = pos
+            while pos < end and value[pos] != ",":
+                pos += 1
+            descriptors = value[start:pos]
+        if url:
+            entries.append((url, *_descriptors(descriptors)))
+    return entries
+
+
+def _descriptors(text: str) -> tuple[int | None, float | None]:
+    width: int | None = None
+    density: float | None = None
+    for token in text.split():
+        try:
+            if token.endswith("w"):
+                width = int(token[:-1])
+            elif token.endswith("x"):
+                density = float(token[:-1])
+        except ValueError:
+            return None, None
+    return width, density
+
+
+def _choose_image_url(
+    img: Tag, sources: list[Tag], base: str
+) -> tuple[str, str, int | None, int | None] | None:
+    """The largest URL an <img> (and its <picture> sources) offers.
+
+    Widths (w descriptors) are the only real sizes, so they win; then the
+    attributes that promise a large or full version; then density (x)
+    descriptors and the lazy src attributes; the plain src comes last, so a
+    placeholder there never beats a lazy attribute.
+    """
+    options: list[tuple[tuple[int, float], str, str, int | None, float | None]] = []
+
+    def offer(raw: str, source: str, width: int | None, density: float | None) -> None:
+        if normalize_url(raw, base) is None:  # data: placeholders and junk
+            return
+        rank = (3, width) if width else (1, density or 1.0)
+        options.append((rank, raw, source, width, density))
+
+    for element in sources:
+        for attr in SRCSET_ATTRS:
+            for raw, width, density in parse_srcset(_attr(element, attr)):
+                offer(raw, "picture", width, density)
+    for attr in SRCSET_ATTRS:
+        source = "srcset" if attr == "srcset" else "lazy"
+        for raw, width, density in parse_srcset(_attr(img, attr)):
+            offer(raw, source, width, density)
+    for attr in LARGE_ATTRS:
+        if normalize_url(_attr(img, attr), base):
+            options.append(((2, 0.0), _attr(img, attr), "lazy", None, None))
+    for attr in LAZY_SRC_ATTRS:
+        offer(_attr(img, attr), "lazy", None, None)
+    offer(_attr(img, "src"), "img", None, None)
+    if not options:
+        return None
+    # max() keeps the first of equal ranks: sources before the img, lazy before src.
+    rank, raw, source, width, density = max(options, key=lambda option: option[0])
+    return (raw, source, *_size_hints(img, rank[0], width, density))
+
+
+def _size_hints(
+    img: Tag, tier: int, width: int | None, density: float | None
+) -> tuple[int | None, int | None]:
+    attr_width, attr_height = _int(_attr(img, "width")), _int(_attr(img, "height"))
+    if width:
+        if attr_width and attr_height:
+            return width, round(attr_height * width / attr_width)
+        return width, None
+    if tier == 2:  # a "full" version: the displayed size says nothing about it
+        return None, None
+    scale = density or 1.0
+    return (
+        round(attr_width * scale) if attr_width else None,
+        round(attr_height * scale) if attr_height else None,
+    )
+
+
+# --- JSON-LD and CSS ----------------------------------------------------------
+
+
+def _jsonld_images(
+    node: Any, parent: dict[str, Any] | None, *, as_image: bool, depth: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(url, text fields) for each ImageObject and `image` value under `node`."""
+    if depth > 32:  # hostile nesting
+        return
+    if isinstance(node, list):
+        for item in node:
+            yield from _jsonld_images(item, parent, as_image=as_image, depth=depth + 1)
+        return
+    if isinstance(node, str):
+        if as_image and parent is not None:
+            yield node, _jsonld_texts(parent, {})
+        return
+    if not isinstance(node, dict):
+        return
+    if as_image or "ImageObject" in _jsonld_types(node):
+        url = _jsonld_str(node.get("contentUrl")) or _jsonld_str(node.get("url"))
+        if url:
+            texts = _jsonld_texts(node, parent or {})
+            texts["jsonld_caption"] = _jsonld_str(node.get("caption"))
+            texts["width_hint"] = _int(_jsonld_str(node.get("width")))
+            texts["height_hint"] = _int(_jsonld_str(node.get("height")))
+            yield url, texts
+    for key, value in node.items():
+        # A brand's logo is a UI asset that its URL alone may not give away.
+        if key != "logo" and isinstance(value, (dict, list, str)):
+            is_image = key == "image"
+            if is_image or not isinstance(value, str):
+                yield from _jsonld_images(
+                    value, node, as_image=is_image, depth=depth + 1
+                )
+
+
+def _jsonld_types(node: dict[str, Any]) -> list[str]:
+    types = node.get("@type", [])
+    return (
+        [types] if isinstance(types, str) else [t for t in types if isinstance(t, str)]
+    )
+
+
+def _jsonld_texts(node: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
+    # An image without its own name takes its parent's: a Product's image is that
+    # product's picture.
+    return {
+        "jsonld_name": _jsonld_str(node.get("name")) or _jsonld_str(parent.get("name")),
+        "jsonld_description": _jsonld_str(node.get("description"))
+        or _jsonld_str(parent.get("description")),
+    }
+
+
+def _jsonld_str(value: Any) -> str:
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    if isinstance(value, dict):
+        value = value.get("@value") or value.get("text") or value.get("value") or ""
+    return str(value) if isinstance(value, (str, int, float)) else ""
+
+
+CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"\s]*))\s*\)""", re.I)
+MASKED_URL = re.compile(r"url\((\d+)\)")
+
+
+def _css_background_urls(style: str) -> list[str]:
+    # Mask the url(...) values first: data: URLs contain ";" and would break the
+    # split into declarations.
+    urls: list[str] = []
+
+    def mask(match: re.Match[str]) -> str:
+        urls.append(next(group for group in match.groups() if group is not None))
+        return f"url({len(urls) - 1})"
+
+    masked = CSS_URL.sub(mask, style)
+    found = []
+    for declaration in masked.split(";"):
+        prop, _, value = declaration.partition(":")
+        if prop.strip().lower() in ("background", "background-image"):
+            found.extend(urls[int(i)] for i in MASKED_URL.findall(value))
+    return found
+
+
+# --- Text ---------------------------------------------------------------------
+
+
+def _figcaption(element: Tag) -> str:
+    figure = element if element.name == "figure" else _ancestor(element, "figure")
+    caption = figure.find("figcaption") if figure else None
+    return _text(caption) if caption else ""
+
+
+def _context(element: Tag, last_heading: Tag | None) -> str:
+    """The nearest heading or paragraph that belongs with `element`.
+
+    An enclosing paragraph first; then, from the innermost container outwards,
+    a heading before the element or a paragraph (or heading) after it inside
+    that container; failing all that, the last heading before it on the page.
+    """
+    paragraph = _ancestor(element, "p")
+    if paragraph is not None and _text(paragraph):
+        return _text(paragraph)
+    for scope in _scopes(element):
+        if last_heading is not None and _inside(last_heading, scope):
+            return _text(last_heading)
+        following = _next_text_block(element, scope)
+        if following is not None:
+            return _text(following)
+    return _text(last_heading) if last_heading is not None else ""
+
+
+def _inside(element: Tag, scope: Tag) -> bool:
+    # Identity, not `in`: bs4 compares tags by their markup.
+    return any(parent is scope for parent in element.parents)
+
+
+def _scopes(element: Tag) -> Iterator[Tag]:
+    if element.parent is not None and element.parent.name != "[document]":
+        yield element.parent
+    for ancestor in element.parents:
+        if ancestor.name in CONTEXT_SCOPES and ancestor is not element.parent:
+            yield ancestor
+
+
+def _next_text_block(element: Tag, scope: Tag) -> Tag | None:
+    """The first <p> or heading after `element` within `scope`, unless another
+    image comes first (then the text is that image's)."""
+    wanted = {"p", *HEADINGS, "img", "picture", "figure"}
+    node: Tag | None = element
+    while node is not None and node is not scope:
+        for sibling in node.next_siblings:
+            if not isinstance(sibling, Tag):
+                continue
+            found = next(
+                (t for t in _self_and_descendants(sibling) if t.name in wanted), None
+            )
+            if found is not None:
+                return (
+                    found if found.name in ("p", *HEADINGS) and _text(found) else None
+                )
+        node = node.parent
+    return None
+
+
+# bs4's find_parent()/find() build a filter per call, which dominated the
+# profile of a large gallery; plain walks are several times faster.
+def _ancestor(element: Tag | NavigableString, *names: str) -> Tag | None:
+    return next((p for p in element.parents if p.name in names), None)
+
+
+def _self_and_descendants(element: Tag) -> Iterator[Tag]:
+    yield element
+    yield from (d for d in element.descendants if isinstance(d, Tag))
+
+
+def _text(element: Tag) -> str:
+    return _collapse(element.get_text(" "))[:CONTEXT_MAX_CHARS]
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _attr(element: Tag | None, name: str) -> str:
+    value = element.get(name) if element is not None else None
+    if isinstance(value, list):  # multi-valued attributes such as class
+        return " ".join(value)
+    return value or ""
+
+
+def _attr_list(element: Tag, name: str) -> list[str]:
+    return [v.lower() for v in _attr(element, name).split()]
+
+
+def _int(value: str) -> int | None:
+    match = re.fullmatch(r"\s*(\d{1,6})(?:\.\d+)?\s*(?:px)?\s*", value or "")
+    return int(match.group(1)) if match else None
+
+
+def _merge(kept: ImageCandidate, new: ImageCandidate) -> ImageCandidate:
+    """`kept` with its empty fields filled from `new` (url and source stay)."""
+    changes = {
+        f.name: getattr(new, f.name)
+        for f in fields(ImageCandidate)
+        if f.name not in ("url", "source")
+        and getattr(kept, f.name) in ("", None)
+        and getattr(new, f.name) not in ("", None)
+    }
+    return replace(kept, **changes) if changes else kept
+
+
+def _is_jsonld(script: Tag) -> bool:
+    return _attr(script, "type").split(";")[0].strip().lower() == "application/ld+json"
+
+
+# --- Judgements ---------------------------------------------------------------
+
+
+def looks_like_ui_asset(candidate: ImageCandidate) -> bool:
+    """Icons, logos, sprites, spacers, tracking pixels and the like."""
+    url = candidate.url
+    if url[:5].lower() == "data:":
+        return True
+    path = unquote(urlsplit(url).path).lower()
+    if path.endswith((".svg", ".ico")):
+        return True
+    if any(_is_ui_word(token) for token in re.split(r"[^a-z0-9]+", path)):
+        return True
+    sides = (candidate.width_hint, candidate.height_hint)
+    return any(side is not None and side <= UI_SIDE_MAX_PX for side in sides)
+
+
+def _is_ui_word(token: str) -> bool:
+    if token in UI_WORDS:  # "1x1" keeps its digits
+        return True
+    stem = token.rstrip("0123456789")  # icon32, arrow2
+    if stem.endswith("s") and stem[:-1] in UI_WORDS:  # icons, logos
+        stem = stem[:-1]
+    return stem in UI_WORDS or stem.endswith("logo")  # sitelogo, headerlogo
+
+
+def _needs_js(soup: BeautifulSoup, markup_images: int) -> bool:
+    """Whether the page probably builds its content with scripts."""
+    for noscript in soup.find_all("noscript"):
+        if ASKS_FOR_JS.search(noscript.get_text(" ")):
+            return True
+    root = _spa_root(soup)
+    if root is not None and (markup_images == 0 or _is_empty(root)):
+        return True
+    if markup_images:
+        return False
+    scripts = [s for s in soup.find_all("script") if not _is_jsonld(s)]
+    if soup.find("script", id="__NEXT_DATA__") is not None:
+        return True
+    return bool(scripts) and _visible_text_length(soup.body or soup) < 200
+
+
+def _spa_root(soup: BeautifulSoup) -> Tag | None:
+    for element in soup.find_all(True):
+        if _attr(element, "id") in SPA_ROOT_IDS or any(
+            element.has_attr(attr) for attr in SPA_ROOT_ATTRS
+        ):
+            return element
+    return None
+
+
+def _is_empty(element: Tag) -> bool:
+    return element.find("img") is None and _visible_text_length(element) < 50
+
+
+def _visible_text_length(root: Tag) -> int:
+    return sum(
+        len(text.strip())
+        for text in root.find_all(string=True)
+        if type(text) is NavigableString and _ancestor(text, *INVISIBLE) is None
+    )
