@@ -1,0 +1,202 @@
+"""render_page in a real Chromium against a site served on 127.0.0.1 by the test."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from imagineer_project.testing import make_image_bytes
+from scraping.extract import ImageCandidate, extract_page
+from scraping.render import (
+    MAX_REDIRECTS,
+    RenderError,
+    chromium_executable,
+    render_page,
+)
+
+pytestmark = pytest.mark.browser
+
+GALLERY = """<!doctype html>
+<html><head><title>Tarot deck</title></head>
+<body>
+<h1>Major arcana</h1>
+<div id="gallery"></div>
+<img src="/blocked/secret.png" alt="Refused by the guard">
+<img src="/hop" alt="Redirects to a refused URL">
+<img src="/loop" alt="Redirects to itself">
+<div style="height: 4000px"></div>
+<img id="lazy" data-src="/img/lazy.png" alt="Below the fold">
+<script>
+window.addEventListener("load", () => setTimeout(() => {
+  for (const [name, caption] of [["fool", "The Fool"], ["magician", "The Magician"]]) {
+    const figure = document.createElement("figure");
+    figure.innerHTML = `<img src="/img/${name}.png" alt="${caption}">`
+      + `<figcaption>${caption}, trump card</figcaption>`;
+    document.getElementById("gallery").append(figure);
+  }
+}, 300));
+new IntersectionObserver((entries, observer) => {
+  for (const entry of entries.filter(e => e.isIntersecting)) {
+    entry.target.src = entry.target.dataset.src;
+    observer.unobserve(entry.target);
+  }
+}).observe(document.getElementById("lazy"));
+try { new WebSocket(`ws://${location.host}/socket`); } catch (e) {}
+</script>
+</body></html>"""
+
+REDIRECTS = {
+    "/start": "/gallery",
+    "/hop": "/blocked/redirected.png",
+    "/to-blocked": "/blocked/page",
+    "/loop": "/loop",
+}
+
+
+class SiteHandler(BaseHTTPRequestHandler):
+    server: SiteServer
+
+    def do_GET(self) -> None:
+        self.server.requested.append(self.path)
+        if self.path in REDIRECTS:
+            self.send_response(302)
+            self.send_header("Location", REDIRECTS[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/hang":
+            self.server.release.wait(10)  # never answers while the test runs
+        elif self.path == "/gallery":
+            self.reply("text/html; charset=utf-8", GALLERY.encode())
+        elif self.path.startswith("/img/"):
+            self.reply("image/png", make_image_bytes("PNG", (200, 300), seed=1))
+        else:
+            self.send_error(404)
+
+    def reply(self, content_type: str, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class SiteServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), SiteHandler)
+        self.requested: list[str] = []
+        self.release = threading.Event()
+
+
+@dataclass
+class Site:
+    url: str
+    requested: list[str]
+
+
+@pytest.fixture
+def chromium() -> str:
+    executable = chromium_executable()
+    if executable is None:
+        reason = "no chromium binary (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+    return executable
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    server = SiteServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Site(f"http://127.0.0.1:{server.server_port}", server.requested)
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def refuse_blocked(url: str) -> str | None:
+    return "blocked path" if "/blocked/" in url else None
+
+
+def test_render_runs_scripts_scrolls_and_keeps_refused_requests_off_the_wire(
+    chromium: str, site: Site
+) -> None:
+    result = render_page(f"{site.url}/start", guard=refuse_blocked, timeout=15)
+
+    assert result.url == f"{site.url}/gallery"
+    assert result.status == 200
+    by_url = {c.url: c for c in extract_page(result.html, result.url).images}
+    assert [
+        by_url.get(f"{site.url}/img/{name}.png") for name in ("fool", "magician")
+    ] == [
+        ImageCandidate(
+            url=f"{site.url}/img/fool.png",
+            source="img",
+            alt="The Fool",
+            figcaption="The Fool, trump card",
+            context="Major arcana",
+            page_title="Tarot deck",
+        ),
+        ImageCandidate(
+            url=f"{site.url}/img/magician.png",
+            source="img",
+            alt="The Magician",
+            figcaption="The Magician, trump card",
+            context="Major arcana",
+            page_title="Tarot deck",
+        ),
+    ]
+    assert "/img/lazy.png" in site.requested  # set by the IntersectionObserver
+    assert site.requested.count("/loop") == 1 + MAX_REDIRECTS
+    assert [p for p in site.requested if "/blocked/" in p or p == "/socket"] == []
+    # Requests run in parallel, so the order of refusals is not fixed.
+    assert sorted(result.blocked) == [
+        f"{site.url}/blocked/redirected.png",
+        f"{site.url}/blocked/secret.png",
+        site.url.replace("http://", "ws://") + "/socket",
+    ]
+
+
+def test_a_redirect_to_a_refused_page_fails_without_requesting_it(
+    chromium: str, site: Site
+) -> None:
+    with pytest.raises(RenderError) as caught:
+        render_page(f"{site.url}/to-blocked", guard=refuse_blocked, timeout=10)
+
+    assert caught.value.reason == f"refused {site.url}/blocked/page: blocked path"
+    assert site.requested == ["/to-blocked"]
+
+
+def test_a_refused_start_url_fails_before_any_request(site: Site) -> None:
+    with pytest.raises(RenderError) as caught:
+        render_page(f"{site.url}/blocked/", guard=refuse_blocked)
+
+    assert caught.value.reason == "refused: blocked path"
+    assert site.requested == []
+
+
+def test_a_page_that_never_answers_fails_within_the_timeout(
+    chromium: str, site: Site
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render_page(f"{site.url}/hang", guard=refuse_blocked, timeout=2)
+
+    # "timed out starting Chromium" on a machine too busy to start it in time.
+    assert caught.value.reason.startswith("timed out")
+    assert time.monotonic() - started < 5
