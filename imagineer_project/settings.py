@@ -260,6 +260,8 @@ LOGGING = {
         # django-q2 logs one INFO line per enqueued task.
         "django-q": {"level": "WARNING"},
         "PIL": {"level": "WARNING"},
+        # One INFO line per request; the crawl log already records each URL.
+        "httpx": {"level": "WARNING"},
     },
 }
 

@@ -1,0 +1,76 @@
+"""Writes for scrape jobs: start, retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from albums.models import Album
+from albums.services import album_get_or_create
+from imagineer_project.runs import run_enqueue
+from scraping.models import ScrapeJob
+
+# Options a retry copies from the job it retries.
+OPTION_FIELDS = (
+    "start_url",
+    "album_name",
+    "max_depth",
+    "max_pages",
+    "max_images",
+    "render",
+    "min_width",
+    "min_height",
+    "min_megapixels",
+    "max_aspect_ratio",
+    "formats",
+    "near_duplicate_distance",
+    "respect_robots",
+    "politeness_delay",
+    "per_host_concurrency",
+    "max_seconds",
+    "max_total_bytes",
+)
+
+
+def scrape_job_start(*, job: ScrapeJob, enqueue: bool = True) -> ScrapeJob:
+    """Give a new job its album (found or created by name) and queue it."""
+    with transaction.atomic():
+        if job.album_id is None:
+            job.album = album_get_or_create(
+                name=job.album_name,
+                source_kind=Album.Kind.SCRAPE,
+                created_by=job.created_by,
+            )
+            job.save(update_fields=["album"])
+        if enqueue:
+            run_enqueue(job)
+    return job
+
+
+def scrape_job_create(
+    *,
+    url: str,
+    album_name: str,
+    created_by: Any = None,
+    enqueue: bool = True,
+    **options: Any,
+) -> ScrapeJob:
+    job = ScrapeJob.objects.create(
+        start_url=url,
+        album_name=album_name.strip(),
+        created_by=created_by if getattr(created_by, "pk", None) else None,
+        **options,
+    )
+    return scrape_job_start(job=job, enqueue=enqueue)
+
+
+def scrape_job_retry(*, job: ScrapeJob, created_by: Any = None) -> ScrapeJob:
+    """A new job with the same options (the old one keeps its log)."""
+    options = {name: getattr(job, name) for name in OPTION_FIELDS}
+    retry = ScrapeJob.objects.create(
+        **options,
+        album=job.album,
+        created_by=created_by if getattr(created_by, "pk", None) else job.created_by,
+    )
+    return scrape_job_start(job=retry)
