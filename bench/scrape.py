@@ -1,0 +1,112 @@
+"""Benchmark: image download throughput through the guarded fetcher, and
+download + ingest, from a local server with politeness off.
+
+Run by hand or by `make bench`; prints figures, asserts nothing. Target from the
+scraping issue: >= 1,000 images/s fetched on 2 cores. The local server shares the
+same 2 cores, so the figures are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+class Images(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like a real image host
+    disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs
+    payloads: list[bytes] = []
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        index = int(self.path.rsplit("/", 1)[-1].split(".")[0])
+        body = self.payloads[index % len(self.payloads)]
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve() -> str:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Images)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+async def fetch_all(base: str, count: int, concurrency: int) -> list[bytes]:
+    from scraping.safe_fetch import SafeFetcher
+
+    async with SafeFetcher(
+        allow_private=True,
+        politeness_delay=0,
+        respect_robots=False,
+        per_host_concurrency=concurrency,
+        max_concurrency=concurrency,
+    ) as fetcher:
+        results = await asyncio.gather(
+            *(
+                fetcher.fetch(f"{base}/img/{n}.jpg", purpose="image")
+                for n in range(count)
+            )
+        )
+    return [r.content for r in results]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--ingest", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="imagineer-bench-") as tmp:
+        os.environ["IMAGINEER_VAR_DIR"] = tmp
+        os.environ.pop("DATABASE_URL", None)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagineer_project.settings")
+        import django
+
+        django.setup()
+        from imagineer_project.testing import make_image_bytes
+
+        Images.payloads = [
+            make_image_bytes("JPEG", (640, 480), seed=n) for n in range(50)
+        ]
+        size_kib = sum(map(len, Images.payloads)) / len(Images.payloads) / 1024
+        base = serve()
+        print(f"{os.cpu_count()} CPU(s); {size_kib:.0f} KiB JPEGs from a local server")
+        print("\n== Download through SafeFetcher (SSRF guard on, politeness off) ==")
+        for concurrency in (4, 16, 64):
+            start = time.perf_counter()
+            bodies = asyncio.run(fetch_all(base, args.count, concurrency))
+            elapsed = time.perf_counter() - start
+            assert len(bodies) == args.count
+            print(
+                f"  concurrency {concurrency:>3}: {args.count / elapsed:7.1f} images/s"
+            )
+
+        print("\n== Download + inspect (sanitise, decode, hash, thumbnail) ==")
+        from albums.ingest import inspect_image
+
+        start = time.perf_counter()
+        bodies = asyncio.run(fetch_all(base, args.ingest, 16))
+        for body in bodies:
+            inspect_image(body)
+        elapsed = time.perf_counter() - start
+        print(f"  {args.ingest / elapsed:.1f} images/s (one process)")
+
+
+if __name__ == "__main__":
+    main()
