@@ -38,6 +38,7 @@ lint: setup
 bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/dedup.py
+	$(PY) bench/scrape.py
 
 clean:
 	rm -rf $(VENV) var/cache

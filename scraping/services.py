@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from albums.models import Album
-from albums.services import album_get_or_create
+from albums.services import album_create
 from imagineer_project.runs import run_enqueue
 from scraping.models import ScrapeJob
 
@@ -37,15 +37,24 @@ def scrape_job_start(*, job: ScrapeJob, enqueue: bool = True) -> ScrapeJob:
     """Give a new job its album (found or created by name) and queue it."""
     with transaction.atomic():
         if job.album_id is None:
-            job.album = album_get_or_create(
-                name=job.album_name,
-                source_kind=Album.Kind.SCRAPE,
-                created_by=job.created_by,
-            )
+            job.album = _scrape_album(job)
             job.save(update_fields=["album"])
         if enqueue:
             run_enqueue(job)
     return job
+
+
+def _scrape_album(job: ScrapeJob) -> Album:
+    """Reuse a scrape album of that name, never a manual or upload one: cleaning
+    up a job deletes its album, which must not take a person's uploads with it."""
+    existing = (
+        Album.objects.filter(name=job.album_name.strip(), source_kind=Album.Kind.SCRAPE)
+        .order_by("id")
+        .first()
+    )
+    return existing or album_create(
+        name=job.album_name, source_kind=Album.Kind.SCRAPE, created_by=job.created_by
+    )
 
 
 def scrape_job_create(

@@ -63,11 +63,6 @@ def messages_of(response: Any) -> list[str]:
     return [str(m) for m in response.context["messages"]]
 
 
-def services_or_skip() -> None:
-    # scraping.services (scrape_job_start, scrape_job_retry) lands separately.
-    pytest.importorskip("scraping.services")
-
-
 ADD_FORM = {
     "start_url": "https://cards.example/gallery",
     "album_name": "Tarot",
@@ -166,7 +161,6 @@ def test_add_page_offers_the_options_and_format_checkboxes(admin_client: Any) ->
 def test_add_starts_a_job_and_follows_it(
     admin_client: Any, admin_user: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    services_or_skip()
 
     with django_capture_on_commit_callbacks(execute=False) as enqueued:
         response = admin_client.post(f"{JOBS}add/", ADD_FORM)
@@ -399,7 +393,6 @@ def test_cancel_action(admin_client: Any) -> None:
 def test_retry_button_starts_a_new_job_with_the_same_options(
     admin_client: Any, admin_user: Any
 ) -> None:
-    services_or_skip()
     album = make_album(name="Tarot")
     failed = make_job(
         album=album,
@@ -438,7 +431,6 @@ def test_retry_button_refuses_a_job_that_succeeded(admin_client: Any) -> None:
 def test_retry_action_retries_only_failed_and_cancelled_jobs(
     admin_client: Any,
 ) -> None:
-    services_or_skip()
     failed = make_job(status="failed", start_url="https://f.example/")
     cancelled = make_job(status="cancelled", start_url="https://c.example/")
     running = make_job(status="running", start_url="https://r.example/")

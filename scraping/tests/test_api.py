@@ -111,11 +111,6 @@ def entry_json(entry: CrawlLogEntry) -> dict[str, Any]:
     }
 
 
-def services_or_skip() -> None:
-    # scraping.services (scrape_job_start, scrape_job_retry) lands separately.
-    pytest.importorskip("scraping.services")
-
-
 # --- who may call -----------------------------------------------------------------
 
 
@@ -147,7 +142,6 @@ def test_every_endpoint_is_staff_only(
 
 @pytest.mark.parametrize("caller", CALLERS)
 def test_starting_a_job_is_staff_only(call_as: Any, caller: str) -> None:
-    services_or_skip()
     body = {"url": "https://cards.example/", "album_name": "Cards"}
 
     response = post_json(call_as(caller), JOBS, body)
@@ -163,7 +157,6 @@ def test_starting_a_job_is_staff_only(call_as: Any, caller: str) -> None:
 def test_start_queues_a_job_with_the_polite_defaults(
     call_as: Any, staff_user: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    services_or_skip()
     body = {"url": "https://cards.example/gallery", "album_name": "  Tarot  "}
 
     with django_capture_on_commit_callbacks(execute=False) as enqueued:
@@ -189,7 +182,6 @@ def test_start_queues_a_job_with_the_polite_defaults(
 
 
 def test_start_takes_every_option(call_as: Any) -> None:
-    services_or_skip()
     options = {
         "max_depth": 0,
         "max_pages": 10_000,
@@ -218,9 +210,8 @@ def test_start_takes_every_option(call_as: Any) -> None:
     assert {name: getattr(job, name) for name in options} == expected
 
 
-def test_start_reuses_an_album_of_the_same_name(call_as: Any) -> None:
-    services_or_skip()
-    album = make_album(name="Cards")
+def test_start_reuses_a_scrape_album_of_the_same_name(call_as: Any) -> None:
+    album = make_album(name="Cards", source_kind="scrape")
 
     response = post_json(
         call_as("staff"), JOBS, {"url": "https://a.example/", "album_name": "Cards"}
@@ -228,6 +219,20 @@ def test_start_reuses_an_album_of_the_same_name(call_as: Any) -> None:
 
     assert response.json()["album"]["id"] == album.pk
     assert Album.objects.count() == 1
+
+
+def test_start_never_fills_a_manual_album_that_cleanup_would_delete(
+    call_as: Any,
+) -> None:
+    manual = make_album(name="Cards")
+
+    response = post_json(
+        call_as("staff"), JOBS, {"url": "https://a.example/", "album_name": "Cards"}
+    )
+
+    album = response.json()["album"]
+    assert album["id"] != manual.pk
+    assert (album["name"], album["slug"]) == ("Cards", "cards-2")
 
 
 @pytest.mark.parametrize(
