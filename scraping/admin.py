@@ -86,8 +86,8 @@ class ScrapeJobAddForm(forms.ModelForm):
         model = ScrapeJob
         fields = ("start_url", "album_name", *OPTION_FIELDS)
         help_texts = {
-            "album_name": "An album with this name is reused; otherwise a new "
-            "one is made.",
+            "album_name": "A scrape album with this name is reused; otherwise a "
+            "new one is made (never a manual or upload album).",
         }
 
     def clean(self) -> dict[str, Any]:

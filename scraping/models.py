@@ -126,6 +126,7 @@ class CrawlLogEntry(models.Model):
 
     class Meta:
         ordering = ["id"]
+        verbose_name_plural = "crawl log entries"
         indexes = [
             # The job page's live log: a job's entries in order.
             models.Index(fields=["job", "id"], name="crawllog_job"),
