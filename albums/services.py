@@ -86,8 +86,12 @@ def image_ingest(
     except ImageRejected as exc:
         return IngestResult("rejected", display, code=exc.code, reason=exc.reason)
     return image_store(
-        inspected=inspected, filename=display, source_kind=source_kind, album=album,
-        uploaded_by=uploaded_by, provenance=provenance,
+        inspected=inspected,
+        filename=display,
+        source_kind=source_kind,
+        album=album,
+        uploaded_by=uploaded_by,
+        provenance=provenance,
     )
 
 
