@@ -133,3 +133,24 @@ def staff_token(staff_user: Any) -> str:
     from imagineer_project.tokens import api_token_create
 
     return api_token_create(user=staff_user, name="tests")[1]
+
+
+@pytest.fixture
+def call_as(db: Any, staff_user: Any, plain_user: Any, staff_token: str) -> Any:
+    """call_as(kind): a client for an anonymous visitor, a signed-in non-staff
+    user, a staff session (CSRF not enforced; see test_api_common) or a staff
+    API token."""
+
+    from django.test import Client
+
+    def make(kind: str) -> Any:
+        client = Client()
+        if kind == "user":
+            client.force_login(plain_user)
+        elif kind == "staff":
+            client.force_login(staff_user)
+        elif kind == "token":
+            client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {staff_token}"
+        return client
+
+    return make

@@ -31,8 +31,8 @@ from albums.models import Image
 from imagineer_project.runs import BaseRun, run_request_cancel
 from scraping import selectors
 from scraping.cleanup import ScrapeJobBusy, scrape_job_cleanup
-from scraping.models import CrawlLogEntry, ScrapeJob
-from scraping.schemas import OPTION_FIELDS, ScrapeJobIn
+from scraping.models import OPTION_FIELDS, CrawlLogEntry, ScrapeJob
+from scraping.schemas import ScrapeJobIn
 
 logger = logging.getLogger(__name__)
 

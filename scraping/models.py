@@ -5,6 +5,36 @@ from django.db import models
 
 from imagineer_project.runs import BaseRun
 
+# The options a caller sets on a job (API, admin, CLI, retry copy them by name).
+OPTION_FIELDS = (
+    "max_depth",
+    "max_pages",
+    "max_images",
+    "render",
+    "min_width",
+    "min_height",
+    "min_megapixels",
+    "max_aspect_ratio",
+    "formats",
+    "near_duplicate_distance",
+    "respect_robots",
+    "politeness_delay",
+    "per_host_concurrency",
+    "max_seconds",
+    "max_total_bytes",
+)
+# What the pipeline counts as it goes.
+COUNTER_FIELDS = (
+    "pages_fetched",
+    "images_found",
+    "images_downloaded",
+    "images_valid",
+    "images_duplicate",
+    "images_saved",
+    "images_failed",
+    "bytes_downloaded",
+)
+
 
 class ScrapeJob(BaseRun):
     """Crawl a site from `start_url` and fill an album with its images."""

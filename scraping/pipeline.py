@@ -43,7 +43,7 @@ from scraping.extract import (
     looks_like_ui_asset,
     same_site,
 )
-from scraping.models import CrawlLogEntry, ScrapeJob
+from scraping.models import COUNTER_FIELDS, CrawlLogEntry, ScrapeJob
 from scraping.safe_fetch import (
     BlockedURL,
     FetchError,
@@ -161,17 +161,7 @@ class ScrapeRun:
         are get-or-create, so only the log and counters need clearing."""
         if self.job.attempts > 1:
             self.job.log.all().delete()
-        counters = (
-            "pages_fetched",
-            "images_found",
-            "images_downloaded",
-            "images_valid",
-            "images_duplicate",
-            "images_saved",
-            "images_failed",
-            "bytes_downloaded",
-        )
-        for name in counters:
+        for name in COUNTER_FIELDS:
             setattr(self.job, name, 0)
 
     async def _make_fetcher(self) -> SafeFetcher:
@@ -202,17 +192,8 @@ class ScrapeRun:
         self, message: str, *, done: int | None = None, total: int | None = None
     ) -> None:
         job = self.job
-        ScrapeJob.objects.filter(pk=job.pk).update(
-            stage=job.stage,
-            pages_fetched=job.pages_fetched,
-            images_found=job.images_found,
-            images_downloaded=job.images_downloaded,
-            images_valid=job.images_valid,
-            images_duplicate=job.images_duplicate,
-            images_saved=job.images_saved,
-            images_failed=job.images_failed,
-            bytes_downloaded=job.bytes_downloaded,
-        )
+        counts = {name: getattr(job, name) for name in COUNTER_FIELDS}
+        ScrapeJob.objects.filter(pk=job.pk).update(stage=job.stage, **counts)
         run_checkpoint(job, done=done, total=total, message=message)
         if self.on_progress:
             self.on_progress(job)

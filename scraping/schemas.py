@@ -11,31 +11,11 @@ from pydantic import Field, StringConstraints, field_validator
 
 from albums.models import Image
 from albums.schemas import AlbumRefOut
-from scraping.models import CrawlLogEntry, ScrapeJob
+from scraping.models import OPTION_FIELDS, CrawlLogEntry, ScrapeJob
 
 AlbumName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
 ]
-
-# The options a caller may set, with the API's bounds; the defaults are the
-# model's (the polite ones), so the two cannot drift apart.
-OPTION_FIELDS = (
-    "max_depth",
-    "max_pages",
-    "max_images",
-    "render",
-    "min_width",
-    "min_height",
-    "min_megapixels",
-    "max_aspect_ratio",
-    "formats",
-    "near_duplicate_distance",
-    "respect_robots",
-    "politeness_delay",
-    "per_host_concurrency",
-    "max_seconds",
-    "max_total_bytes",
-)
 
 
 def _default(name: str) -> Any:

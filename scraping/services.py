@@ -9,28 +9,7 @@ from django.db import transaction
 from albums.models import Album
 from albums.services import album_create
 from imagineer_project.runs import run_enqueue
-from scraping.models import ScrapeJob
-
-# Options a retry copies from the job it retries.
-OPTION_FIELDS = (
-    "start_url",
-    "album_name",
-    "max_depth",
-    "max_pages",
-    "max_images",
-    "render",
-    "min_width",
-    "min_height",
-    "min_megapixels",
-    "max_aspect_ratio",
-    "formats",
-    "near_duplicate_distance",
-    "respect_robots",
-    "politeness_delay",
-    "per_host_concurrency",
-    "max_seconds",
-    "max_total_bytes",
-)
+from scraping.models import OPTION_FIELDS, ScrapeJob
 
 
 def scrape_job_start(*, job: ScrapeJob, enqueue: bool = True) -> ScrapeJob:
@@ -76,7 +55,8 @@ def scrape_job_create(
 
 def scrape_job_retry(*, job: ScrapeJob, created_by: Any = None) -> ScrapeJob:
     """A new job with the same options (the old one keeps its log)."""
-    options = {name: getattr(job, name) for name in OPTION_FIELDS}
+    fields = ("start_url", "album_name", *OPTION_FIELDS)
+    options = {name: getattr(job, name) for name in fields}
     retry = ScrapeJob.objects.create(
         **options,
         album=job.album,

@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from imagineer_project.testing import make_album, make_image
-
-
-@pytest.fixture
-def call_as(
-    db: Any, staff_user: Any, plain_user: Any, staff_token: str
-) -> Callable[[str], Client]:
-    """call_as(kind): a client for an anonymous visitor, a signed-in non-staff
-    user, a staff session (CSRF not enforced; see test_api_common) or a staff
-    API token."""
-
-    def make(kind: str) -> Client:
-        client = Client()
-        if kind == "user":
-            client.force_login(plain_user)
-        elif kind == "staff":
-            client.force_login(staff_user)
-        elif kind == "token":
-            client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {staff_token}"
-        return client
-
-    return make
 
 
 @pytest.fixture

@@ -15,26 +15,12 @@ from albums.services import album_add_images, thumbnail_key
 from imagineer_project.runs import BaseRun
 from imagineer_project.testing import make_album, make_image
 from scraping.models import CrawlLogEntry, ScrapeJob
+from scraping.tests.builders import log, make_job
 
 pytestmark = pytest.mark.django_db
 
 JOBS = "/admin/scraping/scrapejob/"
 LOG = "/admin/scraping/crawllogentry/"
-
-
-def make_job(**fields: Any) -> ScrapeJob:
-    fields.setdefault("start_url", "https://cards.example/")
-    fields.setdefault("album_name", "Cards")
-    return ScrapeJob.objects.create(**fields)
-
-
-def log(job: ScrapeJob, n: int, **fields: Any) -> CrawlLogEntry:
-    defaults = {
-        "kind": CrawlLogEntry.Kind.PAGE,
-        "url": f"https://cards.example/page/{n}",
-        "outcome": CrawlLogEntry.Outcome.FETCHED,
-    }
-    return CrawlLogEntry.objects.create(job=job, **(defaults | fields))
 
 
 def listed(response: Any) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from albums.models import Album, Image
 from albums.services import album_add_images, image_thumbnail_key, thumbnail_key
 from imagineer_project.testing import make_album, make_image
 from scraping.models import CrawlLogEntry, ScrapeJob
+from scraping.tests.builders import log, make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -41,41 +41,6 @@ DEFAULT_OPTIONS = {
     "max_seconds": 1800,
     "max_total_bytes": 2 * 1024**3,
 }
-
-
-@pytest.fixture
-def call_as(
-    db: Any, staff_user: Any, plain_user: Any, staff_token: str
-) -> Callable[[str], Client]:
-    """call_as(kind): an anonymous visitor, a signed-in non-staff user, a staff
-    session or a staff API token."""
-
-    def make(kind: str) -> Client:
-        client = Client()
-        if kind == "user":
-            client.force_login(plain_user)
-        elif kind == "staff":
-            client.force_login(staff_user)
-        elif kind == "token":
-            client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {staff_token}"
-        return client
-
-    return make
-
-
-def make_job(**fields: Any) -> ScrapeJob:
-    fields.setdefault("start_url", "https://cards.example/")
-    fields.setdefault("album_name", "Cards")
-    return ScrapeJob.objects.create(**fields)
-
-
-def log(job: ScrapeJob, n: int, **fields: Any) -> CrawlLogEntry:
-    defaults = {
-        "kind": CrawlLogEntry.Kind.PAGE,
-        "url": f"https://cards.example/page/{n}",
-        "outcome": CrawlLogEntry.Outcome.FETCHED,
-    }
-    return CrawlLogEntry.objects.create(job=job, **(defaults | fields))
 
 
 def iso(value: Any) -> str | None:
