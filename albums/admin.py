@@ -36,6 +36,7 @@ from albums.services import (
     images_set,
 )
 from albums.uploads import upload_run_create, upload_run_discard
+from imagineer_project.run_admin import RunProgressMixin
 from imagineer_project.runs import run_request_cancel
 from labeling.models import Label
 
@@ -562,7 +563,8 @@ class AlbumAdmin(admin.ModelAdmin):
 
 
 @admin.register(UploadRun)
-class UploadRunAdmin(admin.ModelAdmin):
+class UploadRunAdmin(RunProgressMixin, admin.ModelAdmin):
+    progress_unit = " files"
     list_display = (
         "id",
         "album",
@@ -635,22 +637,6 @@ class UploadRunAdmin(admin.ModelAdmin):
             "show_save_and_add_another": False,
         }
         return super().change_view(request, object_id, form_url, extra_context)
-
-    @admin.display(description="progress")
-    def progress(self, obj: UploadRun) -> str:
-        return f"{obj.progress_done}/{obj.progress_total}"
-
-    @admin.display(description="progress")
-    def progress_bar(self, obj: UploadRun) -> str:
-        return format_html(
-            '<progress max="100" value="{}" class="imagineer-progress">{}%</progress> '
-            "{}% ({} of {} files)",
-            obj.percent,
-            obj.percent,
-            obj.percent,
-            obj.progress_done,
-            obj.progress_total,
-        )
 
     @admin.display(description="results")
     def results_table(self, obj: UploadRun) -> str:

@@ -87,6 +87,19 @@ def make_image(
     return result.image
 
 
+def require_chromium() -> str:
+    """The Chromium binary, or skip the test; in CI (CI=true) its absence fails."""
+    from imagineer_project.lib.chromium import chromium_executable
+
+    executable = chromium_executable()
+    if executable is None:
+        reason = "no chromium binary (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+    return executable
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hasher(settings: Any) -> None:
     # The default PBKDF2 costs ~0.5 s per user made; tests make many.

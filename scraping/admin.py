@@ -28,6 +28,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from albums.models import Image
+from imagineer_project.run_admin import RunProgressMixin
 from imagineer_project.runs import BaseRun, run_request_cancel
 from scraping import selectors
 from scraping.cleanup import ScrapeJobBusy, scrape_job_cleanup
@@ -111,7 +112,7 @@ class ScrapeJobAddForm(forms.ModelForm):
 
 
 @admin.register(ScrapeJob)
-class ScrapeJobAdmin(admin.ModelAdmin):
+class ScrapeJobAdmin(RunProgressMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "start_url_short",
@@ -370,22 +371,6 @@ class ScrapeJobAdmin(admin.ModelAdmin):
             reverse("admin:albums_album_change", args=[obj.album_id]),
             reverse("admin:albums_image_changelist"),
             obj.album_id,
-        )
-
-    @admin.display(description="progress")
-    def progress(self, obj: ScrapeJob) -> str:
-        return f"{obj.progress_done}/{obj.progress_total}"
-
-    @admin.display(description="progress")
-    def progress_bar(self, obj: ScrapeJob) -> str:
-        return format_html(
-            '<progress max="100" value="{}" class="imagineer-progress">{}%</progress> '
-            "{}% ({} of {})",
-            obj.percent,
-            obj.percent,
-            obj.percent,
-            obj.progress_done,
-            obj.progress_total,
         )
 
     @admin.display(description="downloaded")

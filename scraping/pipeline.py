@@ -32,6 +32,7 @@ from albums.services import (
     image_store,
     images_delete,
 )
+from imagineer_project.lib.chromium import chromium_executable
 from imagineer_project.runs import run_checkpoint
 from labeling.models import Label
 from labeling.services import label_get_or_create
@@ -343,7 +344,7 @@ class ScrapeRun:
         )
 
     def _render(self, url: str) -> PageExtract | None:
-        from scraping.render import RenderError, chromium_executable, render_page
+        from scraping.render import RenderError, render_page
 
         if chromium_executable() is None:
             self._log(

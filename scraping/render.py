@@ -21,24 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+from imagineer_project.lib.chromium import CHROMIUM_ARGS, chromium_executable
+
 logger = logging.getLogger(__name__)
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 MAX_REDIRECTS = 10
 # A scraper needs neither; streaming ones would also hold a fetch open.
 SKIPPED_RESOURCE_TYPES = frozenset({"media", "eventsource"})
@@ -63,13 +55,6 @@ class RenderResult:
     html: str  # the document after its scripts ran
     blocked: list[str]  # request URLs refused (by the guard; WebSockets always)
     status: int | None = None  # HTTP status of the final document
-
-
-def chromium_executable() -> str | None:
-    found = shutil.which("chromium")
-    if found:
-        return found
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
 def render_page(

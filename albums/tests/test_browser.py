@@ -3,32 +3,21 @@ that anonymous visitors no longer see it and staff see it blurred."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from albums.models import Image
-from imagineer_project.testing import make_album, make_image, make_user
+from imagineer_project.lib.chromium import CHROMIUM_ARGS
+from imagineer_project.testing import (
+    make_album,
+    make_image,
+    make_user,
+    require_chromium,
+)
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def chromium_path() -> str | None:
-    found = shutil.which("chromium") or "/usr/bin/chromium"
-    return found if Path(found).exists() else None
 
 
 @pytest.fixture
@@ -36,12 +25,7 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     # Playwright's sync API runs an event loop in this thread; Django would
     # otherwise refuse ORM calls made from the test body while it is running.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    executable = chromium_path()
-    if executable is None:
-        reason = "no chromium binary (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser tests: {reason}")
-        pytest.skip(reason)
+    executable = require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -18,10 +18,9 @@ from PIL import Image as PILImage
 
 from albums.models import Image
 from imagineer_project.runs import BaseRun
-from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing import make_image_bytes, require_chromium
 from labeling.models import Label
 from scraping.models import CrawlLogEntry, ScrapeJob
-from scraping.render import chromium_executable
 from scraping.services import scrape_job_create
 from scraping.tasks import run_scrape_job
 
@@ -131,10 +130,7 @@ class TarotSite(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def site(settings: Any) -> Iterator[str]:
-    if chromium_executable() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must run the browser tests: no chromium binary")
-        pytest.skip("no chromium binary (apt-get install chromium)")
+    require_chromium()
     settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES = True
     settings.SCRAPER_REQUEST_TIMEOUT = 2.0
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

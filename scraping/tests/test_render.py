@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -11,12 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing import make_image_bytes, require_chromium
 from scraping.extract import ImageCandidate, extract_page
 from scraping.render import (
     MAX_REDIRECTS,
     RenderError,
-    chromium_executable,
     render_page,
 )
 
@@ -107,13 +105,7 @@ class Site:
 
 @pytest.fixture
 def chromium() -> str:
-    executable = chromium_executable()
-    if executable is None:
-        reason = "no chromium binary (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser tests: {reason}")
-        pytest.skip(reason)
-    return executable
+    return require_chromium()
 
 
 @pytest.fixture
