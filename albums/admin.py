@@ -35,9 +35,8 @@ from albums.services import (
     images_delete,
     images_set,
 )
-from albums.uploads import upload_run_create, upload_run_discard
+from albums.uploads import upload_run_cancel, upload_run_create
 from imagineer_project.run_admin import RunProgressMixin
-from imagineer_project.runs import run_request_cancel
 from labeling.models import Label
 
 logger = logging.getLogger(__name__)
@@ -657,7 +656,7 @@ class UploadRunAdmin(RunProgressMixin, admin.ModelAdmin):
 
     @admin.action(description="Cancel selected runs", permissions=["change"])
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        stopped = sum(_cancel(run) for run in queryset)
+        stopped = sum(upload_run_cancel(run) for run in queryset)
         self.message_user(
             request,
             f"Asked {stopped} run(s) to stop; runs that had "
@@ -671,7 +670,7 @@ class UploadRunAdmin(RunProgressMixin, admin.ModelAdmin):
             raise Http404("No such upload run.")
         if not self.has_change_permission(request, run):
             raise PermissionDenied
-        if not _cancel(run):
+        if not upload_run_cancel(run):
             self.message_user(request, "The run had already ended.", messages.WARNING)
         elif run.status == UploadRun.Status.CANCELLED:
             self.message_user(request, "Cancelled before it started.", messages.SUCCESS)
@@ -684,16 +683,6 @@ class UploadRunAdmin(RunProgressMixin, admin.ModelAdmin):
         return HttpResponseRedirect(
             reverse("admin:albums_uploadrun_change", args=[run.pk])
         )
-
-
-def _cancel(run: UploadRun) -> bool:
-    """Ask a run to stop. One cancelled while still queued never reaches a
-    worker, so its staged files are discarded here."""
-    if not run_request_cancel(run):
-        return False
-    if run.status == UploadRun.Status.CANCELLED:
-        upload_run_discard(run)
-    return True
 
 
 def _result_cells(result: dict[str, Any]) -> tuple[str, str, str, str]:
