@@ -225,11 +225,5 @@ class UploadRun(BaseRun):
 
     task_path = "albums.tasks.process_upload_run"
 
-    class Meta:
-        indexes = [
-            # The reaper's scan: running runs by heartbeat age.
-            models.Index(fields=["status", "heartbeat_at"], name="uploadrun_status"),
-        ]
-
     def __str__(self) -> str:
         return f"Upload #{self.pk} ({self.status})"

@@ -60,6 +60,11 @@ class BaseRun(models.Model):
 
     class Meta:
         abstract = True
+        indexes = [
+            # The reaper's scan: running runs by heartbeat age. Every subclass
+            # gets its own copy, named after it (uploadrun_status, ...).
+            models.Index(fields=["status", "heartbeat_at"], name="%(class)s_status"),
+        ]
 
     @property
     def is_active(self) -> bool:

@@ -107,12 +107,6 @@ class ScrapeJob(BaseRun):
 
     task_path = "scraping.tasks.run_scrape_job"
 
-    class Meta:
-        indexes = [
-            # The reaper's scan: running jobs by heartbeat age.
-            models.Index(fields=["status", "heartbeat_at"], name="scrapejob_status"),
-        ]
-
     def __str__(self) -> str:
         return f"Scrape #{self.pk} {self.start_url}"
 
