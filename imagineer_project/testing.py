@@ -87,6 +87,24 @@ def make_image(
     return result.image
 
 
+def admin_listed(response: Any) -> list[int]:
+    """The pks an admin changelist response shows, in order."""
+    assert response.status_code == 200
+    return [obj.pk for obj in response.context["cl"].result_list]
+
+
+def query_count(client: Any, url: str) -> int:
+    """Queries a GET of `url` costs once caches are warm (for N+1 checks)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url)  # warm the session and content-type caches
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(ctx)
+
+
 def require_chromium() -> str:
     """The Chromium binary, or skip the test; in CI (CI=true) its absence fails."""
     from imagineer_project.lib.chromium import chromium_executable

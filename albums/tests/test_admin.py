@@ -8,14 +8,18 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from albums.models import Album, AlbumImage, Image, SourceKind, UploadRun
 from albums.services import album_add_images, image_thumbnail_key, thumbnail_key
 from albums.uploads import upload_run_create
 from imagineer_project.runs import BaseRun
-from imagineer_project.testing import make_album, make_image, make_image_bytes
+from imagineer_project.testing import admin_listed as listed
+from imagineer_project.testing import (
+    make_album,
+    make_image,
+    make_image_bytes,
+    query_count,
+)
 from labeling.models import Label
 
 pytestmark = pytest.mark.django_db
@@ -23,19 +27,6 @@ pytestmark = pytest.mark.django_db
 IMAGES = "/admin/albums/image/"
 ALBUMS = "/admin/albums/album/"
 RUNS = "/admin/albums/uploadrun/"
-
-
-def listed(response: Any) -> list[int]:
-    assert response.status_code == 200
-    return [obj.pk for obj in response.context["cl"].result_list]
-
-
-def query_count(client: Any, url: str) -> int:
-    client.get(url)  # warm the session and content-type caches
-    with CaptureQueriesContext(connection) as ctx:
-        response = client.get(url)
-    assert response.status_code == 200
-    return len(ctx)
 
 
 def act(client: Any, action: str, images: list[Image], **extra: Any) -> Any:

@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from albums.models import Album, Image
 from albums.services import album_add_images, thumbnail_key
 from imagineer_project.runs import BaseRun
-from imagineer_project.testing import make_album, make_image
+from imagineer_project.testing import admin_listed as listed
+from imagineer_project.testing import make_album, make_image, query_count
 from scraping.models import CrawlLogEntry, ScrapeJob
 from scraping.tests.builders import log, make_job
 
@@ -21,19 +20,6 @@ pytestmark = pytest.mark.django_db
 
 JOBS = "/admin/scraping/scrapejob/"
 LOG = "/admin/scraping/crawllogentry/"
-
-
-def listed(response: Any) -> list[int]:
-    assert response.status_code == 200
-    return [obj.pk for obj in response.context["cl"].result_list]
-
-
-def query_count(client: Any, url: str) -> int:
-    client.get(url)  # warm the session and content-type caches
-    with CaptureQueriesContext(connection) as ctx:
-        response = client.get(url)
-    assert response.status_code == 200
-    return len(ctx)
 
 
 def stored_paths(image: Image) -> list[Path]:
