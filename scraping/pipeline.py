@@ -550,7 +550,7 @@ class ScrapeRun:
             reason = (
                 f"larger copy of near duplicate image #{near.pk}, which it replaces"
             )
-            self._replace(near)
+            self._replace(near, image)
         self.index.add(image.pk, image.phash)
         job.images_saved += 1
         self._label(image, item.candidate)
@@ -592,15 +592,24 @@ class ScrapeRun:
                 return image
         return None
 
-    def _replace(self, smaller: Image) -> None:
+    def _replace(self, smaller: Image, larger: Image) -> None:
         """The new, larger copy takes the smaller one's place in this album; the
-        smaller one goes entirely if this job brought it and nothing else holds it."""
+        smaller one goes entirely if this job brought it and nothing else holds it.
+
+        Its captions move to the larger copy first: they describe the same
+        picture, and a re-run (which finds the larger copy first) would put them
+        there too, so the result does not depend on download order.
+        """
         self.replaced.add(smaller.pk)
         album_remove_images(album=self.album, image_ids=[smaller.pk])
         brought_here = self.job.log.filter(
             image=smaller, outcome=Outcome.SAVED
         ).exists()
         if brought_here and not smaller.memberships.exists():
+            for label in smaller.labels.filter(source=Label.Source.HTML):
+                label_get_or_create(
+                    image=larger, kind=label.kind, text=label.text, source=label.source
+                )
             self.job.images_saved -= 1
             images_delete(images=[smaller])
 

@@ -267,3 +267,25 @@ def test_scrape_command_refuses_unsafe_targets(settings) -> None:
     with pytest.raises(CommandError, match="Refusing"):
         call_command("scrape", "http://169.254.169.254/latest/", album="x")
     assert not ScrapeJob.objects.exists()
+
+
+def test_captions_of_a_replaced_smaller_copy_move_to_the_larger_one(site: str) -> None:
+    # From the gallery the small copy is found (and, one request at a time,
+    # downloaded) before the full-size one on the home page replaces it.
+    job = scrape_job_create(
+        url=site + "gallery/major.html",
+        album_name="Tarot",
+        enqueue=False,
+        politeness_delay=0,
+        per_host_concurrency=1,
+    )
+    run_scrape_job(job.pk)
+    fool = Image.objects.get(original_filename="fool.jpg")
+    texts = set(fool.labels.values_list("kind", "text"))
+    assert {("alt_text", "The Fool"), ("alt_text", "The Fool (small)")} <= texts
+    assert not Image.objects.filter(original_filename="fool-small.jpg").exists()
+
+    labels = Label.objects.count()
+    ScrapeJob.objects.filter(pk=job.pk).update(status=BaseRun.Status.QUEUED)
+    run_scrape_job(job.pk)
+    assert Label.objects.count() == labels  # same captions whatever the order
