@@ -451,7 +451,16 @@ class AlbumAdmin(admin.ModelAdmin):
     fieldsets = (
         (
             None,
-            {"fields": ("name", "slug", "description", "source_kind", "visibility")},
+            {
+                    "fields": (
+                        "name",
+                        "slug",
+                        "description",
+                        "trigger_word",
+                        "source_kind",
+                        "visibility",
+                    )
+                },
         ),
         (
             "Images",

@@ -22,6 +22,11 @@ class Visibility(models.TextChoices):
     PRIVATE = "private", "Private"
 
 
+class NsfwSource(models.TextChoices):
+    HUMAN = "human", "A person"
+    MODEL = "model", "The labeler"
+
+
 class ImageQuerySet(models.QuerySet):
     def public(self) -> ImageQuerySet:
         """What an anonymous visitor may see: public and not NSFW."""
@@ -72,6 +77,11 @@ class Image(models.Model):
         related_name="+",
     )
     is_nsfw = models.BooleanField("NSFW", default=False)
+    # Who last decided is_nsfw. A person's decision is final: the labeler never
+    # overwrites it (see labeling.claude).
+    nsfw_source = models.CharField(
+        "NSFW decided by", max_length=8, choices=NsfwSource, blank=True
+    )
     visibility = models.CharField(
         max_length=8, choices=Visibility, default=Visibility.PUBLIC
     )
@@ -139,6 +149,12 @@ class Album(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=220, unique=True)
     description = models.TextField(blank=True)
+    trigger_word = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="A rare token that names this album's concept; captions written "
+        "by the labeler start with it, and datasets built from the album use it.",
+    )
     source_kind = models.CharField(max_length=16, choices=Kind, default=Kind.MANUAL)
     visibility = models.CharField(
         max_length=8, choices=Visibility, default=Visibility.PUBLIC

@@ -26,9 +26,13 @@ Description = Annotated[str, StringConstraints(max_length=20_000)]
 # --- albums -----------------------------------------------------------------------
 
 
+TriggerWord = Annotated[str, Field(max_length=100)]
+
+
 class AlbumIn(Schema):
     name: AlbumName
     description: Description = ""
+    trigger_word: TriggerWord = ""
     visibility: Visibility = Visibility.PUBLIC
     source_kind: Album.Kind = Album.Kind.MANUAL
 
@@ -36,6 +40,7 @@ class AlbumIn(Schema):
 class AlbumPatchIn(Schema):
     name: AlbumName | None = None
     description: Description | None = None
+    trigger_word: TriggerWord | None = None
     visibility: Visibility | None = None
 
 
@@ -56,6 +61,7 @@ class AlbumOut(ModelSchema):
             "name",
             "slug",
             "description",
+            "trigger_word",
             "source_kind",
             "visibility",
             "created",

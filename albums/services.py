@@ -21,7 +21,14 @@ from albums.ingest import (
     render_thumbnail,
     safe_display_name,
 )
-from albums.models import Album, AlbumImage, Image, SourceKind, Visibility
+from albums.models import (
+    Album,
+    AlbumImage,
+    Image,
+    NsfwSource,
+    SourceKind,
+    Visibility,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +179,8 @@ def image_update(*, image: Image, **fields: Any) -> Image:
     """Set triage fields (is_nsfw, visibility, review_status)."""
     allowed = {"is_nsfw", "visibility", "review_status"}
     changes = {k: v for k, v in fields.items() if k in allowed and v is not None}
+    if "is_nsfw" in changes:
+        changes["nsfw_source"] = NsfwSource.HUMAN
     for name, value in changes.items():
         setattr(image, name, value)
     if changes:
@@ -180,7 +189,9 @@ def image_update(*, image: Image, **fields: Any) -> Image:
 
 
 def images_set(*, image_ids: Iterable[int], **fields: Any) -> int:
-    """Bulk triage: set fields on many images at once."""
+    """Bulk triage: set fields on many images at once (a person's decision)."""
+    if "is_nsfw" in fields:
+        fields["nsfw_source"] = NsfwSource.HUMAN
     return Image.objects.filter(pk__in=list(image_ids)).update(
         **fields, updated=timezone.now()
     )
@@ -230,6 +241,7 @@ def album_create(
     *,
     name: str,
     description: str = "",
+    trigger_word: str = "",
     source_kind: str = Album.Kind.MANUAL,
     visibility: str = Visibility.PUBLIC,
     created_by: Any = None,
@@ -244,6 +256,7 @@ def album_create(
                     name=name[:200],
                     slug=_unique_slug(name),
                     description=description,
+                    trigger_word=trigger_word.strip(),
                     source_kind=source_kind,
                     visibility=visibility,
                     created_by=created_by if getattr(created_by, "pk", None) else None,
@@ -263,7 +276,7 @@ def album_get_or_create(
 
 
 def album_update(*, album: Album, **fields: Any) -> Album:
-    allowed = {"name", "description", "visibility", "source_kind"}
+    allowed = {"name", "description", "trigger_word", "visibility", "source_kind"}
     changes = {k: v for k, v in fields.items() if k in allowed and v is not None}
     for name, value in changes.items():
         setattr(album, name, value)

@@ -14,6 +14,11 @@ from albums.api import router as albums_router
 from imagineer_project import __version__
 from imagineer_project.errors import ApiError, error_response
 from imagineer_project.health import health_report
+from labeling import analytics_api
+from labeling.api import albums_router as labeling_albums_router
+from labeling.api import images_router as labeling_images_router
+from labeling.api import jobs_router as labeling_jobs_router
+from labeling.api import labels_router
 from scraping.api import router as scrape_jobs_router
 
 logger = logging.getLogger(__name__)
@@ -91,6 +96,12 @@ def health(request: HttpRequest) -> dict:
 
 api.add_router("", ops)
 api.add_router("/albums", albums_router)
+api.add_router("/albums", labeling_albums_router)
+api.add_router("/albums", analytics_api.albums_router)
 api.add_router("/images", images_router)
+api.add_router("/images", labeling_images_router)
+api.add_router("/labels", analytics_api.labels_router)
+api.add_router("/labels", labels_router)
+api.add_router("/labeling-jobs", labeling_jobs_router)
 api.add_router("/uploads", uploads_router)
 api.add_router("/scrape-jobs", scrape_jobs_router)

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
+
+from imagineer_project.runs import BaseRun
 
 
 class Label(models.Model):
@@ -10,6 +15,7 @@ class Label(models.Model):
 
     class Kind(models.TextChoices):
         CAPTION = "caption", "Caption"
+        DESCRIPTION = "description", "Description"
         TAG = "tag", "Tag"
         NSFW = "nsfw", "NSFW rating"
         ALT_TEXT = "alt_text", "Alt text"
@@ -26,6 +32,11 @@ class Label(models.Model):
         SIDECAR = "sidecar", "Sidecar file"
         LEGACY = "legacy", "Legacy import"
 
+    class Review(models.TextChoices):
+        UNREVIEWED = "unreviewed", "Unreviewed"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
     image = models.ForeignKey(
         "albums.Image", on_delete=models.CASCADE, related_name="labels"
     )
@@ -35,6 +46,11 @@ class Label(models.Model):
     model_name = models.CharField(max_length=100, blank=True)
     prompt_version = models.CharField(max_length=50, blank=True)
     confidence = models.FloatField(null=True, blank=True)
+    # Meaningful for captions: a rejected caption never trains; an approved
+    # human one always wins (labeling.selectors.training_caption).
+    review = models.CharField(
+        max_length=12, choices=Review, default=Review.UNREVIEWED
+    )
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -50,6 +66,11 @@ class Label(models.Model):
         indexes = [
             # Image pages and the API detail: labels of one image, by kind.
             models.Index(fields=["image", "kind"], name="label_image_kind"),
+            # Analytics: tag counts (GROUP BY text WHERE kind = 'tag'). Partial:
+            # only tags are short enough for a btree; page text can run long.
+            models.Index(
+                fields=["text"], name="label_tag_text", condition=Q(kind="tag")
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -61,3 +82,88 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.text[:60]}"
+
+
+class LabelingJob(BaseRun):
+    """Claude labels one image, a selection, or a whole album."""
+
+    class Style(models.TextChoices):
+        TRAINING = "training", "Training caption"
+        DESCRIPTION = "description", "Description"
+
+    album = models.ForeignKey(
+        "albums.Album",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="labeling_jobs",
+    )
+    # An explicit selection (one image or many); empty means "the album's images".
+    image_ids = models.JSONField(default=list, blank=True)
+    style = models.CharField(max_length=12, choices=Style, default=Style.TRAINING)
+    force = models.BooleanField(
+        default=False, help_text="Re-label images this prompt version already labeled."
+    )
+    limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Label at most this many images."
+    )
+    budget_usd = models.DecimalField(
+        "budget (USD)", max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    model_name = models.CharField(max_length=100)
+    prompt_version = models.CharField(max_length=50)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    labeled_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(
+        "cost (USD)", max_digits=12, decimal_places=6, default=Decimal(0)
+    )
+    budget_exhausted = models.BooleanField(default=False)
+
+    task_path = "labeling.tasks.run_labeling_job"
+
+    class Meta(BaseRun.Meta):
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Labeling job #{self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:labeling_labelingjob_change", args=[self.pk])
+
+
+class LabelingItem(models.Model):
+    """What one job did with one image; the job's resume point and failure list."""
+
+    class Outcome(models.TextChoices):
+        LABELED = "labeled", "Labeled"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(LabelingJob, on_delete=models.CASCADE, related_name="items")
+    image = models.ForeignKey(
+        "albums.Image", on_delete=models.CASCADE, related_name="labeling_items"
+    )
+    outcome = models.CharField(max_length=8, choices=Outcome)
+    reason = models.CharField(max_length=500, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # A task delivered twice, or resumed after a crash, records each image once.
+            models.UniqueConstraint(fields=["job", "image"], name="labeling_item_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} image {self.image_id}: {self.outcome}"
