@@ -16,7 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
-from imagineer_project.lib.env import env_bool, env_int, env_list, env_str
+from imagineer_project.lib.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
@@ -278,3 +278,41 @@ SCRAPER_USER_AGENT = env_str(
 SCRAPER_REQUEST_TIMEOUT = float(env_int("SCRAPER_REQUEST_TIMEOUT", 20, minimum=1))
 SCRAPER_RENDER_TIMEOUT = float(env_int("SCRAPER_RENDER_TIMEOUT", 30, minimum=5))
 SCRAPER_MAX_CONCURRENCY = env_int("SCRAPER_MAX_CONCURRENCY", 16, minimum=1)
+
+# --- labeling (Claude through the anthropic SDK) ------------------------------------
+# The SDK's own variables: ANTHROPIC_API_KEY, and ANTHROPIC_BASE_URL for a proxy or
+# a local fake. Without a key, labeling jobs refuse to start with a clear error.
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")
+# The SDK retries 408/409/429/5xx/529 with exponential backoff, honouring
+# retry-after; this many times per request.
+ANTHROPIC_MAX_RETRIES = env_int("ANTHROPIC_MAX_RETRIES", 4, minimum=0)
+ANTHROPIC_TIMEOUT = env_float("ANTHROPIC_TIMEOUT", 120.0, minimum=1)
+LABELING_MODEL = env_str("LABELING_MODEL", "claude-sonnet-5-5")
+# USD per million tokens, for the cost estimate and per-job budgets. Set them
+# to your model's list price (the defaults are Sonnet-class prices).
+LABELING_PRICE_INPUT_PER_MTOK = env_float(
+    "LABELING_PRICE_INPUT_PER_MTOK", 3.0, minimum=0
+)
+LABELING_PRICE_OUTPUT_PER_MTOK = env_float(
+    "LABELING_PRICE_OUTPUT_PER_MTOK", 15.0, minimum=0
+)
+# Requests in flight at once per labeling job.
+LABELING_CONCURRENCY = env_int("LABELING_CONCURRENCY", 4, minimum=1)
+LABELING_MAX_TOKENS = env_int("LABELING_MAX_TOKENS", 1024, minimum=128)
+# Images go to the API no larger than this (cost control; Claude's own limits).
+LABELING_MAX_EDGE = env_int("LABELING_MAX_EDGE", 1568, minimum=64)
+LABELING_MAX_PIXELS = env_int("LABELING_MAX_PIXELS", 1_150_000, minimum=4096)
+# The lowest rating that sets image.is_nsfw (SAFE, SUGGESTIVE, ADULT, EXPLICIT).
+LABELING_NSFW_THRESHOLD = env_str("LABELING_NSFW_THRESHOLD", "ADULT").upper()
+if LABELING_NSFW_THRESHOLD not in ("SAFE", "SUGGESTIVE", "ADULT", "EXPLICIT"):
+    raise ImproperlyConfigured(
+        "LABELING_NSFW_THRESHOLD must be SAFE, SUGGESTIVE, ADULT or EXPLICIT"
+    )
+# A job gives up when this many requests in a row fail at the API level
+# (network, overload after retries): the service is down, not the image.
+LABELING_MAX_CONSECUTIVE_API_ERRORS = env_int(
+    "LABELING_MAX_CONSECUTIVE_API_ERRORS", 5, minimum=1
+)
+# Below this many captioned images an album is not ready to train.
+TRAINING_MIN_CAPTIONED = env_int("TRAINING_MIN_CAPTIONED", 20, minimum=1)

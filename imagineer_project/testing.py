@@ -17,6 +17,10 @@ import pytest
 os.environ.setdefault("Q_SYNC", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests never reach the real Anthropic API: labeling tests opt in to the local
+# fake (the `fake_anthropic` fixture), which sets both again.
+os.environ["ANTHROPIC_API_KEY"] = ""
+os.environ["ANTHROPIC_BASE_URL"] = ""
 
 
 def make_image_bytes(
@@ -185,3 +189,15 @@ def call_as(db: Any, staff_user: Any, plain_user: Any, staff_token: str) -> Any:
         return client
 
     return make
+
+
+@pytest.fixture
+def fake_anthropic(settings: Any) -> Any:
+    """The local Messages API fake, with the SDK configured to use it."""
+    from labeling.fake_anthropic import API_KEY, FakeAnthropic
+
+    with FakeAnthropic() as fake:
+        settings.ANTHROPIC_API_KEY = API_KEY
+        settings.ANTHROPIC_BASE_URL = fake.base_url
+        settings.ANTHROPIC_MAX_RETRIES = 2
+        yield fake

@@ -1,11 +1,41 @@
-"""Writes for labels."""
+"""Writes for labels: a person's edits, and the labeler's results.
+
+Two kinds of writer touch labels and neither may undo the other: a person (API,
+admin, find/replace) and Claude (labeling jobs). Claude only ever replaces its
+own labels; a person's edit of a Claude label makes it a person's label.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
-from albums.models import Image
+from django.db import transaction
+from django.utils import timezone
+
+from albums.models import Image, NsfwSource
+from labeling.claude import LabelResult, rating_is_nsfw
 from labeling.models import Label
+
+Kind, Source, Review = Label.Kind, Label.Source, Label.Review
+
+MAX_TAG_CHARS = 200  # tags are indexed (labeling.models: label_tag_text)
+
+
+def _person(user: Any) -> Any:
+    return user if getattr(user, "pk", None) else None
+
+
+def _clean_text(kind: str, text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("A label needs text.")
+    if kind == Kind.TAG:
+        text = " ".join(text.split())
+        if len(text) > MAX_TAG_CHARS:
+            raise ValueError(f"A tag is at most {MAX_TAG_CHARS} characters.")
+    return text
 
 
 def label_create(
@@ -13,19 +43,20 @@ def label_create(
     image: Image,
     kind: str,
     text: str,
-    source: str = Label.Source.HUMAN,
+    source: str = Source.HUMAN,
     author: Any = None,
     **extra: Any,
 ) -> Label:
-    text = text.strip()
-    if not text:
-        raise ValueError("A label needs text.")
+    """One label. A caption a person writes counts as approved unless told
+    otherwise: writing it is the review."""
+    if source == Source.HUMAN and kind == Kind.CAPTION:
+        extra.setdefault("review", Review.APPROVED)
     return Label.objects.create(
         image=image,
         kind=kind,
-        text=text,
+        text=_clean_text(kind, text),
         source=source,
-        author=author if getattr(author, "pk", None) else None,
+        author=_person(author),
         **extra,
     )
 
@@ -37,3 +68,116 @@ def label_get_or_create(
     return Label.objects.get_or_create(
         image=image, kind=kind, source=source, text=text.strip(), defaults=extra
     )
+
+
+def label_update(
+    *,
+    label: Label,
+    user: Any,
+    text: str | None = None,
+    kind: str | None = None,
+    review: str | None = None,
+) -> Label:
+    """A person edits a label. New text makes it theirs (source human, their
+    name as author), so a forced re-label by Claude never overwrites it."""
+    changed: list[str] = []
+    if kind is not None and kind != label.kind:
+        label.kind = kind
+        changed.append("kind")
+    if text is not None and text.strip() != label.text:
+        label.text = _clean_text(label.kind, text)
+        label.source = Source.HUMAN
+        label.author = _person(user)
+        changed += ["text", "source", "author"]
+        if label.kind == Kind.CAPTION and review is None:
+            review = Review.APPROVED
+    if review is not None and review != label.review:
+        label.review = review
+        changed.append("review")
+    if changed:
+        label.save(update_fields=[*dict.fromkeys(changed), "updated"])
+    return label
+
+
+def label_delete(*, label: Label) -> None:
+    label.delete()
+
+
+def labels_set_review(*, label_ids: Iterable[int], review: str) -> int:
+    return Label.objects.filter(pk__in=list(label_ids)).update(
+        review=review, updated=timezone.now()
+    )
+
+
+def captions_find_replace(
+    *,
+    image_ids: Iterable[int],
+    find: str,
+    replace: str,
+    user: Any,
+    case_sensitive: bool = False,
+) -> int:
+    """Replace text in the captions of the given images; returns captions changed.
+
+    An edited caption becomes the editing person's (label_update), so the fix
+    survives a forced re-label.
+    """
+    if not find:
+        raise ValueError("Say what to find.")
+    pattern = re.compile(re.escape(find), 0 if case_sensitive else re.IGNORECASE)
+    changed = 0
+    captions = Label.objects.filter(
+        image_id__in=list(image_ids), kind=Kind.CAPTION
+    ).exclude(review=Review.REJECTED)
+    with transaction.atomic():
+        for label in captions.select_for_update():
+            new_text = " ".join(pattern.sub(replace, label.text).split())
+            if new_text and new_text != label.text:
+                label_update(label=label, user=user, text=new_text)
+                changed += 1
+    return changed
+
+
+def labels_write_from_claude(
+    *,
+    image: Image,
+    result: LabelResult,
+    kind: str,
+    model_name: str,
+    prompt_version: str,
+) -> list[Label]:
+    """Replace Claude's own caption (or description), tags and rating on `image`
+    with `result`. People's labels are never touched; a tag a person already
+    gave is not repeated; a person's NSFW decision stands."""
+    common = {
+        "image": image,
+        "source": Source.CLAUDE,
+        "model_name": model_name[:100],
+        "prompt_version": prompt_version,
+        "confidence": result.confidence,
+    }
+    with transaction.atomic():
+        Label.objects.filter(
+            image=image, source=Source.CLAUDE, kind__in=(kind, Kind.TAG, Kind.NSFW)
+        ).delete()
+        person_tags = {
+            text.casefold()
+            for text in Label.objects.filter(image=image, kind=Kind.TAG).values_list(
+                "text", flat=True
+            )
+        }
+        labels = [Label(kind=kind, text=result.caption, **common)]
+        labels += [
+            Label(kind=Kind.TAG, text=tag, **common)
+            for tag in result.tags
+            if tag.casefold() not in person_tags
+        ]
+        labels.append(Label(kind=Kind.NSFW, text=result.nsfw_rating, **common))
+        created = Label.objects.bulk_create(labels)
+        # Conditional update: a person's decision made meanwhile still wins.
+        Image.objects.filter(pk=image.pk).exclude(nsfw_source=NsfwSource.HUMAN).update(
+            is_nsfw=rating_is_nsfw(result.nsfw_rating),
+            nsfw_source=NsfwSource.MODEL,
+            updated=timezone.now(),
+        )
+    return created

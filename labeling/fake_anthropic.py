@@ -1,0 +1,178 @@
+"""A local stand-in for the Anthropic Messages API, for tests, benchmarks and demos.
+
+It listens on 127.0.0.1 and answers `POST /v1/messages` the way the real API
+does, so the real `anthropic` SDK can be pointed at it with `base_url`. Replies
+are scripted per request (`queue`), else a default tool call; every request
+body is kept for assertions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from labeling.claude import TOOL_NAME
+
+Reply = tuple[int, dict[str, str], dict[str, Any]]
+Behaviour = Callable[[dict[str, Any]], Reply]
+
+API_KEY = "sk-ant-test-key"
+
+_ids = itertools.count(1)
+
+
+def _message(content: list[dict], stop_reason: str, usage: tuple[int, int]) -> dict:
+    return {
+        "id": f"msg_fake_{next(_ids)}",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-5-5",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+    }
+
+
+def tool_reply(
+    caption: str = "a small test image, flat colour",
+    tags: list[str] | None = None,
+    nsfw_rating: str = "SAFE",
+    confidence: float = 0.9,
+    *,
+    usage: tuple[int, int] = (1500, 120),
+    **extra: Any,
+) -> Behaviour:
+    """Claude calls the labeling tool (the normal, structured answer)."""
+    payload = {
+        "caption": caption,
+        "tags": ["test image", "flat colour"] if tags is None else tags,
+        "nsfw_rating": nsfw_rating,
+        "confidence": confidence,
+        **extra,
+    }
+    block = {"type": "tool_use", "id": "toolu_fake", "name": TOOL_NAME}
+    content = [{**block, "input": payload}]
+    return lambda body: (200, {}, _message(content, "tool_use", usage))
+
+
+def text_reply(text: str, *, usage: tuple[int, int] = (1500, 60)) -> Behaviour:
+    content = [{"type": "text", "text": text}]
+    return lambda body: (200, {}, _message(content, "end_turn", usage))
+
+
+def refusal(*, usage: tuple[int, int] = (1500, 5)) -> Behaviour:
+    return lambda body: (200, {}, _message([], "refusal", usage))
+
+
+def empty_reply(*, usage: tuple[int, int] = (1500, 0)) -> Behaviour:
+    return lambda body: (200, {}, _message([], "end_turn", usage))
+
+
+def error(
+    status: int, message: str = "", retry_after: float | None = None
+) -> Behaviour:
+    kinds = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+        529: "overloaded_error",
+    }
+    headers = {} if retry_after is None else {"retry-after": str(retry_after)}
+    body = {
+        "type": "error",
+        "error": {
+            "type": kinds.get(status, "api_error"),
+            "message": message or "error",
+        },
+    }
+    return lambda request: (status, headers, body)
+
+
+class FakeAnthropic:
+    """`with FakeAnthropic() as api:` then point the SDK at `api.base_url`."""
+
+    def __init__(self, *, latency: float = 0.0, default: Behaviour | None = None):
+        self.latency = latency
+        self.default = default or tool_reply()
+        self.script: deque[Behaviour] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests served at the same time
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def queue(self, *behaviours: Behaviour) -> None:
+        """The next requests get these replies, in order; then the default."""
+        with self._lock:
+            self.script.extend(behaviours)
+
+    def __enter__(self) -> FakeAnthropic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            self.requests.append(body)
+            behaviour = self.script.popleft() if self.script else self.default
+        return behaviour(body)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                if self.path.split("?")[0] != "/v1/messages":
+                    return self._send(404, {}, {"type": "error", "error": {}})
+                auth = self.headers.get("Authorization", "")
+                key = self.headers.get("x-api-key") or auth.removeprefix("Bearer ")
+                if key != API_KEY:
+                    status, headers, body = error(401, "invalid x-api-key")({})
+                    return self._send(status, headers, body)
+                with fake._lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    if fake.latency:
+                        time.sleep(fake.latency)
+                    reply = fake._next(json.loads(raw or b"{}"))
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+                self._send(*reply)
+
+            def _send(self, status: int, headers: dict, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output quiet
+
+        return Handler
