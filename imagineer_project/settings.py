@@ -262,6 +262,7 @@ LOGGING = {
         "PIL": {"level": "WARNING"},
         # One INFO line per request; the crawl log already records each URL.
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},  # the anthropic SDK's copy of httpx
     },
 }
 

@@ -1,12 +1,198 @@
-"""JSON API for labeling: label jobs and label editing."""
+"""JSON API for labeling: Claude jobs (/api/images/{id}/label, /api/albums/{id}/label,
+/api/labeling-jobs) and label editing (/api/images/{id}/labels, /api/labels/{id}).
+
+Reading an image's labels follows the image's visibility; everything else is
+staff only. Every edit through here is recorded as the signed-in person's.
+"""
 
 from __future__ import annotations
 
-from ninja import Router
+from typing import Any
 
+from django.http import HttpRequest, HttpResponse
+from ninja import Query, Router, Status
+
+from albums.selectors import album_get, image_get
+from imagineer_project.errors import ApiError
+from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
+from imagineer_project.runs import run_request_cancel
+from labeling import selectors, services
+from labeling.claude import LabelingNotConfigured
+from labeling.jobs import labeling_job_create
+from labeling.models import Label, LabelingJob
+from labeling.schemas import (
+    AlbumLabelJobIn,
+    ImageLabelsOut,
+    LabelIn,
+    LabelingJobDetailOut,
+    LabelingJobFilterIn,
+    LabelingJobOut,
+    LabelJobIn,
+    LabelOut,
+    LabelPatchIn,
+)
 
 images_router = Router(tags=["labeling"])
 albums_router = Router(tags=["labeling"], auth=staff_required)
-labels_router = Router(tags=["labeling"])
+labels_router = Router(tags=["labeling"], auth=staff_required)
 jobs_router = Router(tags=["labeling"], auth=staff_required)
+
+
+def _start(response: HttpResponse, **kwargs: Any) -> LabelingJob:
+    try:
+        job = labeling_job_create(**kwargs)
+    except LabelingNotConfigured as exc:
+        raise ApiError(503, str(exc), code="labeling_not_configured") from exc
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from exc
+    response["Location"] = f"/api/labeling-jobs/{job.pk}"
+    return job
+
+
+@images_router.post(
+    "/{int:image_id}/label", response={202: LabelingJobDetailOut}, auth=staff_required
+)
+def image_label(
+    request: HttpRequest, response: HttpResponse, image_id: int, payload: LabelJobIn
+) -> Any:
+    """Label one image with Claude; poll the job at the Location header."""
+    image = image_get(user=request.user, image_id=image_id)
+    job = _start(
+        response,
+        images=[image],
+        style=payload.style,
+        force=payload.force,
+        budget_usd=payload.budget,
+        created_by=request.user,
+    )
+    return Status(202, job)
+
+
+@albums_router.post("/{album_ref}/label", response={202: LabelingJobDetailOut})
+def album_label(
+    request: HttpRequest,
+    response: HttpResponse,
+    album_ref: str,
+    payload: AlbumLabelJobIn,
+) -> Any:
+    """Label an album's images with Claude (skipping those this prompt version
+    already labeled unless `force`); poll the job at the Location header."""
+    album = album_get(user=request.user, ref=album_ref)
+    job = _start(
+        response,
+        album=album,
+        style=payload.style,
+        force=payload.force,
+        budget_usd=payload.budget,
+        limit=payload.limit,
+        created_by=request.user,
+    )
+    return Status(202, job)
+
+
+# --- label editing ----------------------------------------------------------------
+
+
+def _image_labels(request: HttpRequest, image_id: int) -> dict[str, Any]:
+    image = image_get(user=request.user, image_id=image_id)
+    choice = selectors.training_caption(image)
+    return {
+        "image_id": image.pk,
+        "training_caption": {
+            "text": choice.text,
+            "label_id": choice.label_id,
+            "reason": choice.reason,
+            "rule": selectors.TRAINING_CAPTION_RULE,
+        },
+        "labels": list(selectors.labels_for_image(image)),
+    }
+
+
+@images_router.get("/{int:image_id}/labels", response=ImageLabelsOut)
+def image_labels(request: HttpRequest, image_id: int) -> Any:
+    """An image's labels, and the caption it trains with (and why)."""
+    return _image_labels(request, image_id)
+
+
+@images_router.post(
+    "/{int:image_id}/labels", response={201: LabelOut}, auth=staff_required
+)
+def image_label_create(request: HttpRequest, image_id: int, payload: LabelIn) -> Any:
+    """Add a label written by the signed-in person."""
+    image = image_get(user=request.user, image_id=image_id)
+    extra = {"review": payload.review} if payload.review else {}
+    try:
+        label = services.label_create(
+            image=image,
+            kind=payload.kind,
+            text=payload.text,
+            author=request.user,
+            **extra,
+        )
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from exc
+    return Status(201, label)
+
+
+def _label(label_id: int) -> Label:
+    label = Label.objects.select_related("author").filter(pk=label_id).first()
+    if label is None:
+        raise ApiError(404, f"Label {label_id} not found.")
+    return label
+
+
+@labels_router.patch("/{int:label_id}", response=LabelOut)
+def label_patch(request: HttpRequest, label_id: int, payload: LabelPatchIn) -> Any:
+    """Edit a label's text, kind or review state. New text makes the label the
+    editor's own, so re-labeling with Claude never overwrites it."""
+    try:
+        return services.label_update(
+            label=_label(label_id), user=request.user, **payload.dict()
+        )
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from exc
+
+
+@labels_router.delete("/{int:label_id}", response={204: None})
+def label_delete(request: HttpRequest, label_id: int) -> Any:
+    services.label_delete(label=_label(label_id))
+    return Status(204, None)
+
+
+# --- jobs -------------------------------------------------------------------------
+
+
+def _job(job_id: int) -> LabelingJob:
+    job = LabelingJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise ApiError(404, f"Labeling job {job_id} not found.")
+    return job
+
+
+@jobs_router.get("", response=PageOut[LabelingJobOut])
+def labeling_job_list(
+    request: HttpRequest, filters: Query[LabelingJobFilterIn], page: Query[PageIn]
+) -> Any:
+    """Labeling jobs, newest first."""
+    jobs = LabelingJob.objects.all()
+    if filters.status:
+        jobs = jobs.filter(status=filters.status)
+    if filters.album:
+        jobs = jobs.filter(album_id=filters.album)
+    return keyset_paginate(jobs, keys=["-id"], page=page)
+
+
+@jobs_router.get("/{int:job_id}", response=LabelingJobDetailOut)
+def labeling_job_detail(request: HttpRequest, job_id: int) -> Any:
+    """Progress, tokens, estimated cost, and every image that failed, with why."""
+    return _job(job_id)
+
+
+@jobs_router.post("/{int:job_id}/cancel", response=LabelingJobDetailOut)
+def labeling_job_cancel(request: HttpRequest, job_id: int) -> Any:
+    """Stop a job: at once if queued, after the requests in flight if running."""
+    job = _job(job_id)
+    if not job.is_active or not run_request_cancel(job):
+        raise ApiError(409, f"Labeling job {job_id} already ended ({job.status}).")
+    return job

@@ -1,0 +1,130 @@
+"""Request and response shapes for the labeling API."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from ninja import ModelSchema, Schema
+from pydantic import Field, StringConstraints
+
+from labeling.models import Label, LabelingItem, LabelingJob
+
+LabelText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
+]
+
+
+class LabelJobIn(Schema):
+    style: LabelingJob.Style = LabelingJob.Style.TRAINING
+    force: bool = Field(
+        False, description="Re-label images this prompt version already labeled."
+    )
+    budget: Decimal | None = Field(
+        None, gt=0, max_digits=10, decimal_places=4, description="Stop at this USD."
+    )
+
+
+class AlbumLabelJobIn(LabelJobIn):
+    limit: int | None = Field(None, ge=1, description="Label at most this many.")
+
+
+class LabelOut(ModelSchema):
+    author: str | None
+
+    class Meta:
+        model = Label
+        fields = [
+            "id",
+            "image",
+            "kind",
+            "text",
+            "source",
+            "review",
+            "model_name",
+            "prompt_version",
+            "confidence",
+            "created",
+            "updated",
+        ]
+
+    @staticmethod
+    def resolve_author(label: Label) -> str | None:
+        return label.author.get_username() if label.author_id else None
+
+
+class LabelIn(Schema):
+    kind: Label.Kind
+    text: LabelText
+    review: Label.Review | None = None
+
+
+class LabelPatchIn(Schema):
+    kind: Label.Kind | None = None
+    text: LabelText | None = None
+    review: Label.Review | None = None
+
+
+class LabelingFailureOut(ModelSchema):
+    class Meta:
+        model = LabelingItem
+        fields = ["image", "reason", "created"]
+
+
+class LabelingJobOut(ModelSchema):
+    percent: int
+    album_id: int | None
+
+    class Meta:
+        model = LabelingJob
+        fields = [
+            "id",
+            "status",
+            "style",
+            "force",
+            "limit",
+            "budget_usd",
+            "model_name",
+            "prompt_version",
+            "progress_done",
+            "progress_total",
+            "message",
+            "error",
+            "labeled_count",
+            "skipped_count",
+            "failed_count",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "budget_exhausted",
+            "created",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class LabelingJobDetailOut(LabelingJobOut):
+    image_ids: list[int]
+    failures: list[LabelingFailureOut]
+
+    @staticmethod
+    def resolve_failures(job: LabelingJob) -> list[LabelingItem]:
+        return list(job.items.filter(outcome="failed").order_by("id")[:500])
+
+
+class LabelingJobFilterIn(Schema):
+    status: LabelingJob.Status | None = None
+    album: int | None = None
+
+
+class CaptionOut(Schema):
+    text: str
+    label_id: int | None
+    reason: str
+    rule: str
+
+
+class ImageLabelsOut(Schema):
+    image_id: int
+    training_caption: CaptionOut
+    labels: list[LabelOut]
