@@ -37,7 +37,15 @@ from albums.services import (
 )
 from albums.uploads import upload_run_cancel, upload_run_create
 from imagineer_project.run_admin import RunProgressMixin
+from labeling.admin import (
+    ImageLabelsForm,
+    find_replace_action,
+    label_albums_action,
+    label_images_action,
+)
+from labeling.analytics import render_album_coverage
 from labeling.models import Label
+from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +114,10 @@ class SizeFilter(admin.SimpleListFilter):
 # --- images -----------------------------------------------------------------------
 
 
+TRIAGE_FIELDS = ("is_nsfw", "visibility", "review_status")
+EDITABLE_IMAGE_FIELDS = (*TRIAGE_FIELDS, "caption", "caption_review", "tags")
+
+
 class AlbumChoiceForm(forms.Form):
     album = forms.ModelChoiceField(queryset=Album.objects.order_by("name"))
 
@@ -113,7 +125,7 @@ class AlbumChoiceForm(forms.Form):
 class LabelInlineForm(forms.ModelForm):
     class Meta:
         model = Label
-        fields = ("kind", "text", "source", "model_name", "confidence")
+        fields = ("kind", "text", "source", "review", "model_name", "confidence")
         # Narrow widgets, so the inline table fits beside the admin's sidebar.
         widgets = {
             "text": forms.Textarea(attrs={"rows": 2, "cols": 44}),
@@ -125,7 +137,7 @@ class LabelInlineForm(forms.ModelForm):
 class LabelInline(admin.TabularInline):
     model = Label
     form = LabelInlineForm
-    fields = ("kind", "text", "source", "model_name", "confidence", "author")
+    fields = ("kind", "text", "source", "review", "model_name", "confidence", "author")
     readonly_fields = ("author",)
     extra = 1
 
@@ -173,10 +185,17 @@ class ImageAdmin(admin.ModelAdmin):
         "make_private",
         "add_to_album",
         "remove_from_album",
+        "label_with_claude",
+        "find_replace_captions",
     )  # plus the site-wide "delete selected", which goes through delete_queryset
     inlines = (LabelInline,)
+    form = ImageLabelsForm
     fieldsets = (
         (None, {"fields": ("preview", "is_nsfw", "visibility", "review_status")}),
+        (
+            "Caption and tags",
+            {"fields": ("trains_with", "caption", "caption_review", "tags")},
+        ),
         (
             "File",
             {
@@ -214,7 +233,7 @@ class ImageAdmin(admin.ModelAdmin):
         name
         for _, options in fieldsets
         for name in options["fields"]
-        if name not in ("is_nsfw", "visibility", "review_status")
+        if name not in EDITABLE_IMAGE_FIELDS
     )
 
     class Media:
@@ -268,10 +287,34 @@ class ImageAdmin(admin.ModelAdmin):
             or "—"
         )
 
+    @admin.display(description="trains with")
+    def trains_with(self, obj: Image) -> str:
+        choice = training_caption(obj)
+        return format_html(
+            '{} <span class="help" title="{}">({})</span>',
+            choice.text or "No caption yet",
+            TRAINING_CAPTION_RULE,
+            choice.reason,
+        )
+
     def save_model(
         self, request: HttpRequest, obj: Image, form: Any, change: bool
     ) -> None:
-        image_update(image=obj, **{f: form.cleaned_data[f] for f in form.changed_data})
+        triage = [f for f in form.changed_data if f in TRIAGE_FIELDS]
+        image_update(image=obj, **{f: form.cleaned_data[f] for f in triage})
+        form.save_labels(request.user)
+
+    @admin.action(description="Label with Claude…", permissions=["change"])
+    def label_with_claude(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        return label_images_action(self, request, queryset)
+
+    @admin.action(description="Find and replace in captions…", permissions=["change"])
+    def find_replace_captions(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        return find_replace_action(self, request, queryset)
 
     def save_formset(
         self, request: HttpRequest, form: Any, formset: Any, change: bool
@@ -280,6 +323,10 @@ class ImageAdmin(admin.ModelAdmin):
         for label in formset.save(commit=False):
             if label.pk is None and label.author_id is None:
                 label.author = request.user
+            new_caption = label.pk is None and label.kind == Label.Kind.CAPTION
+            if new_caption and label.source == Label.Source.HUMAN:
+                # Writing a caption is reviewing it (labeling.services.label_create).
+                label.review = Label.Review.APPROVED
             label.save()
         for label in formset.deleted_objects:
             label.delete()
@@ -452,15 +499,15 @@ class AlbumAdmin(admin.ModelAdmin):
         (
             None,
             {
-                    "fields": (
-                        "name",
-                        "slug",
-                        "description",
-                        "trigger_word",
-                        "source_kind",
-                        "visibility",
-                    )
-                },
+                "fields": (
+                    "name",
+                    "slug",
+                    "description",
+                    "trigger_word",
+                    "source_kind",
+                    "visibility",
+                )
+            },
         ),
         (
             "Images",
@@ -471,9 +518,11 @@ class AlbumAdmin(admin.ModelAdmin):
                 "albums hold are kept.",
             },
         ),
+        ("Labeling", {"fields": ("labeling_coverage",)}),
         ("History", {"fields": ("created_by", "created", "updated")}),
     )
-    readonly_fields = ("images_link", "created", "updated")
+    readonly_fields = ("images_link", "labeling_coverage", "created", "updated")
+    actions = ("label_with_claude",)
     change_form_template = "admin/albums/album/change_form.html"
 
     class Media:
@@ -504,6 +553,16 @@ class AlbumAdmin(admin.ModelAdmin):
             obj.pk,
             obj.image_count,
         )
+
+    @admin.display(description="coverage and top tags")
+    def labeling_coverage(self, obj: Album) -> str:
+        return render_album_coverage(obj) if obj.pk else "—"
+
+    @admin.action(description="Label with Claude…", permissions=["change"])
+    def label_with_claude(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        return label_albums_action(self, request, queryset)
 
     def save_model(
         self, request: HttpRequest, obj: Album, form: Any, change: bool

@@ -1,16 +1,52 @@
-"""Admin for labels: browse and correct captions, tags and notes across images."""
+"""Admin for labels and labeling jobs, and the labeling actions the image and
+album admins offer ("Label with Claude…", "Find and replace in captions…")."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
-from django.urls import reverse
-from django.utils.html import format_html
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
-from labeling.models import Label
+from albums.models import Album
+from imagineer_project.run_admin import RunProgressMixin
+from imagineer_project.runs import run_request_cancel
+from labeling.claude import LabelingNotConfigured
+from labeling.jobs import labeling_job_create
+from labeling.models import Label, LabelingItem, LabelingJob
+from labeling.services import (
+    captions_find_replace,
+    image_caption_set,
+    image_tags_set,
+    labels_set_review,
+)
+
+# --- labels -----------------------------------------------------------------------
+
+
+class LabelAlbumFilter(admin.SimpleListFilter):
+    title = "album"
+    parameter_name = "album"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        albums = Album.objects.order_by("name").values_list("pk", "name")
+        return [(str(pk), name) for pk, name in albums]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() and self.value().isdigit():
+            return queryset.filter(image__memberships__album_id=int(self.value()))
+        return queryset
 
 
 @admin.register(Label)
@@ -21,21 +57,25 @@ class LabelAdmin(admin.ModelAdmin):
         "kind",
         "excerpt",
         "source",
+        "review",
         "model_name",
         "confidence",
+        "author",
         "created",
     )
     list_display_links = ("excerpt",)
-    list_filter = ("kind", "source", "model_name")
+    list_filter = ("kind", "source", "review", "model_name", LabelAlbumFilter)
     search_fields = ("text",)
-    list_select_related = ("image",)
+    list_select_related = ("image", "author")
     raw_id_fields = ("image", "author")
     readonly_fields = ("created", "updated")
+    actions = ("approve", "reject", "mark_unreviewed")
     fields = (
         "image",
         "kind",
         "text",
         "source",
+        "review",
         "model_name",
         "prompt_version",
         "confidence",
@@ -67,3 +107,401 @@ class LabelAdmin(admin.ModelAdmin):
         if not change and obj.author_id is None and obj.source == Label.Source.HUMAN:
             obj.author = request.user
         super().save_model(request, obj, form, change)
+
+    def _review(self, request: HttpRequest, queryset: QuerySet, review: str) -> None:
+        count = labels_set_review(
+            label_ids=queryset.values_list("pk", flat=True), review=review
+        )
+        self.message_user(request, f"{count} label(s) marked {review}.")
+
+    @admin.action(description="Approve (these captions train)", permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._review(request, queryset, Label.Review.APPROVED)
+
+    @admin.action(description="Reject (never train on these)", permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._review(request, queryset, Label.Review.REJECTED)
+
+    @admin.action(description="Mark unreviewed", permissions=["change"])
+    def mark_unreviewed(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._review(request, queryset, Label.Review.UNREVIEWED)
+
+
+# --- labeling jobs ----------------------------------------------------------------
+
+
+class FailureInline(admin.TabularInline):
+    model = LabelingItem
+    verbose_name = "failed image"
+    verbose_name_plural = "failed images"
+    fields = ("image_link", "reason", "created")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).filter(outcome="failed")
+
+    @admin.display(description="image")
+    def image_link(self, obj: LabelingItem) -> str:
+        return format_html(
+            '<a href="{}"><img src="/api/images/{}/thumbnail" width="48" height="48" '
+            'class="imagineer-thumb" loading="lazy" alt=""> #{}</a>',
+            reverse("admin:albums_image_change", args=[obj.image_id]),
+            obj.image_id,
+            obj.image_id,
+        )
+
+
+@admin.register(LabelingJob)
+class LabelingJobAdmin(RunProgressMixin, admin.ModelAdmin):
+    progress_unit = " images"
+    list_display = (
+        "id",
+        "target",
+        "style",
+        "status",
+        "progress",
+        "labeled_count",
+        "skipped_count",
+        "failed_count",
+        "tokens",
+        "cost",
+        "created",
+    )
+    list_filter = ("status", "style", "model_name", "budget_exhausted")
+    search_fields = ("album__name", "message", "error")
+    list_select_related = ("album",)
+    raw_id_fields = ("album", "created_by")
+    actions = ("cancel_jobs",)
+    inlines = (FailureInline,)
+    fieldsets = (
+        (None, {"fields": ("target", "status", "progress_bar", "message", "error")}),
+        (
+            "Results",
+            {
+                "fields": (
+                    "labeled_count",
+                    "skipped_count",
+                    "failed_count",
+                    "tokens",
+                    "cost",
+                    "budget_usd",
+                    "budget_exhausted",
+                )
+            },
+        ),
+        (
+            "Request",
+            {
+                "fields": (
+                    "style",
+                    "force",
+                    "limit",
+                    "model_name",
+                    "prompt_version",
+                    "created_by",
+                    "created",
+                    "started_at",
+                    "finished_at",
+                    "attempts",
+                )
+            },
+        ),
+    )
+    readonly_fields = tuple(
+        name for _, options in fieldsets for name in options["fields"]
+    )
+    change_form_template = "admin/labeling/labelingjob/change_form.html"
+
+    class Media:
+        css = {"all": ("imagineer/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs start from the image and album actions, the API or CLI
+
+    def get_urls(self) -> list[Any]:
+        cancel = self.admin_site.admin_view(require_POST(self.cancel_view))
+        return [
+            path(
+                "<path:object_id>/cancel/", cancel, name="labeling_labelingjob_cancel"
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="what")
+    def target(self, obj: LabelingJob) -> str:
+        if obj.album_id:
+            return format_html(
+                '<a href="{}">{}</a>',
+                reverse("admin:albums_album_change", args=[obj.album_id]),
+                obj.album.name,
+            )
+        count = len(obj.image_ids)
+        return f"{count} selected image{'s' if count != 1 else ''}"
+
+    @admin.display(description="tokens in / out")
+    def tokens(self, obj: LabelingJob) -> str:
+        return f"{obj.input_tokens:,} / {obj.output_tokens:,}"
+
+    @admin.display(description="cost (USD, est.)", ordering="cost_usd")
+    def cost(self, obj: LabelingJob) -> str:
+        return f"${obj.cost_usd:.4f}"
+
+    @admin.action(description="Cancel selected jobs", permissions=["change"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        stopped = sum(run_request_cancel(job) for job in queryset if job.is_active)
+        self.message_user(request, f"Asked {stopped} job(s) to stop.")
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404("No such labeling job.")
+        if not self.has_change_permission(request, job):
+            raise PermissionDenied
+        if job.is_active and run_request_cancel(job):
+            self.message_user(request, "The job is stopping.", messages.SUCCESS)
+        else:
+            self.message_user(request, "The job had already ended.", messages.WARNING)
+        return HttpResponseRedirect(
+            reverse("admin:labeling_labelingjob_change", args=[job.pk])
+        )
+
+
+# --- actions for the image and album admins -----------------------------------------
+
+
+class LabelWithClaudeForm(forms.Form):
+    style = forms.ChoiceField(choices=LabelingJob.Style.choices)
+    force = forms.BooleanField(
+        required=False,
+        label="Re-label images already labeled",
+        help_text="Replaces Claude's own earlier labels; a person's never change.",
+    )
+    budget = forms.DecimalField(
+        required=False,
+        min_value=0.0001,
+        decimal_places=4,
+        label="Budget (USD)",
+        help_text="Stop cleanly once the estimated cost reaches this.",
+    )
+
+
+class FindReplaceForm(forms.Form):
+    find = forms.CharField(max_length=500, strip=False)
+    replace = forms.CharField(max_length=500, required=False, strip=False)
+    case_sensitive = forms.BooleanField(required=False)
+
+
+def _action_step(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    action: str,
+    title: str,
+    form_class: type[forms.Form],
+    apply: Callable[[dict[str, Any]], HttpResponse | None],
+    note: str = "",
+) -> HttpResponse | None:
+    """The intermediate page of an action: fill in the form, then apply it to the
+    same selection (posted back with select_across, so Django rebuilds it)."""
+    form = form_class(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        return apply(form.cleaned_data)
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "opts": modeladmin.opts,
+        "form": form,
+        "action": action,
+        "note": note,
+        "count": queryset.count(),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/labeling/action_form.html", context)
+
+
+def _start_jobs(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, targets: list[dict[str, Any]]
+) -> HttpResponse | None:
+    try:
+        jobs = [labeling_job_create(created_by=request.user, **t) for t in targets]
+    except LabelingNotConfigured as exc:
+        modeladmin.message_user(request, str(exc), messages.ERROR)
+        return None
+    links = format_html_join(
+        ", ",
+        '<a href="{}">#{}</a>',
+        ((job.get_absolute_url(), job.pk) for job in jobs),
+    )
+    modeladmin.message_user(
+        request,
+        format_html("Started {} labeling job(s): {}.", len(jobs), links),
+        messages.SUCCESS,
+    )
+    if len(jobs) == 1:
+        return HttpResponseRedirect(jobs[0].get_absolute_url())
+    return None
+
+
+def label_images_action(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
+    """Image action: one job for the whole selection."""
+
+    def apply(data: dict[str, Any]) -> HttpResponse | None:
+        target = {
+            "images": list(queryset.order_by("pk")),
+            "style": data["style"],
+            "force": data["force"],
+            "budget_usd": data["budget"],
+        }
+        return _start_jobs(modeladmin, request, [target])
+
+    return _action_step(
+        modeladmin,
+        request,
+        queryset,
+        action="label_with_claude",
+        title="Label with Claude",
+        form_class=LabelWithClaudeForm,
+        apply=apply,
+    )
+
+
+def label_albums_action(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
+    """Album action: one job per album."""
+
+    def apply(data: dict[str, Any]) -> HttpResponse | None:
+        targets = [
+            {
+                "album": album,
+                "style": data["style"],
+                "force": data["force"],
+                "budget_usd": data["budget"],
+            }
+            for album in queryset.order_by("pk")
+        ]
+        return _start_jobs(modeladmin, request, targets)
+
+    return _action_step(
+        modeladmin,
+        request,
+        queryset,
+        action="label_with_claude",
+        title="Label with Claude",
+        form_class=LabelWithClaudeForm,
+        apply=apply,
+        note="Each album gets its own job (and its own budget).",
+    )
+
+
+def find_replace_action(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
+    """Image action: find/replace in the selected images' captions."""
+
+    def apply(data: dict[str, Any]) -> None:
+        changed = captions_find_replace(
+            image_ids=queryset.values_list("pk", flat=True),
+            find=data["find"],
+            replace=data["replace"],
+            user=request.user,
+            case_sensitive=data["case_sensitive"],
+        )
+        modeladmin.message_user(
+            request, f"Changed {changed} caption(s).", messages.SUCCESS
+        )
+
+    return _action_step(
+        modeladmin,
+        request,
+        queryset,
+        action="find_replace_captions",
+        title="Find and replace in captions",
+        form_class=FindReplaceForm,
+        apply=apply,
+        note="Edited captions become yours: re-labeling with Claude keeps them.",
+    )
+
+
+# --- the image page's caption-first editor --------------------------------------
+
+
+class ImageLabelsForm(forms.ModelForm):
+    """The image change form with the caption first and the tags as a list.
+
+    The caption field holds the caption the image trains with; editing it writes
+    a person's caption (labeling.services.image_caption_set). Tags are one per
+    line; removing a line removes the tag.
+    """
+
+    caption = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="The caption this image trains with. Your edit becomes the "
+        "image's approved caption.",
+    )
+    caption_review = forms.ChoiceField(
+        choices=Label.Review.choices, required=False, label="Caption review"
+    )
+    tags = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 40}),
+        help_text="One tag per line; phrases stay whole.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        image = self.instance
+        if image.pk is None:
+            return
+        from labeling.selectors import training_caption
+
+        choice = training_caption(image)
+        review = (
+            Label.objects.filter(pk=choice.label_id)
+            .values_list("review", flat=True)
+            .first()
+        )
+        tags = image.labels.filter(kind=Label.Kind.TAG).order_by("id")
+        self.initial.update(
+            caption=choice.text,
+            caption_review=review or Label.Review.UNREVIEWED,
+            tags="\n".join(tags.values_list("text", flat=True)),
+        )
+
+    def save_labels(self, user: Any) -> None:
+        image, data = self.instance, self.cleaned_data
+        if {"caption", "caption_review"} & set(self.changed_data):
+            review = (
+                data["caption_review"]
+                if "caption_review" in self.changed_data
+                else None
+            )
+            image_caption_set(
+                image=image, text=data["caption"], user=user, review=review
+            )
+        if "tags" in self.changed_data:
+            image_tags_set(image=image, tags=data["tags"].splitlines(), user=user)

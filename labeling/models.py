@@ -48,9 +48,7 @@ class Label(models.Model):
     confidence = models.FloatField(null=True, blank=True)
     # Meaningful for captions: a rejected caption never trains; an approved
     # human one always wins (labeling.selectors.training_caption).
-    review = models.CharField(
-        max_length=12, choices=Review, default=Review.UNREVIEWED
-    )
+    review = models.CharField(max_length=12, choices=Review, default=Review.UNREVIEWED)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

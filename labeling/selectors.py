@@ -75,9 +75,7 @@ def _choose(labels: Iterable[Label]) -> CaptionChoice:
 
 
 def caption_candidates() -> QuerySet[Label]:
-    return Label.objects.filter(kind__in=CAPTION_KINDS).exclude(
-        review=Review.REJECTED
-    )
+    return Label.objects.filter(kind__in=CAPTION_KINDS).exclude(review=Review.REJECTED)
 
 
 def training_caption(image: Image) -> CaptionChoice:

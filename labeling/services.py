@@ -181,3 +181,45 @@ def labels_write_from_claude(
             updated=timezone.now(),
         )
     return created
+
+
+def image_caption_set(
+    *, image: Image, text: str, user: Any, review: str | None = None
+) -> Label | None:
+    """Make `text` the caption `image` trains with, as the person's edit; or, with
+    the same text, just set its review state. Empty text changes nothing."""
+    from labeling.selectors import training_caption
+
+    choice = training_caption(image)
+    current = Label.objects.filter(pk=choice.label_id).first()
+    text = (text or "").strip()
+    if text and text != choice.text:
+        if current and current.kind == Kind.CAPTION and current.source == Source.HUMAN:
+            return label_update(label=current, user=user, text=text, review=review)
+        return label_create(
+            image=image,
+            kind=Kind.CAPTION,
+            text=text,
+            author=user,
+            review=review or Review.APPROVED,
+        )
+    if current is not None and review:
+        return label_update(label=current, user=user, review=review)
+    return current
+
+
+def image_tags_set(*, image: Image, tags: Iterable[str], user: Any) -> tuple[int, int]:
+    """Make the image's tags exactly `tags` (compared case-insensitively): drop the
+    missing ones, whoever wrote them, and add the new ones as the person's.
+    Returns (added, removed)."""
+    wanted = {" ".join(t.split()).casefold(): " ".join(t.split()) for t in tags}
+    wanted.pop("", None)
+    existing = list(Label.objects.filter(image=image, kind=Kind.TAG))
+    have = {label.text.casefold() for label in existing}
+    gone = [label.pk for label in existing if label.text.casefold() not in wanted]
+    with transaction.atomic():
+        Label.objects.filter(pk__in=gone).delete()
+        for key, tag in wanted.items():
+            if key not in have:
+                label_create(image=image, kind=Kind.TAG, text=tag, author=user)
+    return len([k for k in wanted if k not in have]), len(gone)

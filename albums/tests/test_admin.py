@@ -319,6 +319,7 @@ def test_image_change_page_saves_a_new_inline_label(admin_client: Any) -> None:
             "labels-0-kind": "caption",
             "labels-0-text": "a red square",
             "labels-0-source": "human",
+            "labels-0-review": "unreviewed",
             "labels-0-model_name": "",
             "labels-0-confidence": "",
             "labels-0-id": "",

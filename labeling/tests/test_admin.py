@@ -67,6 +67,7 @@ def test_adding_a_label_records_the_author(admin_client: Any) -> None:
             "kind": "note",
             "text": "crop the border",
             "source": "human",
+            "review": "unreviewed",
             "model_name": "",
             "prompt_version": "",
             "confidence": "",

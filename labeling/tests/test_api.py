@@ -23,8 +23,9 @@ def post(client: Any, url: str, body: dict | None = None, method: str = "post") 
 
 
 def test_labeling_an_album_runs_a_job_to_watch(
-    call_as, fake_anthropic, django_capture_on_commit_callbacks
+    call_as, fake_anthropic, django_capture_on_commit_callbacks, settings
 ):
+    settings.LABELING_CONCURRENCY = 1  # the refusal goes to the second image
     album = make_album(name="Moon deck")
     images = [make_image(album=album, seed=i) for i in range(3)]
     fake_anthropic.queue(tool_reply("a"), refusal(), tool_reply("c"))

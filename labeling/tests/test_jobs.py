@@ -237,7 +237,8 @@ def test_requests_in_flight_never_exceed_the_concurrency(fake_anthropic, setting
     assert fake_anthropic.max_in_flight == 3
 
 
-def test_a_selection_job_describes_each_image_in_its_album(fake_anthropic):
+def test_a_selection_job_describes_each_image_in_its_album(fake_anthropic, settings):
+    settings.LABELING_CONCURRENCY = 1  # requests in image order
     zodiac = make_album(name="Zodiac", trigger_word="zdc")
     image = make_image(album=zodiac, seed=1)
     loose = make_image(seed=2)
