@@ -274,6 +274,7 @@ class JobRunner:
             self._save(image_id, result, "", result.input_tokens, result.output_tokens)
             self.api_errors_in_a_row = 0
         self.done += 1
+        self.job.progress_done = self.done
         if self.on_progress:
             self.on_progress(self.job)
         if self.api_errors_in_a_row >= settings.LABELING_MAX_CONSECUTIVE_API_ERRORS:
