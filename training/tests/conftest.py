@@ -1,0 +1,96 @@
+"""Fixtures for the training tests: one tiny real SD pipeline per session.
+
+The ML tests use no database. Building the tiny pipeline and importing torch,
+diffusers and peft cost a few seconds, paid once per session.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def write_training_images(folder: Path, count: int = 6) -> list[Path]:
+    """Small PNGs with distinct blocky patterns; one is wider, to exercise cropping."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1234)
+    paths = []
+    for i in range(count):
+        width = 80 if i == 0 else 64
+        blocks = rng.integers(0, 256, size=(8, width // 8, 3), dtype=np.uint8)
+        pixels = np.kron(blocks, np.ones((8, 8, 1), dtype=np.uint8))
+        path = folder / f"image-{i}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def make_train_config(base_model: Path, output_dir: Path, **overrides: Any) -> Any:
+    """A TrainConfig sized for the tiny model: 64 px, a few cheap steps."""
+    from training.ml.config import TrainConfig
+
+    config = TrainConfig(
+        base_model=str(base_model),
+        output_dir=str(output_dir),
+        steps=4,
+        rank=4,
+        alpha=4.0,
+        learning_rate=1e-3,
+        warmup_steps=1,
+        gradient_accumulation=1,
+        batch_size=2,
+        resolution=64,
+        checkpoint_every=2,
+        trigger_word="zxq",
+        dataset_hash="dataset-1",
+    )
+    return replace(config, **overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.ml.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("ml") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def train_samples(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    from training.ml.config import TrainSample
+
+    paths = write_training_images(tmp_path_factory.mktemp("ml-images"))
+    return [
+        TrainSample(str(p), f"a blocky picture number {i}") for i, p in enumerate(paths)
+    ]
+
+
+@pytest.fixture(scope="session")
+def trained_lora(
+    tiny_base: Path, train_samples: list[Any], tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """One finished run shared by the file-format and generation tests.
+
+    A high learning rate so the LoRA visibly changes the tiny model's output.
+    """
+    from training.ml.trainer import train_lora
+
+    config = make_train_config(
+        tiny_base,
+        tmp_path_factory.mktemp("ml-run"),
+        steps=6,
+        learning_rate=5e-2,
+        sample_prompts=("zxq a cat", "a dog"),
+        sample_steps=2,
+    )
+    return train_lora(config, train_samples)
