@@ -1,0 +1,300 @@
+"""Text-to-image with a warm base pipeline and a stack of LoRAs.
+
+A `PipelineHolder` loads the base model once and keeps it on the device;
+`generate_images` swaps in the job's scheduler and LoRA stack and renders one
+image per seed (`seed`, `seed + 1`, ...), so image i of a job can be rendered
+again alone, with the same result.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import math
+import re
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from training.ml.base import load_pipeline
+from training.ml.config import GenerationStopped, InvalidGenerationInput
+from training.ml.device import pick_device, pick_dtype
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+# name -> (diffusers scheduler class, options on top of the base model's config)
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),  # as SD 1.5 ships it
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "dpm++_karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
+    ),
+}
+MAX_SIDE = 2048
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    path: str
+    weight: float = 1.0
+    name: str = ""  # readable part of the adapter name; the file's identity is added
+
+
+@dataclass(frozen=True)
+class GenerateSpec:
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 25
+    guidance: float = 7.5
+    seed: int = 0
+    width: int = 512
+    height: int = 512
+    scheduler: str = "ddim"
+    num_images: int = 1
+    loras: tuple[LoraSpec, ...] = ()
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.steps < 1 or self.num_images < 1:
+            found.append("steps and num_images must be at least 1")
+        for side in ("width", "height"):
+            value = getattr(self, side)
+            if value < 8 or value % 8 or value > MAX_SIDE:
+                found.append(f"{side} must be a multiple of 8 between 8 and {MAX_SIDE}")
+        if self.scheduler not in SCHEDULERS:
+            found.append(
+                f"unknown scheduler {self.scheduler!r}; use one of {sorted(SCHEDULERS)}"
+            )
+        if not all(math.isfinite(lora.weight) for lora in self.loras):
+            found.append("LoRA weights must be finite numbers")
+        return found
+
+
+class PipelineHolder:
+    """One base pipeline, loaded on first use and kept on its device.
+
+    A worker keeps one holder per base model (see `holder_for`) so consecutive
+    jobs skip the multi-second load. The lock serialises jobs: a pipeline's
+    scheduler and adapters are shared state.
+    """
+
+    def __init__(
+        self, base_model: str, *, device: str = "auto", mixed_precision: str = "fp16"
+    ):
+        self.base_model = base_model
+        self.requested_device = device
+        self.mixed_precision = mixed_precision
+        self.lock = threading.RLock()
+        self.device = ""
+        self._pipe: Any = None
+        self._scheduler_config: dict[str, Any] = {}
+
+    @property
+    def pipe(self) -> Any:  # StableDiffusionPipeline
+        if self._pipe is None:
+            self._pipe = self._load()
+        return self._pipe
+
+    def _load(self) -> Any:
+        device = pick_device(self.requested_device)
+        dtype, note = pick_dtype(device, self.mixed_precision)
+        if note:
+            logger.info(note)
+        pipe = load_pipeline(self.base_model, torch_dtype=dtype).to(device)
+        self.device = device
+        # Kept so that every scheduler swap starts from the model's own settings.
+        self._scheduler_config = dict(pipe.scheduler.config)
+        return pipe
+
+    def scheduler(self, name: str) -> Any:
+        import diffusers
+
+        class_name, options = SCHEDULERS[name]
+        self.pipe  # noqa: B018 - loads the pipeline and its scheduler config
+        return getattr(diffusers, class_name).from_config(
+            self._scheduler_config, **options
+        )
+
+    def close(self) -> None:
+        """Drop the pipeline and give its memory back."""
+        self._pipe = None
+        _free_memory()
+
+
+_holder: PipelineHolder | None = None
+_holder_lock = threading.Lock()
+
+
+def holder_for(
+    base_model: str, *, device: str = "auto", mixed_precision: str = "fp16"
+) -> PipelineHolder:
+    """The process's warm holder for `base_model`; a different base model replaces it.
+
+    Only one is kept: two SD pipelines on a mid-range GPU do not fit together.
+    """
+    global _holder
+    with _holder_lock:
+        key = (base_model, device, mixed_precision)
+        if (
+            _holder is None
+            or (_holder.base_model, _holder.requested_device, _holder.mixed_precision)
+            != key
+        ):
+            if _holder is not None:
+                _holder.close()
+            _holder = PipelineHolder(
+                base_model, device=device, mixed_precision=mixed_precision
+            )
+        return _holder
+
+
+def adapter_name(spec: LoraSpec) -> str:
+    """A peft-safe adapter name that changes when the file does (path, size, mtime)."""
+    path = Path(spec.path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise InvalidGenerationInput(
+            f"LoRA file {spec.path} cannot be read: {exc}"
+        ) from exc
+    identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    readable = re.sub(r"\W", "_", spec.name or path.stem)[:40] or "lora"
+    return f"{readable}_{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+
+
+def loaded_adapters(pipe: Any) -> set[str]:
+    return {name for names in pipe.get_list_adapters().values() for name in names}
+
+
+def apply_loras(pipe: Any, loras: Sequence[LoraSpec]) -> list[str]:
+    """Make `loras`, at their weights, the active adapters; return their names.
+
+    Adapters of the previous job that this one does not use are deleted, ones
+    it shares are kept loaded. An empty stack unloads every LoRA layer, so the
+    output equals the base model's exactly. The same file listed twice counts
+    once, with the weights added (the same thing, mathematically).
+    """
+    wanted: dict[str, float] = {}
+    specs: dict[str, LoraSpec] = {}
+    for spec in loras:
+        name = adapter_name(spec)
+        wanted[name] = wanted.get(name, 0.0) + spec.weight
+        specs.setdefault(name, spec)
+    loaded = loaded_adapters(pipe)
+    if not wanted:
+        if loaded:
+            pipe.unload_lora_weights()
+        return []
+    stale = sorted(loaded - wanted.keys())
+    if stale:
+        pipe.delete_adapters(stale)
+    for name in wanted.keys() - loaded:
+        _load_lora(pipe, specs[name], name)
+    pipe.set_adapters(list(wanted), adapter_weights=list(wanted.values()))
+    return list(wanted)
+
+
+def _load_lora(pipe: Any, spec: LoraSpec, name: str) -> None:
+    # diffusers recognises kohya keys (lora_unet_*/lora_te_*) and converts them.
+    try:
+        with warnings.catch_warnings():
+            # peft warns on every adapter after the first; stacking is the point.
+            warnings.filterwarnings("ignore", "Already found a `peft_config`")
+            pipe.load_lora_weights(spec.path, adapter_name=name)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise InvalidGenerationInput(
+            f"LoRA {spec.path} could not be loaded: {exc}"
+        ) from exc
+    if name not in loaded_adapters(pipe):
+        pipe.delete_adapters([name])  # a no-op on most diffusers versions; just tidy
+        raise InvalidGenerationInput(
+            f"LoRA {spec.path} holds no weights for this model's UNet or text encoder."
+        )
+
+
+def generate_images(
+    holder: PipelineHolder,
+    spec: GenerateSpec,
+    *,
+    on_image: Callable[[int, Image.Image], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Image.Image]:
+    """Render `spec.num_images` images with seeds `spec.seed + i`.
+
+    `on_image(i, image)` is called as each image is done. `should_stop()` is
+    polled before each image and after every denoising step: returning True
+    raises GenerationStopped; an exception it raises itself (a cancel) comes
+    through unchanged. Either way the images already made were given to
+    `on_image`.
+    """
+    import torch
+
+    problems = spec.problems()
+    if problems:
+        raise InvalidGenerationInput("; ".join(problems))
+    with holder.lock:
+        pipe = holder.pipe
+        apply_loras(pipe, spec.loras)
+        pipe.scheduler = holder.scheduler(spec.scheduler)
+        # CUDA draws noise on the GPU; elsewhere (MPS included) a CPU generator
+        # is the one that is reproducible.
+        generator_device = "cuda" if holder.device.startswith("cuda") else "cpu"
+        images = []
+        for index in range(spec.num_images):
+            _check_stop(should_stop)
+            generator = torch.Generator(generator_device).manual_seed(spec.seed + index)
+            output = pipe(
+                prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt or None,
+                num_inference_steps=spec.steps,
+                guidance_scale=spec.guidance,
+                width=spec.width,
+                height=spec.height,
+                generator=generator,
+                callback_on_step_end=_step_callback(should_stop),
+            )
+            image = output.images[0]
+            images.append(image)
+            if on_image is not None:
+                on_image(index, image)
+        return images
+
+
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise GenerationStopped("Generation was stopped.")
+
+
+def _step_callback(
+    should_stop: Callable[[], bool] | None,
+) -> Callable[..., dict] | None:
+    if should_stop is None:
+        return None
+
+    def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+        _check_stop(should_stop)
+        return kwargs
+
+    return callback
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
