@@ -1,0 +1,274 @@
+"""train_lora on the tiny real pipeline: steps, checkpoints, resume, cancel, errors."""
+
+from __future__ import annotations
+
+import math
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training.ml.config import InvalidTrainingInput, NonFiniteLoss, TrainSample
+from training.ml.trainer import train_lora
+from training.tests.conftest import make_train_config
+
+
+class Crash(Exception):
+    """Stands in for a worker dying (or the Django side's cancel) mid-run."""
+
+
+def raise_at(step: int, seen: list[int]) -> Any:
+    def on_step(report: Any) -> None:
+        seen.append(report.step)
+        if report.step == step:
+            raise Crash(f"stop at {step}")
+
+    return on_step
+
+
+def lora_tensors(path: str) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_base: Path, train_samples: list, tmp_path_factory: Any) -> Any:
+    """4 uninterrupted steps, checkpoint every 2, with every callback recorded."""
+    reports: list[Any] = []
+    saved: list[tuple[int, str]] = []
+    config = make_train_config(tiny_base, tmp_path_factory.mktemp("ml-ref"))
+    result = train_lora(
+        config,
+        train_samples,
+        on_step=reports.append,
+        on_checkpoint=lambda step, path: saved.append((step, path)),
+        log=lambda line: None,
+    )
+    return config, result, reports, saved
+
+
+def test_training_reports_each_step_with_a_finite_loss(reference_run: Any) -> None:
+    config, result, reports, _ = reference_run
+    assert [r.step for r in reports] == [1, 2, 3, 4]
+    assert {r.total_steps for r in reports} == {4}
+    assert all(math.isfinite(r.loss) and r.loss > 0 for r in reports)
+    # Warmup of 1 step: every step runs at the configured rate.
+    assert [r.lr for r in reports] == [config.learning_rate] * 4
+    elapsed = [r.elapsed_seconds for r in reports]
+    assert elapsed == sorted(elapsed)
+    assert reports[-1].eta_seconds == 0
+    assert all(r.images_per_second > 0 for r in reports)
+    assert result.steps_done == 4
+    assert result.resumed_from_step == 0
+    assert result.final_loss == reports[-1].loss
+
+
+def test_checkpoints_every_n_steps_hold_lora_state_and_info(reference_run: Any) -> None:
+    config, result, _, saved = reference_run
+    root = Path(config.output_dir) / "checkpoints"
+    assert [(step, Path(path).name) for step, path in saved] == [
+        (2, "step-000002"),
+        (4, "step-000004"),
+    ]
+    assert result.checkpoints == [str(root / "step-000002"), str(root / "step-000004")]
+    for folder in result.checkpoints:
+        names = sorted(p.name for p in Path(folder).iterdir())
+        assert names == ["checkpoint.json", "lora.safetensors", "training_state.pt"]
+    assert not [p for p in root.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_lora_file_is_written_readable_by_everyone(reference_run: Any) -> None:
+    config, result, _, _ = reference_run
+    path = Path(result.lora_path)
+    assert path == Path(config.output_dir) / "lora.safetensors"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_only_the_last_three_checkpoints_are_kept(
+    tiny_base: Path, train_samples: list, tmp_path: Path
+) -> None:
+    config = make_train_config(tiny_base, tmp_path, steps=5, checkpoint_every=1)
+    result = train_lora(config, train_samples[:2], log=lambda line: None)
+    assert [Path(p).name for p in result.checkpoints] == [
+        "step-000003",
+        "step-000004",
+        "step-000005",
+    ]
+
+
+def test_resume_after_a_crash_finishes_with_the_uninterrupted_weights(
+    reference_run: Any, train_samples: list, tmp_path: Path
+) -> None:
+    reference_config, reference, _, _ = reference_run
+    config = make_train_config(Path(reference_config.base_model), tmp_path)
+    seen: list[int] = []
+    with pytest.raises(Crash):
+        train_lora(config, train_samples, on_step=raise_at(3, seen), log=lambda s: None)
+    assert seen == [1, 2, 3]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step-000002"
+    ]
+    assert not (tmp_path / "lora.safetensors").exists()
+
+    resumed_steps: list[int] = []
+    result = train_lora(
+        config, train_samples, on_step=lambda r: resumed_steps.append(r.step)
+    )
+    assert result.resumed_from_step == 2
+    assert resumed_steps == [3, 4]
+    assert result.steps_done == 4
+    # Same data order, noise and optimizer state as the run that never stopped.
+    assert result.final_loss == pytest.approx(reference.final_loss, rel=1e-5)
+    ours, theirs = lora_tensors(result.lora_path), lora_tensors(reference.lora_path)
+    assert ours.keys() == theirs.keys()
+    assert all(ours[k].allclose(theirs[k], atol=1e-6) for k in ours)
+
+
+def test_running_a_finished_job_again_trains_nothing_and_rewrites_the_same_file(
+    reference_run: Any, train_samples: list
+) -> None:
+    config, reference, _, _ = reference_run
+    before = Path(reference.lora_path).read_bytes()
+    steps: list[int] = []
+    again = train_lora(config, train_samples, on_step=lambda r: steps.append(r.step))
+    assert steps == []
+    assert again.resumed_from_step == 4
+    assert again.steps_done == 4
+    assert again.final_loss == pytest.approx(reference.final_loss)
+    assert Path(again.lora_path).read_bytes() == before
+
+
+def test_an_exception_from_on_step_propagates_unchanged_and_stops(
+    tiny_base: Path, train_samples: list, tmp_path: Path
+) -> None:
+    class Cancelled(Exception):
+        pass
+
+    cancel = Cancelled("user cancelled")
+    calls: list[int] = []
+
+    def on_step(report: Any) -> None:
+        calls.append(report.step)
+        raise cancel
+
+    config = make_train_config(tiny_base, tmp_path, steps=50, checkpoint_every=0)
+    with pytest.raises(Cancelled) as raised:
+        train_lora(config, train_samples, on_step=on_step)
+    assert raised.value is cancel
+    assert calls == [1]
+    assert not (tmp_path / "lora.safetensors").exists()
+
+
+def test_a_diverging_run_raises_non_finite_loss_naming_the_step(
+    tiny_base: Path, train_samples: list, tmp_path: Path
+) -> None:
+    config = make_train_config(
+        tiny_base, tmp_path, steps=10, learning_rate=1e6, checkpoint_every=0
+    )
+    with pytest.raises(NonFiniteLoss) as raised:
+        train_lora(config, train_samples)
+    assert 1 < raised.value.step <= 10
+    assert f"at step {raised.value.step}" in str(raised.value)
+    assert "lower the learning rate" in str(raised.value)
+
+
+def test_other_options_train_too(
+    tiny_base: Path, train_samples: list, tmp_path: Path
+) -> None:
+    """Gradient checkpointing, accumulation, random crops, no flips, no checkpoints."""
+    config = make_train_config(
+        tiny_base,
+        tmp_path,
+        steps=2,
+        batch_size=1,
+        gradient_accumulation=2,
+        gradient_checkpointing=True,
+        center_crop=False,
+        random_flip=False,
+        checkpoint_every=0,
+        output_name="my-style",
+    )
+    result = train_lora(config, train_samples)
+    assert math.isfinite(result.final_loss)
+    assert result.lora_path == str(tmp_path / "my-style.safetensors")
+    assert result.checkpoints == []
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_v_prediction_models_train_too(
+    tiny_base: Path, train_samples: list, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    base = Path(shutil.copytree(tiny_base, tmp_path / "v-model"))
+    config_file = base / "scheduler" / "scheduler_config.json"
+    scheduler = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**scheduler, "prediction_type": "v_prediction"}))
+    config = make_train_config(base, tmp_path / "out", steps=1, checkpoint_every=0)
+    result = train_lora(config, train_samples[:2])
+    assert math.isfinite(result.final_loss)
+
+
+def test_missing_base_model_folder_is_invalid_input(
+    train_samples: list, tmp_path: Path
+) -> None:
+    config = make_train_config(tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(InvalidTrainingInput, match="does not exist"):
+        train_lora(config, train_samples)
+
+
+def test_a_folder_that_is_not_a_pipeline_is_invalid_input(
+    train_samples: list, tmp_path: Path
+) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.safetensors").write_bytes(b"")
+    config = make_train_config(tmp_path / "model", tmp_path / "out")
+    with pytest.raises(InvalidTrainingInput, match="not a diffusers pipeline folder"):
+        train_lora(config, train_samples)
+
+
+def test_no_samples_is_invalid_input(tiny_base: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidTrainingInput, match="No training samples"):
+        train_lora(make_train_config(tiny_base, tmp_path), [])
+
+
+def test_an_unreadable_image_is_invalid_input(
+    tiny_base: Path, train_samples: list, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a png")
+    samples = [*train_samples, TrainSample(str(broken), "broken")]
+    with pytest.raises(
+        InvalidTrainingInput, match="Cannot read training image .*broken.png"
+    ):
+        train_lora(make_train_config(tiny_base, tmp_path / "out"), samples)
+    missing = [TrainSample(str(tmp_path / "gone.jpg"), "gone")]
+    with pytest.raises(InvalidTrainingInput, match="gone.jpg"):
+        train_lora(make_train_config(tiny_base, tmp_path / "out"), missing)
+
+
+def test_a_bad_config_is_invalid_input(
+    tiny_base: Path, train_samples: list, tmp_path: Path
+) -> None:
+    config = make_train_config(
+        tiny_base, tmp_path, resolution=60, mixed_precision="fp8"
+    )
+    with pytest.raises(InvalidTrainingInput) as raised:
+        train_lora(config, train_samples)
+    assert "resolution must be a positive multiple of 8" in str(raised.value)
+    assert "mixed_precision must be one of" in str(raised.value)
+
+
+def test_checkpoints_of_a_different_run_are_not_resumed(
+    reference_run: Any, train_samples: list
+) -> None:
+    config, _, _, _ = reference_run
+    from dataclasses import replace
+
+    with pytest.raises(
+        InvalidTrainingInput, match=r"different run \(differs in: rank\)"
+    ):
+        train_lora(replace(config, rank=8), train_samples)
