@@ -17,7 +17,9 @@ from django.shortcuts import get_object_or_404, render
 
 from albums.models import Album, AlbumImage, Image
 from imagineer_project.permissions import is_staff
+from labeling.analytics import album_labeling_analytics
 from labeling.models import Label
+from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,11 @@ def album_page(request: HttpRequest, slug: str) -> HttpResponse:
         .order_by("position", "id")  # served by the album_image_order index
     )
     page = Paginator(members, ALBUM_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "albums/album.html", {"album": album, "page": page})
+    context: dict[str, Any] = {"album": album, "page": page}
+    # Staff only: the counts and tags cover private and NSFW images too.
+    if is_staff(request):
+        context["labeling"] = album_labeling_analytics(album=album)
+    return render(request, "albums/album.html", context)
 
 
 def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
@@ -51,7 +57,13 @@ def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
         .filter(memberships__image=image)
         .order_by("name")
     )
-    context = {"image": image, "label_groups": _labels_by_kind(image), "albums": albums}
+    context = {
+        "image": image,
+        "label_groups": _labels_by_kind(image),
+        "albums": albums,
+        "training_caption": training_caption(image),
+        "training_caption_rule": TRAINING_CAPTION_RULE,
+    }
     return render(request, "albums/image.html", context)
 
 

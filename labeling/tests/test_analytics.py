@@ -5,12 +5,13 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils.html import escape
 
 from albums.models import Image
 from imagineer_project.testing import make_album, make_image, query_count
-from labeling.analytics import _training_caption_words
+from labeling.analytics import _training_caption_words, render_album_coverage
 from labeling.models import Label
-from labeling.selectors import training_captions
+from labeling.selectors import TRAINING_CAPTION_RULE, training_captions
 
 pytestmark = pytest.mark.django_db
 
@@ -427,6 +428,7 @@ def grow(album: Any) -> None:
         ("/api/labels/top-tags?album=tarot-deck", 6),
         ("/api/labels/distribution?album=tarot-deck", 8),
         ("/api/albums/tarot-deck/labeling/analytics", 7),
+        ("/albums/tarot-deck/", 9),
     ],
 )
 def test_queries_do_not_grow_with_the_library(
@@ -436,3 +438,100 @@ def test_queries_do_not_grow_with_the_library(
     grow(data["tarot"])
 
     assert query_count(staff_client, url) == few <= most
+
+
+# --- pages ------------------------------------------------------------------------
+
+
+def test_album_page_shows_the_labeling_panel_to_staff(
+    staff_client: Client, data: dict
+) -> None:
+    response = staff_client.get("/albums/tarot-deck/")
+
+    assert response.status_code == 200
+    html = response.text
+    assert '<section class="coverage"' in html
+    assert "2 / 3 captioned (66.7%)" in html
+    assert 'style="width: 66.7%"' in html
+    assert "<dt>Unlabeled</dt><dd>1</dd>" in html
+    assert "<dt>Reviewed</dt><dd>2</dd>" in html
+    assert "Not ready for training" in html
+    assert '<span class="coverage-tag">Moon</span>' in html
+    assert 'style="width: 33.3%"' in html
+
+
+def test_album_page_says_ready_for_training(
+    staff_client: Client, data: dict, settings: Any
+) -> None:
+    settings.TRAINING_MIN_CAPTIONED = 2
+
+    html = staff_client.get("/albums/tarot-deck/").text
+
+    assert '<span class="badge badge-ready">Ready for training</span>' in html
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "user"])
+def test_album_page_hides_the_panel_from_non_staff(
+    call_as: Any, data: dict, caller: str
+) -> None:
+    response = call_as(caller).get("/albums/tarot-deck/")
+
+    assert response.status_code == 200
+    assert "coverage" not in response.text
+    assert "Moon" not in response.text  # the moon image's tags are not on this page
+
+
+def test_render_album_coverage_for_the_admin(data: dict) -> None:
+    html = render_album_coverage(data["tarot"])
+
+    assert hasattr(html, "__html__")  # safe to insert unescaped
+    assert "2 / 3 captioned" in html
+    assert '<span class="coverage-tag">night</span>' in html
+
+
+def trains_with(client: Client, image: Image) -> str:
+    response = client.get(f"/images/{image.pk}/")
+    assert response.status_code == 200
+    html = response.text
+    start = html.index('<section class="training-caption">')
+    return html[start : html.index("</section>", start)]
+
+
+def test_image_page_shows_the_approved_human_caption(
+    client: Client, data: dict
+) -> None:
+    section = trains_with(client, data["moon"])  # anonymous: a public image
+
+    assert "Trains with:" in section
+    assert '<p class="caption-text">a tarot card of the moon</p>' in section
+    assert "Chosen: approved caption by a person" in section
+    assert "the moon card glowing" not in section
+    assert escape(TRAINING_CAPTION_RULE) in section
+
+
+def test_image_page_never_shows_a_rejected_caption(
+    staff_client: Client, data: dict
+) -> None:
+    section = trains_with(staff_client, data["sun"])
+
+    assert '<p class="caption-text">The Sun</p>' in section
+    assert "Chosen: caption from the page (figure caption)" in section
+    assert "bad caption" not in section
+
+
+def test_image_page_falls_back_to_the_newest_claude_caption(
+    client: Client, data: dict
+) -> None:
+    Label.objects.filter(image=data["moon"], source="human").update(review="rejected")
+
+    section = trains_with(client, data["moon"])
+
+    assert '<p class="caption-text">the moon card glowing</p>' in section
+    assert "Chosen: newest caption from Claude" in section
+
+
+def test_image_page_without_a_caption(client: Client, data: dict) -> None:
+    section = trains_with(client, data["blank"])
+
+    assert "No caption yet" in section
+    assert "Chosen:" not in section
