@@ -39,6 +39,7 @@ bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/dedup.py
 	$(PY) bench/scrape.py
+	$(PY) bench/label.py
 
 clean:
 	rm -rf $(VENV) var/cache

@@ -100,8 +100,18 @@ def error(
 class FakeAnthropic:
     """`with FakeAnthropic() as api:` then point the SDK at `api.base_url`."""
 
-    def __init__(self, *, latency: float = 0.0, default: Behaviour | None = None):
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        default: Behaviour | None = None,
+        keep_requests: bool = True,
+    ) -> None:
         self.latency = latency
+        # Bodies hold the base64 image: a benchmark over thousands of images
+        # turns this off so the fake's memory is not mistaken for the job's.
+        self.keep_requests = keep_requests
+        self.request_count = 0
         self.default = default or tool_reply()
         self.script: deque[Behaviour] = deque()
         self.requests: list[dict[str, Any]] = []
@@ -132,7 +142,9 @@ class FakeAnthropic:
 
     def _next(self, body: dict[str, Any]) -> Reply:
         with self._lock:
-            self.requests.append(body)
+            self.request_count += 1
+            if self.keep_requests:
+                self.requests.append(body)
             behaviour = self.script.popleft() if self.script else self.default
         return behaviour(body)
 

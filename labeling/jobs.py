@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import Decimal
@@ -193,19 +193,23 @@ class JobRunner:
     def run(self) -> str:
         job, plan = self.job, self.plan
         run_checkpoint(job, done=self.done, total=plan.total, message=self._summary())
-        files = dict(Image.objects.filter(pk__in=plan.todo).values_list("pk", "file"))
-        contexts = _contexts(job, plan.todo)
-        work = iter(plan.todo)
+        self.files = dict(
+            Image.objects.filter(pk__in=plan.todo).values_list("pk", "file")
+        )
+        self.contexts = _contexts(job, plan.todo)
+        self.work = iter(plan.todo)
         pending: dict[Future, int] = {}
         with ThreadPoolExecutor(settings.LABELING_CONCURRENCY) as pool:
             try:
-                while True:
-                    self._fill(pool, pending, work, files, contexts)
-                    if not pending:
-                        break
+                self._fill(pool, pending, busy=0)
+                while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    # Refill before writing results, so the database work of
+                    # this thread overlaps the requests in flight.
+                    self._fill(pool, pending, busy=len(pending) - len(finished))
                     for future in finished:
-                        self._record(pending.pop(future), future)
+                        self._record(pending[future], future)
+                        del pending[future]
             except (RunCancelled, LabelingAborted):
                 # Requests already sent are paid for: keep their labels.
                 self._drain(pending)
@@ -213,25 +217,22 @@ class JobRunner:
         return self._summary(final=True)
 
     def _fill(
-        self,
-        pool: ThreadPoolExecutor,
-        pending: dict[Future, int],
-        work: Iterator[int],
-        files: dict[int, str],
-        contexts: dict[int, AlbumContext],
+        self, pool: ThreadPoolExecutor, pending: dict[Future, int], *, busy: int
     ) -> None:
-        while len(pending) < settings.LABELING_CONCURRENCY and not self._over_budget(
+        """Submit images until `busy` requests are in flight (or the budget says
+        stop). Results not yet recorded count toward the budget estimate."""
+        while busy < settings.LABELING_CONCURRENCY and not self._over_budget(
             len(pending)
         ):
-            image_id = next(work, None)
+            image_id = next(self.work, None)
             if image_id is None:
                 return
-            if image_id not in files:
+            if image_id not in self.files:
                 continue  # deleted since planning
-            future = pool.submit(
-                _request, self.client, self.job, files[image_id], contexts.get(image_id)
-            )
+            file_name, ctx = self.files[image_id], self.contexts.get(image_id)
+            future = pool.submit(_request, self.client, self.job, file_name, ctx)
             pending[future] = image_id
+            busy += 1
 
     def _over_budget(self, in_flight: int) -> bool:
         """Stop sending when what is spent plus what is in flight (at the

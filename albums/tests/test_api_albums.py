@@ -41,6 +41,7 @@ def album_json(album: Album, count: int, covers: list[Image]) -> dict[str, Any]:
         "name": album.name,
         "slug": album.slug,
         "description": album.description,
+        "trigger_word": album.trigger_word,
         "source_kind": album.source_kind,
         "visibility": album.visibility,
         "created": iso(album.created),
@@ -213,6 +214,7 @@ def test_create(staff_client, staff_user) -> None:
         data={
             "name": "  Major arcana ",
             "description": "The 22 trumps",
+            "trigger_word": " arcn ",
             "visibility": "private",
             "source_kind": "scrape",
         },
@@ -228,6 +230,7 @@ def test_create(staff_client, staff_user) -> None:
         "scrape",
     )
     assert album.created_by == staff_user
+    assert album.trigger_word == "arcn"
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,8 @@ def test_an_unreachable_api_stops_the_job_after_a_few_failures(
     job = run(labeling_job_create(album=album, enqueue=False))
     assert job.status == "failed"
     assert "2 requests in a row failed at the API" in job.error
-    assert job.failed_count == 2
+    # The request already in flight when the job gave up is recorded too.
+    assert job.failed_count == len(fake_anthropic.requests) == 3
 
 
 def test_cancel_stops_the_job_and_keeps_what_was_labeled(fake_anthropic, settings):
@@ -208,13 +209,15 @@ def test_cancel_stops_the_job_and_keeps_what_was_labeled(fake_anthropic, setting
     job = labeling_job_create(album=album, enqueue=False)
 
     def cancel_after_two(current: LabelingJob) -> None:
-        if current.labeled_count == 2:
+        if current.progress_done == 2:
             run_request_cancel(current)
 
     job = run(job, on_progress=cancel_after_two)
     assert job.status == "cancelled"
-    assert job.labeled_count == 2
-    assert Label.objects.filter(kind="caption").count() == 2
+    # The third request was already in flight: it is paid for, so it is kept;
+    # nothing is sent after the cancel.
+    assert job.labeled_count == len(fake_anthropic.requests) == 3
+    assert Label.objects.filter(kind="caption").count() == 3
 
 
 def test_a_resumed_job_skips_the_images_it_already_finished(fake_anthropic):
