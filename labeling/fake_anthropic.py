@@ -97,6 +97,42 @@ def error(
     return lambda request: (status, headers, body)
 
 
+_COLOURS = {
+    "red": (200, 40, 40),
+    "green": (40, 160, 60),
+    "blue": (40, 70, 200),
+    "yellow": (220, 200, 40),
+    "purple": (130, 50, 160),
+    "orange": (230, 130, 30),
+    "white": (235, 235, 235),
+    "black": (20, 20, 20),
+    "grey": (128, 128, 128),
+}
+
+
+def colour_reply(body: dict[str, Any]) -> Reply:
+    """A reply that depends on the image: its nearest named average colour. Makes
+    demos show varied captions and tags without a real model."""
+    import base64
+    import io
+
+    from PIL import Image as PILImage
+
+    data = body["messages"][0]["content"][0]["source"]["data"]
+    with PILImage.open(io.BytesIO(base64.b64decode(data))) as im:
+        mean = (
+            im.convert("RGB").resize((1, 1), PILImage.Resampling.BOX).getpixel((0, 0))
+        )
+    name = min(
+        _COLOURS,
+        key=lambda c: sum((a - b) ** 2 for a, b in zip(_COLOURS[c], mean, strict=True)),
+    )
+    caption = f"a mostly {name} picture, simple shapes, flat colour"
+    return tool_reply(
+        caption, tags=[f"{name} picture", "simple shapes", "flat colour"]
+    )(body)
+
+
 class FakeAnthropic:
     """`with FakeAnthropic() as api:` then point the SDK at `api.base_url`."""
 
@@ -106,6 +142,7 @@ class FakeAnthropic:
         latency: float = 0.0,
         default: Behaviour | None = None,
         keep_requests: bool = True,
+        port: int = 0,
     ) -> None:
         self.latency = latency
         # Bodies hold the base64 image: a benchmark over thousands of images
@@ -118,7 +155,7 @@ class FakeAnthropic:
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests served at the same time
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -188,3 +225,25 @@ class FakeAnthropic:
                 pass  # keep test output quiet
 
         return Handler
+
+
+def main() -> None:
+    """`python -m labeling.fake_anthropic [--port N] [--latency S]`: serve the fake
+    for a demo or a manual check; point ANTHROPIC_BASE_URL at it and use
+    ANTHROPIC_API_KEY=sk-ant-test-key."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.3)
+    args = parser.parse_args()
+    fake = FakeAnthropic(
+        latency=args.latency, default=colour_reply, keep_requests=False, port=args.port
+    )
+    with fake:
+        print(f"Fake Anthropic API at {fake.base_url}, key {API_KEY}", flush=True)  # noqa: T201
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

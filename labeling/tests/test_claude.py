@@ -175,3 +175,14 @@ def test_cost_uses_the_configured_prices(settings):
     settings.LABELING_PRICE_INPUT_PER_MTOK = 3.0
     settings.LABELING_PRICE_OUTPUT_PER_MTOK = 15.0
     assert str(claude.request_cost(1_000_000, 100_000)) == "4.500000"
+
+
+def test_the_demo_fake_describes_the_images_average_colour(fake_anthropic):
+    from labeling.fake_anthropic import colour_reply
+
+    fake_anthropic.default = colour_reply
+    buf = io.BytesIO()
+    PILImage.new("RGB", (50, 50), (210, 30, 30)).save(buf, "PNG")
+    result = label(fake_anthropic, buf.getvalue(), style="training")
+    assert result.caption == "a mostly red picture, simple shapes, flat colour"
+    assert result.tags[0] == "red picture"
