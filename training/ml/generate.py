@@ -252,7 +252,7 @@ def generate_images(
         pipe.scheduler = holder.scheduler(spec.scheduler)
         # CUDA draws noise on the GPU; elsewhere (MPS included) a CPU generator
         # is the one that is reproducible.
-        generator_device = "cuda" if holder.device.startswith("cuda") else "cpu"
+        generator_device = holder.device if holder.device.startswith("cuda") else "cpu"
         images = []
         for index in range(spec.num_images):
             _check_stop(should_stop)

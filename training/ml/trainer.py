@@ -19,6 +19,7 @@ with exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -262,7 +263,7 @@ def _encode_samples(
                 [
                     to_tensor(
                         square_crop(
-                            load_rgb(s.image_path),
+                            load_rgb(s.image_path, config.resolution),
                             config.resolution,
                             center=config.center_crop,
                             rng=crop_rng,
@@ -466,10 +467,16 @@ class _LoraRun:
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = latents
-        device_type = self.device.split(":", 1)[0]
-        with torch.autocast(device_type, dtype=self.dtype, enabled=self.autocast):
+        with self._autocast():
             prediction = self.unet(noisy, timesteps, self.encoded.text[rows]).sample
         return F.mse_loss(prediction.float(), target.float())
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        if not self.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.split(":", 1)[0], dtype=self.dtype)
 
     def kohya_state(self) -> dict[str, torch.Tensor]:
         weights = {key: p.detach() for key, p in self.params.items()}
