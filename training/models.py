@@ -1,1 +1,152 @@
-# Models arrive with this app's issue; the app is installed so it migrates today.
+"""Dataset versions, training runs and the LoRA registry."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from imagineer_project.runs import BaseRun
+
+
+class DatasetVersion(models.Model):
+    """An immutable snapshot of what a run trains on: images, the caption each
+    trains with, the trigger word. The sha256 of its manifest identifies it; the
+    same albums with the same captions give the same version (built once)."""
+
+    name = models.CharField(max_length=200)
+    albums = models.ManyToManyField(
+        "albums.Album", related_name="dataset_versions", blank=True
+    )
+    trigger_word = models.CharField(max_length=100, blank=True)
+    include_nsfw = models.BooleanField(default=False)
+    # {"format": 1, "trigger_word", "albums": [...], "items": [{"image_id",
+    #  "sha256", "file", "width", "height", "caption", "caption_source"}]}
+    manifest = models.JSONField()
+    manifest_sha256 = models.CharField(max_length=64, unique=True)
+    image_count = models.PositiveIntegerField(default=0)
+    captioned_count = models.PositiveIntegerField(default=0)
+    warnings = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.manifest_sha256[:12]})"
+
+
+class TrainingRun(BaseRun):
+    """A LoRA training run on the `gpu` cluster; resumable from its checkpoints."""
+
+    name = models.CharField(max_length=200)
+    dataset = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="runs"
+    )
+    base_model = models.CharField(
+        max_length=500, help_text="A local diffusers folder or a hub id."
+    )
+    # The validated trainer config (training.ml.config.TrainConfig fields).
+    config = models.JSONField(default=dict)
+    # What reproduces the run: dataset hash, base model id and hash, library
+    # versions, seed, config. Written when training starts.
+    manifest = models.JSONField(default=dict, blank=True)
+    manifest_sha256 = models.CharField(max_length=64, blank=True)
+    # Latest step report (progress_done/progress_total count optimizer steps).
+    loss = models.FloatField(null=True, blank=True)
+    learning_rate = models.FloatField(null=True, blank=True)
+    images_per_second = models.FloatField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    # [[step, loss], ...], thinned to a few hundred points for the chart.
+    loss_curve = models.JSONField(default=list, blank=True)
+    log_tail = models.TextField(blank=True)
+    last_checkpoint_step = models.PositiveIntegerField(default=0)
+    sample_album = models.ForeignKey(
+        "albums.Album",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    task_path = "training.tasks.run_training"
+    task_cluster = "gpu"
+
+    class Meta(BaseRun.Meta):
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Training run #{self.pk} {self.name} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:training_trainingrun_change", args=[self.pk])
+
+
+class Lora(models.Model):
+    """A registered LoRA file (kohya-format safetensors), trained here or imported."""
+
+    name = models.CharField(max_length=200, unique=True)
+    file = models.FileField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField(default=0)
+    trigger_words = models.JSONField(default=list, blank=True)
+    default_weight = models.FloatField(default=0.8)
+    base_model = models.CharField(max_length=500, blank=True)
+    rank = models.PositiveIntegerField(null=True, blank=True)
+    alpha = models.FloatField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    source_run = models.ForeignKey(
+        TrainingRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="loras",
+    )
+    sample_album = models.ForeignKey(
+        "albums.Album",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # A run registers its LoRA once, however often its task is delivered.
+            models.UniqueConstraint(
+                fields=["source_run"],
+                condition=Q(source_run__isnull=False),
+                name="lora_one_per_run",
+            ),
+            models.CheckConstraint(
+                condition=Q(default_weight__gte=-4, default_weight__lte=4),
+                name="lora_weight_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
