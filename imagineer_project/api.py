@@ -20,6 +20,8 @@ from labeling.api import images_router as labeling_images_router
 from labeling.api import jobs_router as labeling_jobs_router
 from labeling.api import labels_router
 from scraping.api import router as scrape_jobs_router
+from training import api_datasets
+from training.api import loras_router, runs_router
 
 logger = logging.getLogger(__name__)
 
@@ -103,5 +105,8 @@ api.add_router("/images", labeling_images_router)
 api.add_router("/labels", analytics_api.labels_router)
 api.add_router("/labels", labels_router)
 api.add_router("/labeling-jobs", labeling_jobs_router)
+api.add_router("/training/runs", runs_router)
+api.add_router("/training", api_datasets.router)
+api.add_router("/loras", loras_router)
 api.add_router("/uploads", uploads_router)
 api.add_router("/scrape-jobs", scrape_jobs_router)

@@ -1,0 +1,3 @@
+"""Admin for dataset versions."""
+
+from __future__ import annotations

@@ -1,0 +1,8 @@
+"""JSON API for training runs (/api/training/runs) and the LoRA registry (/api/loras)."""
+
+from __future__ import annotations
+
+from ninja import Router
+
+runs_router = Router(tags=["training"])
+loras_router = Router(tags=["loras"])
