@@ -1,4 +1,4 @@
-"""JSON API for training runs (/api/training/runs) and the LoRA registry (/api/loras)."""
+"""JSON API for training runs (/api/training/runs) and LoRAs (/api/loras)."""
 
 from __future__ import annotations
 
