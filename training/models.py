@@ -69,6 +69,9 @@ class TrainingRun(BaseRun):
     loss_curve = models.JSONField(default=list, blank=True)
     log_tail = models.TextField(blank=True)
     last_checkpoint_step = models.PositiveIntegerField(default=0)
+    # When the run was handed to the gpu worker; empty for a run created without
+    # starting it (the admin's and the API's "start" hand it over).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     sample_album = models.ForeignKey(
         "albums.Album",
         null=True,
