@@ -317,3 +317,63 @@ LABELING_MAX_CONSECUTIVE_API_ERRORS = env_int(
 )
 # Below this many captioned images an album is not ready to train.
 TRAINING_MIN_CAPTIONED = env_int("TRAINING_MIN_CAPTIONED", 20, minimum=1)
+
+# --- training (LoRA runs on the gpu cluster) -----------------------------------------
+# Fewer captioned images than this draws a warning on a dataset version.
+TRAINING_WARN_CAPTIONED = env_int("TRAINING_WARN_CAPTIONED", 50, minimum=1)
+# A local diffusers folder or a hub id; what a new run trains on unless told.
+TRAINING_BASE_MODEL = env_str(
+    "TRAINING_BASE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5"
+)
+# "auto" takes cuda, then mps, then cpu; the worker's own machine decides.
+TRAINING_DEVICE = env_str("TRAINING_DEVICE", "auto")
+# Each run works in <TRAINING_WORK_DIR>/run-<id>/ (the dataset copy, checkpoints,
+# the LoRA and samples before they go to storage). On the GPU worker's machine.
+TRAINING_WORK_DIR = Path(env_str("TRAINING_WORK_DIR", str(VAR_DIR / "training")))
+# A run's config: defaults, and the range the API and admin accept (inclusive).
+# `manage.py train` may go below the minimum steps and resolution, with a warning.
+TRAINING_DEFAULTS = {
+    "steps": env_int("TRAINING_STEPS", 1500, minimum=1),
+    "rank": 8,
+    "alpha": 32.0,
+    "learning_rate": 1e-4,
+    "warmup_steps": 100,
+    "gradient_accumulation": 4,
+    "batch_size": 1,
+    "resolution": 512,
+    "random_flip": True,
+    "center_crop": True,
+    "mixed_precision": env_str("TRAINING_MIXED_PRECISION", "bf16"),
+    "seed": 0,
+    "checkpoint_every": 250,
+    "gradient_checkpointing": False,
+    "sample_steps": 20,
+}
+TRAINING_RANGES = {
+    "steps": (500, 5000),
+    "rank": (4, 32),
+    "alpha": (1.0, 128.0),
+    "learning_rate": (1e-6, 1e-2),
+    "warmup_steps": (0, 1000),
+    "gradient_accumulation": (1, 64),
+    "batch_size": (1, 32),
+    "resolution": (256, 1024),
+    "seed": (0, 2**31 - 1),
+    "checkpoint_every": (0, 5000),
+    "sample_steps": (1, 100),
+}
+# A training task may run this long before django-q2 stops it; `retry` is longer,
+# or a run still training would be handed to the worker a second time.
+TRAINING_TIMEOUT = env_int("TRAINING_TIMEOUT", 24 * 3600, minimum=60)
+# The worker refreshes a running run's heartbeat at least this often, even in
+# long phases without steps (copying the dataset, loading the base model).
+TRAINING_HEARTBEAT_SECONDS = env_int("TRAINING_HEARTBEAT_SECONDS", 60, minimum=1)
+# The `gpu` cluster: one worker, so one run at a time per GPU. Start it with
+# `Q_CLUSTER_NAME=gpu manage.py qcluster` (`manage.py serve` does).
+Q_CLUSTER["ALT_CLUSTERS"] = {
+    "gpu": {
+        "workers": 1,
+        "timeout": TRAINING_TIMEOUT,
+        "retry": TRAINING_TIMEOUT + 600,
+    },
+}
