@@ -210,6 +210,8 @@ class JobRunner:
                     for future in finished:
                         self._record(pending[future], future)
                         del pending[future]
+                    # And again with what the recorded results cost.
+                    self._fill(pool, pending, busy=len(pending))
             except (RunCancelled, LabelingAborted):
                 # Requests already sent are paid for: keep their labels.
                 self._drain(pending)
@@ -240,7 +242,10 @@ class JobRunner:
         budget = self.job.budget_usd
         if budget is None:
             return False
-        average = self.cost / self.requests if self.requests else Decimal(0)
+        if not self.requests:
+            # No price per image known yet: one request first, to learn it.
+            return in_flight > 0
+        average = self.cost / self.requests
         if self.cost + average * in_flight >= budget:
             if not self.job.budget_exhausted:
                 self.job.budget_exhausted = True

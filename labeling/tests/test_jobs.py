@@ -172,6 +172,18 @@ def test_a_budget_stops_the_job_cleanly(fake_anthropic, settings):
     assert Label.objects.filter(kind="caption").count() == 3
 
 
+def test_a_budget_holds_with_requests_in_parallel(fake_anthropic, settings):
+    settings.LABELING_CONCURRENCY = 4
+    album, images = album_of(12)
+    fake_anthropic.default = tool_reply(usage=(1000, 100))  # $0.0045 each
+    job = run(labeling_job_create(album=album, budget_usd="0.02", enqueue=False))
+    assert job.budget_exhausted
+    # The first request prices an image; after that, spent plus in flight
+    # never passes the budget: at most 0.02 / 0.0045 = 4.4 images.
+    assert job.labeled_count <= 5
+    assert job.cost_usd <= Decimal("0.0225")
+
+
 def test_no_api_key_refuses_before_a_job_exists(settings):
     settings.ANTHROPIC_API_KEY = ""
     album, _ = album_of(1)
