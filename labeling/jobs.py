@@ -237,8 +237,8 @@ class JobRunner:
             busy += 1
 
     def _over_budget(self, in_flight: int) -> bool:
-        """Stop sending when what is spent plus what is in flight (at the
-        average so far) reaches the budget."""
+        """Stop sending when what is spent, plus what is in flight and one more
+        request (each at the average so far), would pass the budget."""
         budget = self.job.budget_usd
         if budget is None:
             return False
@@ -246,7 +246,8 @@ class JobRunner:
             # No price per image known yet: one request first, to learn it.
             return in_flight > 0
         average = self.cost / self.requests
-        if self.cost + average * in_flight >= budget:
+        # Would one more request (at the average so far) go past the budget?
+        if self.cost + average * (in_flight + 1) > budget:
             if not self.job.budget_exhausted:
                 self.job.budget_exhausted = True
                 LabelingJob.objects.filter(pk=self.job.pk).update(budget_exhausted=True)
