@@ -153,3 +153,67 @@ class Lora(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class GenerationJob(BaseRun):
+    """Text-to-image on the `gpu` cluster with a stack of registered LoRAs."""
+
+    prompt = models.TextField()
+    negative_prompt = models.TextField(blank=True)
+    base_model = models.CharField(max_length=500)
+    steps = models.PositiveSmallIntegerField(default=25)
+    guidance = models.FloatField(default=7.5)
+    # Always recorded: drawn at random when the request gave none.
+    seed = models.BigIntegerField()
+    width = models.PositiveSmallIntegerField(default=512)
+    height = models.PositiveSmallIntegerField(default=512)
+    scheduler = models.CharField(max_length=20, default="ddim")
+    num_images = models.PositiveSmallIntegerField(default=1)
+    # [{"lora_id", "name", "weight", "sha256", "trigger_words"}], in stack order.
+    loras = models.JSONField(default=list, blank=True)
+    insert_trigger_words = models.BooleanField(default=True)
+    album = models.ForeignKey(
+        "albums.Album",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="generation_jobs",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    task_path = "training.tasks.run_generation"
+    task_cluster = "gpu"
+
+    class Meta(BaseRun.Meta):
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Generation #{self.pk} ({self.status})"
+
+
+class ImageRecipe(models.Model):
+    """Everything needed to make a generated image again."""
+
+    image = models.OneToOneField(
+        "albums.Image", on_delete=models.CASCADE, related_name="recipe"
+    )
+    job = models.ForeignKey(
+        GenerationJob,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="recipes",
+    )
+    # prompt, negative_prompt, base_model, loras [{name, weight, sha256}], seed,
+    # steps, guidance, scheduler, width, height, duration_seconds
+    recipe = models.JSONField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Recipe of image {self.image_id}"
