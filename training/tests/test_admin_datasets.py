@@ -1,0 +1,187 @@
+"""Dataset version admin: list, search, build form, read-only page, exports."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import pytest
+from django.core.files.storage import default_storage
+
+from albums.models import Album
+from imagineer_project.testing import admin_listed, make_album, make_image, query_count
+from labeling.services import label_create
+from training.dataset import dataset_version_build
+from training.models import DatasetVersion
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/admin/training/datasetversion/"
+ADD = "/admin/training/datasetversion/add/"
+
+
+@pytest.fixture(autouse=True)
+def _small_thresholds(settings: Any) -> None:
+    settings.TRAINING_MIN_CAPTIONED = 2
+    settings.TRAINING_WARN_CAPTIONED = 3
+
+
+def labelled_album(name: str, count: int = 2, **fields: Any) -> Album:
+    album = make_album(name=name, **fields)
+    for n in range(count):
+        image = make_image(album=album)
+        label_create(image=image, kind="caption", text=f"{name} card {n}")
+    return album
+
+
+def test_changelist_and_search(admin_client: Any) -> None:
+    tarot = dataset_version_build(albums=[labelled_album("Tarot")])
+    moons = dataset_version_build(albums=[labelled_album("Moons")])
+
+    assert admin_listed(admin_client.get(LIST)) == [moons.pk, tarot.pk]
+    assert admin_listed(admin_client.get(LIST, {"q": "tarot"})) == [tarot.pk]
+    prefix = moons.manifest_sha256[:12]
+    assert admin_listed(admin_client.get(LIST, {"q": prefix})) == [moons.pk]
+    response = admin_client.get(LIST)
+    assert f"<code>{prefix}</code>" in response.content.decode()
+
+
+def test_changelist_queries_do_not_grow(admin_client: Any) -> None:
+    dataset_version_build(albums=[labelled_album("One")])
+    few = query_count(admin_client, LIST)
+    dataset_version_build(albums=[labelled_album("Two")])
+    dataset_version_build(albums=[labelled_album("Three")])
+
+    assert query_count(admin_client, LIST) == few
+
+
+def test_add_page_lists_albums_with_readiness(admin_client: Any) -> None:
+    labelled_album("Tarot")
+    make_image(album=labelled_album("Moons", count=1))
+
+    page = admin_client.get(ADD).content.decode()
+
+    assert "Moons — 1/2 captioned, not ready" in page
+    assert "Tarot — 2/2 captioned, ready" in page
+
+
+def test_add_builds_a_version_and_redirects(admin_client: Any, admin_user: Any) -> None:
+    tarot = labelled_album("Tarot", trigger_word="zxq")
+    moons = labelled_album("Moons")
+
+    response = admin_client.post(
+        ADD, {"albums": [tarot.pk, moons.pk], "name": "", "trigger_word": ""}
+    )
+
+    dataset = DatasetVersion.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"{LIST}{dataset.pk}/change/"
+    # Albums in list order (by name); the first trigger word found.
+    assert (dataset.name, dataset.trigger_word) == ("Moons + Tarot", "zxq")
+    assert dataset.created_by == admin_user
+    assert dataset.captioned_count == 4
+
+
+def test_add_with_options(admin_client: Any) -> None:
+    tarot = labelled_album("Tarot", trigger_word="zxq")
+    nsfw = make_image(album=tarot, is_nsfw=True)
+    label_create(image=nsfw, kind="caption", text="nsfw card")
+
+    admin_client.post(
+        ADD,
+        {"albums": [tarot.pk], "name": "Mine", "include_nsfw": "on"},
+    )
+    admin_client.post(ADD, {"albums": [tarot.pk], "no_trigger_word": "on"})
+    admin_client.post(ADD, {"albums": [tarot.pk], "trigger_word": "other"})
+
+    assert list(
+        DatasetVersion.objects.order_by("id").values_list(
+            "name", "trigger_word", "include_nsfw", "captioned_count"
+        )
+    ) == [
+        ("Mine", "zxq", True, 3),
+        ("Tarot", "", False, 2),
+        ("Tarot", "other", False, 2),
+    ]
+
+
+def test_add_the_same_selection_finds_the_version(admin_client: Any) -> None:
+    tarot = labelled_album("Tarot")
+    dataset = dataset_version_build(albums=[tarot])
+
+    response = admin_client.post(ADD, {"albums": [tarot.pk]}, follow=True)
+
+    assert response.redirect_chain == [(f"{LIST}{dataset.pk}/change/", 302)]
+    assert "The same selection is already" in response.content.decode()
+    assert DatasetVersion.objects.count() == 1
+
+
+def test_add_too_few_captions_is_a_form_error(admin_client: Any) -> None:
+    album = labelled_album("Tarot", count=1)
+
+    response = admin_client.post(ADD, {"albums": [album.pk]})
+
+    assert response.status_code == 200
+    assert "at least 2 are needed: label the album(s)" in response.content.decode()
+    assert not DatasetVersion.objects.exists()
+
+
+def test_change_page_is_read_only_with_items_and_exports(admin_client: Any) -> None:
+    album = labelled_album("Tarot")
+    dataset = dataset_version_build(albums=[album])
+    first = dataset.manifest["items"][0]["image_id"]
+
+    page = admin_client.get(f"{LIST}{dataset.pk}/change/").content.decode()
+
+    assert "Only 2 captioned images; 3 or more usually give a better LoRA." in page
+    assert f"/api/images/{first}/thumbnail?size=256" in page
+    assert "Tarot card 0" in page
+    assert "approved caption by a person" in page
+    for layout in ("flat", "kohya", "jsonl"):
+        assert f"{LIST}{dataset.pk}/export/{layout}/" in page
+    assert 'name="_save"' not in page
+
+
+def test_change_page_shows_at_most_200_items(admin_client: Any, settings: Any) -> None:
+    album = labelled_album("Tarot", count=2)
+    dataset = dataset_version_build(albums=[album])
+    item = dataset.manifest["items"][0]
+    dataset.manifest["items"] = [item] * 201
+    dataset.save()
+
+    page = admin_client.get(f"{LIST}{dataset.pk}/change/").content.decode()
+
+    assert page.count("imagineer-thumb") == 200
+    assert "The first 200 of 201 items" in page
+
+
+def test_export_download(admin_client: Any) -> None:
+    dataset = dataset_version_build(
+        albums=[labelled_album("Tarot", trigger_word="zxq")]
+    )
+
+    response = admin_client.get(f"{LIST}{dataset.pk}/export/kohya/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    assert "attachment;" in response["Content-Disposition"]
+    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
+        assert archive.namelist() == [
+            "10_zxq/image_0001.jpg",
+            "10_zxq/image_0001.txt",
+            "10_zxq/image_0002.jpg",
+            "10_zxq/image_0002.txt",
+        ]
+    assert admin_client.get(f"{LIST}{dataset.pk}/export/csv/").status_code == 404
+
+
+def test_export_with_a_missing_file_says_so(admin_client: Any) -> None:
+    album = labelled_album("Tarot")
+    dataset = dataset_version_build(albums=[album])
+    default_storage.delete(album.images.first().file.name)
+
+    response = admin_client.get(f"{LIST}{dataset.pk}/export/flat/", follow=True)
+
+    assert response.redirect_chain == [(f"{LIST}{dataset.pk}/change/", 302)]
+    assert "is missing from storage" in response.content.decode()
