@@ -150,6 +150,10 @@ def _default_trigger_word(albums: Sequence[Album]) -> str:
     return next((a.trigger_word.strip() for a in albums if a.trigger_word.strip()), "")
 
 
+def _existing(sha: str) -> DatasetVersion | None:
+    return DatasetVersion.objects.filter(manifest_sha256=sha).first()
+
+
 def dataset_version_build_or_get(
     *,
     albums: Sequence[Album],
@@ -168,7 +172,7 @@ def dataset_version_build_or_get(
     captioned = len(manifest["items"])
     _check(captioned, eligible, include_nsfw)
     sha = manifest_hash(manifest)
-    existing = DatasetVersion.objects.filter(manifest_sha256=sha).first()
+    existing = _existing(sha)
     if existing is not None:
         existing.albums.add(*albums)
         return existing, False

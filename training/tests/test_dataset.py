@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from albums.models import Image
 from albums.services import album_add_images
@@ -146,6 +148,22 @@ def test_the_same_selection_gives_the_same_version() -> None:
     assert DatasetVersion.objects.count() == 1
 
 
+def test_a_concurrent_build_of_the_same_selection_is_found(monkeypatch: Any) -> None:
+    album = make_album(name="Tarot")
+    captioned(album, "one")
+    captioned(album, "two")
+    version = dataset_version_build(albums=[album])
+    # As if another process created the row between our check and our insert.
+    monkeypatch.setattr("training.dataset._existing", lambda sha: None)
+    other = make_album(name="Other")
+
+    again, created = dataset_version_build_or_get(albums=[album, other])
+
+    assert (again.pk, created) == (version.pk, False)
+    assert set(again.albums.all()) == {album, other}
+    assert DatasetVersion.objects.count() == 1
+
+
 def test_renaming_an_album_keeps_the_hash_adding_an_empty_album_joins_it() -> None:
     album = make_album(name="Tarot")
     captioned(album, "one")
@@ -250,3 +268,15 @@ def test_materialize_names_a_missing_file(tmp_path: Path) -> None:
 
     with pytest.raises(DatasetInvalid, match=f"image {a.pk} is missing"):
         dataset_materialize(version, tmp_path / "data")
+
+
+def test_build_costs_the_same_queries_for_more_images() -> None:
+    def queries_to_build(count: int) -> int:
+        album = make_album()
+        for n in range(count):
+            captioned(album, f"caption {n}")
+        with CaptureQueriesContext(connection) as ctx:
+            dataset_version_build(albums=[album])
+        return len(ctx)
+
+    assert queries_to_build(2) == queries_to_build(6)
