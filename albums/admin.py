@@ -24,7 +24,6 @@ from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django.views.decorators.http import require_POST
 
 from albums.models import Album, AlbumImage, Image, UploadRun
 from albums.services import (
@@ -36,7 +35,7 @@ from albums.services import (
     images_set,
 )
 from albums.uploads import upload_run_cancel, upload_run_create
-from imagineer_project.run_admin import RunProgressMixin
+from imagineer_project.run_admin import RunAdminMixin
 from labeling.admin import (
     ImageLabelsForm,
     find_replace_action,
@@ -630,8 +629,9 @@ class AlbumAdmin(admin.ModelAdmin):
 
 
 @admin.register(UploadRun)
-class UploadRunAdmin(RunProgressMixin, admin.ModelAdmin):
+class UploadRunAdmin(RunAdminMixin, admin.ModelAdmin):
     progress_unit = " files"
+    cancel_note = "Cancel requested; the run stops after the current file."
     list_display = (
         "id",
         "album",
@@ -648,7 +648,7 @@ class UploadRunAdmin(RunProgressMixin, admin.ModelAdmin):
     search_fields = ("album__name", "message", "error")
     list_select_related = ("album", "uploaded_by")
     raw_id_fields = ("album", "uploaded_by")
-    actions = ("cancel_runs",)
+    actions = ("cancel_selected",)
     fields = (
         "album",
         "uploaded_by",
@@ -682,29 +682,6 @@ class UploadRunAdmin(RunProgressMixin, admin.ModelAdmin):
         active = obj is not None and obj.is_active
         return not active and super().has_delete_permission(request, obj)
 
-    def get_urls(self) -> list[Any]:
-        cancel = self.admin_site.admin_view(require_POST(self.cancel_view))
-        return [
-            path("<path:object_id>/cancel/", cancel, name="albums_uploadrun_cancel"),
-            *super().get_urls(),
-        ]
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        # Everything is read-only: hide the save buttons rather than offer no-ops.
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
     @admin.display(description="results")
     def results_table(self, obj: UploadRun) -> str:
         if not obj.results:
@@ -722,35 +699,8 @@ class UploadRunAdmin(RunProgressMixin, admin.ModelAdmin):
             format_html("<p>…and {} more.</p>", more) if more > 0 else "",
         )
 
-    @admin.action(description="Cancel selected runs", permissions=["change"])
-    def cancel_runs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        stopped = sum(upload_run_cancel(run) for run in queryset)
-        self.message_user(
-            request,
-            f"Asked {stopped} run(s) to stop; runs that had "
-            "already ended are unchanged.",
-            messages.SUCCESS,
-        )
-
-    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        run = self.get_object(request, unquote(object_id))
-        if run is None:
-            raise Http404("No such upload run.")
-        if not self.has_change_permission(request, run):
-            raise PermissionDenied
-        if not upload_run_cancel(run):
-            self.message_user(request, "The run had already ended.", messages.WARNING)
-        elif run.status == UploadRun.Status.CANCELLED:
-            self.message_user(request, "Cancelled before it started.", messages.SUCCESS)
-        else:
-            self.message_user(
-                request,
-                "Cancel requested; the run stops after the current file.",
-                messages.SUCCESS,
-            )
-        return HttpResponseRedirect(
-            reverse("admin:albums_uploadrun_change", args=[run.pk])
-        )
+    def cancel_run(self, run: UploadRun) -> bool:
+        return upload_run_cancel(run)
 
 
 def _result_cells(result: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -1,11 +1,19 @@
-"""Admin display helpers shared by every long job's admin (runs.BaseRun)."""
+"""Admin pieces shared by every long job's admin (runs.BaseRun)."""
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.utils.html import format_html
+from typing import Any
 
-from imagineer_project.runs import BaseRun
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from imagineer_project.runs import BaseRun, run_request_cancel
 
 
 class RunProgressMixin:
@@ -28,4 +36,73 @@ class RunProgressMixin:
             obj.progress_done,
             obj.progress_total,
             self.progress_unit,
+        )
+
+
+class RunAdminMixin(RunProgressMixin):
+    """A run's change page is a read-only status page with a Cancel button (the
+    `<app>_<model>_cancel` URL, POST only) and a "Cancel selected" action.
+
+    Subclasses may override `cancel_run` (uploads also discard staged files)
+    and `cancel_note` (what "stopping" means for that kind of run).
+    """
+
+    cancel_note = "Cancel requested; the run stops at its next checkpoint."
+
+    def cancel_run(self, run: BaseRun) -> bool:
+        return run_request_cancel(run)
+
+    def run_url(self, run: BaseRun) -> str:
+        opts = self.opts
+        return reverse(
+            f"admin:{opts.app_label}_{opts.model_name}_change", args=[run.pk]
+        )
+
+    def get_urls(self) -> list[Any]:
+        opts = self.opts
+        cancel = self.admin_site.admin_view(require_POST(self.cancel_view))
+        name = f"{opts.app_label}_{opts.model_name}_cancel"
+        return [
+            path("<path:object_id>/cancel/", cancel, name=name),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Everything is read-only: hide the save buttons rather than offer no-ops.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        run = self.get_object(request, unquote(object_id))
+        if run is None:
+            raise Http404(f"No such {self.opts.verbose_name}.")
+        if not self.has_change_permission(request, run):
+            raise PermissionDenied
+        if not run.is_active or not self.cancel_run(run):
+            level, text = messages.WARNING, "It had already ended."
+        elif run.status == BaseRun.Status.CANCELLED:
+            level, text = messages.SUCCESS, "Cancelled before it started."
+        else:
+            level, text = messages.SUCCESS, self.cancel_note
+        self.message_user(request, text, level)
+        return HttpResponseRedirect(self.run_url(run))
+
+    @admin.action(description="Cancel selected", permissions=["change"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        stopped = sum(self.cancel_run(run) for run in queryset if run.is_active)
+        self.message_user(
+            request,
+            f"Asked {stopped} to stop; any that had already ended are unchanged.",
+            messages.SUCCESS,
         )

@@ -9,19 +9,15 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.views.decorators.http import require_POST
 
 from albums.models import Album
-from imagineer_project.run_admin import RunProgressMixin
-from imagineer_project.runs import run_request_cancel
+from imagineer_project.run_admin import RunAdminMixin
 from labeling.claude import LabelingNotConfigured
 from labeling.jobs import labeling_job_create
 from labeling.models import Label, LabelingItem, LabelingJob
@@ -155,8 +151,9 @@ class FailureInline(admin.TabularInline):
 
 
 @admin.register(LabelingJob)
-class LabelingJobAdmin(RunProgressMixin, admin.ModelAdmin):
+class LabelingJobAdmin(RunAdminMixin, admin.ModelAdmin):
     progress_unit = " images"
+    cancel_note = "Cancel requested; requests already sent finish and are kept."
     list_display = (
         "id",
         "target",
@@ -174,7 +171,7 @@ class LabelingJobAdmin(RunProgressMixin, admin.ModelAdmin):
     search_fields = ("album__name", "message", "error")
     list_select_related = ("album",)
     raw_id_fields = ("album", "created_by")
-    actions = ("cancel_jobs",)
+    actions = ("cancel_selected",)
     inlines = (FailureInline,)
     fieldsets = (
         (None, {"fields": ("target", "status", "progress_bar", "message", "error")}),
@@ -221,30 +218,6 @@ class LabelingJobAdmin(RunProgressMixin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs start from the image and album actions, the API or CLI
 
-    def get_urls(self) -> list[Any]:
-        cancel = self.admin_site.admin_view(require_POST(self.cancel_view))
-        return [
-            path(
-                "<path:object_id>/cancel/", cancel, name="labeling_labelingjob_cancel"
-            ),
-            *super().get_urls(),
-        ]
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
     @admin.display(description="what")
     def target(self, obj: LabelingJob) -> str:
         if obj.album_id:
@@ -263,25 +236,6 @@ class LabelingJobAdmin(RunProgressMixin, admin.ModelAdmin):
     @admin.display(description="cost (USD, est.)", ordering="cost_usd")
     def cost(self, obj: LabelingJob) -> str:
         return f"${obj.cost_usd:.4f}"
-
-    @admin.action(description="Cancel selected jobs", permissions=["change"])
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        stopped = sum(run_request_cancel(job) for job in queryset if job.is_active)
-        self.message_user(request, f"Asked {stopped} job(s) to stop.")
-
-    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        job = self.get_object(request, unquote(object_id))
-        if job is None:
-            raise Http404("No such labeling job.")
-        if not self.has_change_permission(request, job):
-            raise PermissionDenied
-        if job.is_active and run_request_cancel(job):
-            self.message_user(request, "The job is stopping.", messages.SUCCESS)
-        else:
-            self.message_user(request, "The job had already ended.", messages.WARNING)
-        return HttpResponseRedirect(
-            reverse("admin:labeling_labelingjob_change", args=[job.pk])
-        )
 
 
 # --- actions for the image and album admins -----------------------------------------

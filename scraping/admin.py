@@ -28,8 +28,8 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from albums.models import Image
-from imagineer_project.run_admin import RunProgressMixin
-from imagineer_project.runs import BaseRun, run_request_cancel
+from imagineer_project.run_admin import RunAdminMixin
+from imagineer_project.runs import BaseRun
 from scraping import selectors
 from scraping.cleanup import ScrapeJobBusy, scrape_job_cleanup
 from scraping.models import OPTION_FIELDS, CrawlLogEntry, ScrapeJob
@@ -112,7 +112,8 @@ class ScrapeJobAddForm(forms.ModelForm):
 
 
 @admin.register(ScrapeJob)
-class ScrapeJobAdmin(RunProgressMixin, admin.ModelAdmin):
+class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
+    cancel_note = "Cancel requested; the crawl stops within seconds."
     list_display = (
         "id",
         "start_url_short",
@@ -132,7 +133,7 @@ class ScrapeJobAdmin(RunProgressMixin, admin.ModelAdmin):
     search_fields = ("start_url", "album_name")
     list_select_related = ("album",)
     raw_id_fields = ("album", "created_by")
-    actions = ("cancel_jobs", "retry_jobs", "clean_up_jobs")
+    actions = ("cancel_selected", "retry_jobs", "clean_up_jobs")
     form = ScrapeJobAddForm
     add_fieldsets = (
         (None, {"fields": ("start_url", "album_name")}),
@@ -286,9 +287,6 @@ class ScrapeJobAdmin(RunProgressMixin, admin.ModelAdmin):
         job = self.get_object(request, unquote(object_id))
         extra_context = {
             **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
             "can_cancel": bool(job and job.is_active),
             "can_retry": bool(job and job.status in RETRYABLE),
             "can_clean_up": bool(
@@ -324,11 +322,6 @@ class ScrapeJobAdmin(RunProgressMixin, admin.ModelAdmin):
             return self.admin_site.admin_view(fn)
 
         return [
-            path(
-                "<path:object_id>/cancel/",
-                view(require_POST(self.cancel_view)),
-                name="scraping_scrapejob_cancel",
-            ),
             path(
                 "<path:object_id>/retry/",
                 view(require_POST(self.retry_view)),
@@ -413,22 +406,6 @@ class ScrapeJobAdmin(RunProgressMixin, admin.ModelAdmin):
             raise Http404("No such scrape job.")
         return job
 
-    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        job = self._job_or_404(request, object_id)
-        if not self.has_change_permission(request, job):
-            raise PermissionDenied
-        if not job.is_active or not run_request_cancel(job):
-            self.message_user(request, "The job had already ended.", messages.WARNING)
-        elif job.status == BaseRun.Status.CANCELLED:
-            self.message_user(request, "Cancelled before it started.", messages.SUCCESS)
-        else:
-            self.message_user(
-                request,
-                "Cancel requested; the crawl stops within seconds.",
-                messages.SUCCESS,
-            )
-        return _to_job(job)
-
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         job = self._job_or_404(request, object_id)
         if not self.has_add_permission(request):
@@ -454,18 +431,6 @@ class ScrapeJobAdmin(RunProgressMixin, admin.ModelAdmin):
             self._clean_up(request, [job])
             return HttpResponseRedirect(reverse("admin:scraping_scrapejob_changelist"))
         return self._cleanup_page(request, [job], action=None)
-
-    @admin.action(description="Cancel selected jobs", permissions=["change"])
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        stopped = sum(
-            1 for job in queryset if job.is_active and run_request_cancel(job)
-        )
-        self.message_user(
-            request,
-            f"Asked {stopped} job(s) to stop; jobs that had already ended are "
-            "unchanged.",
-            messages.SUCCESS,
-        )
 
     @admin.action(
         description="Retry selected failed or cancelled jobs", permissions=["add"]

@@ -563,7 +563,7 @@ def test_upload_run_cancel_action(admin_client: Any) -> None:
     admin_client.post(
         RUNS,
         {
-            "action": "cancel_runs",
+            "action": "cancel_selected",
             "index": 0,
             "_selected_action": [queued.pk, running.pk],
         },

@@ -331,7 +331,7 @@ def test_cancel_button_on_an_ended_job_says_so(admin_client: Any) -> None:
 
     response = admin_client.post(f"{JOBS}{job.pk}/cancel/", follow=True)
 
-    assert "The job had already ended." in messages_of(response)
+    assert "It had already ended." in messages_of(response)
     job.refresh_from_db()
     assert (job.status, job.cancel_requested) == ("succeeded", False)
 
@@ -346,7 +346,7 @@ def test_cancel_action(admin_client: Any) -> None:
     admin_client.post(
         JOBS,
         {
-            "action": "cancel_jobs",
+            "action": "cancel_selected",
             "index": 0,
             "_selected_action": [queued.pk, running.pk, done.pk],
         },
