@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from ninja import ModelSchema, Schema
 from pydantic import Field, StringConstraints
 
+from imagineer_project.permissions import is_staff
 from labeling.models import Label, LabelingItem, LabelingJob
 
 LabelText = Annotated[
@@ -49,8 +50,11 @@ class LabelOut(ModelSchema):
         ]
 
     @staticmethod
-    def resolve_author(label: Label) -> str | None:
-        return label.author.get_username() if label.author_id else None
+    def resolve_author(label: Label, context: dict[str, Any]) -> str | None:
+        # Who wrote a label is for staff; visitors see the text only.
+        if not label.author_id or not is_staff(context["request"]):
+            return None
+        return label.author.get_username()
 
 
 class LabelIn(Schema):

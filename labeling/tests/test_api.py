@@ -145,6 +145,14 @@ def test_image_labels_show_the_caption_that_trains(call_as):
     assert [lb["kind"] for lb in body["labels"]] == ["alt_text", "caption"]
 
 
+def test_visitors_do_not_see_who_wrote_a_label(call_as, staff_user):
+    image = make_image(seed=1)
+    label_create(image=image, kind="caption", text="a fox", author=staff_user)
+    url = f"/api/images/{image.pk}/labels"
+    assert call_as("anonymous").get(url).json()["labels"][0]["author"] is None
+    assert call_as("token").get(url).json()["labels"][0]["author"] == "staff"
+
+
 def test_hidden_images_hide_their_labels(call_as):
     image = make_image(seed=1, is_nsfw=True)
     assert call_as("anonymous").get(f"/api/images/{image.pk}/labels").status_code == 404
