@@ -1,0 +1,326 @@
+"""The LoRA registry: files trained here or imported, stored by content hash.
+
+A LoRA file lives in storage at `loras/<sha256>.safetensors`, so the same bytes
+are stored once and a re-delivered task writes nothing new. Files are checked
+by reading the safetensors header (tensor names, shapes, metadata) without
+torch, so importing from the web process stays light: the key and shape rules
+are training.ml.kohya's, which A1111, ComfyUI and diffusers all accept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import struct
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from training.ml.kohya import kohya_key_problems
+from training.models import Lora, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+WEIGHT_RANGE = (-4.0, 4.0)
+
+
+class LoraInvalid(ValueError):
+    """A file or request the registry refuses; the message says why."""
+
+
+def lora_key(sha256: str) -> str:
+    return f"loras/{sha256}.safetensors"
+
+
+# --- reading files -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor as the header describes it: enough for the kohya key rules."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def numel(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+
+@dataclass(frozen=True)
+class LoraFileInfo:
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+
+
+def read_safetensors_header(fh: BinaryIO, size: int) -> LoraFileInfo:
+    """The tensors and metadata of a safetensors file; LoraInvalid when it is not one.
+
+    The format: an 8-byte little-endian header length, a JSON header mapping
+    names to {dtype, shape, data_offsets} (plus "__metadata__", strings only),
+    then the tensor bytes, which must fit in the file.
+    """
+    not_ours = "Not a .safetensors file"
+    head = fh.read(8)
+    if len(head) < 8:
+        raise LoraInvalid(f"{not_ours}: it is too short.")
+    length = struct.unpack("<Q", head)[0]
+    if not 2 <= length <= min(MAX_HEADER_BYTES, size - 8):
+        raise LoraInvalid(f"{not_ours}: its header length is impossible.")
+    try:
+        header = json.loads(fh.read(length))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise LoraInvalid(f"{not_ours}: its header is not JSON.") from exc
+    if not isinstance(header, dict):
+        raise LoraInvalid(f"{not_ours}: its header is not a JSON object.")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(v, str) for v in metadata.values()
+    ):
+        raise LoraInvalid(f"{not_ours}: its metadata must map names to strings.")
+    data_size = size - 8 - length
+    tensors = {
+        name: _tensor_info(name, entry, data_size) for name, entry in header.items()
+    }
+    return LoraFileInfo(tensors=tensors, metadata=metadata)
+
+
+def _tensor_info(name: str, entry: Any, data_size: int) -> TensorInfo:
+    try:
+        dtype, shape, (start, end) = (
+            entry["dtype"],
+            entry["shape"],
+            entry["data_offsets"],
+        )
+        valid = (
+            isinstance(dtype, str)
+            and all(isinstance(n, int) and n >= 0 for n in shape)
+            and 0 <= start <= end <= data_size
+        )
+    except (KeyError, TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise LoraInvalid(
+            f"Not a .safetensors file: tensor {name!r} is described wrongly or "
+            "lies outside the file (truncated?)."
+        )
+    return TensorInfo(dtype=dtype, shape=tuple(shape))
+
+
+def lora_file_check(path: Path) -> LoraFileInfo:
+    """Read and check a LoRA file; LoraInvalid says what is wrong with it."""
+    with path.open("rb") as fh:
+        info = read_safetensors_header(fh, path.stat().st_size)
+    problems = kohya_key_problems(info.tensors)
+    if problems:
+        shown = "; ".join(problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise LoraInvalid(
+            "Not a kohya-format LoRA (keys lora_unet_…/lora_te_… with lora_down, "
+            f"lora_up and alpha): {shown}{more}"
+        )
+    return info
+
+
+def _rank(info: LoraFileInfo) -> int | None:
+    dim = info.metadata.get("ss_network_dim") or info.metadata.get("rank")
+    if dim and dim.isdigit():
+        return int(dim)
+    downs = [t for k, t in info.tensors.items() if k.endswith(".lora_down.weight")]
+    return downs[0].shape[0] if downs else None
+
+
+def _alpha(info: LoraFileInfo) -> float | None:
+    for key in ("ss_network_alpha", "alpha"):
+        try:
+            return float(info.metadata[key])
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+# --- storing -------------------------------------------------------------------------
+
+
+def _copy_hashing(source: BinaryIO, folder: Path) -> tuple[Path, str]:
+    """Copy `source` into a temporary file in `folder`; return it and its sha256."""
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(
+        dir=folder, suffix=".safetensors", delete=False
+    ) as out:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return Path(out.name), digest.hexdigest()
+
+
+def _store(path: Path, sha256: str) -> str:
+    """Put the file in storage under its content key (once) and return the key."""
+    key = lora_key(sha256)
+    if not default_storage.exists(key):
+        with path.open("rb") as fh:
+            default_storage.save(key, File(fh, name=key))
+    return key
+
+
+def _unique_name(name: str, fallback_suffix: str) -> str:
+    name = name.strip()[:200]
+    if not Lora.objects.filter(name=name).exists():
+        return name
+    return f"{name[: 200 - len(fallback_suffix) - 1]} {fallback_suffix}"
+
+
+# --- services ------------------------------------------------------------------------
+
+
+def lora_import(
+    *,
+    file: BinaryIO | Path | str,
+    name: str,
+    trigger_words: Sequence[str] = (),
+    default_weight: float = 0.8,
+    base_model: str = "",
+    created_by: Any = None,
+) -> Lora:
+    """Register an external kohya-format .safetensors LoRA under `name`.
+
+    `file` is a path or an open binary file (an upload). Trigger words and the
+    base model default to what the file's metadata says. Raises LoraInvalid for
+    a taken name, a weight outside -4..4, a file that is not a kohya LoRA, or
+    bytes already registered (naming the LoRA that has them).
+    """
+    name = name.strip()
+    if not name:
+        raise LoraInvalid("A LoRA needs a name.")
+    if Lora.objects.filter(name=name).exists():
+        raise LoraInvalid(f"A LoRA named {name!r} is already registered.")
+    if not WEIGHT_RANGE[0] <= default_weight <= WEIGHT_RANGE[1]:
+        raise LoraInvalid(
+            f"The default weight must be between {WEIGHT_RANGE[0]} and "
+            f"{WEIGHT_RANGE[1]} (got {default_weight})."
+        )
+    with tempfile.TemporaryDirectory(prefix="lora-import-") as scratch:
+        if isinstance(file, (str, Path)):
+            with Path(file).open("rb") as fh:
+                path, sha256 = _copy_hashing(fh, Path(scratch))
+        else:
+            if hasattr(file, "seek"):
+                file.seek(0)
+            path, sha256 = _copy_hashing(file, Path(scratch))
+        info = lora_file_check(path)
+        same = Lora.objects.filter(sha256=sha256).first()
+        if same is not None:
+            raise LoraInvalid(f"This file is already registered as {same.name!r}.")
+        key = _store(path, sha256)
+        size = path.stat().st_size
+    words = [w.strip() for w in trigger_words if w.strip()] or [
+        w for w in [info.metadata.get("trigger_word", "").strip()] if w
+    ]
+    lora = Lora.objects.create(
+        name=name[:200],
+        file=key,
+        sha256=sha256,
+        size=size,
+        trigger_words=words,
+        default_weight=default_weight,
+        base_model=(base_model.strip() or info.metadata.get("base_model", ""))[:500],
+        rank=_rank(info),
+        alpha=_alpha(info),
+        metadata=info.metadata,
+        created_by=created_by if getattr(created_by, "pk", None) else None,
+    )
+    logger.info("Imported LoRA %s (%s)", lora.name, sha256[:12])
+    return lora
+
+
+def lora_register_from_run(*, run: TrainingRun, lora_path: Path) -> Lora:
+    """Register the LoRA a run wrote; once per run however often this is called.
+
+    The name is the run's (with "(run #id)" added when another LoRA has it);
+    the trigger word is the dataset's.
+    """
+    existing = Lora.objects.filter(source_run=run).first()
+    if existing is not None:
+        return existing
+    path = Path(lora_path)
+    info = lora_file_check(path)
+    with path.open("rb") as fh:
+        sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+    key = _store(path, sha256)
+    trigger = run.dataset.trigger_word.strip()
+    fields = {
+        "name": _unique_name(run.name or f"run-{run.pk}", f"(run #{run.pk})"),
+        "file": key,
+        "sha256": sha256,
+        "size": path.stat().st_size,
+        "trigger_words": [trigger] if trigger else [],
+        "base_model": run.base_model,
+        "rank": run.config.get("rank") or _rank(info),
+        "alpha": run.config.get("alpha") or _alpha(info),
+        "metadata": info.metadata,
+        "sample_album": run.sample_album,
+        "created_by": run.created_by,
+    }
+    try:
+        with transaction.atomic():
+            lora = Lora.objects.create(source_run=run, **fields)
+    except IntegrityError:
+        # Another delivery of this run registered it first (lora_one_per_run).
+        return Lora.objects.get(source_run=run)
+    logger.info("Registered LoRA %s from training run %s", lora.name, run.pk)
+    return lora
+
+
+def lora_update(
+    *,
+    lora: Lora,
+    name: str | None = None,
+    trigger_words: Sequence[str] | None = None,
+    default_weight: float | None = None,
+) -> Lora:
+    """Rename a LoRA or change its trigger words or default weight."""
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise LoraInvalid("A LoRA needs a name.")
+        if Lora.objects.filter(name=name).exclude(pk=lora.pk).exists():
+            raise LoraInvalid(f"A LoRA named {name!r} is already registered.")
+        lora.name = name[:200]
+    if trigger_words is not None:
+        lora.trigger_words = [w.strip() for w in trigger_words if w.strip()]
+    if default_weight is not None:
+        if not WEIGHT_RANGE[0] <= default_weight <= WEIGHT_RANGE[1]:
+            raise LoraInvalid("The default weight must be between -4 and 4.")
+        lora.default_weight = default_weight
+    lora.save()
+    return lora
+
+
+def lora_delete(*, lora: Lora) -> None:
+    """Delete the registration, and the file unless another LoRA has the same bytes."""
+    key = lora.file.name
+    lora.delete()
+    if key and not Lora.objects.filter(file=key).exists():
+        try:
+            default_storage.delete(key)
+        except OSError:
+            logger.warning("Could not delete %s", key)
+
+
+def lora_open(lora: Lora) -> BinaryIO:
+    """The stored file, opened for reading (local disk or S3 alike)."""
+    return default_storage.open(lora.file.name, "rb")

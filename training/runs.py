@@ -1,0 +1,500 @@
+"""Training runs: create one (dataset version + validated config), start, cancel,
+and the body the gpu worker runs.
+
+The body runs inside `run_execute` (the shared state machine). Everything a run
+writes locally lives in TRAINING_WORK_DIR/run-<id>/: `data/` (the dataset's
+files) and `out/` (checkpoints, the LoRA, samples). `out/` is the same folder on
+every attempt, so an attempt after a crash resumes from the latest checkpoint
+there (train_lora does this by itself). Outputs are registered idempotently:
+one LoRA per run (a unique constraint), sample images by content hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from albums.models import Album, SourceKind, Visibility
+from albums.services import (
+    album_get_or_create,
+    album_update,
+    image_ingest,
+    image_update,
+)
+from imagineer_project.runs import (
+    BaseRun,
+    RunCancelled,
+    run_checkpoint,
+    run_enqueue,
+    run_request_cancel,
+)
+from training.config import config_validate
+from training.dataset import (
+    caption_with_trigger,
+    dataset_materialize,
+    dataset_version_build,
+)
+from training.ml.config import StepReport, TrainConfig, TrainResult, TrainSample
+from training.models import DatasetVersion, TrainingRun
+from training.registry import lora_register_from_run
+
+if TYPE_CHECKING:
+    from albums.models import Image
+
+logger = logging.getLogger(__name__)
+
+LOG_LINES = 200  # lines of log kept on the run row
+CURVE_POINTS = 500  # at most this many (step, mean loss) points on the chart
+CURVE_FLUSH_SECONDS = 2.0  # write the loss curve at most this often
+SAMPLE_CAPTIONS = 2  # dataset captions used as sample prompts (plus the trigger)
+
+StepCallback = Callable[[StepReport], None]
+
+
+class RunNotStartable(Exception):
+    """The run is queued or running already, or it succeeded."""
+
+
+# --- create, start, cancel ------------------------------------------------------------
+
+
+def training_run_create(
+    *,
+    dataset: DatasetVersion,
+    base_model: str = "",
+    config: dict[str, Any] | None = None,
+    name: str = "",
+    created_by: Any = None,
+    enqueue: bool = True,
+    allow_below_minimum: bool = False,
+) -> TrainingRun:
+    """A run of `dataset` on `base_model` (default TRAINING_BASE_MODEL).
+
+    `config` is checked and completed by training.config.config_validate
+    (raises ConfigInvalid naming each bad field and its range). With `enqueue`
+    the run goes to the gpu worker once the transaction commits; otherwise it
+    waits for training_run_start.
+    """
+    full, warnings = config_validate(config, allow_below_minimum=allow_below_minimum)
+    base_model = (base_model or settings.TRAINING_BASE_MODEL).strip()
+    if not base_model:
+        raise ValueError("Name a base model: a local diffusers folder or a hub id.")
+    stamp = timezone.now().strftime("%H:%M:%S")
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            name=(name.strip() or dataset.name)[:200],
+            dataset=dataset,
+            base_model=base_model[:500],
+            config=full,
+            progress_total=full["steps"],
+            log_tail="\n".join(f"{stamp} Warning: {w}" for w in warnings),
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+        )
+        if enqueue:
+            _enqueue(run)
+    return run
+
+
+def training_run_create_from_albums(
+    *,
+    albums: Sequence[Album],
+    trigger_word: str | None = None,
+    include_nsfw: bool = False,
+    created_by: Any = None,
+    **kwargs: Any,
+) -> TrainingRun:
+    """Build (or find) the albums' dataset version, then create the run.
+
+    The config is checked first, so a bad config builds nothing. Raises
+    ConfigInvalid, or DatasetInvalid when the albums cannot train.
+    """
+    config_validate(
+        kwargs.get("config"),
+        allow_below_minimum=kwargs.get("allow_below_minimum", False),
+    )
+    dataset = dataset_version_build(
+        albums=albums,
+        trigger_word=trigger_word,
+        include_nsfw=include_nsfw,
+        created_by=created_by,
+    )
+    return training_run_create(dataset=dataset, created_by=created_by, **kwargs)
+
+
+def _enqueue(run: TrainingRun) -> None:
+    run.enqueued_at = timezone.now()
+    TrainingRun.objects.filter(pk=run.pk).update(enqueued_at=run.enqueued_at)
+    run_enqueue(run)
+
+
+def training_run_can_start(run: TrainingRun) -> bool:
+    """Created without starting, or ended failed or cancelled (then it resumes)."""
+    if run.status == BaseRun.Status.QUEUED:
+        return run.enqueued_at is None
+    return run.status in (BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
+
+
+def training_run_start(*, run: TrainingRun) -> TrainingRun:
+    """Hand the run to the gpu worker.
+
+    A failed or cancelled run is queued again and resumes from its latest
+    checkpoint, with a fresh set of attempts. Raises RunNotStartable for a run
+    that is queued, running or succeeded.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        fresh = TrainingRun.objects.filter(
+            pk=run.pk, status=BaseRun.Status.QUEUED, enqueued_at__isnull=True
+        ).update(enqueued_at=now)
+        again = TrainingRun.objects.filter(
+            pk=run.pk, status__in=(BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
+        ).update(
+            status=BaseRun.Status.QUEUED,
+            cancel_requested=False,
+            error="",
+            finished_at=None,
+            attempts=0,
+            enqueued_at=now,
+            message="Queued again; resumes from the latest checkpoint",
+        )
+        run.refresh_from_db()
+        if not (fresh or again):
+            raise RunNotStartable(
+                f"Training run {run.pk} is {run.status}"
+                + (" and already queued" if run.status == "queued" else "")
+                + "; only a run created without starting, or one that failed or "
+                "was cancelled, can be started."
+            )
+        run_enqueue(run)
+    return run
+
+
+def training_run_cancel(*, run: TrainingRun) -> bool:
+    """Stop a run: at once if queued, within one step if training. False if it
+    had already ended."""
+    return run.is_active and run_request_cancel(run)
+
+
+# --- the run body --------------------------------------------------------------------
+
+
+def run_work_dir(run: TrainingRun) -> Path:
+    return Path(settings.TRAINING_WORK_DIR) / f"run-{run.pk}"
+
+
+def sample_prompts(dataset: DatasetVersion) -> list[str]:
+    """Fixed prompts for a run's samples: the trigger word alone, then the first
+    distinct captions of the dataset (led by the trigger word)."""
+    trigger = dataset.trigger_word.strip()
+    captions = dict.fromkeys(
+        item["caption"].strip()
+        for item in dataset.manifest.get("items", [])
+        if item.get("caption", "").strip()
+    )
+    prompts = [trigger] if trigger else []
+    prompts += [caption_with_trigger(c, trigger) for c in captions][:SAMPLE_CAPTIONS]
+    return prompts
+
+
+def training_run_execute(
+    run: TrainingRun, *, on_step: StepCallback | None = None
+) -> str:
+    """The body of a training run (see run_execute); returns its final message.
+
+    `on_step` (the CLI's progress bar) sees every step report. Training errors
+    (NonFiniteLoss, OutOfMemory, InvalidTrainingInput) and DatasetInvalid
+    propagate and fail the run; they are never retried.
+    """
+    tracker = _Tracker(run)
+    try:
+        with _heartbeat(run):
+            return _train(run, tracker, on_step)
+    except RunCancelled:
+        tracker.log(f"Cancelled at step {run.progress_done}")
+        raise
+    except Exception as exc:
+        tracker.log(f"Failed: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) -> str:
+    from training.ml.trainer import train_lora
+
+    work = run_work_dir(run)
+    dataset = run.dataset
+    tracker.log(
+        f"Attempt {run.attempts}: copying {dataset.captioned_count} images of "
+        f"dataset {dataset.manifest_sha256[:12]}"
+    )
+    run_checkpoint(run, total=run.config["steps"], message="Copying the dataset")
+    pairs = dataset_materialize(dataset, work / "data")
+    samples = [TrainSample(str(path), caption) for path, caption in pairs]
+    config = _train_config(run, work / "out")
+    _write_manifest(run, config)
+    run_checkpoint(run, message="Loading the base model")
+
+    def step(report: StepReport) -> None:
+        tracker.step(report)
+        if on_step is not None:
+            on_step(report)
+        # Heartbeat, and RunCancelled out through train_lora when asked to stop.
+        run_checkpoint(
+            run,
+            done=report.step,
+            total=report.total_steps,
+            message=f"Step {report.step} of {report.total_steps}, "
+            f"loss {report.loss:.4f}",
+        )
+
+    result = train_lora(
+        config,
+        samples,
+        on_step=step,
+        on_checkpoint=tracker.checkpoint,
+        log=tracker.log,
+    )
+    tracker.finish(result)
+    run_checkpoint(run, message="Registering the LoRA and its samples")
+    album = _ingest_samples(run, result, config)
+    lora = lora_register_from_run(run=run, lora_path=Path(result.lora_path))
+    if album is not None and lora.sample_album_id is None:
+        lora.sample_album = album
+        lora.save(update_fields=["sample_album"])
+    shutil.rmtree(work / "data", ignore_errors=True)  # the copies; storage has them
+    tracker.log(f"Registered LoRA {lora.name!r} ({lora.size:,} bytes)")
+    return _summary(result, lora.name)
+
+
+def _summary(result: TrainResult, lora_name: str) -> str:
+    loss = (
+        f"final loss {result.final_loss:.4f}"
+        if math.isfinite(result.final_loss)
+        else "nothing left to train"
+    )
+    resumed = (
+        f", resumed from step {result.resumed_from_step}"
+        if result.resumed_from_step
+        else ""
+    )
+    return f"Trained {result.steps_done} steps ({loss}{resumed}); LoRA {lora_name!r}"
+
+
+def _train_config(run: TrainingRun, output_dir: Path) -> TrainConfig:
+    fields = {name: run.config[name] for name in _ML_FIELDS if name in run.config}
+    return TrainConfig(
+        base_model=run.base_model,
+        output_dir=str(output_dir),
+        device=settings.TRAINING_DEVICE,
+        trigger_word=run.dataset.trigger_word,
+        dataset_hash=run.dataset.manifest_sha256,
+        sample_prompts=tuple(sample_prompts(run.dataset)),
+        sample_seed=int(run.config.get("seed", 0)),
+        **fields,
+    )
+
+
+_ML_FIELDS = (
+    "steps",
+    "rank",
+    "alpha",
+    "learning_rate",
+    "warmup_steps",
+    "gradient_accumulation",
+    "batch_size",
+    "resolution",
+    "random_flip",
+    "center_crop",
+    "mixed_precision",
+    "seed",
+    "checkpoint_every",
+    "gradient_checkpointing",
+    "sample_steps",
+)
+
+
+def training_manifest(run: TrainingRun, config: TrainConfig) -> dict[str, Any]:
+    """What reproduces the run. No ids or times: two runs of the same setup have
+    the same manifest, and so the same hash."""
+    from training.ml.base import hash_base_model, library_versions
+
+    try:
+        base_hash = hash_base_model(run.base_model)
+    except (OSError, ValueError):
+        base_hash = ""  # train_lora says what is wrong with the base model
+    return {
+        "format": 1,
+        "dataset": {
+            "manifest_sha256": run.dataset.manifest_sha256,
+            "images": run.dataset.captioned_count,
+            "trigger_word": run.dataset.trigger_word,
+        },
+        "base_model": {"id": run.base_model, "sha256": base_hash},
+        "libraries": library_versions(),
+        "device": _device_name(),
+        "seed": config.seed,
+        "config": run.config,
+        "sample_prompts": list(config.sample_prompts),
+        "sample_seed": config.sample_seed,
+    }
+
+
+def _device_name() -> str:
+    from training.ml.device import pick_device
+
+    try:
+        return pick_device(settings.TRAINING_DEVICE)
+    except ValueError:
+        return settings.TRAINING_DEVICE
+
+
+def manifest_sha256(manifest: dict[str, Any]) -> str:
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _write_manifest(run: TrainingRun, config: TrainConfig) -> None:
+    run.manifest = training_manifest(run, config)
+    run.manifest_sha256 = manifest_sha256(run.manifest)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        manifest=run.manifest, manifest_sha256=run.manifest_sha256
+    )
+
+
+def _ingest_samples(
+    run: TrainingRun, result: TrainResult, config: TrainConfig
+) -> Album | None:
+    """The run's sample PNGs as images in a private album linked to the run."""
+    if not result.sample_paths:
+        return None
+    album = run.sample_album or album_get_or_create(
+        name=f"Training run #{run.pk} samples",
+        source_kind=Album.Kind.GENERATED,
+        created_by=run.created_by,
+    )
+    album_update(
+        album=album,
+        visibility=Visibility.PRIVATE,
+        description=f"Samples of training run #{run.pk} ({run.name}) after "
+        f"{result.steps_done} steps: the prompts {list(config.sample_prompts)} "
+        f"with seeds from {config.sample_seed}.",
+    )
+    for i, path in enumerate(result.sample_paths):
+        ingested = image_ingest(
+            data=Path(path).read_bytes(),
+            filename=f"run-{run.pk}-sample-{i:02d}.png",
+            source_kind=SourceKind.GENERATED,
+            album=album,
+        )
+        if ingested.image is not None:
+            _keep_private(ingested.image)
+        else:
+            logger.warning("Sample %s of run %s refused: %s", path, run.pk, ingested)
+    TrainingRun.objects.filter(pk=run.pk).update(sample_album=album)
+    run.sample_album = album
+    return album
+
+
+def _keep_private(image: Image) -> None:
+    if image.visibility != Visibility.PRIVATE:
+        image_update(image=image, visibility=Visibility.PRIVATE)
+
+
+class _Tracker:
+    """Streams a run's step reports, checkpoints and log lines to its row.
+
+    The loss curve holds one point per `stride` steps (the mean loss over
+    them), with `stride` fixed from the total so the curve never needs
+    thinning and an attempt that resumes simply carries on.
+    """
+
+    def __init__(self, run: TrainingRun) -> None:
+        self.run = run
+        self.lines: deque[str] = deque(run.log_tail.splitlines(), maxlen=LOG_LINES)
+        self.curve: list[list[float]] = [list(p) for p in run.loss_curve]
+        self.window: list[float] = []
+        self.resumed = False
+        self.flushed = 0.0
+
+    def _save(self, **fields: Any) -> None:
+        TrainingRun.objects.filter(pk=self.run.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self.run, name, value)
+
+    def log(self, line: str) -> None:
+        logger.info("Training run %s: %s", self.run.pk, line)
+        self.lines.append(f"{timezone.now():%H:%M:%S} {line}")
+        self._save(log_tail="\n".join(self.lines))
+
+    def step(self, report: StepReport) -> None:
+        if not self.resumed:
+            # Points past the resumed step belong to steps trained again now.
+            self.curve = [p for p in self.curve if p[0] < report.step]
+            self.resumed = True
+        stride = max(1, math.ceil(report.total_steps / CURVE_POINTS))
+        self.window.append(report.loss)
+        if report.step % stride == 0 or report.step == report.total_steps:
+            self.curve.append([report.step, sum(self.window) / len(self.window)])
+            self.window = []
+        fields: dict[str, Any] = {
+            "loss": report.loss,
+            "learning_rate": report.lr,
+            "images_per_second": report.images_per_second,
+            "eta_seconds": report.eta_seconds,
+        }
+        now = time.monotonic()
+        if now - self.flushed >= CURVE_FLUSH_SECONDS or report.step == (
+            report.total_steps
+        ):
+            fields["loss_curve"] = self.curve
+            self.flushed = now
+        self._save(**fields)
+
+    def checkpoint(self, step: int, path: str) -> None:
+        self._save(last_checkpoint_step=step, loss_curve=self.curve)
+        self.log(f"Checkpoint at step {step}")
+
+    def finish(self, result: TrainResult) -> None:
+        self._save(loss_curve=self.curve, eta_seconds=0.0)
+        if result.resumed_from_step:
+            self.log(f"Resumed from step {result.resumed_from_step}")
+
+
+@contextlib.contextmanager
+def _heartbeat(run: TrainingRun) -> Iterator[None]:
+    """Refresh the run's heartbeat from a thread while the body works, so long
+    phases without steps (copying the dataset, loading or downloading the base
+    model, encoding, samples) never look like a dead worker to the reaper."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.TRAINING_HEARTBEAT_SECONDS):
+                TrainingRun.objects.filter(
+                    pk=run.pk, status=BaseRun.Status.RUNNING
+                ).update(heartbeat_at=timezone.now())
+        except Exception:
+            logger.exception("Heartbeat of training run %s stopped", run.pk)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-run-{run.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
