@@ -1,8 +1,189 @@
-"""JSON API for training runs (/api/training/runs) and LoRAs (/api/loras)."""
+"""JSON API for training runs (/api/training/runs) and LoRAs (/api/loras).
+
+Staff only, both: runs carry configs, base model paths and logs; LoRAs may be
+trained on private albums and their metadata names base model paths. Creating
+and starting a run answer 202 with the run's URL in Location; the gpu worker
+takes it from there.
+"""
 
 from __future__ import annotations
 
-from ninja import Router
+from typing import Any
 
-runs_router = Router(tags=["training"])
-loras_router = Router(tags=["loras"])
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.utils.text import slugify
+from ninja import Query, Router, Status
+
+from albums.selectors import album_get
+from imagineer_project.errors import ApiError
+from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
+from imagineer_project.permissions import staff_required
+from training.config import ConfigInvalid, config_fields
+from training.dataset import DatasetInvalid
+from training.models import DatasetVersion, Lora, TrainingRun
+from training.registry import lora_open
+from training.runs import (
+    RunNotStartable,
+    training_run_cancel,
+    training_run_create,
+    training_run_create_from_albums,
+    training_run_log_lines,
+    training_run_start,
+    training_runs,
+)
+from training.schemas import (
+    ConfigFieldOut,
+    LoraDetailOut,
+    LoraFilterIn,
+    LoraOut,
+    TrainingRunDetailOut,
+    TrainingRunFilterIn,
+    TrainingRunIn,
+    TrainingRunLogOut,
+    TrainingRunOut,
+)
+
+runs_router = Router(tags=["training"], auth=staff_required)
+loras_router = Router(tags=["loras"], auth=staff_required)
+
+
+def _run(run_id: int) -> TrainingRun:
+    run = training_runs().select_related("dataset").filter(pk=run_id).first()
+    if run is None:
+        raise ApiError(404, f"Training run {run_id} not found.")
+    return run
+
+
+def _accepted(response: HttpResponse, run: TrainingRun) -> Any:
+    response["Location"] = f"/api/training/runs/{run.pk}"
+    return Status(202, _run(run.pk))
+
+
+@runs_router.get("/config", response=list[ConfigFieldOut])
+def training_config_fields(request: HttpRequest) -> Any:
+    """Each config field with its default and allowed range (from settings)."""
+    return config_fields()
+
+
+@runs_router.post("", response={202: TrainingRunDetailOut})
+def training_run_new(
+    request: HttpRequest, response: HttpResponse, payload: TrainingRunIn
+) -> Any:
+    """Create a run from albums or a dataset version and (with `start`) queue it."""
+    options: dict[str, Any] = {
+        "base_model": payload.base_model,
+        "config": payload.config.model_dump(exclude_none=True),
+        "name": payload.name,
+        "created_by": request.user,
+        "enqueue": payload.start,
+    }
+    try:
+        if payload.albums is not None:
+            albums = [album_get(user=request.user, ref=ref) for ref in payload.albums]
+            run = training_run_create_from_albums(
+                albums=albums,
+                trigger_word=payload.trigger_word,
+                include_nsfw=payload.include_nsfw,
+                **options,
+            )
+        else:
+            dataset = DatasetVersion.objects.filter(pk=payload.dataset).first()
+            if dataset is None:
+                raise ApiError(404, f"Dataset version {payload.dataset} not found.")
+            run = training_run_create(dataset=dataset, **options)
+    except ConfigInvalid as exc:
+        raise ApiError(
+            422, str(exc), code="config_invalid", details={"errors": exc.errors}
+        ) from exc
+    except DatasetInvalid as exc:
+        raise ApiError(422, str(exc), code="dataset_invalid") from exc
+    return _accepted(response, run)
+
+
+@runs_router.get("", response=PageOut[TrainingRunOut])
+def training_run_list(
+    request: HttpRequest, filters: Query[TrainingRunFilterIn], page: Query[PageIn]
+) -> Any:
+    """Training runs, newest first."""
+    runs = training_runs()
+    if filters.status:
+        runs = runs.filter(status=filters.status)
+    if filters.dataset:
+        runs = runs.filter(dataset_id=filters.dataset)
+    return keyset_paginate(runs, keys=["-id"], page=page)
+
+
+@runs_router.get("/{int:run_id}", response=TrainingRunDetailOut)
+def training_run_detail(request: HttpRequest, run_id: int) -> Any:
+    """Progress, loss curve, config, the training manifest and its sha256."""
+    return _run(run_id)
+
+
+@runs_router.post("/{int:run_id}/start", response={202: TrainingRunDetailOut})
+def training_run_begin(
+    request: HttpRequest, response: HttpResponse, run_id: int
+) -> Any:
+    """Queue a run created without `start`, or resume a failed or cancelled one
+    from its latest checkpoint. 409 for a run that is queued, running or done."""
+    try:
+        run = training_run_start(run=_run(run_id))
+    except RunNotStartable as exc:
+        raise ApiError(409, str(exc)) from exc
+    return _accepted(response, run)
+
+
+@runs_router.post("/{int:run_id}/cancel", response=TrainingRunDetailOut)
+def training_run_stop(request: HttpRequest, run_id: int) -> Any:
+    """Stop a run: at once if queued, within one training step if running."""
+    run = _run(run_id)
+    if not training_run_cancel(run=run):
+        raise ApiError(409, f"Training run {run_id} already ended ({run.status}).")
+    return _run(run_id)
+
+
+@runs_router.get("/{int:run_id}/logs", response=TrainingRunLogOut)
+def training_run_logs(request: HttpRequest, run_id: int) -> Any:
+    """The last 200 lines of the run's log."""
+    run = _run(run_id)
+    return {"id": run.pk, "status": run.status, "lines": training_run_log_lines(run)}
+
+
+# --- LoRAs ---------------------------------------------------------------------------
+
+
+def _lora(lora_id: int) -> Lora:
+    lora = Lora.objects.filter(pk=lora_id).first()
+    if lora is None:
+        raise ApiError(404, f"LoRA {lora_id} not found.")
+    return lora
+
+
+@loras_router.get("", response=PageOut[LoraOut])
+def lora_list(
+    request: HttpRequest, filters: Query[LoraFilterIn], page: Query[PageIn]
+) -> Any:
+    """Registered LoRAs, newest first."""
+    loras = Lora.objects.all()
+    if filters.q:
+        loras = loras.filter(name__icontains=filters.q)
+    if filters.base_model:
+        loras = loras.filter(base_model=filters.base_model)
+    return keyset_paginate(loras, keys=["-id"], page=page)
+
+
+@loras_router.get("/{int:lora_id}", response=LoraDetailOut)
+def lora_detail(request: HttpRequest, lora_id: int) -> Any:
+    """A LoRA with its file's safetensors metadata (strings)."""
+    return _lora(lora_id)
+
+
+@loras_router.get("/{int:lora_id}/download")
+def lora_download(request: HttpRequest, lora_id: int) -> FileResponse:
+    """The .safetensors file (kohya keys: loads in diffusers, ComfyUI, A1111)."""
+    lora = _lora(lora_id)
+    return FileResponse(
+        lora_open(lora),
+        as_attachment=True,
+        filename=f"{slugify(lora.name) or 'lora'}.safetensors",
+        content_type="application/octet-stream",
+    )

@@ -97,6 +97,23 @@ def field_help(name: str) -> str:
     return f"{spec.help} Default {'on' if default else 'off'}."
 
 
+def config_fields() -> list[dict[str, Any]]:
+    """Each field with its type, default, range or choices: what clients show."""
+    defaults, ranges = config_defaults(), config_ranges()
+    return [
+        {
+            "name": spec.name,
+            "type": spec.kind.__name__,
+            "default": defaults[spec.name],
+            "minimum": ranges.get(spec.name, (None, None))[0],
+            "maximum": ranges.get(spec.name, (None, None))[1],
+            "choices": list(spec.choices),
+            "help": spec.help,
+        }
+        for spec in FIELDS
+    ]
+
+
 def config_validate(
     values: Mapping[str, Any] | None, *, allow_below_minimum: bool = False
 ) -> tuple[dict[str, Any], list[str]]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from albums.models import Album, SourceKind, Visibility
@@ -49,7 +50,7 @@ from training.dataset import (
     dataset_version_build,
 )
 from training.ml.config import StepReport, TrainConfig, TrainResult, TrainSample
-from training.models import DatasetVersion, TrainingRun
+from training.models import DatasetVersion, Lora, TrainingRun
 from training.registry import lora_register_from_run
 
 if TYPE_CHECKING:
@@ -187,6 +188,19 @@ def training_run_cancel(*, run: TrainingRun) -> bool:
     """Stop a run: at once if queued, within one step if training. False if it
     had already ended."""
     return run.is_active and run_request_cancel(run)
+
+
+# --- reads ---------------------------------------------------------------------------
+
+
+def training_runs() -> QuerySet[TrainingRun]:
+    """Runs with the id of the LoRA each registered (one query for a list)."""
+    lora = Lora.objects.filter(source_run=OuterRef("pk")).values("pk")[:1]
+    return TrainingRun.objects.annotate(lora_id=Subquery(lora))
+
+
+def training_run_log_lines(run: TrainingRun) -> list[str]:
+    return run.log_tail.splitlines()
 
 
 # --- the run body --------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""Request and response shapes of /api/training/runs and /api/loras.
+
+Every endpoint behind these shapes is staff only: runs carry configs, base
+model paths and logs, and LoRAs may be trained on private albums. No shape
+carries a storage key: a LoRA's file is fetched from its download URL.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from ninja import ModelSchema, Schema
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from imagineer_project.runs import BaseRun
+from training.models import DatasetVersion, Lora, TrainingRun
+from training.runs import training_run_can_start
+
+AlbumRef = Annotated[str, StringConstraints(min_length=1, max_length=220)] | int
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+
+
+class TrainingConfigIn(Schema):
+    """Any subset of the config; the rest takes the defaults in settings.
+    Ranges: see GET /api/training/runs/config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int | None = None
+    rank: int | None = None
+    alpha: float | None = None
+    learning_rate: float | None = None
+    warmup_steps: int | None = None
+    gradient_accumulation: int | None = None
+    batch_size: int | None = None
+    resolution: int | None = None
+    random_flip: bool | None = None
+    center_crop: bool | None = None
+    mixed_precision: str | None = None
+    seed: int | None = None
+    checkpoint_every: int | None = None
+    gradient_checkpointing: bool | None = None
+    sample_steps: int | None = None
+
+
+class TrainingRunIn(Schema):
+    """Train on `albums` (a dataset version is built, or the identical one
+    reused) or on an existing `dataset` version: exactly one of the two."""
+
+    albums: list[AlbumRef] | None = Field(None, min_length=1, max_length=100)
+    dataset: int | None = None
+    name: Text = ""
+    base_model: Annotated[str, StringConstraints(strip_whitespace=True)] = Field(
+        "",
+        max_length=500,
+        description="Local diffusers folder or hub id; default TRAINING_BASE_MODEL.",
+    )
+    # With albums: absent takes the first album's trigger word; "" for none.
+    trigger_word: Annotated[str, StringConstraints(max_length=100)] | None = None
+    include_nsfw: bool = False
+    config: TrainingConfigIn = Field(default_factory=TrainingConfigIn)
+    start: bool = Field(True, description="Queue for the gpu worker now.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainingRunIn:
+        if (self.albums is None) == (self.dataset is None):
+            raise ValueError("Give either albums or dataset (not both).")
+        return self
+
+
+class ConfigFieldOut(Schema):
+    name: str
+    type: str
+    default: Any
+    minimum: float | None
+    maximum: float | None
+    choices: list[str]
+    help: str
+
+
+class TrainingRunFilterIn(Schema):
+    status: BaseRun.Status | None = None
+    dataset: int | None = None
+
+
+class DatasetBriefOut(ModelSchema):
+    class Meta:
+        model = DatasetVersion
+        fields = ["id", "name", "trigger_word", "manifest_sha256", "captioned_count"]
+
+
+class TrainingRunOut(ModelSchema):
+    dataset_id: int
+    percent: int
+    lora_id: int | None
+    can_start: bool
+    sample_album_id: int | None
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "name",
+            "status",
+            "base_model",
+            "progress_done",
+            "progress_total",
+            "loss",
+            "learning_rate",
+            "images_per_second",
+            "eta_seconds",
+            "last_checkpoint_step",
+            "message",
+            "error",
+            "attempts",
+            "cancel_requested",
+            "created",
+            "enqueued_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
+
+    @staticmethod
+    def resolve_lora_id(run: TrainingRun) -> int | None:
+        # Annotated by the run queries (training.runs), so lists cost one query.
+        return getattr(run, "lora_id", None)
+
+    @staticmethod
+    def resolve_can_start(run: TrainingRun) -> bool:
+        return training_run_can_start(run)
+
+
+class TrainingRunDetailOut(TrainingRunOut):
+    dataset: DatasetBriefOut
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    loss_curve: list[list[float]]
+    sample_image_ids: list[int]
+
+    @staticmethod
+    def resolve_sample_image_ids(run: TrainingRun) -> list[int]:
+        if run.sample_album_id is None:
+            return []
+        members = run.sample_album.memberships.order_by("position", "id")
+        return list(members.values_list("image_id", flat=True))
+
+
+class TrainingRunLogOut(Schema):
+    id: int
+    status: str
+    lines: list[str]
+
+
+class LoraFilterIn(Schema):
+    q: str | None = Field(None, max_length=200, description="Name contains.")
+    base_model: str | None = Field(None, max_length=500)
+
+
+class LoraOut(ModelSchema):
+    source_run_id: int | None
+    sample_album_id: int | None
+    download_url: str
+
+    class Meta:
+        model = Lora
+        fields = [
+            "id",
+            "name",
+            "trigger_words",
+            "default_weight",
+            "base_model",
+            "rank",
+            "alpha",
+            "size",
+            "sha256",
+            "created",
+        ]
+
+    @staticmethod
+    def resolve_download_url(lora: Lora) -> str:
+        return f"/api/loras/{lora.pk}/download"
+
+
+class LoraDetailOut(LoraOut):
+    metadata: dict[str, str]
