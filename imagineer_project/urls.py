@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("training.urls")),
     path("", include("albums.urls")),
 ]
 

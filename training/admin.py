@@ -1,5 +1,581 @@
-"""Admin for training: dataset versions (admin_datasets), runs and LoRAs."""
+"""Admin for training: dataset versions (admin_datasets), runs and LoRAs.
+
+A run is started from its add page: choose albums (with their readiness
+counts), a base model and the config (defaults and ranges from settings); the
+dataset version is built (or the identical one found) and the run queued. Its
+change page is the run's report: progress, loss curve, samples, log tail,
+LoRA download and manifest, refreshed every few seconds while it is active,
+with Start (or resume) and Cancel. LoRAs are imported from a file upload.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+)
+from django.template.defaultfilters import filesizeformat
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import slugify
+from django.views.decorators.http import require_POST
+
+from albums.models import Album
+from imagineer_project.run_admin import RunAdminMixin
 from training import admin_datasets  # noqa: F401 (registers DatasetVersion)
+from training.admin_datasets import AlbumChoiceField
+from training.config import (
+    FIELDS,
+    ConfigInvalid,
+    config_defaults,
+    config_validate,
+    field_help,
+)
+from training.dataset import DatasetInvalid
+from training.models import Lora, TrainingRun
+from training.registry import (
+    LoraInvalid,
+    lora_delete,
+    lora_import,
+    lora_open,
+    lora_update,
+)
+from training.runs import (
+    RunNotStartable,
+    training_run_create_from_albums,
+    training_run_start,
+    training_runs,
+)
+from training.selectors import training_albums
+from training.views import run_report
+
+# --- forms ---------------------------------------------------------------------------
+
+
+def _config_field(name: str, kind: type, choices: tuple[str, ...]) -> forms.Field:
+    default = config_defaults()[name]
+    options: dict[str, Any] = {"initial": default, "help_text": field_help(name)}
+    if choices:
+        return forms.ChoiceField(choices=[(c, c) for c in choices], **options)
+    if kind is bool:
+        return forms.BooleanField(required=False, **options)
+    if kind is int:
+        return forms.IntegerField(**options)
+    return forms.FloatField(**options)
+
+
+class TrainingRunAddForm(forms.Form):
+    albums = AlbumChoiceField(
+        queryset=Album.objects.order_by("name", "id"),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Captioned counts leave out rejected and NSFW images. Several "
+        "albums together may be enough when none is alone.",
+    )
+    trigger_word = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="Blank: the first chosen album's trigger word.",
+    )
+    no_trigger_word = forms.BooleanField(
+        required=False, label="No trigger word", help_text="Train on captions alone."
+    )
+    include_nsfw = forms.BooleanField(required=False, label="Include NSFW images")
+    name = forms.CharField(
+        max_length=200, required=False, help_text="Blank: the album names."
+    )
+    base_model = forms.CharField(
+        max_length=500,
+        help_text="A local diffusers folder or a hub id, as the gpu worker's "
+        "machine sees it.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+    start = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Start now",
+        help_text="Off: the run waits for its Start button.",
+    )
+
+    SECTIONS = (
+        ("Data", ("albums", "trigger_word", "no_trigger_word", "include_nsfw")),
+        ("Run", ("name", "base_model", "start")),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["albums"].readiness = {  # type: ignore[attr-defined]
+            row["id"]: row for row in training_albums()
+        }
+        self.fields["base_model"].initial = settings.TRAINING_BASE_MODEL
+        # Built per form: defaults and ranges are read from settings each time.
+        for spec in FIELDS:
+            self.fields[spec.name] = _config_field(spec.name, spec.kind, spec.choices)
+
+    def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
+        config = [self[spec.name] for spec in FIELDS]
+        named = [(title, [self[n] for n in names]) for title, names in self.SECTIONS]
+        return [*named, ("Training config", config)]
+
+    def config(self) -> dict[str, Any]:
+        return {spec.name: self.cleaned_data.get(spec.name) for spec in FIELDS}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        try:
+            config_validate(self.config())
+        except ConfigInvalid as exc:
+            for name, message in exc.errors.items():
+                if name not in self.errors:
+                    self.add_error(name, message)
+        return data
+
+    def trigger_word_choice(self) -> str | None:
+        if self.cleaned_data["no_trigger_word"]:
+            return ""
+        return self.cleaned_data["trigger_word"].strip() or None
+
+
+class LoraImportForm(forms.Form):
+    file = forms.FileField(help_text="A kohya-format .safetensors LoRA.")
+    name = forms.CharField(max_length=200)
+    trigger_words = forms.CharField(
+        required=False,
+        help_text="Comma-separated. Blank: the file's own trigger word, if any.",
+    )
+    default_weight = forms.FloatField(initial=0.8, min_value=-4, max_value=4)
+    base_model = forms.CharField(
+        max_length=500, required=False, help_text="Blank: what the file says."
+    )
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip() for w in text.split(",") if w.strip()]
+
+
+class LoraChangeForm(forms.ModelForm):
+    trigger_words = forms.CharField(required=False, help_text="Comma-separated.")
+
+    class Meta:
+        model = Lora
+        fields = ("name", "trigger_words", "default_weight")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["trigger_words"] = ", ".join(self.instance.trigger_words or [])
+
+    def clean_trigger_words(self) -> list[str]:
+        return _words(self.cleaned_data["trigger_words"])
+
+
+def _form_page(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    form: forms.Form,
+    *,
+    title: str,
+    template: str,
+) -> TemplateResponse:
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "opts": modeladmin.opts,
+        "form": form,
+        "media": modeladmin.media + form.media,
+    }
+    return TemplateResponse(request, template, context)
+
+
+# --- training runs -------------------------------------------------------------------
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
+    progress_unit = " steps"
+    cancel_note = "Cancel requested; the run stops within one training step."
+    list_display = (
+        "id",
+        "name",
+        "dataset_link",
+        "status",
+        "progress",
+        "loss_shown",
+        "lora_link",
+        "created",
+        "finished_at",
+    )
+    list_display_links = ("id", "name")
+    list_filter = ("status", "base_model")
+    search_fields = ("name", "base_model", "dataset__name", "dataset__manifest_sha256")
+    list_select_related = ("dataset",)
+    raw_id_fields = ("dataset", "created_by", "sample_album")
+    actions = ("cancel_selected",)
+    fieldsets = (
+        (None, {"fields": ("name", "dataset_link", "base_model", "report")}),
+        ("Config", {"fields": ("config_shown",), "classes": ("collapse",)}),
+        (
+            "Training manifest",
+            {"fields": ("manifest_sha256", "manifest_shown"), "classes": ("collapse",)},
+        ),
+        (
+            "History",
+            {
+                "fields": (
+                    "created_by",
+                    "created",
+                    "enqueued_at",
+                    "started_at",
+                    "heartbeat_at",
+                    "finished_at",
+                    "attempts",
+                    "cancel_requested",
+                )
+            },
+        ),
+    )
+    readonly_fields = tuple(
+        name for _, options in fieldsets for name in options["fields"]
+    )
+    change_form_template = "admin/training/trainingrun/change_form.html"
+
+    class Media:
+        css = {"all": ("imagineer/admin.css",)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Annotated with each run's LoRA id: the list links it without a query.
+        return training_runs().select_related("dataset", "sample_album")
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: TrainingRun | None = None
+    ) -> bool:
+        return bool(obj is None or not obj.is_active) and super().has_delete_permission(
+            request, obj
+        )
+
+    def get_urls(self) -> list[Any]:
+        start = self.admin_site.admin_view(require_POST(self.start_view))
+        return [
+            path("<path:object_id>/start/", start, name="training_trainingrun_start"),
+            *super().get_urls(),
+        ]
+
+    # --- pages ------------------------------------------------------------------------
+
+    def add_view(
+        self,
+        request: HttpRequest,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = TrainingRunAddForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            run = self._create(request, form)
+            if run is not None:
+                return HttpResponseRedirect(self.run_url(run))
+        return _form_page(
+            self,
+            request,
+            form,
+            title="Start a training run",
+            template="admin/training/trainingrun/add_form.html",
+        )
+
+    def _create(
+        self, request: HttpRequest, form: TrainingRunAddForm
+    ) -> TrainingRun | None:
+        data = form.cleaned_data
+        try:
+            run = training_run_create_from_albums(
+                albums=list(data["albums"]),
+                trigger_word=form.trigger_word_choice(),
+                include_nsfw=data["include_nsfw"],
+                base_model=data["base_model"],
+                config=form.config(),
+                name=data["name"],
+                created_by=request.user,
+                enqueue=data["start"],
+            )
+        except DatasetInvalid as exc:
+            form.add_error("albums", str(exc))
+            return None
+        except (ConfigInvalid, ValueError) as exc:
+            form.add_error(None, str(exc))
+            return None
+        queued = "queued for the gpu worker" if data["start"] else "ready to start"
+        self.message_user(
+            request,
+            f"Training run #{run.pk} is {queued}; this page follows it.",
+            messages.SUCCESS,
+        )
+        return run
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        run = self.get_object(request, unquote(object_id))
+        report = run_report(run) if run is not None else {}
+        extra_context = {
+            **(extra_context or {}),
+            "can_start": report.get("can_start", False),
+            "lora": report.get("lora"),
+            "refresh_seconds": report.get("refresh_seconds"),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def start_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        run = self.get_object(request, unquote(object_id))
+        if run is None:
+            raise Http404("No such training run.")
+        if not self.has_change_permission(request, run):
+            raise PermissionDenied
+        try:
+            training_run_start(run=run)
+        except RunNotStartable as exc:
+            self.message_user(request, str(exc), messages.WARNING)
+        else:
+            self.message_user(request, "Queued for the gpu worker.", messages.SUCCESS)
+        return HttpResponseRedirect(self.run_url(run))
+
+    # --- columns and fields -----------------------------------------------------------
+
+    @admin.display(description="dataset", ordering="dataset__name")
+    def dataset_link(self, obj: TrainingRun) -> str:
+        return format_html(
+            '<a href="{}">{}</a> <code>{}</code>',
+            reverse("admin:training_datasetversion_change", args=[obj.dataset_id]),
+            obj.dataset.name,
+            obj.dataset.manifest_sha256[:12],
+        )
+
+    @admin.display(description="loss", ordering="loss")
+    def loss_shown(self, obj: TrainingRun) -> str:
+        return "–" if obj.loss is None else f"{obj.loss:.4f}"
+
+    @admin.display(description="LoRA")
+    def lora_link(self, obj: TrainingRun) -> str:
+        lora_id = getattr(obj, "lora_id", None)
+        if lora_id is None:
+            return "–"
+        url = reverse("admin:training_lora_change", args=[lora_id])
+        return format_html('<a href="{}">#{}</a>', url, lora_id)
+
+    @admin.display(description="report")
+    def report(self, obj: TrainingRun) -> str:
+        return render_to_string("training/_run_report.html", run_report(obj))
+
+    @admin.display(description="config")
+    def config_shown(self, obj: TrainingRun) -> str:
+        return format_html(
+            '<pre class="training-json">{}</pre>',
+            json.dumps(obj.config, indent=2, sort_keys=True),
+        )
+
+    @admin.display(description="manifest")
+    def manifest_shown(self, obj: TrainingRun) -> str:
+        if not obj.manifest:
+            return "Written when training starts."
+        return format_html(
+            '<pre class="training-json">{}</pre>',
+            json.dumps(obj.manifest, indent=2, sort_keys=True),
+        )
+
+
+# --- LoRAs ---------------------------------------------------------------------------
+
+
+@admin.register(Lora)
+class LoraAdmin(admin.ModelAdmin):
+    form = LoraChangeForm
+    list_display = (
+        "name",
+        "trigger_words_shown",
+        "rank",
+        "alpha",
+        "size_shown",
+        "base_model",
+        "source_run_link",
+        "created",
+        "download_link",
+    )
+    list_filter = (("source_run", admin.EmptyFieldListFilter), "rank", "base_model")
+    search_fields = ("name", "trigger_words", "base_model", "sha256")
+    list_select_related = ("source_run",)
+    raw_id_fields = ("source_run", "sample_album", "created_by")
+    fieldsets = (
+        (None, {"fields": ("name", "trigger_words", "default_weight")}),
+        (
+            "File",
+            {
+                "fields": (
+                    "download_link",
+                    "size_shown",
+                    "sha256",
+                    "rank",
+                    "alpha",
+                    "base_model",
+                    "source_run_link",
+                    "samples",
+                    "created_by",
+                    "created",
+                )
+            },
+        ),
+        ("Metadata", {"fields": ("metadata_shown",), "classes": ("collapse",)}),
+    )
+    readonly_fields = (
+        "download_link",
+        "size_shown",
+        "sha256",
+        "rank",
+        "alpha",
+        "base_model",
+        "source_run_link",
+        "samples",
+        "created_by",
+        "created",
+        "metadata_shown",
+    )
+    change_form_template = "admin/training/lora/change_form.html"
+
+    class Media:
+        css = {"all": ("imagineer/admin.css",)}
+
+    def get_urls(self) -> list[Any]:
+        download = self.admin_site.admin_view(self.download_view)
+        return [
+            path("<path:object_id>/download/", download, name="training_lora_download"),
+            *super().get_urls(),
+        ]
+
+    def add_view(
+        self,
+        request: HttpRequest,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = LoraImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                lora = lora_import(
+                    file=data["file"],
+                    name=data["name"],
+                    trigger_words=_words(data["trigger_words"]),
+                    default_weight=data["default_weight"],
+                    base_model=data["base_model"],
+                    created_by=request.user,
+                )
+            except LoraInvalid as exc:
+                form.add_error("file" if "LoRA named" not in str(exc) else "name", exc)
+            else:
+                self.message_user(
+                    request, f"Imported the LoRA {lora.name!r}.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:training_lora_change", args=[lora.pk])
+                )
+        return _form_page(
+            self,
+            request,
+            form,
+            title="Import a LoRA",
+            template="admin/training/lora/add_form.html",
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: Lora, form: Any, change: bool
+    ) -> None:
+        data = form.cleaned_data
+        lora_update(
+            lora=obj,
+            name=data["name"],
+            trigger_words=data["trigger_words"],
+            default_weight=data["default_weight"],
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Lora) -> None:
+        lora_delete(lora=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for lora in queryset:
+            lora_delete(lora=lora)
+
+    def download_view(self, request: HttpRequest, object_id: str) -> FileResponse:
+        lora = self.get_object(request, unquote(object_id))
+        if lora is None:
+            raise Http404("No such LoRA.")
+        if not self.has_view_permission(request, lora):
+            raise PermissionDenied
+        return FileResponse(
+            lora_open(lora),
+            as_attachment=True,
+            filename=f"{slugify(lora.name) or 'lora'}.safetensors",
+            content_type="application/octet-stream",
+        )
+
+    # --- columns and fields -----------------------------------------------------------
+
+    @admin.display(description="trigger words")
+    def trigger_words_shown(self, obj: Lora) -> str:
+        return ", ".join(obj.trigger_words)
+
+    @admin.display(description="size", ordering="size")
+    def size_shown(self, obj: Lora) -> str:
+        return filesizeformat(obj.size)
+
+    @admin.display(description="trained by", ordering="source_run")
+    def source_run_link(self, obj: Lora) -> str:
+        if obj.source_run_id is None:
+            return "Imported"
+        return format_html(
+            '<a href="{}">run #{}</a>',
+            reverse("admin:training_trainingrun_change", args=[obj.source_run_id]),
+            obj.source_run_id,
+        )
+
+    @admin.display(description="download")
+    def download_link(self, obj: Lora) -> str:
+        url = reverse("admin:training_lora_download", args=[obj.pk])
+        return format_html('<a href="{}">.safetensors</a>', url)
+
+    @admin.display(description="samples")
+    def samples(self, obj: Lora) -> str:
+        if obj.sample_album_id is None:
+            return "–"
+        ids = obj.sample_album.memberships.order_by("position", "id").values_list(
+            "image_id", flat=True
+        )
+        return format_html_join(
+            " ",
+            '<a href="{}"><img class="imagineer-thumb" src="/api/images/{}/thumbnail'
+            '?size=256" width="96" height="96" alt="" loading="lazy"></a>',
+            ((reverse("admin:albums_image_change", args=[pk]), pk) for pk in ids),
+        )
+
+    @admin.display(description="metadata")
+    def metadata_shown(self, obj: Lora) -> str:
+        return format_html(
+            '<pre class="training-json">{}</pre>',
+            json.dumps(obj.metadata, indent=2, sort_keys=True),
+        )

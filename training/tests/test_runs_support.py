@@ -43,14 +43,19 @@ def train_env(settings: Any, tmp_path: Path, tiny_base: Path) -> Path:
 
 
 def make_training_album(
-    count: int = 6, *, name: str = "Blocks", trigger_word: str = "zxq"
+    count: int = 6,
+    *,
+    name: str = "Blocks",
+    trigger_word: str = "zxq",
+    first_seed: int = 1000,
 ) -> Any:
-    """An album of `count` captioned images ("a blocky picture number i")."""
+    """An album of `count` captioned images ("a blocky picture number i");
+    albums made with different `first_seed`s hold different images."""
     from labeling.services import label_create
 
     album = make_album(name=name, trigger_word=trigger_word)
     for i in range(count):
-        image = make_image(album=album, seed=1000 + i, size=(72, 64))
+        image = make_image(album=album, seed=first_seed + i, size=(72, 64))
         label_create(image=image, kind="caption", text=f"a blocky picture number {i}")
     return album
 
