@@ -240,6 +240,9 @@ def training_run_execute(
     except RunCancelled:
         tracker.log(f"Cancelled at step {run.progress_done}")
         raise
+    except KeyboardInterrupt:  # the CLI's Ctrl-C, which it turns into a cancel
+        tracker.log(f"Interrupted at step {run.progress_done}")
+        raise
     except Exception as exc:
         tracker.log(f"Failed: {type(exc).__name__}: {exc}")
         raise

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
+from tqdm import tqdm
+
+from albums.models import Album
+from imagineer_project.runs import RunCancelled, run_execute
+from training.config import ConfigInvalid, config_validate
+from training.dataset import DatasetInvalid
+from training.ml.config import StepReport
+from training.models import TrainingRun
+from training.runs import training_run_create_from_albums, training_run_execute
+
+# Command-line option -> config field, for the options that set the config.
+CONFIG_OPTIONS = {
+    "steps": "steps",
+    "rank": "rank",
+    "alpha": "alpha",
+    "resolution": "resolution",
+    "lr": "learning_rate",
+    "warmup": "warmup_steps",
+    "batch_size": "batch_size",
+    "grad_accum": "gradient_accumulation",
+    "checkpoint_every": "checkpoint_every",
+    "seed": "seed",
+    "mixed_precision": "mixed_precision",
+    "sample_steps": "sample_steps",
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Train a LoRA on the captioned images of one or more albums. Runs here "
+        "with a progress bar (Ctrl-C cancels; the run can be resumed from the "
+        "admin), or with --enqueue hands the run to the gpu worker. Unset options "
+        "take the defaults in settings (TRAINING_DEFAULTS); --steps and "
+        "--resolution may go below the usual minimum for smoke runs."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--album",
+            action="append",
+            required=True,
+            help="album name or slug; repeat for several albums",
+        )
+        parser.add_argument(
+            "--base-model",
+            default="",
+            help="local diffusers folder or hub id (default TRAINING_BASE_MODEL)",
+        )
+        parser.add_argument("--name", default="", help="run name (default: albums)")
+        parser.add_argument(
+            "--trigger-word",
+            help="'' for none (default: the first album's trigger word)",
+        )
+        parser.add_argument("--include-nsfw", action="store_true")
+        parser.add_argument("--steps", type=int)
+        parser.add_argument("--rank", type=int)
+        parser.add_argument("--alpha", type=float)
+        parser.add_argument("--resolution", type=int)
+        parser.add_argument("--lr", type=float, help="learning rate")
+        parser.add_argument("--warmup", type=int, help="warmup steps")
+        parser.add_argument("--batch-size", type=int)
+        parser.add_argument("--grad-accum", type=int, help="gradient accumulation")
+        parser.add_argument("--checkpoint-every", type=int)
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
+        parser.add_argument("--sample-steps", type=int)
+        parser.add_argument(
+            "--enqueue", action="store_true", help="queue for the gpu worker and return"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        albums = [self._album(ref) for ref in options["album"]]
+        config = {
+            field: options[option]
+            for option, field in CONFIG_OPTIONS.items()
+            if options[option] is not None
+        }
+        try:
+            _, warnings = config_validate(config, allow_below_minimum=True)
+            run = training_run_create_from_albums(
+                albums=albums,
+                trigger_word=options["trigger_word"],
+                include_nsfw=options["include_nsfw"],
+                base_model=options["base_model"],
+                config=config,
+                name=options["name"],
+                enqueue=options["enqueue"],
+                allow_below_minimum=True,
+            )
+        except (ConfigInvalid, DatasetInvalid, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        for warning in [*warnings, *run.dataset.warnings]:
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
+        self.stdout.write(
+            f"Training run #{run.pk} “{run.name}”: {run.dataset.captioned_count} "
+            f"images, {run.config['steps']} steps at {run.config['resolution']} px "
+            f"on {run.base_model}"
+        )
+        if options["enqueue"]:
+            self.stdout.write("Queued for the gpu worker; follow it in the admin.")
+            return
+        self._run(run)
+        run.refresh_from_db()
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            reason = run.error or run.message
+            raise CommandError(f"Training run #{run.pk} {run.status}: {reason}")
+        lora = run.loras.first()
+        self.stdout.write(self.style.SUCCESS(run.message))
+        if lora is not None:
+            self.stdout.write(f"LoRA #{lora.pk} stored as {lora.file.name}")
+
+    def _album(self, ref: str) -> Album:
+        albums = list(Album.objects.filter(Q(name=ref) | Q(slug=ref)).order_by("id"))
+        if not albums:
+            raise CommandError(f"No album named {ref!r}.")
+        if len(albums) > 1:
+            slugs = ", ".join(a.slug for a in albums)
+            raise CommandError(f"Several albums match {ref!r}; use a slug: {slugs}")
+        return albums[0]
+
+    def _run(self, run: TrainingRun) -> None:
+        with tqdm(total=run.config["steps"], unit="step", file=self.stderr._out) as bar:
+
+            def progress(report: StepReport) -> None:
+                bar.n = report.step
+                if math.isfinite(report.loss):
+                    bar.set_postfix_str(f"loss {report.loss:.4f}", refresh=False)
+                bar.refresh()
+
+            def body(current: TrainingRun) -> str:
+                try:
+                    return training_run_execute(current, on_step=progress)
+                except KeyboardInterrupt as exc:  # Ctrl-C: end as cancelled
+                    raise RunCancelled from exc
+
+            run_execute(TrainingRun, run.pk, body)
