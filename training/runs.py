@@ -284,7 +284,7 @@ def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) ->
         on_checkpoint=tracker.checkpoint,
         log=tracker.log,
     )
-    tracker.finish(result)
+    tracker.finish()
     run_checkpoint(run, message="Registering the LoRA and its samples")
     album = _ingest_samples(run, result, config)
     lora = lora_register_from_run(run=run, lora_path=Path(result.lora_path))
@@ -484,10 +484,8 @@ class _Tracker:
         self._save(last_checkpoint_step=step, loss_curve=self.curve)
         self.log(f"Checkpoint at step {step}")
 
-    def finish(self, result: TrainResult) -> None:
+    def finish(self) -> None:
         self._save(loss_curve=self.curve, eta_seconds=0.0)
-        if result.resumed_from_step:
-            self.log(f"Resumed from step {result.resumed_from_step}")
 
 
 @contextlib.contextmanager
