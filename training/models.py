@@ -179,6 +179,10 @@ class GenerationJob(BaseRun):
         on_delete=models.SET_NULL,
         related_name="generation_jobs",
     )
+    # The images made so far, in seed order (image i has seed + i). An image
+    # identical to one made before is listed by that image's id; its recipe
+    # stays the first one, so only this list says which jobs made it.
+    image_ids = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -187,7 +191,7 @@ class GenerationJob(BaseRun):
         related_name="+",
     )
 
-    task_path = "training.tasks.run_generation"
+    task_path = "training.generation_tasks.run_generation"
     task_cluster = "gpu"
 
     class Meta(BaseRun.Meta):
