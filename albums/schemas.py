@@ -15,7 +15,9 @@ from pydantic import Field, StringConstraints
 
 from albums.models import Album, Image, SourceKind, UploadRun, Visibility
 from albums.selectors import COVER_COUNT
+from imagineer_project.permissions import is_staff
 from labeling.models import Label
+from training.generation import image_recipe, recipe_for_viewer
 
 AlbumName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
@@ -153,10 +155,19 @@ class ImageDetailOut(ImageOut):
     updated: datetime
     labels: list[LabelOut]
     albums: list[AlbumRefOut]
+    recipe: dict[str, Any] | None = Field(
+        None, description="How a generated image was made (null for others)"
+    )
 
     @staticmethod
     def resolve_labels(image: Image) -> list[Label]:
         return list(image.labels.all())
+
+    @staticmethod
+    def resolve_recipe(image: Image, context: Any) -> dict[str, Any] | None:
+        recipe = image_recipe(image)  # the reverse one-to-one: one query
+        request = (context or {}).get("request")
+        return recipe and recipe_for_viewer(recipe, staff=is_staff(request))
 
     @staticmethod
     def resolve_albums(image: Image) -> list[Album]:

@@ -22,6 +22,8 @@ from labeling.api import labels_router
 from scraping.api import router as scrape_jobs_router
 from training import api_datasets
 from training.api import loras_router, runs_router
+from training.api_generation import generate_router
+from training.api_generation import jobs_router as generation_jobs_router
 
 logger = logging.getLogger(__name__)
 
@@ -110,3 +112,5 @@ api.add_router("/training", api_datasets.router)
 api.add_router("/loras", loras_router)
 api.add_router("/uploads", uploads_router)
 api.add_router("/scrape-jobs", scrape_jobs_router)
+api.add_router("/generate", generate_router)
+api.add_router("/generation-jobs", generation_jobs_router)
