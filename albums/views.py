@@ -14,12 +14,14 @@ from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 
 from albums.models import Album, AlbumImage, Image
 from imagineer_project.permissions import is_staff
 from labeling.analytics import album_labeling_analytics
 from labeling.models import Label
 from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
+from training.generation import image_recipe, recipe_for_viewer, recipe_form_query
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
         "albums": albums,
         "training_caption": training_caption(image),
         "training_caption_rule": TRAINING_CAPTION_RULE,
+        **_recipe_context(request, image),
     }
     return render(request, "albums/image.html", context)
 
@@ -110,6 +113,21 @@ def _attach_counts_and_covers(request: HttpRequest, albums: Any) -> list[Album]:
         ids = [getattr(album, f"cover_{n}") for n in range(COVERS_PER_ALBUM)]
         album.covers = [images[i] for i in ids if i in images]
     return albums
+
+
+def _recipe_context(request: HttpRequest, image: Image) -> dict[str, Any]:
+    """A generated image's recipe, and for staff the link that fills the
+    generate form with it."""
+    recipe = image_recipe(image)
+    if recipe is None:
+        return {}
+    staff = is_staff(request)
+    context: dict[str, Any] = {"recipe": recipe_for_viewer(recipe, staff=staff)}
+    if staff:
+        context["generate_again_url"] = (
+            f"{reverse('generate-page')}?{recipe_form_query(recipe)}"
+        )
+    return context
 
 
 def _labels_by_kind(image: Image) -> list[tuple[str, list[Label]]]:

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("training.urls")),
+    path("", include("training.urls_generation")),
     path("", include("albums.urls")),
 ]
 

@@ -579,3 +579,6 @@ class LoraAdmin(admin.ModelAdmin):
             '<pre class="training-json">{}</pre>',
             json.dumps(obj.metadata, indent=2, sort_keys=True),
         )
+
+
+from training import admin_generation  # noqa: E402, F401 (registers GenerationJob)
