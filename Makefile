@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ADDR   ?= 127.0.0.1:8000
 
-.PHONY: run test setup migrate chromium lint bench clean
+.PHONY: run test setup migrate chromium lint bench clean demo
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ chromium:
 
 test: setup chromium
 	$(PY) -m pytest
+
+# The whole pipeline offline on the CPU with a tiny model: sample site -> scrape ->
+# dataset -> LoRA -> generation (labels with Claude too when ANTHROPIC_API_KEY is set).
+demo: migrate
+	$(PY) manage.py demo
 
 lint: setup
 	$(VENV)/bin/ruff check .
