@@ -54,6 +54,7 @@ from scraping.safe_fetch import (
     check_url,
     resolve_checked,
 )
+from training.generation import generated_phash_index
 
 logger = logging.getLogger(__name__)
 
@@ -426,6 +427,7 @@ class ScrapeRun:
         job.stage = ScrapeJob.Stage.DOWNLOADING
         items = list(self.found.values())
         self.index = library_index()
+        self.generated = generated_phash_index()
         self.replaced: set[int] = set()
         total = len(items)
         self._report(f"Downloading {total} image(s)", done=0, total=total)
@@ -526,17 +528,20 @@ class ScrapeRun:
     ) -> None:
         """Exact duplicate: link it. Near duplicate: keep the larger copy."""
         job, album = self.job, self.album
+        warning = self._generated_warning(item, inspected.phash)
         exact = Image.objects.filter(sha256=inspected.sha256).first()
         if exact is not None:
             album_add_images(album=album, images=[exact])
-            return self._kept_existing(item, result, exact, "same bytes as image")
+            why = "same bytes as image"
+            return self._kept_existing(item, result, exact, why, warning)
         near = self._nearest(inspected.phash)
         if (
             near is not None
             and near.width * near.height >= inspected.width * inspected.height
         ):
             album_add_images(album=album, images=[near])
-            return self._kept_existing(item, result, near, "near duplicate of image")
+            why = "near duplicate of image"
+            return self._kept_existing(item, result, near, why, warning)
         stored = image_store(
             inspected=inspected,
             filename=_filename(result.url),
@@ -558,14 +563,14 @@ class ScrapeRun:
             Kind.IMAGE,
             item.candidate.url,
             Outcome.SAVED,
-            reason,
+            "; ".join(r for r in (reason, warning) if r),
             result=result,
             page_url=item.page_url,
             image=image,
         )
 
     def _kept_existing(
-        self, item: Found, result: FetchResult, image: Image, why: str
+        self, item: Found, result: FetchResult, image: Image, why: str, warning: str
     ) -> None:
         self.job.images_duplicate += 1
         self._label(image, item.candidate)
@@ -576,10 +581,29 @@ class ScrapeRun:
             Kind.IMAGE,
             item.candidate.url,
             outcome,
-            f"{why} #{image.pk}",
+            "; ".join(r for r in (f"{why} #{image.pk}", warning) if r),
             result=result,
             page_url=item.page_url,
             image=image,
+        )
+
+    def _generated_warning(self, item: Found, phash: int) -> str:
+        """A warning when the image looks like one this system generated: an
+        album trained on it would train on the model's own output."""
+        hits = self.generated.nearest(phash, self.job.near_duplicate_distance)
+        if not hits:
+            return ""
+        image_id, distance = hits[0]
+        logger.warning(
+            "Scrape %s: %s looks like generated image %s (distance %s)",
+            self.job.pk,
+            item.candidate.url,
+            image_id,
+            distance,
+        )
+        return (
+            f"WARNING: looks like generated image #{image_id} ({distance} bits "
+            "apart); training on it trains on this system's own output"
         )
 
     def _nearest(self, phash: int) -> Image | None:
