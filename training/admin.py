@@ -402,6 +402,19 @@ class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
 # --- LoRAs ---------------------------------------------------------------------------
 
 
+class LoraOriginFilter(admin.SimpleListFilter):
+    title = "origin"
+    parameter_name = "origin"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("trained", "Trained here"), ("imported", "Imported")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("trained", "imported"):
+            return queryset.filter(source_run__isnull=self.value() == "imported")
+        return queryset
+
+
 @admin.register(Lora)
 class LoraAdmin(admin.ModelAdmin):
     form = LoraChangeForm
@@ -416,7 +429,7 @@ class LoraAdmin(admin.ModelAdmin):
         "created",
         "download_link",
     )
-    list_filter = (("source_run", admin.EmptyFieldListFilter), "rank", "base_model")
+    list_filter = (LoraOriginFilter, "rank", "base_model")
     search_fields = ("name", "trigger_words", "base_model", "sha256")
     list_select_related = ("source_run",)
     raw_id_fields = ("source_run", "sample_album", "created_by")

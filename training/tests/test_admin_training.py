@@ -235,8 +235,8 @@ def test_edit_search_filter_and_delete_loras(
 ) -> None:
     lora = lora_import(file=trained_lora.lora_path, name="Blocks")
     assert admin_listed(admin_client.get(f"{LORAS}?q=zxq")) == [lora.pk]
-    assert admin_listed(admin_client.get(f"{LORAS}?source_run__isempty=1")) == [lora.pk]
-    assert admin_listed(admin_client.get(f"{LORAS}?source_run__isempty=0")) == []
+    assert admin_listed(admin_client.get(f"{LORAS}?origin=imported")) == [lora.pk]
+    assert admin_listed(admin_client.get(f"{LORAS}?origin=trained")) == []
     response = admin_client.post(
         f"{LORAS}{lora.pk}/change/",
         {"name": "Blocks v2", "trigger_words": "zxq, cards", "default_weight": "1"},
