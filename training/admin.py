@@ -55,6 +55,7 @@ from training.registry import (
     lora_update,
 )
 from training.runs import (
+    RUN_DETAIL_FIELDS,
     RunNotStartable,
     training_run_create_from_albums,
     training_run_start,
@@ -256,7 +257,8 @@ class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Annotated with each run's LoRA id: the list links it without a query.
-        return training_runs().select_related("dataset", "sample_album")
+        # The bulky JSON columns load only on the change page that shows them.
+        return training_runs().defer(*RUN_DETAIL_FIELDS)
 
     def has_delete_permission(
         self, request: HttpRequest, obj: TrainingRun | None = None
@@ -431,7 +433,8 @@ class LoraAdmin(admin.ModelAdmin):
     )
     list_filter = (LoraOriginFilter, "rank", "base_model")
     search_fields = ("name", "trigger_words", "base_model", "sha256")
-    list_select_related = ("source_run",)
+    # The list shows only source_run_id: joining the run would load its JSON.
+    list_select_related = ()
     raw_id_fields = ("source_run", "sample_album", "created_by")
     fieldsets = (
         (None, {"fields": ("name", "trigger_words", "default_weight")}),

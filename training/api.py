@@ -23,6 +23,7 @@ from training.dataset import DatasetInvalid
 from training.models import DatasetVersion, Lora, TrainingRun
 from training.registry import lora_open
 from training.runs import (
+    RUN_DETAIL_FIELDS,
     RunNotStartable,
     training_run_cancel,
     training_run_create,
@@ -48,7 +49,7 @@ loras_router = Router(tags=["loras"], auth=staff_required)
 
 
 def _run(run_id: int) -> TrainingRun:
-    run = training_runs().select_related("dataset").filter(pk=run_id).first()
+    run = training_runs().filter(pk=run_id).first()
     if run is None:
         raise ApiError(404, f"Training run {run_id} not found.")
     return run
@@ -105,7 +106,7 @@ def training_run_list(
     request: HttpRequest, filters: Query[TrainingRunFilterIn], page: Query[PageIn]
 ) -> Any:
     """Training runs, newest first."""
-    runs = training_runs()
+    runs = training_runs().defer(*RUN_DETAIL_FIELDS)
     if filters.status:
         runs = runs.filter(status=filters.status)
     if filters.dataset:

@@ -94,7 +94,7 @@ def training_run_create(
     base_model = (base_model or settings.TRAINING_BASE_MODEL).strip()
     if not base_model:
         raise ValueError("Name a base model: a local diffusers folder or a hub id.")
-    stamp = timezone.now().strftime("%H:%M:%S")
+    now = timezone.now()
     with transaction.atomic():
         run = TrainingRun.objects.create(
             name=(name.strip() or dataset.name)[:200],
@@ -102,11 +102,12 @@ def training_run_create(
             base_model=base_model[:500],
             config=full,
             progress_total=full["steps"],
-            log_tail="\n".join(f"{stamp} Warning: {w}" for w in warnings),
+            log_tail="\n".join(f"{now:%H:%M:%S} Warning: {w}" for w in warnings),
+            enqueued_at=now if enqueue else None,
             created_by=created_by if getattr(created_by, "pk", None) else None,
         )
         if enqueue:
-            _enqueue(run)
+            run_enqueue(run)
     return run
 
 
@@ -134,12 +135,6 @@ def training_run_create_from_albums(
         created_by=created_by,
     )
     return training_run_create(dataset=dataset, created_by=created_by, **kwargs)
-
-
-def _enqueue(run: TrainingRun) -> None:
-    run.enqueued_at = timezone.now()
-    TrainingRun.objects.filter(pk=run.pk).update(enqueued_at=run.enqueued_at)
-    run_enqueue(run)
 
 
 def training_run_can_start(run: TrainingRun) -> bool:
@@ -194,9 +189,18 @@ def training_run_cancel(*, run: TrainingRun) -> bool:
 
 
 def training_runs() -> QuerySet[TrainingRun]:
-    """Runs with the id of the LoRA each registered (one query for a list)."""
+    """Runs with their dataset (without its manifest, which lists every image)
+    and the id of the LoRA each registered: one query for a list."""
     lora = Lora.objects.filter(source_run=OuterRef("pk")).values("pk")[:1]
-    return TrainingRun.objects.annotate(lora_id=Subquery(lora))
+    return (
+        TrainingRun.objects.select_related("dataset")
+        .defer("dataset__manifest")
+        .annotate(lora_id=Subquery(lora))
+    )
+
+
+# A run's bulky columns, left out of lists.
+RUN_DETAIL_FIELDS = ("config", "manifest", "loss_curve", "log_tail")
 
 
 def training_run_log_lines(run: TrainingRun) -> list[str]:

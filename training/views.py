@@ -89,6 +89,6 @@ def run_report(run: TrainingRun) -> dict[str, Any]:
 
 @staff_member_required
 def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
-    runs = training_runs().select_related("dataset", "sample_album")
+    runs = training_runs().select_related("sample_album")
     run = get_object_or_404(runs, pk=run_id)
     return render(request, "training/run.html", run_report(run))

@@ -3,6 +3,7 @@ download; import, edit, download and delete LoRAs; the staff run page."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("train_env")]
 
 RUNS = "/admin/training/trainingrun/"
 LORAS = "/admin/training/lora/"
+
+
+def flipped_lora(trained_lora: Any) -> bytes:
+    """Another valid LoRA file: the trained one with its up weights negated."""
+    from safetensors.torch import load_file, save
+
+    state = load_file(trained_lora.lora_path)
+    flipped = {k: -v if ".lora_up." in k else v for k, v in state.items()}
+    return save(flipped, metadata=trained_lora.metadata)
 
 
 def add_form(albums: list, **overrides: Any) -> dict[str, Any]:
@@ -248,7 +258,11 @@ def test_edit_search_filter_and_delete_loras(
         ["zxq", "cards"],
         1.0,
     )
+    few = query_count(admin_client, LORAS)
+    lora_import(file=io.BytesIO(flipped_lora(trained_lora)), name="Flipped")
+    assert query_count(admin_client, LORAS) == few
     key = lora.file.name
     response = admin_client.post(f"{LORAS}{lora.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
-    assert not Lora.objects.exists() and not default_storage.exists(key)
+    assert list(Lora.objects.values_list("name", flat=True)) == ["Flipped"]
+    assert not default_storage.exists(key)
