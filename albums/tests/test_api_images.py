@@ -239,6 +239,7 @@ def test_detail_has_labels_provenance_and_visible_albums(client, library) -> Non
         "albums": [
             {"id": library["public"].pk, "slug": "tarot-deck", "name": "Tarot deck"}
         ],
+        "recipe": None,  # only generated images have one
     }
 
 
