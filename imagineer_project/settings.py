@@ -377,3 +377,23 @@ Q_CLUSTER["ALT_CLUSTERS"] = {
         "retry": TRAINING_TIMEOUT + 600,
     },
 }
+
+# --- generation (runs on the `gpu` cluster; read through training.generation_settings)
+# The base model when a request names none (else TRAINING_BASE_MODEL).
+GENERATION_BASE_MODEL = env_str("GENERATION_BASE_MODEL")
+GENERATION_DEVICE = env_str("GENERATION_DEVICE")  # empty: TRAINING_DEVICE
+GENERATION_MIXED_PRECISION = env_str("GENERATION_MIXED_PRECISION", "fp16")
+GENERATION_MAX_PROMPT_CHARS = env_int("GENERATION_MAX_PROMPT_CHARS", 1000, minimum=1)
+GENERATION_MIN_SIZE = env_int("GENERATION_MIN_SIZE", 64, minimum=8)
+GENERATION_MAX_SIZE = env_int("GENERATION_MAX_SIZE", 1024, minimum=8)
+GENERATION_MAX_STEPS = env_int("GENERATION_MAX_STEPS", 150, minimum=1)
+GENERATION_MAX_IMAGES = env_int("GENERATION_MAX_IMAGES", 8, minimum=1)
+GENERATION_MAX_LORAS = env_int("GENERATION_MAX_LORAS", 8, minimum=1)
+GENERATION_GUIDANCE_RANGE = (0.0, env_float("GENERATION_MAX_GUIDANCE", 30.0, minimum=0))
+# Accepted generation requests per user: "20/hour", "5/minute", or "off".
+GENERATION_RATE_LIMIT = env_str("GENERATION_RATE_LIMIT", "20/hour")
+GENERATION_RATE_LIMIT_EXEMPT_STAFF = env_bool(
+    "GENERATION_RATE_LIMIT_EXEMPT_STAFF", False
+)
+GENERATION_DEFAULT_ALBUM = env_str("GENERATION_DEFAULT_ALBUM", "Generated")
+GENERATION_LORA_CACHE_DIR = env_str("GENERATION_LORA_CACHE_DIR")

@@ -116,9 +116,20 @@ def _manifest(
     return manifest, len(rows)
 
 
-def _warnings(eligible: int, captioned: int) -> list[str]:
+def _warnings(eligible: int, captioned: int, items: list[dict]) -> list[str]:
     """What is worth knowing about a selection that can train."""
+    from training.generation import generated_lookalikes
+
     warnings = []
+    lookalikes = generated_lookalikes([item["image_id"] for item in items])
+    if lookalikes:
+        examples = ", ".join(f"#{pk}" for pk in list(lookalikes)[:5])
+        warnings.append(
+            f"{len(lookalikes)} image{'s' if len(lookalikes) != 1 else ''} "
+            f"({examples}) {'look' if len(lookalikes) != 1 else 'looks'} like "
+            "images this system generated: training on "
+            "a model's own output narrows what it can do; review them."
+        )
     if eligible > captioned:
         missing = eligible - captioned
         warnings.append(
@@ -183,7 +194,7 @@ def dataset_version_build_or_get(
         "manifest": manifest,
         "image_count": eligible,
         "captioned_count": captioned,
-        "warnings": _warnings(eligible, captioned),
+        "warnings": _warnings(eligible, captioned, manifest["items"]),
         "created_by": created_by if getattr(created_by, "pk", None) else None,
     }
     try:

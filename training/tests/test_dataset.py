@@ -223,6 +223,18 @@ def test_enough_images_give_no_warnings(settings: Any) -> None:
     assert dataset_version_build(albums=[album]).warnings == []
 
 
+def test_images_that_look_generated_are_flagged(settings: Any) -> None:
+    settings.TRAINING_WARN_CAPTIONED = 2
+    album = make_album()
+    own_output = captioned(album, "one", source_kind="generated")
+    captioned(album, "two")
+
+    assert dataset_version_build(albums=[album]).warnings == [
+        f"1 image (#{own_output.pk}) looks like images this system generated: "
+        "training on a model's own output narrows what it can do; review them."
+    ]
+
+
 @pytest.mark.parametrize(
     ("caption", "expected"),
     [
