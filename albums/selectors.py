@@ -14,7 +14,7 @@ from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from albums.models import Album, Image, UploadRun
-from imagineer_project.errors import ApiError
+from imagineer_project.errors import ApiError, get_or_404
 from labeling.models import Label
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,4 @@ def upload_run_list() -> Any:
 
 
 def upload_run_get(*, run_id: int) -> UploadRun:
-    run = UploadRun.objects.select_related("album").filter(pk=run_id).first()
-    if run is None:
-        raise ApiError(404, f"Upload run {run_id} not found.")
-    return run
+    return get_or_404(UploadRun.objects.select_related("album"), run_id, "Upload run")

@@ -69,3 +69,13 @@ class ApiError(Exception):
         self.message = message
         self.code = code
         self.details = details
+
+
+def get_or_404(queryset: Any, pk: int, what: str) -> Any:
+    """The row `pk` of `queryset` (a model or a QuerySet), or a 404 ApiError that
+    names it ("Labeling job 7 not found.")."""
+    manager = getattr(queryset, "_default_manager", queryset)
+    found = manager.filter(pk=pk).first()
+    if found is None:
+        raise ApiError(404, f"{what} {pk} not found.")
+    return found

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
 from albums.selectors import album_get, image_get
-from imagineer_project.errors import ApiError
+from imagineer_project.errors import ApiError, get_or_404
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
 from imagineer_project.runs import run_request_cancel
@@ -136,10 +136,7 @@ def image_label_create(request: HttpRequest, image_id: int, payload: LabelIn) ->
 
 
 def _label(label_id: int) -> Label:
-    label = Label.objects.select_related("author").filter(pk=label_id).first()
-    if label is None:
-        raise ApiError(404, f"Label {label_id} not found.")
-    return label
+    return get_or_404(Label.objects.select_related("author"), label_id, "Label")
 
 
 @labels_router.patch("/{int:label_id}", response=LabelOut)
@@ -164,10 +161,7 @@ def label_delete(request: HttpRequest, label_id: int) -> Any:
 
 
 def _job(job_id: int) -> LabelingJob:
-    job = LabelingJob.objects.filter(pk=job_id).first()
-    if job is None:
-        raise ApiError(404, f"Labeling job {job_id} not found.")
-    return job
+    return get_or_404(LabelingJob, job_id, "Labeling job")
 
 
 @jobs_router.get("", response=PageOut[LabelingJobOut])

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from albums.models import AlbumImage
-from imagineer_project.errors import ApiError
+from imagineer_project.errors import get_or_404
 from scraping.models import CrawlLogEntry, ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -21,9 +21,7 @@ def scrape_job_list() -> Any:
 
 def scrape_job_get(*, job_id: int, detail: bool = False) -> ScrapeJob:
     """One job with its album; with `detail`, also its `recent_log`."""
-    job = ScrapeJob.objects.select_related("album").filter(pk=job_id).first()
-    if job is None:
-        raise ApiError(404, f"Scrape job {job_id} not found.")
+    job = get_or_404(ScrapeJob.objects.select_related("album"), job_id, "Scrape job")
     if detail:
         job.recent_log = crawl_log_recent(job=job)
     return job

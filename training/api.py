@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from ninja import Query, Router, Status
 
 from albums.selectors import album_get
-from imagineer_project.errors import ApiError
+from imagineer_project.errors import ApiError, get_or_404
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
 from training.config import ConfigInvalid, config_fields
@@ -49,10 +49,7 @@ loras_router = Router(tags=["loras"], auth=staff_required)
 
 
 def _run(run_id: int) -> TrainingRun:
-    run = training_runs().filter(pk=run_id).first()
-    if run is None:
-        raise ApiError(404, f"Training run {run_id} not found.")
-    return run
+    return get_or_404(training_runs(), run_id, "Training run")
 
 
 def _accepted(response: HttpResponse, run: TrainingRun) -> Any:
@@ -153,10 +150,7 @@ def training_run_logs(request: HttpRequest, run_id: int) -> Any:
 
 
 def _lora(lora_id: int) -> Lora:
-    lora = Lora.objects.filter(pk=lora_id).first()
-    if lora is None:
-        raise ApiError(404, f"LoRA {lora_id} not found.")
-    return lora
+    return get_or_404(Lora, lora_id, "LoRA")
 
 
 @loras_router.get("", response=PageOut[LoraOut])

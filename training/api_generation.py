@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
-from imagineer_project.errors import ApiError, error_response
+from imagineer_project.errors import ApiError, error_response, get_or_404
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
 from training.generation import (
@@ -66,10 +66,8 @@ def generate(request: HttpRequest, response: HttpResponse, payload: GenerateIn) 
 
 
 def _job(job_id: int) -> GenerationJob:
-    job = GenerationJob.objects.select_related("album").filter(pk=job_id).first()
-    if job is None:
-        raise ApiError(404, f"Generation job {job_id} not found.")
-    return job
+    jobs = GenerationJob.objects.select_related("album")
+    return get_or_404(jobs, job_id, "Generation job")
 
 
 @jobs_router.get("", response=PageOut[GenerationJobOut])

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 
 from albums.models import Album, Image
-from imagineer_project.errors import ApiError
+from imagineer_project.errors import get_or_404
 from labeling.selectors import caption_candidates
 from training.dataset import min_captioned
 from training.models import DatasetVersion
@@ -73,8 +73,5 @@ def dataset_version_list() -> QuerySet[DatasetVersion]:
 
 
 def dataset_version_get(*, dataset_id: int) -> DatasetVersion:
-    dataset = DatasetVersion.objects.prefetch_related(_albums()).filter(pk=dataset_id)
-    dataset = dataset.first()
-    if dataset is None:
-        raise ApiError(404, f"Dataset version {dataset_id} not found.")
-    return dataset
+    versions = DatasetVersion.objects.prefetch_related(_albums())
+    return get_or_404(versions, dataset_id, "Dataset version")
