@@ -159,7 +159,13 @@ class _Session:
     def write_lora(
         self, lora_run: _LoraRun, path: Path, steps_done: int
     ) -> dict[str, str]:
-        meta = _metadata(self.config, steps_done, self.base_hash, self.sample_count)
+        meta = _metadata(
+            self.config,
+            steps_done,
+            self.base_hash,
+            self.sample_count,
+            _precision_name(lora_run.dtype),
+        )
         save_kohya_lora(lora_run.kohya_state(), path, meta)
         return meta
 
@@ -574,8 +580,19 @@ def _report(
     )
 
 
+def _precision_name(dtype: Any) -> str:
+    """What actually ran: "bf16"/"fp16" on CUDA, "no" where it fell back to fp32."""
+    import torch
+
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
+
+
 def _metadata(
-    config: TrainConfig, steps_done: int, base_hash: str, sample_count: int
+    config: TrainConfig,
+    steps_done: int,
+    base_hash: str,
+    sample_count: int,
+    precision: str,
 ) -> dict[str, str]:
     ours = {
         "base_model": config.base_model,
@@ -590,7 +607,7 @@ def _metadata(
         "batch_size": str(config.batch_size),
         "gradient_accumulation": str(config.gradient_accumulation),
         "seed": str(config.seed),
-        "mixed_precision": config.mixed_precision,
+        "mixed_precision": precision,
         "num_train_images": str(sample_count),
         "library_versions": json.dumps(library_versions(), sort_keys=True),
         "ss_resolution": f"({config.resolution}, {config.resolution})",
@@ -599,7 +616,7 @@ def _metadata(
         "ss_text_encoder_lr": "0.0",
         "ss_seed": str(config.seed),
         "ss_num_train_images": str(sample_count),
-        "ss_mixed_precision": config.mixed_precision,
+        "ss_mixed_precision": precision,
         "ss_sd_model_hash": base_hash,
     }
     return kohya_metadata(

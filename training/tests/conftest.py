@@ -92,5 +92,6 @@ def trained_lora(
         learning_rate=5e-2,
         sample_prompts=("zxq a cat", "a dog"),
         sample_steps=2,
+        mixed_precision="bf16",  # asked for; the CPU runs fp32 and says so
     )
     return train_lora(config, train_samples)

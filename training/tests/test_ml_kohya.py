@@ -112,6 +112,9 @@ def test_the_trained_file_is_valid_kohya_with_string_metadata(
         "ss_network_alpha": "4.0",
         "ss_base_model_version": "sd_v1",
         "ss_output_name": "lora",
+        # What ran, not what was asked: mixed precision falls back to fp32 on CPU.
+        "mixed_precision": "no",
+        "ss_mixed_precision": "no",
     }
     assert {k: meta[k] for k in expected} == expected
     assert len(trained_lora.base_model_hash) == 64
