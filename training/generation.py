@@ -564,9 +564,15 @@ def generation_job_execute(
     job's base model, each stored as it is done. A cancel stops it within a
     denoising step (RunCancelled); the images made so far stay.
     """
-    from training.ml.generate import GenerateSpec, generate_images, holder_for
+    from training.ml.generate import (
+        GenerateSpec,
+        generate_images,
+        holder_for,
+        prompt_overflow,
+    )
 
     done = _done_so_far(job)
+    note = ""
     run_checkpoint(job, done=len(done), total=job.num_images)
     if len(done) < job.num_images:
         holder = holder_for(
@@ -586,10 +592,14 @@ def generation_job_execute(
             num_images=job.num_images - len(done),
             loras=_lora_specs(job),
         )
+        if cut := prompt_overflow(holder, spec.prompt):
+            # The pipeline truncates silently; say so where the user looks.
+            note = f"; the prompt's last {cut} token(s) were cut (the model reads 77)"
+            logger.warning("Generation %s: %s", job.pk, note.lstrip("; "))
         recorder = _Recorder(job, done, holder.device, on_image)
         generate_images(holder, spec, on_image=recorder, should_stop=_Stopper(job))
     last = job.seed + job.num_images - 1
-    return f"{job.num_images} image(s) made, seeds {job.seed} to {last}"
+    return f"{job.num_images} image(s) made, seeds {job.seed} to {last}{note}"
 
 
 # --- what the library remembers of its own output ----------------------------------

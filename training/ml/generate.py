@@ -298,3 +298,11 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def prompt_overflow(holder: PipelineHolder, prompt: str) -> int:
+    """How many of the prompt's tokens the text encoder never sees (it reads
+    `model_max_length`, 77 for CLIP, start and end tokens included)."""
+    tokenizer = holder.pipe.tokenizer
+    count = len(tokenizer(prompt, truncation=False).input_ids)
+    return max(0, count - tokenizer.model_max_length)

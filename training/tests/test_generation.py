@@ -106,6 +106,17 @@ def test_the_same_seed_makes_the_same_image_once(gen_env: Path) -> None:
     assert Image.objects.count() == 1
 
 
+def test_a_prompt_past_the_models_77_tokens_says_what_was_cut(gen_env: Path) -> None:
+    # The tiny model's tokenizer is byte-level: one token per character.
+    job = run_job(create(prompt="x" * 80))
+    assert job.status == "succeeded", job.error
+    assert job.message.endswith(
+        "the prompt's last 5 token(s) were cut (the model reads 77)"
+    )
+    short = run_job(create(prompt="a cat", seed=5))
+    assert "cut" not in short.message
+
+
 def test_a_different_seed_makes_a_different_image(gen_env: Path) -> None:
     one = run_job(create(seed=1))
     two = run_job(create(seed=2))
