@@ -17,6 +17,8 @@ import io
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -229,6 +231,48 @@ def build_prompt(style: str, context: AlbumContext | None) -> str:
     return "\n\n".join(parts)
 
 
+def request_params(
+    *,
+    image_data: bytes,
+    style: str,
+    context: AlbumContext | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """The Messages API parameters for one image (a direct request, or one
+    entry of a Message Batch)."""
+    media_type, payload = prepare_image(image_data)
+    image_block = {
+        "type": "image",
+        "source": {
+            "type": "base64",
+            "media_type": media_type,
+            "data": base64.b64encode(payload).decode("ascii"),
+        },
+    }
+    return {
+        "model": model or settings.LABELING_MODEL,
+        "max_tokens": settings.LABELING_MAX_TOKENS,
+        "system": _SYSTEM,
+        "tools": [
+            {
+                "name": TOOL_NAME,
+                "description": "Record the caption, tags and NSFW rating.",
+                "input_schema": TOOL_SCHEMA,
+            }
+        ],
+        "tool_choice": {"type": "tool", "name": TOOL_NAME},
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    image_block,
+                    {"type": "text", "text": build_prompt(style, context)},
+                ],
+            }
+        ],
+    }
+
+
 def label_image(
     client: anthropic.Anthropic,
     *,
@@ -239,38 +283,20 @@ def label_image(
 ) -> LabelResult:
     """Ask Claude for one image's labels. Raises ImageLabelingFailed for this
     image, LabelingAborted when no further request can succeed."""
-    media_type, payload = prepare_image(image_data)
-    image_block = {
-        "type": "image",
-        "source": {
-            "type": "base64",
-            "media_type": media_type,
-            "data": base64.b64encode(payload).decode("ascii"),
-        },
-    }
+    params = request_params(
+        image_data=image_data, style=style, context=context, model=model
+    )
+    with api_errors(params["model"]):
+        message = client.messages.create(**params)
+    return parse_reply(message, style=style, context=context)
+
+
+@contextmanager
+def api_errors(model: str) -> Iterator[None]:
+    """Map the SDK's errors (after its own retries) to what a job does next:
+    LabelingAborted stops the job, ImageLabelingFailed fails one image."""
     try:
-        message = client.messages.create(
-            model=model or settings.LABELING_MODEL,
-            max_tokens=settings.LABELING_MAX_TOKENS,
-            system=_SYSTEM,
-            tools=[
-                {
-                    "name": TOOL_NAME,
-                    "description": "Record the caption, tags and NSFW rating.",
-                    "input_schema": TOOL_SCHEMA,
-                }
-            ],
-            tool_choice={"type": "tool", "name": TOOL_NAME},
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        image_block,
-                        {"type": "text", "text": build_prompt(style, context)},
-                    ],
-                }
-            ],
-        )
+        yield
     except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
         raise LabelingAborted(
             f"The Anthropic API refused the key ({exc.status_code}): check "
@@ -278,8 +304,7 @@ def label_image(
         ) from exc
     except anthropic.NotFoundError as exc:
         raise LabelingAborted(
-            f"The model {model or settings.LABELING_MODEL!r} was not found: check "
-            "LABELING_MODEL."
+            f"The model {model!r} was not found: check LABELING_MODEL."
         ) from exc
     except anthropic.APIStatusError as exc:
         raise ImageLabelingFailed(
@@ -290,7 +315,6 @@ def label_image(
         raise ImageLabelingFailed(
             f"Could not reach the API: {exc}", api_error=True
         ) from exc
-    return parse_reply(message, style=style, context=context)
 
 
 def _api_message(exc: anthropic.APIStatusError) -> str:
