@@ -397,3 +397,8 @@ GENERATION_RATE_LIMIT_EXEMPT_STAFF = env_bool(
 )
 GENERATION_DEFAULT_ALBUM = env_str("GENERATION_DEFAULT_ALBUM", "Generated")
 GENERATION_LORA_CACHE_DIR = env_str("GENERATION_LORA_CACHE_DIR")
+# Message Batches (a labeling job's `use_batch`): images per batch, and how often
+# the worker asks whether a batch has ended.
+LABELING_BATCH_SIZE = env_int("LABELING_BATCH_SIZE", 200, minimum=1)
+LABELING_BATCH_POLL_SECONDS = env_float("LABELING_BATCH_POLL_SECONDS", 30.0, minimum=0)
+LABELING_BATCH_DISCOUNT = env_float("LABELING_BATCH_DISCOUNT", 0.5, minimum=0)

@@ -186,6 +186,7 @@ class LabelingJobAdmin(RunAdminMixin, admin.ModelAdmin):
                     "cost",
                     "budget_usd",
                     "budget_exhausted",
+                    "use_batch",
                 )
             },
         ),
@@ -255,6 +256,20 @@ class LabelWithClaudeForm(forms.Form):
         label="Budget (USD)",
         help_text="Stop cleanly once the estimated cost reaches this.",
     )
+    batch = forms.BooleanField(
+        required=False,
+        label="Use the Message Batches API",
+        help_text="Half the price; results within 24 hours. Not with a budget.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("batch") and data.get("budget") is not None:
+            raise forms.ValidationError(
+                "A budget needs direct requests (a batch is priced only once it "
+                "has ended): choose one."
+            )
+        return data
 
 
 class FindReplaceForm(forms.Form):
@@ -328,6 +343,7 @@ def label_images_action(
             "style": data["style"],
             "force": data["force"],
             "budget_usd": data["budget"],
+            "use_batch": data["batch"],
         }
         return _start_jobs(modeladmin, request, [target])
 
@@ -354,6 +370,7 @@ def label_albums_action(
                 "style": data["style"],
                 "force": data["force"],
                 "budget_usd": data["budget"],
+                "use_batch": data["batch"],
             }
             for album in queryset.order_by("pk")
         ]

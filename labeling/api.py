@@ -64,6 +64,7 @@ def image_label(
         style=payload.style,
         force=payload.force,
         budget_usd=payload.budget,
+        use_batch=payload.batch,
         created_by=request.user,
     )
     return Status(202, job)
@@ -86,6 +87,7 @@ def album_label(
         force=payload.force,
         budget_usd=payload.budget,
         limit=payload.limit,
+        use_batch=payload.batch,
         created_by=request.user,
     )
     return Status(202, job)

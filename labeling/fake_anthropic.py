@@ -23,6 +23,7 @@ Reply = tuple[int, dict[str, str], dict[str, Any]]
 Behaviour = Callable[[dict[str, Any]], Reply]
 
 API_KEY = "sk-ant-test-key"
+BATCHES = "/v1/messages/batches/"
 
 _ids = itertools.count(1)
 
@@ -154,6 +155,10 @@ class FakeAnthropic:
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests served at the same time
+        # Message Batches: id -> {"requests": [...], "polls": n, "status": ...}.
+        # A batch ends once it has been looked at `batch_polls` times.
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_polls = 1
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
@@ -185,6 +190,69 @@ class FakeAnthropic:
             behaviour = self.script.popleft() if self.script else self.default
         return behaviour(body)
 
+    def _batch_create(self, requests: list[dict[str, Any]]) -> dict[str, Any]:
+        with self._lock:
+            batch_id = f"msgbatch_fake_{next(_ids)}"
+            self.batches[batch_id] = {
+                "requests": requests,
+                "polls": 0,
+                "status": "in_progress",
+            }
+        return self._batch_body(batch_id)
+
+    def _batch_get(self, batch_id: str) -> Reply:
+        with self._lock:
+            batch = self.batches.get(batch_id)
+            if batch is None:
+                return error(404, f"no batch {batch_id}")({})
+            batch["polls"] += 1
+            if batch["polls"] > self.batch_polls and batch["status"] != "ended":
+                batch["status"] = "ended"
+        return 200, {}, self._batch_body(batch_id)
+
+    def _batch_cancel(self, batch_id: str) -> Reply:
+        with self._lock:
+            if batch_id not in self.batches:
+                return error(404, f"no batch {batch_id}")({})
+            self.batches[batch_id]["status"] = "canceling"
+        return 200, {}, self._batch_body(batch_id)
+
+    def _batch_body(self, batch_id: str) -> dict[str, Any]:
+        batch = self.batches[batch_id]
+        ended = batch["status"] == "ended"
+        count = len(batch["requests"])
+        return {
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": batch["status"],
+            "request_counts": {
+                "processing": 0 if ended else count,
+                "succeeded": count if ended else 0,
+                "errored": 0,
+                "canceled": 0,
+                "expired": 0,
+            },
+            "created_at": "2026-11-22T00:00:00Z",
+            "expires_at": "2026-11-23T00:00:00Z",
+            "ended_at": "2026-11-22T00:01:00Z" if ended else None,
+            "results_url": f"{self.base_url}{BATCHES}{batch_id}/results"
+            if ended
+            else None,
+        }
+
+    def _batch_results(self, batch_id: str) -> list[dict[str, Any]]:
+        """Each request answered by the script (or the default), as the API does."""
+        lines = []
+        for request in self.batches[batch_id]["requests"]:
+            status, _, body = self._next(request["params"])
+            result = (
+                {"type": "succeeded", "message": body}
+                if status == 200
+                else {"type": "errored", "error": body}
+            )
+            lines.append({"custom_id": request["custom_id"], "result": result})
+        return lines
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
@@ -192,13 +260,17 @@ class FakeAnthropic:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
-                if self.path.split("?")[0] != "/v1/messages":
+                if not self._authorised():
+                    return None
+                path = self.path.split("?")[0]
+                if path == "/v1/messages/batches":
+                    body = json.loads(raw or b"{}")
+                    return self._send(200, {}, fake._batch_create(body["requests"]))
+                if path.startswith(BATCHES) and path.endswith("/cancel"):
+                    batch_id = path.removeprefix(BATCHES).removesuffix("/cancel")
+                    return self._send(*fake._batch_cancel(batch_id))
+                if path != "/v1/messages":
                     return self._send(404, {}, {"type": "error", "error": {}})
-                auth = self.headers.get("Authorization", "")
-                key = self.headers.get("x-api-key") or auth.removeprefix("Bearer ")
-                if key != API_KEY:
-                    status, headers, body = error(401, "invalid x-api-key")({})
-                    return self._send(status, headers, body)
                 with fake._lock:
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
@@ -210,6 +282,33 @@ class FakeAnthropic:
                     with fake._lock:
                         fake.in_flight -= 1
                 self._send(*reply)
+
+            def do_GET(self) -> None:  # noqa: N802
+                if not self._authorised():
+                    return
+                path = self.path.split("?")[0]
+                if path.startswith(BATCHES) and path.endswith("/results"):
+                    batch_id = path.removeprefix(BATCHES).removesuffix("/results")
+                    lines = fake._batch_results(batch_id)
+                    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/binary")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                if path.startswith(BATCHES):
+                    self._send(*fake._batch_get(path.removeprefix(BATCHES)))
+                    return
+                self._send(404, {}, {"type": "error", "error": {}})
+
+            def _authorised(self) -> bool:
+                auth = self.headers.get("Authorization", "")
+                key = self.headers.get("x-api-key") or auth.removeprefix("Bearer ")
+                if key != API_KEY:
+                    self._send(*error(401, "invalid x-api-key")({}))
+                    return False
+                return True
 
             def _send(self, status: int, headers: dict, body: dict) -> None:
                 data = json.dumps(body).encode()

@@ -53,6 +53,7 @@ def labeling_job_create(
     force: bool = False,
     budget_usd: Decimal | float | None = None,
     limit: int | None = None,
+    use_batch: bool = False,
     created_by: Any = None,
     enqueue: bool = True,
 ) -> LabelingJob:
@@ -68,6 +69,11 @@ def labeling_job_create(
         raise ValueError("Name an album or at least one image to label.")
     if budget_usd is not None and Decimal(str(budget_usd)) <= 0:
         raise ValueError("A budget must be more than 0.")
+    if budget_usd is not None and use_batch:
+        raise ValueError(
+            "A budget needs direct requests: a Message Batch is priced only once "
+            "it has ended. Use one or the other."
+        )
     with transaction.atomic():
         job = LabelingJob.objects.create(
             album=album,
@@ -76,6 +82,7 @@ def labeling_job_create(
             force=force,
             budget_usd=None if budget_usd is None else Decimal(str(budget_usd)),
             limit=limit,
+            use_batch=use_batch,
             model_name=settings.LABELING_MODEL,
             prompt_version=claude.prompt_version(style),
             created_by=created_by if getattr(created_by, "pk", None) else None,
@@ -189,6 +196,7 @@ class JobRunner:
         self.api_errors_in_a_row = 0
         self.cost = job.cost_usd
         self.requests = 0
+        self.price_factor = Decimal(1)
 
     def run(self) -> str:
         job, plan = self.job, self.plan
@@ -301,7 +309,9 @@ class JobRunner:
         output_tokens: int,
     ) -> None:
         job = self.job
-        cost = claude.request_cost(input_tokens, output_tokens)
+        cost = (
+            claude.request_cost(input_tokens, output_tokens) * self.price_factor
+        ).quantize(Decimal("0.000001"))
         self.requests += 1
         self.cost += cost
         with transaction.atomic():
@@ -359,4 +369,8 @@ def labeling_job_run(
     job: LabelingJob, on_progress: Callable[[LabelingJob], None] | None = None
 ) -> str:
     """The body of a labeling job (see run_execute); returns its final message."""
+    if job.use_batch:
+        from labeling.batches import BatchRunner
+
+        return BatchRunner(job, claude.make_client(), on_progress).run()
     return JobRunner(job, claude.make_client(), on_progress).run()

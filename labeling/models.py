@@ -108,6 +108,15 @@ class LabelingJob(BaseRun):
     budget_usd = models.DecimalField(
         "budget (USD)", max_digits=10, decimal_places=4, null=True, blank=True
     )
+    use_batch = models.BooleanField(
+        "Message Batches API",
+        default=False,
+        help_text="Send the images as Message Batches: half the price, results "
+        "within 24 hours.",
+    )
+    # [{"id": "msgbatch_...", "image_ids": [...]}]: what was submitted, so a
+    # resumed job polls these instead of paying twice.
+    batches = models.JSONField(default=list, blank=True)
     model_name = models.CharField(max_length=100)
     prompt_version = models.CharField(max_length=50)
     created_by = models.ForeignKey(

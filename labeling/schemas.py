@@ -24,6 +24,11 @@ class LabelJobIn(Schema):
     budget: Decimal | None = Field(
         None, gt=0, max_digits=10, decimal_places=4, description="Stop at this USD."
     )
+    batch: bool = Field(
+        False,
+        description="Use the Message Batches API: half the price, results within "
+        "24 hours (no budget).",
+    )
 
 
 class AlbumLabelJobIn(LabelJobIn):
@@ -88,6 +93,7 @@ class LabelingJobOut(ModelSchema):
             "force",
             "limit",
             "budget_usd",
+            "use_batch",
             "model_name",
             "prompt_version",
             "progress_done",

@@ -48,6 +48,11 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, help="label at most N images")
         parser.add_argument("--budget", help="stop when the cost reaches this USD")
         parser.add_argument(
+            "--batch",
+            action="store_true",
+            help="use the Message Batches API: half the price, results within 24 h",
+        )
+        parser.add_argument(
             "--enqueue", action="store_true", help="queue for the worker and return"
         )
 
@@ -62,9 +67,10 @@ class Command(BaseCommand):
                 force=options["force"],
                 limit=options["limit"],
                 budget_usd=_budget(options["budget"]) if options["budget"] else None,
+                use_batch=options["batch"],
                 enqueue=options["enqueue"],
             )
-        except LabelingNotConfigured as exc:
+        except (LabelingNotConfigured, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         if options["enqueue"]:
             self.stdout.write(f"Queued labeling job #{job.pk}; follow it in the admin.")
