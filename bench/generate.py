@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -33,51 +32,7 @@ sys.path.insert(0, str(ROOT))
 for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
     os.environ.setdefault(name, "1")
 
-from bench.train import SD15_UNET, TINY_UNET  # noqa: E402
-
-SD15_VAE = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "block_out_channels": (128, 256, 512, 512),
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "sample_size": 512,
-}
-TINY_VAE = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ("DownEncoderBlock2D",) * 2,
-    "up_block_types": ("UpDecoderBlock2D",) * 2,
-    "block_out_channels": (32, 64),
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "sample_size": 64,
-}
-# CLIP ViT-L/14's text tower, as in SD 1.5 (the vocabulary is the tiny
-# pipeline's byte-level one: the embedding table is the only difference).
-SD15_TEXT = {
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_attention_heads": 12,
-    "num_hidden_layers": 12,
-    "max_position_embeddings": 77,
-    "projection_dim": 768,
-    "hidden_act": "quick_gelu",
-}
-TINY_TEXT = {
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "num_attention_heads": 4,
-    "num_hidden_layers": 2,
-    "max_position_embeddings": 77,
-    "projection_dim": 32,
-}
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+from bench.train import peak_rss_mib  # noqa: E402
 
 
 def random_kohya_lora(unet: Any, path: Path, rank: int, seed: int) -> Path:
@@ -104,49 +59,16 @@ def random_kohya_lora(unet: Any, path: Path, rank: int, seed: int) -> Path:
 def build_pipeline(folder: Path, *, tiny_shape: bool, device: str) -> Path:
     """Write a random-weight SD 1.5-shaped (or tiny) pipeline to `folder`."""
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from training.ml.tiny import _byte_level_tokenizer
+    from training.ml import shapes
 
-    tokenizer = _byte_level_tokenizer()
-    text = TINY_TEXT if tiny_shape else SD15_TEXT
-    torch.manual_seed(0)
-    with torch.device(device):  # initialise the weights where they are made fast
-        unet = UNet2DConditionModel(**(TINY_UNET if tiny_shape else SD15_UNET))
-        vae = AutoencoderKL(**(TINY_VAE if tiny_shape else SD15_VAE))
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                **text,
-            )
-        )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
+    parts = (
+        (shapes.TINY_UNET, shapes.TINY_VAE, shapes.TINY_TEXT)
+        if tiny_shape
+        else (shapes.SD15_UNET, shapes.SD15_VAE, shapes.SD15_TEXT)
     )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    # Weights initialised where they are used: fast on a GPU.
+    pipe = shapes.assemble_pipeline(*parts, device=device)
     if device.startswith("cuda"):
         pipe = pipe.to(torch.float16)  # what a real fp16 checkpoint holds
     pipe.save_pretrained(folder, safe_serialization=True)

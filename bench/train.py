@@ -33,29 +33,6 @@ sys.path.insert(0, str(ROOT))
 for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
     os.environ.setdefault(name, "1")
 
-SD15_UNET = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "layers_per_block": 2,
-    "block_out_channels": (320, 640, 1280, 1280),
-    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-}
-TINY_UNET = {
-    "sample_size": 32,
-    "in_channels": 4,
-    "out_channels": 4,
-    "layers_per_block": 1,
-    "block_out_channels": (32, 64),
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-    "cross_attention_dim": 32,
-    "attention_head_dim": 8,
-}
-
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -138,6 +115,7 @@ def bench_gpu(args: argparse.Namespace) -> None:
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from torch.utils.flop_counter import FlopCounterMode
 
+    from training.ml import shapes
     from training.ml.config import TrainConfig
     from training.ml.device import pick_dtype
     from training.ml.trainer import _add_lora, _Encoded, _LoraRun
@@ -149,7 +127,7 @@ def bench_gpu(args: argparse.Namespace) -> None:
             f"(torch {torch.__version__}). On a CPU-only machine use "
             "`--gpu --device cpu --tiny-shape` to check the code path, or --tiny."
         )
-    shape = TINY_UNET if args.tiny_shape else SD15_UNET
+    shape = shapes.TINY_UNET if args.tiny_shape else shapes.SD15_UNET
     config = TrainConfig(
         base_model="random-weights",
         output_dir="unused",

@@ -57,78 +57,12 @@ def build_tiny_pipeline(dest: Path, seed: int = 0) -> Path:
 
 
 def _tiny_pipeline(seed: int):  # -> StableDiffusionPipeline
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from training.ml.shapes import TINY_TEXT, TINY_UNET, TINY_VAE, assemble_pipeline
 
-    tokenizer = _byte_level_tokenizer()
-    # fork_rng keeps the caller's global RNG stream untouched by our seeding.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        # Attention only at the low-resolution level, as in diffusers' own
-        # tests: the same code paths as SD 1.5 at a quarter of the step time.
-        unet = UNet2DConditionModel(
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            layers_per_block=1,
-            block_out_channels=(32, 64),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=8,
-            norm_num_groups=32,
-        )
-        vae = AutoencoderKL(
-            block_out_channels=(32, 64),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-            layers_per_block=1,
-            sample_size=64,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=37,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=77,
-                projection_dim=32,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,  # without it the pipeline warns about an outdated config
-    )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return assemble_pipeline(TINY_UNET, TINY_VAE, TINY_TEXT, seed=seed)
 
 
-def _byte_level_tokenizer():  # -> CLIPTokenizer
+def byte_level_tokenizer():  # -> CLIPTokenizer
     """A CLIP tokenizer with one token per byte (and per word-final byte), no merges.
 
     CLIP's real vocabulary is a 49k-line download; this one is built in code,
