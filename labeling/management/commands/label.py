@@ -4,10 +4,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q
 from tqdm import tqdm
 
-from albums.models import Album
+from albums.cli import album_from_arg
 from imagineer_project.runs import RunCancelled, run_execute
 from labeling.claude import LabelingNotConfigured
 from labeling.jobs import labeling_job_create, labeling_job_run
@@ -57,7 +56,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        album = self._album(options["album"])
+        album = album_from_arg(options["album"])
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
         try:
@@ -93,15 +92,6 @@ class Command(BaseCommand):
                     "lists them with the reason."
                 )
             )
-
-    def _album(self, ref: str) -> Album:
-        albums = list(Album.objects.filter(Q(name=ref) | Q(slug=ref)).order_by("id"))
-        if not albums:
-            raise CommandError(f"No album named {ref!r}.")
-        if len(albums) > 1:
-            slugs = ", ".join(a.slug for a in albums)
-            raise CommandError(f"Several albums match {ref!r}; use a slug: {slugs}")
-        return albums[0]
 
     def _run(self, job: LabelingJob) -> None:
         with tqdm(total=0, unit="image", file=self.stderr._out) as bar:

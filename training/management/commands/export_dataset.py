@@ -4,9 +4,8 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q
 
-from albums.models import Album
+from albums.cli import album_from_arg
 from training.dataset import DatasetInvalid, dataset_version_build_or_get
 from training.export import LAYOUTS, MAX_REPEATS, ExportRefused, dataset_export
 from training.models import DatasetVersion
@@ -86,7 +85,7 @@ class Command(BaseCommand):
             if dataset is None:
                 raise CommandError(f"No dataset version {options['dataset']}.")
             return dataset
-        albums = [self._album(ref) for ref in options["album"]]
+        albums = [album_from_arg(ref) for ref in options["album"]]
         try:
             dataset, created = dataset_version_build_or_get(
                 albums=albums,
@@ -102,12 +101,3 @@ class Command(BaseCommand):
             else "Reused the identical dataset version."
         )
         return dataset
-
-    def _album(self, ref: str) -> Album:
-        albums = list(Album.objects.filter(Q(name=ref) | Q(slug=ref)).order_by("id"))
-        if not albums:
-            raise CommandError(f"No album named {ref!r}.")
-        if len(albums) > 1:
-            slugs = ", ".join(a.slug for a in albums)
-            raise CommandError(f"Several albums match {ref!r}; use a slug: {slugs}")
-        return albums[0]

@@ -4,10 +4,9 @@ import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q
 from tqdm import tqdm
 
-from albums.models import Album
+from albums.cli import album_from_arg
 from imagineer_project.runs import RunCancelled, run_execute
 from training.config import ConfigInvalid, config_validate
 from training.dataset import DatasetInvalid
@@ -76,7 +75,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        albums = [self._album(ref) for ref in options["album"]]
+        albums = [album_from_arg(ref) for ref in options["album"]]
         config = {
             field: options[option]
             for option, field in CONFIG_OPTIONS.items()
@@ -115,15 +114,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(run.message))
         if lora is not None:
             self.stdout.write(f"LoRA #{lora.pk} stored as {lora.file.name}")
-
-    def _album(self, ref: str) -> Album:
-        albums = list(Album.objects.filter(Q(name=ref) | Q(slug=ref)).order_by("id"))
-        if not albums:
-            raise CommandError(f"No album named {ref!r}.")
-        if len(albums) > 1:
-            slugs = ", ".join(a.slug for a in albums)
-            raise CommandError(f"Several albums match {ref!r}; use a slug: {slugs}")
-        return albums[0]
 
     def _run(self, run: TrainingRun) -> None:
         with tqdm(total=run.config["steps"], unit="step", file=self.stderr._out) as bar:
