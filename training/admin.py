@@ -34,10 +34,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from albums.models import Album
 from imagineer_project.run_admin import RunAdminMixin
 from training import admin_datasets  # noqa: F401 (registers DatasetVersion)
-from training.admin_datasets import AlbumChoiceField
+from training.admin_datasets import DatasetBuildForm
 from training.config import (
     FIELDS,
     ConfigInvalid,
@@ -61,7 +60,6 @@ from training.runs import (
     training_run_start,
     training_runs,
 )
-from training.selectors import training_albums
 from training.views import run_report
 
 # --- forms ---------------------------------------------------------------------------
@@ -79,25 +77,10 @@ def _config_field(name: str, kind: type, choices: tuple[str, ...]) -> forms.Fiel
     return forms.FloatField(**options)
 
 
-class TrainingRunAddForm(forms.Form):
-    albums = AlbumChoiceField(
-        queryset=Album.objects.order_by("name", "id"),
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Captioned counts leave out rejected and NSFW images. Several "
-        "albums together may be enough when none is alone.",
-    )
-    trigger_word = forms.CharField(
-        max_length=100,
-        required=False,
-        help_text="Blank: the first chosen album's trigger word.",
-    )
-    no_trigger_word = forms.BooleanField(
-        required=False, label="No trigger word", help_text="Train on captions alone."
-    )
-    include_nsfw = forms.BooleanField(required=False, label="Include NSFW images")
-    name = forms.CharField(
-        max_length=200, required=False, help_text="Blank: the album names."
-    )
+class TrainingRunAddForm(DatasetBuildForm):
+    """The dataset build form (albums with readiness, trigger word, NSFW), plus
+    the run: base model, start now, and the config fields."""
+
     base_model = forms.CharField(
         max_length=500,
         help_text="A local diffusers folder or a hub id, as the gpu worker's "
@@ -118,9 +101,10 @@ class TrainingRunAddForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["albums"].readiness = {  # type: ignore[attr-defined]
-            row["id"]: row for row in training_albums()
-        }
+        self.fields["albums"].help_text = (
+            "Captioned counts leave out rejected and NSFW images. Several albums "
+            "together may be enough when none is alone."
+        )
         self.fields["base_model"].initial = settings.TRAINING_BASE_MODEL
         # Built per form: defaults and ranges are read from settings each time.
         for spec in FIELDS:
@@ -143,11 +127,6 @@ class TrainingRunAddForm(forms.Form):
                 if name not in self.errors:
                     self.add_error(name, message)
         return data
-
-    def trigger_word_choice(self) -> str | None:
-        if self.cleaned_data["no_trigger_word"]:
-            return ""
-        return self.cleaned_data["trigger_word"].strip() or None
 
 
 class LoraImportForm(forms.Form):
