@@ -667,7 +667,6 @@ class UploadRunAdmin(RunAdminMixin, admin.ModelAdmin):
         "finished_at",
         "results_table",
     )
-    readonly_fields = fields
     change_form_template = "admin/albums/uploadrun/change_form.html"
 
     class Media:

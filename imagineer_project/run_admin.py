@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -66,6 +66,14 @@ class RunAdminMixin(RunProgressMixin):
             path("<path:object_id>/cancel/", cancel, name=name),
             *super().get_urls(),
         ]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: BaseRun | None = None
+    ) -> Any:
+        # A run's page reports what the worker recorded: nothing on it is edited.
+        if obj is None:
+            return super().get_readonly_fields(request, obj)
+        return flatten_fieldsets(self.get_fieldsets(request, obj))
 
     def change_view(
         self,

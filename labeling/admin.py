@@ -208,9 +208,6 @@ class LabelingJobAdmin(RunAdminMixin, admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = tuple(
-        name for _, options in fieldsets for name in options["fields"]
-    )
     change_form_template = "admin/labeling/labelingjob/change_form.html"
 
     class Media:

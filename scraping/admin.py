@@ -224,10 +224,6 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
         ),
         ("Crawl log", {"fields": ("crawl_log",)}),
     )
-    # The change page is a report: nothing on it is editable.
-    readonly_fields = tuple(
-        name for _, options in fieldsets for name in options["fields"]
-    )
     change_form_template = "admin/scraping/scrapejob/change_form.html"
 
     class Media:
@@ -237,11 +233,6 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: ScrapeJob | None = None) -> Any:
         return self.add_fieldsets if obj is None else self.fieldsets
-
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: ScrapeJob | None = None
-    ) -> Any:
-        return () if obj is None else self.readonly_fields
 
     def get_form(
         self,

@@ -226,9 +226,6 @@ class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = tuple(
-        name for _, options in fieldsets for name in options["fields"]
-    )
     change_form_template = "admin/training/trainingrun/change_form.html"
 
     class Media:

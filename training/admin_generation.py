@@ -87,9 +87,6 @@ class GenerationJobAdmin(RunAdminMixin, admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = tuple(
-        name for _, options in fieldsets for name in options["fields"]
-    )
     change_form_template = "admin/training/generationjob/change_form.html"
 
     class Media:
