@@ -41,13 +41,15 @@ class RunProgressMixin:
 
 class RunAdminMixin(RunProgressMixin):
     """A run's change page is a read-only status page with a Cancel button (the
-    `<app>_<model>_cancel` URL, POST only) and a "Cancel selected" action.
+    `<app>_<model>_cancel` URL, POST only; templates extend
+    admin/imagineer/run_change_form.html) and a "Cancel selected" action.
 
     Subclasses may override `cancel_run` (uploads also discard staged files)
     and `cancel_note` (what "stopping" means for that kind of run).
     """
 
     cancel_note = "Cancel requested; the run stops at its next checkpoint."
+    cancel_label = "Cancel run"  # the button on the run's page
 
     def cancel_run(self, run: BaseRun) -> bool:
         return run_request_cancel(run)
@@ -88,6 +90,7 @@ class RunAdminMixin(RunProgressMixin):
             "show_save": False,
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
+            "cancel_label": self.cancel_label,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -153,6 +153,7 @@ class FailureInline(admin.TabularInline):
 @admin.register(LabelingJob)
 class LabelingJobAdmin(RunAdminMixin, admin.ModelAdmin):
     progress_unit = " images"
+    cancel_label = "Cancel job"
     cancel_note = "Cancel requested; requests already sent finish and are kept."
     list_display = (
         "id",

@@ -113,6 +113,7 @@ class ScrapeJobAddForm(forms.ModelForm):
 
 @admin.register(ScrapeJob)
 class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
+    cancel_label = "Cancel job"
     cancel_note = "Cancel requested; the crawl stops within seconds."
     list_display = (
         "id",
@@ -278,7 +279,6 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
         job = self.get_object(request, unquote(object_id))
         extra_context = {
             **(extra_context or {}),
-            "can_cancel": bool(job and job.is_active),
             "can_retry": bool(job and job.status in RETRYABLE),
             "can_clean_up": bool(
                 job and not job.is_active and self.has_clean_up_permission(request)

@@ -33,6 +33,7 @@ from training.models import GenerationJob
 @admin.register(GenerationJob)
 class GenerationJobAdmin(RunAdminMixin, admin.ModelAdmin):
     progress_unit = " images"
+    cancel_label = "Cancel job"
     cancel_note = "Cancel requested; it stops within a step, and keeps its images."
     list_display = (
         "id",
