@@ -100,7 +100,7 @@ class RunAdminMixin(RunProgressMixin):
             raise Http404(f"No such {self.opts.verbose_name}.")
         if not self.has_change_permission(request, run):
             raise PermissionDenied
-        if not run.is_active or not self.cancel_run(run):
+        if not self.cancel_run(run):
             level, text = messages.WARNING, "It had already ended."
         elif run.status == BaseRun.Status.CANCELLED:
             level, text = messages.SUCCESS, "Cancelled before it started."
@@ -111,7 +111,7 @@ class RunAdminMixin(RunProgressMixin):
 
     @admin.action(description="Cancel selected", permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        stopped = sum(self.cancel_run(run) for run in queryset if run.is_active)
+        stopped = sum(self.cancel_run(run) for run in queryset)
         self.message_user(
             request,
             f"Asked {stopped} to stop; any that had already ended are unchanged.",

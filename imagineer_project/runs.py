@@ -170,17 +170,18 @@ def run_execute(model: type[R], run_id: int, body: Callable[[R], str]) -> R | No
 
 def run_request_cancel(run: BaseRun) -> bool:
     """Ask a run to stop. A queued run is cancelled at once; a running one at its
-    next checkpoint. Returns False when the run had already ended."""
+    next checkpoint. Returns False when the run had already ended (a cancelled
+    one included), so callers need no status check of their own."""
     model = type(run)
     now = timezone.now()
-    model.objects.filter(pk=run.pk, status=BaseRun.Status.QUEUED).update(
+    queued = model.objects.filter(pk=run.pk, status=BaseRun.Status.QUEUED).update(
         status=BaseRun.Status.CANCELLED, cancel_requested=True, finished_at=now
     )
-    updated = model.objects.filter(pk=run.pk, status=BaseRun.Status.RUNNING).update(
+    running = model.objects.filter(pk=run.pk, status=BaseRun.Status.RUNNING).update(
         cancel_requested=True
     )
     run.refresh_from_db()
-    return updated == 1 or run.status == BaseRun.Status.CANCELLED
+    return queued + running == 1
 
 
 def run_models() -> Iterator[type[BaseRun]]:

@@ -189,6 +189,6 @@ def labeling_job_detail(request: HttpRequest, job_id: int) -> Any:
 def labeling_job_cancel(request: HttpRequest, job_id: int) -> Any:
     """Stop a job: at once if queued, after the requests in flight if running."""
     job = _job(job_id)
-    if not job.is_active or not run_request_cancel(job):
+    if not run_request_cancel(job):
         raise ApiError(409, f"Labeling job {job_id} already ended ({job.status}).")
     return job

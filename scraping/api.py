@@ -89,7 +89,6 @@ def scrape_job_log(
 def scrape_job_cancel(request: HttpRequest, job_id: int) -> Any:
     """Stop a job: at once if queued, within seconds if running."""
     job = selectors.scrape_job_get(job_id=job_id)
-    # run_request_cancel also says yes for a job cancelled long ago.
-    if not job.is_active or not run_request_cancel(job):
+    if not run_request_cancel(job):
         raise ApiError(409, f"Scrape job {job_id} already ended ({job.status}).")
     return selectors.scrape_job_get(job_id=job_id, detail=True)

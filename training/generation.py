@@ -325,7 +325,7 @@ def _stack_entry(lora: Lora, weight: float) -> dict[str, Any]:
 def generation_job_cancel(*, job: GenerationJob) -> bool:
     """Stop a job: at once if queued, within a denoising step if running. False
     when it had already ended."""
-    return job.is_active and run_request_cancel(job)
+    return run_request_cancel(job)
 
 
 # --- reading ------------------------------------------------------------------------

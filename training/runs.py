@@ -182,7 +182,7 @@ def training_run_start(*, run: TrainingRun) -> TrainingRun:
 def training_run_cancel(*, run: TrainingRun) -> bool:
     """Stop a run: at once if queued, within one step if training. False if it
     had already ended."""
-    return run.is_active and run_request_cancel(run)
+    return run_request_cancel(run)
 
 
 # --- reads ---------------------------------------------------------------------------

@@ -69,6 +69,8 @@ def test_cancelling_a_queued_run_stops_it_before_it_starts() -> None:
     assert run_request_cancel(run)
     assert run.status == S.CANCELLED
     assert run_execute(UploadRun, run.pk, lambda r: "ran") is None
+    # Asking again is refused: it has ended (cancelled), nothing changes.
+    assert run_request_cancel(run) is False
 
 
 def test_cancelling_a_finished_run_is_refused() -> None:
