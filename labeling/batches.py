@@ -21,7 +21,7 @@ from albums.models import Image
 from imagineer_project.runs import RunCancelled, run_checkpoint
 from labeling import claude
 from labeling.claude import ImageLabelingFailed
-from labeling.jobs import JobRunner, _contexts
+from labeling.jobs import JobRunner, album_contexts
 from labeling.models import LabelingJob
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class BatchRunner(JobRunner):
         waiting = [
             pk for b in job.batches if not b.get("recorded") for pk in b["image_ids"]
         ]
-        self.contexts = _contexts(job, [*plan.todo, *waiting])
+        self.contexts = album_contexts(job, [*plan.todo, *waiting])
         self._submit_missing()
         pending = [b for b in job.batches if not b.get("recorded")]
         try:

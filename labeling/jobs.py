@@ -144,7 +144,7 @@ def plan_job(job: LabelingJob) -> Plan:
     return Plan(todo=todo, total=done + len(todo), done=done)
 
 
-def _contexts(job: LabelingJob, ids: list[int]) -> dict[int, AlbumContext]:
+def album_contexts(job: LabelingJob, ids: list[int]) -> dict[int, AlbumContext]:
     """The album each image is described in: the job's album, else the first
     album that holds the image."""
     if job.album is not None:
@@ -204,7 +204,7 @@ class JobRunner:
         self.files = dict(
             Image.objects.filter(pk__in=plan.todo).values_list("pk", "file")
         )
-        self.contexts = _contexts(job, plan.todo)
+        self.contexts = album_contexts(job, plan.todo)
         self.work = iter(plan.todo)
         pending: dict[Future, int] = {}
         with ThreadPoolExecutor(settings.LABELING_CONCURRENCY) as pool:
