@@ -1,8 +1,12 @@
 """Admin for albums, images (the triage queue) and bulk uploads.
 
-Writes go through `albums.services` / `albums.uploads`, so deleting here removes
+Writes go through `albums.services`, so deleting here removes
 files and thumbnails the same way the API does. Thumbnails are plain <img> tags
 pointing at the API, so a changelist never touches storage.
+
+The labeling app extends the image and album admins (captions, tags, "Label
+with Claude…") by subclassing them and registering its subclasses in their
+place (labeling.admin); nothing here imports it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -33,18 +37,10 @@ from albums.services import (
     image_update,
     images_delete,
     images_set,
+    upload_run_cancel,
+    upload_run_create,
 )
-from albums.uploads import upload_run_cancel, upload_run_create
 from imagineer_project.run_admin import RunAdminMixin
-from labeling.admin import (
-    ImageLabelsForm,
-    find_replace_action,
-    label_albums_action,
-    label_images_action,
-)
-from labeling.analytics import render_album_coverage
-from labeling.models import Label
-from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
 
 logger = logging.getLogger(__name__)
 
@@ -114,34 +110,10 @@ class SizeFilter(admin.SimpleListFilter):
 
 
 TRIAGE_FIELDS = ("is_nsfw", "visibility", "review_status")
-EDITABLE_IMAGE_FIELDS = (*TRIAGE_FIELDS, "caption", "caption_review", "tags")
 
 
 class AlbumChoiceForm(forms.Form):
     album = forms.ModelChoiceField(queryset=Album.objects.order_by("name"))
-
-
-class LabelInlineForm(forms.ModelForm):
-    class Meta:
-        model = Label
-        fields = ("kind", "text", "source", "review", "model_name", "confidence")
-        # Narrow widgets, so the inline table fits beside the admin's sidebar.
-        widgets = {
-            "text": forms.Textarea(attrs={"rows": 2, "cols": 44}),
-            "model_name": forms.TextInput(attrs={"size": 14}),
-            "confidence": forms.NumberInput(attrs={"style": "width: 5em"}),
-        }
-
-
-class LabelInline(admin.TabularInline):
-    model = Label
-    form = LabelInlineForm
-    fields = ("kind", "text", "source", "review", "model_name", "confidence", "author")
-    readonly_fields = ("author",)
-    extra = 1
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("author")
 
 
 @admin.register(Image)
@@ -169,8 +141,8 @@ class ImageAdmin(admin.ModelAdmin):
         "visibility",
         SizeFilter,
     )
-    search_fields = ("original_filename", "source_url", "labels__text")
-    search_help_text = "Filename, source URL or label text."
+    search_fields: tuple[str, ...] = ("original_filename", "source_url")
+    search_help_text = "Filename or source URL."
     # No foreign key is shown in the list; uploaded_by appears on the change page only.
     list_select_related = False
     raw_id_fields = ("uploaded_by",)
@@ -184,17 +156,9 @@ class ImageAdmin(admin.ModelAdmin):
         "make_private",
         "add_to_album",
         "remove_from_album",
-        "label_with_claude",
-        "find_replace_captions",
     )  # plus the site-wide "delete selected", which goes through delete_queryset
-    inlines = (LabelInline,)
-    form = ImageLabelsForm
     fieldsets = (
         (None, {"fields": ("preview", "is_nsfw", "visibility", "review_status")}),
-        (
-            "Caption and tags",
-            {"fields": ("trains_with", "caption", "caption_review", "tags")},
-        ),
         (
             "File",
             {
@@ -227,19 +191,21 @@ class ImageAdmin(admin.ModelAdmin):
             },
         ),
     )
-    # Everything on the change page is read-only except the triage fields.
-    readonly_fields = tuple(
-        name
-        for _, options in fieldsets
-        for name in options["fields"]
-        if name not in EDITABLE_IMAGE_FIELDS
-    )
+    # Everything on the change page is read-only except the triage fields (and
+    # the form fields a subclass adds: see get_readonly_fields).
+    editable_fields: tuple[str, ...] = TRIAGE_FIELDS
 
     class Media:
         css = {"all": ("imagineer/admin.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # images arrive by upload, scrape or import, never by hand
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Image | None = None
+    ) -> tuple[str, ...]:
+        shown = flatten_fieldsets(self.get_fieldsets(request, obj))
+        return tuple(name for name in shown if name not in self.editable_fields)
 
     @admin.display(description="")
     def thumbnail(self, obj: Image) -> str:
@@ -286,49 +252,11 @@ class ImageAdmin(admin.ModelAdmin):
             or "—"
         )
 
-    @admin.display(description="trains with")
-    def trains_with(self, obj: Image) -> str:
-        choice = training_caption(obj)
-        return format_html(
-            '{} <span class="help" title="{}">({})</span>',
-            choice.text or "No caption yet",
-            TRAINING_CAPTION_RULE,
-            choice.reason,
-        )
-
     def save_model(
         self, request: HttpRequest, obj: Image, form: Any, change: bool
     ) -> None:
         triage = [f for f in form.changed_data if f in TRIAGE_FIELDS]
         image_update(image=obj, **{f: form.cleaned_data[f] for f in triage})
-        form.save_labels(request.user)
-
-    @admin.action(description="Label with Claude…", permissions=["change"])
-    def label_with_claude(
-        self, request: HttpRequest, queryset: QuerySet
-    ) -> HttpResponse | None:
-        return label_images_action(self, request, queryset)
-
-    @admin.action(description="Find and replace in captions…", permissions=["change"])
-    def find_replace_captions(
-        self, request: HttpRequest, queryset: QuerySet
-    ) -> HttpResponse | None:
-        return find_replace_action(self, request, queryset)
-
-    def save_formset(
-        self, request: HttpRequest, form: Any, formset: Any, change: bool
-    ) -> None:
-        # Labels typed here are a person's: record who wrote the new ones.
-        for label in formset.save(commit=False):
-            if label.pk is None and label.author_id is None:
-                label.author = request.user
-            new_caption = label.pk is None and label.kind == Label.Kind.CAPTION
-            if new_caption and label.source == Label.Source.HUMAN:
-                # Writing a caption is reviewing it (labeling.services.label_create).
-                label.review = Label.Review.APPROVED
-            label.save()
-        for label in formset.deleted_objects:
-            label.delete()
 
     def delete_model(self, request: HttpRequest, obj: Image) -> None:
         images_delete(images=[obj])
@@ -517,11 +445,9 @@ class AlbumAdmin(admin.ModelAdmin):
                 "albums hold are kept.",
             },
         ),
-        ("Labeling", {"fields": ("labeling_coverage",)}),
         ("History", {"fields": ("created_by", "created", "updated")}),
     )
-    readonly_fields = ("images_link", "labeling_coverage", "created", "updated")
-    actions = ("label_with_claude",)
+    readonly_fields = ("images_link", "created", "updated")
     change_form_template = "admin/albums/album/change_form.html"
 
     class Media:
@@ -552,16 +478,6 @@ class AlbumAdmin(admin.ModelAdmin):
             obj.pk,
             obj.image_count,
         )
-
-    @admin.display(description="coverage and top tags")
-    def labeling_coverage(self, obj: Album) -> str:
-        return render_album_coverage(obj) if obj.pk else "—"
-
-    @admin.action(description="Label with Claude…", permissions=["change"])
-    def label_with_claude(
-        self, request: HttpRequest, queryset: QuerySet
-    ) -> HttpResponse | None:
-        return label_albums_action(self, request, queryset)
 
     def save_model(
         self, request: HttpRequest, obj: Album, form: Any, change: bool

@@ -46,7 +46,7 @@ from albums.schemas import (
     UploadRunDetailOut,
     UploadRunOut,
 )
-from albums.uploads import upload_run_cancel, upload_run_create
+from albums.services import upload_run_cancel, upload_run_create
 from imagineer_project.errors import ApiError
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import is_staff, staff_required

@@ -1,8 +1,9 @@
 """Import a folder tree of images into an album (used by `manage.py import_images`).
 
-A `.txt` file beside an image (same stem) is its caption: it becomes a Label of
-kind caption with source "sidecar". Re-running the import is harmless: images
-dedupe by content and the same caption is not added twice.
+Files beside an image are offered to the sidecar readers the upper apps
+register (albums.extensions): labeling reads a `.txt` of the same stem as the
+image's caption. Re-running the import is harmless: images dedupe by content
+and the readers record the same caption once.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from pathlib import Path
 
 from django.conf import settings
 
+from albums.extensions import read_sidecars
 from albums.ingest import EXTENSIONS
 from albums.models import Album, SourceKind
 from albums.services import IngestResult, image_ingest
-from labeling.models import Label
-from labeling.services import label_get_or_create
 
 
 @dataclass
@@ -74,16 +74,6 @@ def _import_one(
 
 
 def _import_sidecar(path: Path, result: IngestResult) -> int:
-    sidecar = path.with_suffix(".txt")
-    if result.image is None or not sidecar.is_file():
+    if result.image is None:
         return 0
-    text = sidecar.read_text(encoding="utf-8", errors="replace").strip()
-    if not text:
-        return 0
-    _, created = label_get_or_create(
-        image=result.image,
-        kind=Label.Kind.CAPTION,
-        text=text,
-        source=Label.Source.SIDECAR,
-    )
-    return int(created)
+    return read_sidecars(result.image, path)

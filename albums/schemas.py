@@ -13,11 +13,9 @@ from django.conf import settings
 from ninja import ModelSchema, Schema
 from pydantic import Field, StringConstraints
 
+from albums.extensions import image_detail_value
 from albums.models import Album, Image, SourceKind, UploadRun, Visibility
 from albums.selectors import COVER_COUNT
-from imagineer_project.permissions import is_staff
-from labeling.models import Label
-from training.generation import image_recipe, recipe_for_viewer
 
 AlbumName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
@@ -132,19 +130,18 @@ class ImageOut(ModelSchema):
         ]
 
 
-class LabelOut(ModelSchema):
-    class Meta:
-        model = Label
-        fields = [
-            "id",
-            "kind",
-            "text",
-            "source",
-            "model_name",
-            "prompt_version",
-            "confidence",
-            "created",
-        ]
+class LabelOut(Schema):
+    """A label as the image detail shows it. Labels belong to the labeling app
+    above this one: they are read through the image's `labels` relation."""
+
+    id: int
+    kind: str
+    text: str
+    source: str
+    model_name: str
+    prompt_version: str
+    confidence: float | None
+    created: datetime
 
 
 class ImageDetailOut(ImageOut):
@@ -160,14 +157,14 @@ class ImageDetailOut(ImageOut):
     )
 
     @staticmethod
-    def resolve_labels(image: Image) -> list[Label]:
+    def resolve_labels(image: Image) -> list[Any]:
+        # Prefetched by selectors.image_get(detail=True), ordered by kind.
         return list(image.labels.all())
 
     @staticmethod
     def resolve_recipe(image: Image, context: Any) -> dict[str, Any] | None:
-        recipe = image_recipe(image)  # the reverse one-to-one: one query
-        request = (context or {}).get("request")
-        return recipe and recipe_for_viewer(recipe, staff=is_staff(request))
+        # Filled by the training app (albums.extensions), null for the others.
+        return image_detail_value("recipe", image, (context or {}).get("request"))
 
     @staticmethod
     def resolve_albums(image: Image) -> list[Album]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from albums.models import Album, Image, UploadRun
 from imagineer_project.errors import ApiError, get_or_404
-from labeling.models import Label
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +98,14 @@ def image_list(
     if source_kind:
         images = images.filter(source_kind=source_kind)
     if q:
-        # EXISTS rather than a join: an image with three matching labels is
-        # still one row.
-        labelled = Label.objects.filter(image=OuterRef("pk"), text__icontains=q)
+        # A subquery rather than a join: an image with three matching labels is
+        # still one row. Labels belong to the labeling app above this one; the
+        # image's `labels` relation reaches them without importing it.
+        labelled = Image.objects.filter(labels__text__icontains=q).values("pk")
         images = images.filter(
             Q(original_filename__icontains=q)
             | Q(source_url__icontains=q)
-            | Exists(labelled)
+            | Q(pk__in=labelled)
         )
     return images
 
@@ -115,8 +115,9 @@ def image_get(*, user: Any, image_id: int, detail: bool = False) -> Image:
     (visible to the user) that hold it, in two more queries."""
     images = Image.objects.visible_to(user)
     if detail:
+        # Labels come in their model's order (image, kind, id).
         images = images.prefetch_related(
-            Prefetch("labels", queryset=Label.objects.order_by("kind", "id")),
+            "labels",
             Prefetch(
                 "albums",
                 queryset=Album.objects.visible_to(user).order_by("id"),

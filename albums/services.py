@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -27,8 +28,10 @@ from albums.models import (
     Image,
     NsfwSource,
     SourceKind,
+    UploadRun,
     Visibility,
 )
+from imagineer_project.runs import run_enqueue, run_request_cancel
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +351,7 @@ __all__ = ["IngestResult", "SourceKind", "image_ingest"]
 
 # --- uploads through the API ------------------------------------------------------
 
-# Zip archives are unpacked only by the bulk upload worker (albums/uploads.py).
+# Zip archives are unpacked only by the bulk upload worker (albums/runs.py).
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -391,3 +394,42 @@ def _upload_one(upload: Any, album: Album, uploaded_by: Any) -> IngestResult:
             code="error",
             reason="The file could not be stored; quote the trace id.",
         )
+
+
+# --- bulk uploads -------------------------------------------------------------------
+
+
+def upload_run_create(
+    *, files: Iterable[File], album: Album, uploaded_by: Any = None
+) -> UploadRun:
+    """Stage uploaded files and queue their ingest; returns the run to watch."""
+    batch = uuid.uuid4().hex
+    staged = []
+    for n, upload in enumerate(files):
+        key = default_storage.save(f"staging/uploads/{batch}/{n:06d}", upload)
+        staged.append({"key": key, "name": safe_display_name(upload.name)})
+    with transaction.atomic():
+        run = UploadRun.objects.create(
+            album=album,
+            uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
+            staged_files=staged,
+            message=f"{len(staged)} file(s) waiting for the worker",
+        )
+        run_enqueue(run)
+    return run
+
+
+def upload_run_cancel(run: UploadRun) -> bool:
+    """Ask a run to stop; False when it had already ended. A run cancelled while
+    still queued never reaches a worker, so its staged files go now."""
+    if not run_request_cancel(run):
+        return False
+    if run.status == UploadRun.Status.CANCELLED:
+        upload_run_discard(run)
+    return True
+
+
+def upload_run_discard(run: UploadRun) -> None:
+    """Remove the staged files of a run: it ingested them, or will not."""
+    for item in run.staged_files:
+        default_storage.delete(item["key"])

@@ -14,14 +14,10 @@ from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.urls import reverse
 
+from albums.extensions import album_page_parts, image_page_parts
 from albums.models import Album, AlbumImage, Image
 from imagineer_project.permissions import is_staff
-from labeling.analytics import album_labeling_analytics
-from labeling.models import Label
-from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
-from training.generation import image_recipe, recipe_for_viewer, recipe_form_query
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +41,12 @@ def album_page(request: HttpRequest, slug: str) -> HttpResponse:
         .order_by("position", "id")  # served by the album_image_order index
     )
     page = Paginator(members, ALBUM_PAGE_SIZE).get_page(request.GET.get("page"))
-    context: dict[str, Any] = {"album": album, "page": page}
-    # Staff only: the counts and tags cover private and NSFW images too.
-    if is_staff(request):
-        context["labeling"] = album_labeling_analytics(album=album)
+    context = {
+        "album": album,
+        "page": page,
+        # Sections the apps above albums add (labeling coverage, for staff).
+        "parts": album_page_parts(request, album),
+    }
     return render(request, "albums/album.html", context)
 
 
@@ -61,11 +59,9 @@ def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
     )
     context = {
         "image": image,
-        "label_groups": _labels_by_kind(image),
         "albums": albums,
-        "training_caption": training_caption(image),
-        "training_caption_rule": TRAINING_CAPTION_RULE,
-        **_recipe_context(request, image),
+        # Sections the apps above albums add: its labels, its recipe.
+        "parts": image_page_parts(request, image),
     }
     return render(request, "albums/image.html", context)
 
@@ -113,29 +109,3 @@ def _attach_counts_and_covers(request: HttpRequest, albums: Any) -> list[Album]:
         ids = [getattr(album, f"cover_{n}") for n in range(COVERS_PER_ALBUM)]
         album.covers = [images[i] for i in ids if i in images]
     return albums
-
-
-def _recipe_context(request: HttpRequest, image: Image) -> dict[str, Any]:
-    """A generated image's recipe, and for staff the link that fills the
-    generate form with it."""
-    recipe = image_recipe(image)
-    if recipe is None:
-        return {}
-    staff = is_staff(request)
-    context: dict[str, Any] = {"recipe": recipe_for_viewer(recipe, staff=staff)}
-    if staff:
-        context["generate_again_url"] = (
-            f"{reverse('generate-page')}?{recipe_form_query(recipe)}"
-        )
-    return context
-
-
-def _labels_by_kind(image: Image) -> list[tuple[str, list[Label]]]:
-    groups: dict[str, list[Label]] = {kind: [] for kind in Label.Kind.values}
-    for label in image.labels.order_by("kind", "id"):
-        groups.setdefault(label.kind, []).append(label)
-    return [
-        (Label.Kind(kind).label if kind in Label.Kind.values else kind, labels)
-        for kind, labels in groups.items()
-        if labels
-    ]

@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scraping.dedup import HashIndex, near_duplicate_pairs  # noqa: E402
+from albums.dedup import HashIndex, near_duplicate_pairs  # noqa: E402
 
 
 def planted_hashes(n: int, rng: np.random.Generator) -> np.ndarray:

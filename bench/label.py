@@ -47,12 +47,13 @@ def make_album(name: str, count: int) -> object:
 
 def run_job(album: object, on_progress: object = None) -> tuple[float, object]:
     from imagineer_project.runs import run_execute
-    from labeling.jobs import labeling_job_create, labeling_job_run
     from labeling.models import LabelingJob
+    from labeling.runs import labeling_job_execute
+    from labeling.services import labeling_job_create
 
     job = labeling_job_create(album=album, enqueue=False)
     started = time.perf_counter()
-    run_execute(LabelingJob, job.pk, lambda j: labeling_job_run(j, on_progress))
+    run_execute(LabelingJob, job.pk, lambda j: labeling_job_execute(j, on_progress))
     elapsed = time.perf_counter() - started
     job.refresh_from_db()
     return elapsed, job
@@ -110,7 +111,7 @@ def main() -> None:
         setup_django(Path(workdir))
         from django.conf import settings
 
-        from labeling.fake_anthropic import API_KEY, FakeAnthropic
+        from imagineer_project.testing.fake_anthropic import API_KEY, FakeAnthropic
 
         # As in production: DEBUG would keep every SQL query in memory.
         settings.DEBUG = False

@@ -20,10 +20,10 @@ from labeling.api import images_router as labeling_images_router
 from labeling.api import jobs_router as labeling_jobs_router
 from labeling.api import labels_router
 from scraping.api import router as scrape_jobs_router
-from training import api_datasets
 from training.api import loras_router, runs_router
-from training.api_generation import generate_router
-from training.api_generation import jobs_router as generation_jobs_router
+from training.datasets import api as datasets_api
+from training.generation.api import generate_router
+from training.generation.api import jobs_router as generation_jobs_router
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ api.add_router("/labels", analytics_api.labels_router)
 api.add_router("/labels", labels_router)
 api.add_router("/labeling-jobs", labeling_jobs_router)
 api.add_router("/training/runs", runs_router)
-api.add_router("/training", api_datasets.router)
+api.add_router("/training", datasets_api.router)
 api.add_router("/loras", loras_router)
 api.add_router("/uploads", uploads_router)
 api.add_router("/scrape-jobs", scrape_jobs_router)

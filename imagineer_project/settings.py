@@ -378,8 +378,9 @@ Q_CLUSTER["ALT_CLUSTERS"] = {
     },
 }
 
-# --- generation (runs on the `gpu` cluster; read through training.generation_settings)
-# The base model when a request names none (else TRAINING_BASE_MODEL).
+# --- generation (runs on the `gpu` cluster) -------------------------------------------
+# The base model when a request names none (else TRAINING_BASE_MODEL, else the
+# tiny demo model once `make demo` built it).
 GENERATION_BASE_MODEL = env_str("GENERATION_BASE_MODEL")
 GENERATION_DEVICE = env_str("GENERATION_DEVICE")  # empty: TRAINING_DEVICE
 GENERATION_MIXED_PRECISION = env_str("GENERATION_MIXED_PRECISION", "fp16")
@@ -395,8 +396,11 @@ GENERATION_RATE_LIMIT = env_str("GENERATION_RATE_LIMIT", "20/hour")
 GENERATION_RATE_LIMIT_EXEMPT_STAFF = env_bool(
     "GENERATION_RATE_LIMIT_EXEMPT_STAFF", False
 )
-GENERATION_DEFAULT_ALBUM = env_str("GENERATION_DEFAULT_ALBUM", "Generated")
-GENERATION_LORA_CACHE_DIR = env_str("GENERATION_LORA_CACHE_DIR")
+GENERATION_DEFAULT_ALBUM = env_str("GENERATION_DEFAULT_ALBUM") or "Generated"
+# Where LoRA files from non-local storage (S3) are copied for the gpu worker.
+GENERATION_LORA_CACHE_DIR = env_str(
+    "GENERATION_LORA_CACHE_DIR", str(VAR_DIR / "lora-cache")
+)
 # Message Batches (a labeling job's `use_batch`): images per batch, and how often
 # the worker asks whether a batch has ended.
 LABELING_BATCH_SIZE = env_int("LABELING_BATCH_SIZE", 200, minimum=1)

@@ -14,7 +14,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("training.urls")),
-    path("", include("training.urls_generation")),
+    path("", include("training.generation.urls")),
     path("", include("albums.urls")),
 ]
 

@@ -1,5 +1,9 @@
-"""Admin for labels and labeling jobs, and the labeling actions the image and
-album admins offer ("Label with Claude…", "Find and replace in captions…")."""
+"""Admin for labels and labeling jobs, and what labeling adds to the image and
+album admins: the caption-first image page with its labels inline, label text
+in the image search, album coverage, "Label with Claude…" and "Find and replace
+in captions…". Albums sits below labeling and cannot import it, so this module
+subclasses albums' ImageAdmin and AlbumAdmin and registers the subclasses in
+their place."""
 
 from __future__ import annotations
 
@@ -16,15 +20,18 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from albums.models import Album
+from albums.admin import AlbumAdmin, ImageAdmin
+from albums.models import Album, Image
 from imagineer_project.run_admin import RunAdminMixin
+from labeling.analytics import render_album_coverage
 from labeling.claude import LabelingNotConfigured
-from labeling.jobs import labeling_job_create
 from labeling.models import Label, LabelingItem, LabelingJob
+from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
 from labeling.services import (
     captions_find_replace,
     image_caption_set,
     image_tags_set,
+    labeling_job_create,
     labels_set_review,
 )
 
@@ -474,3 +481,120 @@ class ImageLabelsForm(forms.ModelForm):
             )
         if "tags" in self.changed_data:
             image_tags_set(image=image, tags=data["tags"].splitlines(), user=user)
+
+
+# --- the image and album admins, with labels ------------------------------------
+
+
+class LabelInlineForm(forms.ModelForm):
+    class Meta:
+        model = Label
+        fields = ("kind", "text", "source", "review", "model_name", "confidence")
+        # Narrow widgets, so the inline table fits beside the admin's sidebar.
+        widgets = {
+            "text": forms.Textarea(attrs={"rows": 2, "cols": 44}),
+            "model_name": forms.TextInput(attrs={"size": 14}),
+            "confidence": forms.NumberInput(attrs={"style": "width: 5em"}),
+        }
+
+
+class LabelInline(admin.TabularInline):
+    model = Label
+    form = LabelInlineForm
+    fields = ("kind", "text", "source", "review", "model_name", "confidence", "author")
+    readonly_fields = ("author",)
+    extra = 1
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("author")
+
+
+class LabeledImageAdmin(ImageAdmin):
+    """The image page leads with the caption it trains with and its tags, and
+    lists every label inline; the changelist finds images by label text."""
+
+    search_fields = (*ImageAdmin.search_fields, "labels__text")
+    search_help_text = "Filename, source URL or label text."
+    actions = (*ImageAdmin.actions, "label_with_claude", "find_replace_captions")
+    inlines = (*ImageAdmin.inlines, LabelInline)
+    form = ImageLabelsForm
+    fieldsets = (
+        ImageAdmin.fieldsets[0],
+        (
+            "Caption and tags",
+            {"fields": ("trains_with", "caption", "caption_review", "tags")},
+        ),
+        *ImageAdmin.fieldsets[1:],
+    )
+    editable_fields = (*ImageAdmin.editable_fields, "caption", "caption_review", "tags")
+
+    @admin.display(description="trains with")
+    def trains_with(self, obj: Image) -> str:
+        choice = training_caption(obj)
+        return format_html(
+            '{} <span class="help" title="{}">({})</span>',
+            choice.text or "No caption yet",
+            TRAINING_CAPTION_RULE,
+            choice.reason,
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: Image, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        form.save_labels(request.user)
+
+    def save_formset(
+        self, request: HttpRequest, form: Any, formset: Any, change: bool
+    ) -> None:
+        # Labels typed here are a person's: record who wrote the new ones.
+        for label in formset.save(commit=False):
+            if label.pk is None and label.author_id is None:
+                label.author = request.user
+            new_caption = label.pk is None and label.kind == Label.Kind.CAPTION
+            if new_caption and label.source == Label.Source.HUMAN:
+                # Writing a caption is reviewing it (labeling.services.label_create).
+                label.review = Label.Review.APPROVED
+            label.save()
+        for label in formset.deleted_objects:
+            label.delete()
+
+    @admin.action(description="Label with Claude…", permissions=["change"])
+    def label_with_claude(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        return label_images_action(self, request, queryset)
+
+    @admin.action(description="Find and replace in captions…", permissions=["change"])
+    def find_replace_captions(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        return find_replace_action(self, request, queryset)
+
+
+class LabelingAlbumAdmin(AlbumAdmin):
+    """The album page shows labeling coverage and top tags; albums can be
+    labeled with Claude from the list."""
+
+    fieldsets = (
+        *AlbumAdmin.fieldsets[:-1],
+        ("Labeling", {"fields": ("labeling_coverage",)}),
+        AlbumAdmin.fieldsets[-1],
+    )
+    readonly_fields = (*AlbumAdmin.readonly_fields, "labeling_coverage")
+    actions = (*AlbumAdmin.actions, "label_with_claude")
+
+    @admin.display(description="coverage and top tags")
+    def labeling_coverage(self, obj: Album) -> str:
+        return render_album_coverage(obj) if obj.pk else "—"
+
+    @admin.action(description="Label with Claude…", permissions=["change"])
+    def label_with_claude(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        return label_albums_action(self, request, queryset)
+
+
+for model, model_admin in ((Image, LabeledImageAdmin), (Album, LabelingAlbumAdmin)):
+    admin.site.unregister(model)
+    admin.site.register(model, model_admin)

@@ -78,7 +78,7 @@ ALBUM_TOP_TAGS = 10
 
 
 def min_captioned_for_training() -> int:
-    return getattr(settings, "TRAINING_MIN_CAPTIONED", 20)
+    return settings.TRAINING_MIN_CAPTIONED
 
 
 # --- scope ------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from imagineer_project.permissions import staff_required
 from imagineer_project.runs import run_request_cancel
 from labeling import selectors, services
 from labeling.claude import LabelingNotConfigured
-from labeling.jobs import labeling_job_create
 from labeling.models import Label, LabelingJob
 from labeling.schemas import (
     AlbumLabelJobIn,
@@ -32,6 +31,7 @@ from labeling.schemas import (
     LabelOut,
     LabelPatchIn,
 )
+from labeling.services import labeling_job_create
 
 images_router = Router(tags=["labeling"])
 albums_router = Router(tags=["labeling"], auth=staff_required)

@@ -21,8 +21,8 @@ from albums.models import Image
 from imagineer_project.runs import RunCancelled, run_checkpoint
 from labeling import claude
 from labeling.claude import ImageLabelingFailed
-from labeling.jobs import JobRunner, album_contexts
 from labeling.models import LabelingJob
+from labeling.runner import JobRunner, album_contexts
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ confidence). Anything else (a refusal, an empty or malformed reply) is an
 `ImageLabelingFailed` for that image, never a guess: the predecessor parsed free
 text and read "NSFW" as safe.
 
-Nothing here touches the database; `labeling.jobs` does.
+Nothing here touches the database; `labeling.runner` does.
 """
 
 from __future__ import annotations

@@ -147,6 +147,14 @@ class LabelingJob(BaseRun):
     def get_absolute_url(self) -> str:
         return reverse("admin:labeling_labelingjob_change", args=[self.pk])
 
+    @property
+    def label_kind(self) -> str:
+        """The label kind this job's style writes its text as."""
+        return {
+            self.Style.TRAINING: Label.Kind.CAPTION,
+            self.Style.DESCRIPTION: Label.Kind.DESCRIPTION,
+        }[self.style]
+
 
 class LabelingItem(models.Model):
     """What one job did with one image; the job's resume point and failure list."""

@@ -1,4 +1,5 @@
-"""Writes for labels: a person's edits, and the labeler's results.
+"""Writes for labels (a person's edits, and the labeler's results) and the start
+of a labeling job.
 
 Two kinds of writer touch labels and neither may undo the other: a person (API,
 admin, find/replace) and Claude (labeling jobs). Claude only ever replaces its
@@ -9,14 +10,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from albums.models import Image, NsfwSource
+from albums.models import Album, Image, NsfwSource
+from imagineer_project.runs import run_enqueue
+from labeling import claude
 from labeling.claude import LabelResult, rating_is_nsfw
-from labeling.models import Label
+from labeling.models import Label, LabelingJob
 
 Kind, Source, Review = Label.Kind, Label.Source, Label.Review
 
@@ -223,3 +228,53 @@ def image_tags_set(*, image: Image, tags: Iterable[str], user: Any) -> tuple[int
             if key not in have:
                 label_create(image=image, kind=Kind.TAG, text=tag, author=user)
     return len([k for k in wanted if k not in have]), len(gone)
+
+
+# --- labeling jobs ----------------------------------------------------------------
+
+
+def labeling_job_create(
+    *,
+    album: Album | None = None,
+    images: list[Image] | None = None,
+    style: str = LabelingJob.Style.TRAINING,
+    force: bool = False,
+    budget_usd: Decimal | float | None = None,
+    limit: int | None = None,
+    use_batch: bool = False,
+    created_by: Any = None,
+    enqueue: bool = True,
+) -> LabelingJob:
+    """Queue Claude labeling of an album or of chosen images.
+
+    Raises LabelingNotConfigured (no API key) before anything is queued, and
+    ValueError for a request that names nothing to label.
+    """
+    claude.require_configured()
+    if style not in LabelingJob.Style.values:
+        raise ValueError(f"Unknown style {style!r}: use training or description.")
+    if album is None and not images:
+        raise ValueError("Name an album or at least one image to label.")
+    if budget_usd is not None and Decimal(str(budget_usd)) <= 0:
+        raise ValueError("A budget must be more than 0.")
+    if budget_usd is not None and use_batch:
+        raise ValueError(
+            "A budget needs direct requests: a Message Batch is priced only once "
+            "it has ended. Use one or the other."
+        )
+    with transaction.atomic():
+        job = LabelingJob.objects.create(
+            album=album,
+            image_ids=[im.pk for im in images or []],
+            style=style,
+            force=force,
+            budget_usd=None if budget_usd is None else Decimal(str(budget_usd)),
+            limit=limit,
+            use_batch=use_batch,
+            model_name=settings.LABELING_MODEL,
+            prompt_version=claude.prompt_version(style),
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+        )
+        if enqueue:
+            run_enqueue(job)
+    return job

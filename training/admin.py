@@ -1,4 +1,5 @@
-"""Admin for training: dataset versions (admin_datasets), runs and LoRAs.
+"""Admin for training: runs and LoRAs here; dataset versions (training.datasets)
+and generation jobs (training.generation) registered here too.
 
 A run is started from its add page: choose albums (with their readiness
 counts), a base model and the config (defaults and ranges from settings); the
@@ -35,8 +36,6 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from imagineer_project.run_admin import RunAdminMixin
-from training import admin_datasets  # noqa: F401 (registers DatasetVersion)
-from training.admin_datasets import DatasetBuildForm
 from training.config import (
     FIELDS,
     ConfigInvalid,
@@ -44,8 +43,10 @@ from training.config import (
     config_validate,
     field_help,
 )
-from training.dataset import DatasetInvalid
-from training.models import Lora, TrainingRun
+from training.datasets.admin import DatasetBuildForm, DatasetVersionAdmin
+from training.datasets.services import DatasetInvalid
+from training.generation.admin import GenerationJobAdmin
+from training.models import DatasetVersion, GenerationJob, Lora, TrainingRun
 from training.registry import (
     LoraInvalid,
     lora_delete,
@@ -53,12 +54,11 @@ from training.registry import (
     lora_open,
     lora_update,
 )
-from training.runs import (
-    RUN_DETAIL_FIELDS,
+from training.selectors import RUN_DETAIL_FIELDS, training_runs
+from training.services import (
     RunNotStartable,
     training_run_create_from_albums,
     training_run_start,
-    training_runs,
 )
 from training.views import run_report
 
@@ -573,4 +573,7 @@ class LoraAdmin(admin.ModelAdmin):
         )
 
 
-from training import admin_generation  # noqa: E402, F401 (registers GenerationJob)
+# The datasets and generation packages define their admins; the app registers
+# them here, beside its own, so every registration of the app is in one place.
+admin.site.register(DatasetVersion, DatasetVersionAdmin)
+admin.site.register(GenerationJob, GenerationJobAdmin)

@@ -19,19 +19,9 @@ from imagineer_project.errors import ApiError, get_or_404
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
 from training.config import ConfigInvalid, config_fields
-from training.dataset import DatasetInvalid
+from training.datasets.services import DatasetInvalid
 from training.models import DatasetVersion, Lora, TrainingRun
 from training.registry import lora_open
-from training.runs import (
-    RUN_DETAIL_FIELDS,
-    RunNotStartable,
-    training_run_cancel,
-    training_run_create,
-    training_run_create_from_albums,
-    training_run_log_lines,
-    training_run_start,
-    training_runs,
-)
 from training.schemas import (
     ConfigFieldOut,
     LoraDetailOut,
@@ -42,6 +32,14 @@ from training.schemas import (
     TrainingRunIn,
     TrainingRunLogOut,
     TrainingRunOut,
+)
+from training.selectors import RUN_DETAIL_FIELDS, training_run_log_lines, training_runs
+from training.services import (
+    RunNotStartable,
+    training_run_cancel,
+    training_run_create,
+    training_run_create_from_albums,
+    training_run_start,
 )
 
 runs_router = Router(tags=["training"], auth=staff_required)

@@ -191,7 +191,7 @@ class GenerationJob(BaseRun):
         related_name="+",
     )
 
-    task_path = "training.generation_tasks.run_generation"
+    task_path = "training.generation.tasks.run_generation"
     task_cluster = "gpu"
 
     class Meta(BaseRun.Meta):

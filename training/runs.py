@@ -1,5 +1,5 @@
-"""Training runs: create one (dataset version + validated config), start, cancel,
-and the body the gpu worker runs.
+"""The body a training run runs on the gpu worker (training.services creates,
+starts and cancels runs).
 
 The body runs inside `run_execute` (the shared state machine). Everything a run
 writes locally lives in TRAINING_WORK_DIR/run-<id>/: `data/` (the dataset's
@@ -20,13 +20,12 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import connections, transaction
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db import connections
 from django.utils import timezone
 
 from albums.models import Album, SourceKind, Visibility
@@ -40,17 +39,10 @@ from imagineer_project.runs import (
     BaseRun,
     RunCancelled,
     run_checkpoint,
-    run_enqueue,
-    run_request_cancel,
 )
-from training.config import config_validate
-from training.dataset import (
-    caption_with_trigger,
-    dataset_materialize,
-    dataset_version_build,
-)
+from training.datasets.files import caption_with_trigger, dataset_materialize
 from training.ml.config import StepReport, TrainConfig, TrainResult, TrainSample
-from training.models import DatasetVersion, Lora, TrainingRun
+from training.models import DatasetVersion, TrainingRun
 from training.registry import lora_register_from_run
 
 if TYPE_CHECKING:
@@ -64,147 +56,6 @@ CURVE_FLUSH_SECONDS = 2.0  # write the loss curve at most this often
 SAMPLE_CAPTIONS = 2  # dataset captions used as sample prompts (plus the trigger)
 
 StepCallback = Callable[[StepReport], None]
-
-
-class RunNotStartable(Exception):
-    """The run is queued or running already, or it succeeded."""
-
-
-# --- create, start, cancel ------------------------------------------------------------
-
-
-def training_run_create(
-    *,
-    dataset: DatasetVersion,
-    base_model: str = "",
-    config: dict[str, Any] | None = None,
-    name: str = "",
-    created_by: Any = None,
-    enqueue: bool = True,
-    allow_below_minimum: bool = False,
-) -> TrainingRun:
-    """A run of `dataset` on `base_model` (default TRAINING_BASE_MODEL).
-
-    `config` is checked and completed by training.config.config_validate
-    (raises ConfigInvalid naming each bad field and its range). With `enqueue`
-    the run goes to the gpu worker once the transaction commits; otherwise it
-    waits for training_run_start.
-    """
-    full, warnings = config_validate(config, allow_below_minimum=allow_below_minimum)
-    base_model = (base_model or settings.TRAINING_BASE_MODEL).strip()
-    if not base_model:
-        raise ValueError("Name a base model: a local diffusers folder or a hub id.")
-    now = timezone.now()
-    with transaction.atomic():
-        run = TrainingRun.objects.create(
-            name=(name.strip() or dataset.name)[:200],
-            dataset=dataset,
-            base_model=base_model[:500],
-            config=full,
-            progress_total=full["steps"],
-            log_tail="\n".join(f"{now:%H:%M:%S} Warning: {w}" for w in warnings),
-            enqueued_at=now if enqueue else None,
-            created_by=created_by if getattr(created_by, "pk", None) else None,
-        )
-        if enqueue:
-            run_enqueue(run)
-    return run
-
-
-def training_run_create_from_albums(
-    *,
-    albums: Sequence[Album],
-    trigger_word: str | None = None,
-    include_nsfw: bool = False,
-    created_by: Any = None,
-    **kwargs: Any,
-) -> TrainingRun:
-    """Build (or find) the albums' dataset version, then create the run.
-
-    The config is checked first, so a bad config builds nothing. Raises
-    ConfigInvalid, or DatasetInvalid when the albums cannot train.
-    """
-    config_validate(
-        kwargs.get("config"),
-        allow_below_minimum=kwargs.get("allow_below_minimum", False),
-    )
-    dataset = dataset_version_build(
-        albums=albums,
-        trigger_word=trigger_word,
-        include_nsfw=include_nsfw,
-        created_by=created_by,
-    )
-    return training_run_create(dataset=dataset, created_by=created_by, **kwargs)
-
-
-def training_run_can_start(run: TrainingRun) -> bool:
-    """Created without starting, or ended failed or cancelled (then it resumes)."""
-    if run.status == BaseRun.Status.QUEUED:
-        return run.enqueued_at is None
-    return run.status in (BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
-
-
-def training_run_start(*, run: TrainingRun) -> TrainingRun:
-    """Hand the run to the gpu worker.
-
-    A failed or cancelled run is queued again and resumes from its latest
-    checkpoint, with a fresh set of attempts. Raises RunNotStartable for a run
-    that is queued, running or succeeded.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        fresh = TrainingRun.objects.filter(
-            pk=run.pk, status=BaseRun.Status.QUEUED, enqueued_at__isnull=True
-        ).update(enqueued_at=now)
-        again = TrainingRun.objects.filter(
-            pk=run.pk, status__in=(BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
-        ).update(
-            status=BaseRun.Status.QUEUED,
-            cancel_requested=False,
-            error="",
-            finished_at=None,
-            attempts=0,
-            enqueued_at=now,
-            message="Queued again; resumes from the latest checkpoint",
-        )
-        run.refresh_from_db()
-        if not (fresh or again):
-            raise RunNotStartable(
-                f"Training run {run.pk} is {run.status}"
-                + (" and already queued" if run.status == "queued" else "")
-                + "; only a run created without starting, or one that failed or "
-                "was cancelled, can be started."
-            )
-        run_enqueue(run)
-    return run
-
-
-def training_run_cancel(*, run: TrainingRun) -> bool:
-    """Stop a run: at once if queued, within one step if training. False if it
-    had already ended."""
-    return run_request_cancel(run)
-
-
-# --- reads ---------------------------------------------------------------------------
-
-
-def training_runs() -> QuerySet[TrainingRun]:
-    """Runs with their dataset (without its manifest, which lists every image)
-    and the id of the LoRA each registered: one query for a list."""
-    lora = Lora.objects.filter(source_run=OuterRef("pk")).values("pk")[:1]
-    return (
-        TrainingRun.objects.select_related("dataset")
-        .defer("dataset__manifest")
-        .annotate(lora_id=Subquery(lora))
-    )
-
-
-# A run's bulky columns, left out of lists.
-RUN_DETAIL_FIELDS = ("config", "manifest", "loss_curve", "log_tail")
-
-
-def training_run_log_lines(run: TrainingRun) -> list[str]:
-    return run.log_tail.splitlines()
 
 
 # --- the run body --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from imagineer_project.runs import BaseRun
 from training.models import DatasetVersion, Lora, TrainingRun
-from training.runs import training_run_can_start
+from training.services import training_run_can_start
 
 AlbumRef = Annotated[str, StringConstraints(min_length=1, max_length=220)] | int
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]

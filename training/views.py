@@ -12,7 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from training.models import Lora, TrainingRun
-from training.runs import training_run_can_start, training_run_log_lines, training_runs
+from training.selectors import training_run_log_lines, training_runs
+from training.services import training_run_can_start
 
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 220, 28
 REFRESH_SECONDS = 5

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 
 
 @pytest.fixture

@@ -10,16 +10,16 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from albums.models import Album, AlbumImage, Image, SourceKind, UploadRun
-from albums.services import album_add_images, image_thumbnail_key, thumbnail_key
-from albums.uploads import upload_run_create
+from albums.services import (
+    album_add_images,
+    image_thumbnail_key,
+    thumbnail_key,
+    upload_run_create,
+)
+from albums.tests.builders import make_album, make_image
 from imagineer_project.runs import BaseRun
 from imagineer_project.testing import admin_listed as listed
-from imagineer_project.testing import (
-    make_album,
-    make_image,
-    make_image_bytes,
-    query_count,
-)
+from imagineer_project.testing import make_image_bytes, query_count
 from labeling.models import Label
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from albums.models import Album, AlbumImage, Image
 from albums.services import album_add_images, album_remove_images
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 
 pytestmark = pytest.mark.django_db
 

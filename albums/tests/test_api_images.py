@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 
 from albums.models import Image
 from albums.services import album_add_images, thumbnail_key
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 from labeling.models import Label
 
 pytestmark = pytest.mark.django_db

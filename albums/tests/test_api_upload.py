@@ -14,7 +14,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from albums.models import Album, Image, UploadRun
 from albums.services import image_key
-from imagineer_project.testing import make_album, make_image_bytes
+from albums.tests.builders import make_album
+from imagineer_project.testing import make_image_bytes
 
 pytestmark = pytest.mark.django_db
 

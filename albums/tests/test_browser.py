@@ -9,13 +9,9 @@ from typing import Any
 import pytest
 
 from albums.models import Image
+from albums.tests.builders import make_album, make_image
 from imagineer_project.lib.chromium import CHROMIUM_ARGS
-from imagineer_project.testing import (
-    make_album,
-    make_image,
-    make_user,
-    require_chromium,
-)
+from imagineer_project.testing import make_user, require_chromium
 
 pytestmark = pytest.mark.browser
 

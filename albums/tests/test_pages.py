@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from albums import views
 from albums.services import album_add_images
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 from labeling.models import Label
 
 pytestmark = pytest.mark.django_db

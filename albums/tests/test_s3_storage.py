@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from albums.services import image_ingest, image_thumbnail_key, thumbnail_key
-from imagineer_project.testing import make_album, make_image_bytes
+from albums.tests.builders import make_album
+from imagineer_project.testing import make_image_bytes
 
 pytestmark = pytest.mark.django_db
 

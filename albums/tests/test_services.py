@@ -14,7 +14,8 @@ from albums.services import (
     images_delete,
     thumbnail_key,
 )
-from imagineer_project.testing import make_album, make_image, make_image_bytes
+from albums.tests.builders import make_album, make_image
+from imagineer_project.testing import make_image_bytes
 
 pytestmark = pytest.mark.django_db
 

@@ -14,6 +14,7 @@ from django.test import Client
 from django.utils.crypto import get_random_string
 
 from albums.models import Album, UploadRun
+from albums.tests.builders import make_album, make_image
 from imagineer_project.errors import ApiError
 from imagineer_project.pagination import (
     PageIn,
@@ -21,7 +22,6 @@ from imagineer_project.pagination import (
     encode_cursor,
     keyset_paginate,
 )
-from imagineer_project.testing import make_album, make_image
 
 pytestmark = pytest.mark.django_db
 

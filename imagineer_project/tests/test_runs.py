@@ -12,8 +12,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from albums.models import Image, UploadRun
+from albums.services import upload_run_create
 from albums.tasks import process_upload_run
-from albums.uploads import upload_run_create
+from albums.tests.builders import make_album
 from imagineer_project.runs import (
     BaseRun,
     RunCancelled,
@@ -23,7 +24,7 @@ from imagineer_project.runs import (
     run_execute,
     run_request_cancel,
 )
-from imagineer_project.testing import make_album, make_image_bytes
+from imagineer_project.testing import make_image_bytes
 
 pytestmark = pytest.mark.django_db
 S = BaseRun.Status

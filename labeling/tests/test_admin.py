@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from imagineer_project.testing import make_image
+from albums.tests.builders import make_image
 from labeling.models import Label
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from imagineer_project.testing import admin_listed, make_album, make_image
+from albums.tests.builders import make_album, make_image
+from imagineer_project.testing import admin_listed
 from labeling.models import Label, LabelingJob
 from labeling.services import label_create
 

@@ -8,7 +8,8 @@ from django.test import Client
 from django.utils.html import escape
 
 from albums.models import Image
-from imagineer_project.testing import make_album, make_image, query_count
+from albums.tests.builders import make_album, make_image
+from imagineer_project.testing import query_count
 from labeling.analytics import _training_caption_words, render_album_coverage
 from labeling.models import Label
 from labeling.selectors import TRAINING_CAPTION_RULE, training_captions

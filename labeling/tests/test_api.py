@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from imagineer_project.testing import make_album, make_image
-from labeling.fake_anthropic import refusal, tool_reply
+from albums.tests.builders import make_album, make_image
+from imagineer_project.testing.fake_anthropic import refusal, tool_reply
 from labeling.models import Label, LabelingJob
 from labeling.services import label_create
 

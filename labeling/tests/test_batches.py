@@ -8,12 +8,14 @@ from decimal import Decimal
 import pytest
 
 from albums.models import Image
+from albums.tests.builders import make_album, make_image
 from imagineer_project.runs import run_execute
-from imagineer_project.testing import make_album, make_image
+from imagineer_project.testing.fake_anthropic import error, refusal, tool_reply
 from labeling import batches
-from labeling.fake_anthropic import error, refusal, tool_reply
-from labeling.jobs import labeling_job_create, labeling_job_run
+from labeling.claude import TOOL_NAME
 from labeling.models import Label, LabelingJob
+from labeling.runs import labeling_job_execute
+from labeling.services import labeling_job_create
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +31,7 @@ def album_of(n: int):
 
 
 def run(job: LabelingJob) -> LabelingJob:
-    run_execute(LabelingJob, job.pk, labeling_job_run)
+    run_execute(LabelingJob, job.pk, labeling_job_execute)
     job.refresh_from_db()
     return job
 
@@ -81,8 +83,9 @@ def test_a_resumed_job_polls_its_batch_instead_of_sending_again(fake_anthropic):
     album, images = album_of(2)
     job = labeling_job_create(album=album, use_batch=True, enqueue=False)
     # An earlier attempt sent the batch, then its worker died.
+    params = {"messages": [], "tool_choice": {"type": "tool", "name": TOOL_NAME}}
     sent = fake_anthropic._batch_create(
-        [{"custom_id": f"image-{im.pk}", "params": {"messages": []}} for im in images]
+        [{"custom_id": f"image-{im.pk}", "params": params} for im in images]
     )
     LabelingJob.objects.filter(pk=job.pk).update(
         batches=[{"id": sent["id"], "image_ids": [im.pk for im in images]}]

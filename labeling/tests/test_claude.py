@@ -9,19 +9,19 @@ import pytest
 from PIL import Image as PILImage
 
 from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing.fake_anthropic import (
+    empty_reply,
+    error,
+    refusal,
+    text_reply,
+    tool_reply,
+)
 from labeling import claude
 from labeling.claude import (
     AlbumContext,
     ImageLabelingFailed,
     LabelingAborted,
     LabelingNotConfigured,
-)
-from labeling.fake_anthropic import (
-    empty_reply,
-    error,
-    refusal,
-    text_reply,
-    tool_reply,
 )
 
 
@@ -178,7 +178,7 @@ def test_cost_uses_the_configured_prices(settings):
 
 
 def test_the_demo_fake_describes_the_images_average_colour(fake_anthropic):
-    from labeling.fake_anthropic import colour_reply
+    from imagineer_project.testing.fake_anthropic import colour_reply
 
     fake_anthropic.default = colour_reply
     buf = io.BytesIO()

@@ -7,8 +7,8 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from imagineer_project.testing import make_album, make_image
-from labeling.fake_anthropic import refusal, tool_reply
+from albums.tests.builders import make_album, make_image
+from imagineer_project.testing.fake_anthropic import refusal, tool_reply
 from labeling.models import Label, LabelingJob
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,10 @@ from django.conf import settings
 
 from albums.models import Album, Image
 from albums.services import album_add_images, thumbnail_key
+from albums.tests.builders import make_album, make_image
 from imagineer_project.runs import BaseRun
 from imagineer_project.testing import admin_listed as listed
-from imagineer_project.testing import make_album, make_image, query_count
+from imagineer_project.testing import query_count
 from scraping.models import CrawlLogEntry, ScrapeJob
 from scraping.tests.builders import log, make_job
 

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from albums.models import Album, Image
 from albums.services import album_add_images, image_thumbnail_key, thumbnail_key
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 from scraping.models import CrawlLogEntry, ScrapeJob
 from scraping.tests.builders import log, make_job
 

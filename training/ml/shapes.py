@@ -94,7 +94,7 @@ def assemble_pipeline(
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from training.ml.tiny import byte_level_tokenizer
+    from training.ml.tokenizer import byte_level_tokenizer
 
     tokenizer = byte_level_tokenizer()
     # fork_rng keeps the caller's global RNG stream untouched by our seeding.

@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from training.ml.shapes import TINY_TEXT, TINY_UNET, TINY_VAE, assemble_pipeline
+
 # Files whose presence marks a finished build; the folder appears by rename,
 # so a half-written one is never seen under the final name.
 _REQUIRED = (
@@ -57,42 +59,4 @@ def build_tiny_pipeline(dest: Path, seed: int = 0) -> Path:
 
 
 def _tiny_pipeline(seed: int):  # -> StableDiffusionPipeline
-    from training.ml.shapes import TINY_TEXT, TINY_UNET, TINY_VAE, assemble_pipeline
-
     return assemble_pipeline(TINY_UNET, TINY_VAE, TINY_TEXT, seed=seed)
-
-
-def byte_level_tokenizer():  # -> CLIPTokenizer
-    """A CLIP tokenizer with one token per byte (and per word-final byte), no merges.
-
-    CLIP's real vocabulary is a 49k-line download; this one is built in code,
-    tokenizes any text, and keeps the same special tokens and 77-token limit.
-    """
-    from transformers import CLIPTokenizer
-
-    symbols = _byte_symbols()
-    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
-def _byte_symbols() -> list[str]:
-    """The printable stand-in that byte-level BPE (GPT-2, CLIP) uses for each byte.
-
-    Printable Latin-1 bytes stand for themselves; the rest (controls, space,
-    soft hyphen...) are shifted to code points from 256 up, in byte order.
-    """
-    printable = {
-        *range(ord("!"), ord("~") + 1),
-        *range(0xA1, 0xAD),
-        *range(0xAE, 0x100),
-    }
-    symbols, shifted = [], 0
-    for byte in range(256):
-        if byte in printable:
-            symbols.append(chr(byte))
-        else:
-            symbols.append(chr(256 + shifted))
-            shifted += 1
-    return symbols

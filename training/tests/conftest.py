@@ -95,3 +95,64 @@ def trained_lora(
         mixed_precision="bf16",  # asked for; the CPU runs fp32 and says so
     )
     return train_lora(config, train_samples)
+
+
+@pytest.fixture
+def train_env(settings: Any, tmp_path: Path, tiny_base: Path) -> Path:
+    """Settings for tiny runs; returns the tiny base model's folder."""
+    settings.TRAINING_MIN_CAPTIONED = 3
+    settings.TRAINING_WORK_DIR = tmp_path / "work"
+    settings.TRAINING_BASE_MODEL = str(tiny_base)
+    settings.TRAINING_DEVICE = "cpu"
+    # The heartbeat thread must not write during a test's open transaction.
+    settings.TRAINING_HEARTBEAT_SECONDS = 3600
+    return tiny_base
+
+
+@pytest.fixture
+def gen_env(settings: Any, tiny_base: Path) -> Path:
+    """Settings for tiny jobs; returns the tiny base model's folder."""
+    from django.core.cache import cache
+
+    settings.GENERATION_BASE_MODEL = str(tiny_base)
+    settings.GENERATION_DEVICE = "cpu"
+    cache.clear()  # rate-limit windows from other tests
+    return tiny_base
+
+
+@pytest.fixture(scope="session")
+def second_lora_file(trained_lora: Any, tmp_path_factory: Any) -> Path:
+    """Another valid LoRA: the trained one with its up weights times -2."""
+    from safetensors.torch import load_file
+
+    from training.ml.kohya import read_lora_metadata, save_kohya_lora
+
+    state = load_file(trained_lora.lora_path)
+    flipped = {k: -2 * v if ".lora_up." in k else v for k, v in state.items()}
+    path = tmp_path_factory.mktemp("gen-lora") / "other.safetensors"
+    save_kohya_lora(flipped, path, read_lora_metadata(trained_lora.lora_path))
+    return path
+
+
+@pytest.fixture
+def loras(
+    db: Any, gen_env: Path, trained_lora: Any, second_lora_file: Path
+) -> tuple[Any, Any]:
+    """Two registered LoRAs for the tiny model: "blocks" (trigger word zxq) and
+    "inverse" (trigger words qqv, blk)."""
+    from training.registry import lora_import
+
+    first = lora_import(
+        file=trained_lora.lora_path,
+        name="blocks",
+        trigger_words=["zxq"],
+        base_model=str(gen_env),
+    )
+    second = lora_import(
+        file=second_lora_file,
+        name="inverse",
+        trigger_words=["qqv", "blk"],
+        default_weight=0.5,
+        base_model=str(gen_env),
+    )
+    return first, second

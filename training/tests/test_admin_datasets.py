@@ -10,9 +10,10 @@ import pytest
 from django.core.files.storage import default_storage
 
 from albums.models import Album
-from imagineer_project.testing import admin_listed, make_album, make_image, query_count
+from albums.tests.builders import make_album, make_image
+from imagineer_project.testing import admin_listed, query_count
 from labeling.services import label_create
-from training.dataset import dataset_version_build
+from training.datasets.services import dataset_version_build
 from training.models import DatasetVersion
 
 pytestmark = pytest.mark.django_db

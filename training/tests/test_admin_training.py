@@ -14,11 +14,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from imagineer_project.testing import admin_listed, make_image_bytes, query_count
 from training.models import Lora, TrainingRun
 from training.registry import lora_import
-from training.tests.test_runs_support import (  # noqa: F401 (fixture)
+from training.tests.builders import (
     TINY_CONFIG,
     make_tiny_run,
     make_training_album,
-    train_env,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("train_env")]

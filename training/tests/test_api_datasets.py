@@ -11,9 +11,9 @@ from django.core.files.storage import default_storage
 from django.core.serializers.json import DjangoJSONEncoder
 
 from albums.models import Album, Image
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 from labeling.services import label_create
-from training.dataset import dataset_version_build
+from training.datasets.services import dataset_version_build
 from training.models import DatasetVersion
 
 pytestmark = pytest.mark.django_db

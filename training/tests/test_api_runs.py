@@ -11,11 +11,10 @@ import pytest
 
 from training.models import Lora, TrainingRun
 from training.registry import lora_import
-from training.tests.test_runs_support import (  # noqa: F401 (fixture)
+from training.tests.builders import (
     make_dataset,
     make_tiny_run,
     make_training_album,
-    train_env,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("train_env")]

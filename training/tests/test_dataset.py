@@ -12,13 +12,12 @@ from django.test.utils import CaptureQueriesContext
 
 from albums.models import Image
 from albums.services import album_add_images
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 from labeling.models import Label
 from labeling.services import label_create
-from training.dataset import (
+from training.datasets.files import caption_with_trigger, dataset_materialize
+from training.datasets.services import (
     DatasetInvalid,
-    caption_with_trigger,
-    dataset_materialize,
     dataset_version_build,
     dataset_version_build_or_get,
     manifest_hash,
@@ -154,7 +153,7 @@ def test_a_concurrent_build_of_the_same_selection_is_found(monkeypatch: Any) -> 
     captioned(album, "two")
     version = dataset_version_build(albums=[album])
     # As if another process created the row between our check and our insert.
-    monkeypatch.setattr("training.dataset._existing", lambda sha: None)
+    monkeypatch.setattr("training.datasets.services._existing", lambda sha: None)
     other = make_album(name="Other")
 
     again, created = dataset_version_build_or_get(albums=[album, other])

@@ -9,9 +9,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from albums.services import album_add_images
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 from labeling.services import label_create
-from training.selectors import training_albums
+from training.datasets.selectors import training_albums
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from albums.models import Album
 from labeling.models import LabelingJob
 from training.models import DatasetVersion, GenerationJob, Lora, TrainingRun
-from training.tests.test_generation_support import QUIET
+from training.tests.builders import QUIET
 
 pytestmark = [pytest.mark.django_db, QUIET]
 

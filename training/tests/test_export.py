@@ -13,16 +13,16 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from albums.models import Image
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 from labeling.services import label_create
-from training.dataset import DatasetInvalid, dataset_version_build
-from training.export import (
+from training.datasets.export import (
     MARKER,
     ExportRefused,
     dataset_export,
     dataset_export_zip,
     export_filename,
 )
+from training.datasets.services import DatasetInvalid, dataset_version_build
 from training.models import DatasetVersion
 
 pytestmark = pytest.mark.django_db

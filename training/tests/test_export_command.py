@@ -11,9 +11,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from albums.models import Album
-from imagineer_project.testing import make_album, make_image
+from albums.tests.builders import make_album, make_image
 from labeling.services import label_create
-from training.dataset import dataset_version_build
+from training.datasets.services import dataset_version_build
 from training.models import DatasetVersion
 
 pytestmark = pytest.mark.django_db

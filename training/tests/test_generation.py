@@ -8,31 +8,27 @@ from typing import Any
 
 import pytest
 
+from albums.dedup import generated_lookalikes, generated_phash_index
 from albums.models import Album, AlbumImage, Image, SourceKind
-from imagineer_project.testing import make_album, make_image, make_user
-from training import generation
-from training.generation import (
+from albums.tests.builders import make_album, make_image
+from imagineer_project.testing import make_user
+from training.generation import runs as generation_runs
+from training.generation.runs import generation_job_execute, local_lora_path
+from training.generation.selectors import generation_job_images, recipe_form_query
+from training.generation.services import (
+    SEED_MAX,
     GenerationInvalid,
-    generated_lookalikes,
+    effective_prompt,
     generation_job_cancel,
     generation_job_create,
-    generation_job_execute,
-    generation_job_images,
     parse_lora_lines,
     prompt_with_trigger_words,
-    recipe_form_query,
     same_base_model,
 )
 from training.models import GenerationJob, ImageRecipe
-from training.tests import test_generation_support as support
-from training.tests.test_generation_support import QUIET, run_job, small_request
+from training.tests.builders import QUIET, run_job, small_request
 
 pytestmark = [pytest.mark.django_db, QUIET]
-
-# Fixtures shared with the other generation tests.
-gen_env = support.gen_env
-loras = support.loras
-second_lora_file = support.second_lora_file
 
 
 def create(**overrides: Any) -> GenerationJob:
@@ -87,7 +83,7 @@ def test_the_default_album_and_a_drawn_seed(gen_env: Path, settings: Any) -> Non
     job = create(seed=None)
     assert job.album.name == "Loose generations"
     assert job.album.source_kind == Album.Kind.GENERATED
-    assert 0 <= job.seed <= generation.SEED_MAX
+    assert 0 <= job.seed <= SEED_MAX
     # The same default album again, not a second one.
     assert create(seed=None).album == job.album
 
@@ -174,7 +170,7 @@ def test_the_stack_records_weights_hashes_and_trigger_words(
             "trigger_words": ["zxq"],
         },
     ]
-    assert generation.effective_prompt(job) == "qqv, blk, zxq, a cat"
+    assert effective_prompt(job) == "qqv, blk, zxq, a cat"
 
 
 @pytest.mark.parametrize(
@@ -242,7 +238,7 @@ def test_cancel_a_queued_job_at_once(gen_env: Path) -> None:
 def test_cancel_a_running_job_stops_it_between_steps(
     gen_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(generation, "STOP_POLL_SECONDS", 0)
+    monkeypatch.setattr(generation_runs, "STOP_POLL_SECONDS", 0)
     job = create(num_images=4, steps=3)
     GenerationJob.objects.filter(pk=job.pk).update(status="running")
     job.refresh_from_db()
@@ -301,12 +297,12 @@ def test_lora_files_on_remote_storage_are_cached_by_hash(
         def path(self, name: str) -> str:
             raise NotImplementedError
 
-    monkeypatch.setattr(generation, "default_storage", Remote())
+    monkeypatch.setattr(generation_runs, "default_storage", Remote())
     entry = {"lora_id": blocks.pk, "sha256": blocks.sha256, "name": "blocks"}
-    path = generation.local_lora_path(entry)
+    path = local_lora_path(entry)
     assert path == tmp_path / "cache" / f"{blocks.sha256}.safetensors"
     assert path.read_bytes() == blocks.file.open("rb").read()
-    assert generation.local_lora_path(entry) == path
+    assert local_lora_path(entry) == path
     assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
@@ -351,9 +347,7 @@ def test_generated_lookalikes(gen_env: Path) -> None:
     assert copy.pk != generated.pk
     found = generated_lookalikes([copy.pk, other.pk, generated.pk])
     assert found == {copy.pk: generated.pk, generated.pk: generated.pk}
-    assert generation.generated_phash_index().nearest(generated.phash, 0)[0][0] == (
-        generated.pk
-    )
+    assert generated_phash_index().nearest(generated.phash, 0)[0][0] == (generated.pk)
 
 
 def test_the_creator_is_recorded_and_owns_the_album(gen_env: Path) -> None:

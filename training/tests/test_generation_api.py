@@ -10,15 +10,9 @@ from typing import Any
 import pytest
 
 from training.models import GenerationJob
-from training.tests import test_generation_support as support
-from training.tests.test_generation_support import QUIET, run_job, small_payload
+from training.tests.builders import QUIET, run_job, small_payload
 
 pytestmark = [pytest.mark.django_db, QUIET]
-
-# Fixtures shared with the other generation tests.
-gen_env = support.gen_env
-loras = support.loras
-second_lora_file = support.second_lora_file
 
 
 def post(client: Any, payload: dict[str, Any]) -> Any:
@@ -170,7 +164,7 @@ def test_the_image_detail_shows_the_recipe(call_as: Any, gen_env: Path) -> None:
 
 
 def test_an_image_without_a_recipe_says_null(call_as: Any, db: Any) -> None:
-    from imagineer_project.testing import make_image
+    from albums.tests.builders import make_image
 
     image = make_image()
     assert call_as("anon").get(f"/api/images/{image.pk}").json()["recipe"] is None

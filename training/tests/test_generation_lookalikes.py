@@ -11,7 +11,8 @@ import pytest
 from PIL import Image as PILImage
 
 from albums.models import SourceKind
-from imagineer_project.testing import make_image, make_image_bytes
+from albums.tests.builders import make_image
+from imagineer_project.testing import make_image_bytes
 from scraping.models import CrawlLogEntry
 from scraping.services import scrape_job_create
 from scraping.tasks import run_scrape_job

@@ -12,17 +12,12 @@ from django.core.management import CommandError, call_command
 
 from albums.models import Album, Image
 from imagineer_project.testing import admin_listed, query_count
-from training.generation import generation_job_create
+from training.generation.services import generation_job_create
 from training.models import GenerationJob
-from training.tests import test_generation_support as support
-from training.tests.test_generation_support import QUIET, run_job, small_request
+from training.tests.builders import QUIET, run_job, small_request
 
 pytestmark = [pytest.mark.django_db, QUIET]
 
-# Fixtures shared with the other generation tests.
-gen_env = support.gen_env
-loras = support.loras
-second_lora_file = support.second_lora_file
 
 FORM = {
     "prompt": "a cat",
@@ -143,7 +138,7 @@ def test_the_image_page_shows_the_recipe_and_generate_again(
 
 
 def test_an_image_without_a_recipe_has_no_recipe_block(staff_client: Any) -> None:
-    from imagineer_project.testing import make_image
+    from albums.tests.builders import make_image
 
     html = staff_client.get(f"/images/{make_image().pk}/").content.decode()
     assert "Recipe" not in html

@@ -17,16 +17,11 @@ from imagineer_project.runs import reap_stale_runs, run_claim, run_execute
 from training.ml.kohya import kohya_key_problems, read_lora_metadata
 from training.models import Lora, TrainingRun
 from training.registry import lora_register_from_run
-from training.runs import (
-    manifest_sha256,
-    run_work_dir,
-    training_run_cancel,
-    training_run_execute,
-)
+from training.runs import manifest_sha256, run_work_dir, training_run_execute
+from training.services import training_run_cancel
 from training.tasks import run_training
-from training.tests.test_runs_support import (  # noqa: F401 (fixture)
+from training.tests.builders import (
     make_tiny_run,
-    train_env,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("train_env")]

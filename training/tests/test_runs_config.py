@@ -8,24 +8,21 @@ from typing import Any
 import pytest
 
 from training.config import ConfigInvalid, config_defaults, config_validate, field_help
-from training.dataset import DatasetInvalid
+from training.datasets.services import DatasetInvalid
 from training.models import TrainingRun
-from training.runs import (
-    CURVE_POINTS,
+from training.runs import CURVE_POINTS, _Tracker, sample_prompts
+from training.services import (
     RunNotStartable,
-    _Tracker,
-    sample_prompts,
     training_run_can_start,
     training_run_cancel,
     training_run_create,
     training_run_create_from_albums,
     training_run_start,
 )
-from training.tests.test_runs_support import (  # noqa: F401 (fixture)
+from training.tests.builders import (
     make_dataset,
     make_tiny_run,
     make_training_album,
-    train_env,
 )
 
 

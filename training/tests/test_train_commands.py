@@ -13,9 +13,8 @@ from django.core.management import CommandError, call_command
 from training.ml.kohya import kohya_key_problems
 from training.ml.tiny import is_complete
 from training.models import Lora, TrainingRun
-from training.tests.test_runs_support import (  # noqa: F401 (fixture)
+from training.tests.builders import (
     make_training_album,
-    train_env,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("train_env")]

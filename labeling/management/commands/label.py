@@ -9,8 +9,9 @@ from tqdm import tqdm
 from albums.cli import album_from_arg
 from imagineer_project.runs import RunCancelled, run_execute
 from labeling.claude import LabelingNotConfigured
-from labeling.jobs import labeling_job_create, labeling_job_run
 from labeling.models import LabelingJob
+from labeling.runs import labeling_job_execute
+from labeling.services import labeling_job_create
 
 
 def _budget(value: str) -> Decimal:
@@ -104,7 +105,7 @@ class Command(BaseCommand):
 
             def body(current: LabelingJob) -> str:
                 try:
-                    return labeling_job_run(current, progress)
+                    return labeling_job_execute(current, progress)
                 except KeyboardInterrupt as exc:  # Ctrl-C: end as cancelled
                     raise RunCancelled from exc
 

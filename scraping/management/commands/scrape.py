@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from imagineer_project.runs import run_execute
 from scraping.models import ScrapeJob
-from scraping.pipeline import scrape_job_run
+from scraping.runs import scrape_job_execute
 from scraping.safe_fetch import BlockedURL, check_url
 from scraping.services import scrape_job_create
 
@@ -71,7 +71,7 @@ class Command(BaseCommand):
                 bar.set_postfix_str(f"saved {current.images_saved}", refresh=False)
                 bar.refresh()
 
-            run_execute(ScrapeJob, job.pk, lambda j: scrape_job_run(j, progress))
+            run_execute(ScrapeJob, job.pk, lambda j: scrape_job_execute(j, progress))
         job.refresh_from_db()
         if job.status != ScrapeJob.Status.SUCCEEDED:
             raise CommandError(

@@ -29,11 +29,8 @@ from django.utils.html import escape
 from albums.models import Album
 from albums.services import album_update
 from imagineer_project.runs import run_execute
-from training.generation import (
-    GenerationRequest,
-    generation_job_create,
-    generation_job_execute,
-)
+from training.generation.runs import generation_job_execute
+from training.generation.services import GenerationRequest, generation_job_create
 from training.models import DatasetVersion, GenerationJob, Lora
 
 SITE_ALBUM = "Demo: shapes"
@@ -165,7 +162,8 @@ def train_demo_lora(
     samples and the registered LoRA are what the admin shows for any run.
     """
     from training.models import TrainingRun
-    from training.runs import training_run_create, training_run_execute
+    from training.runs import training_run_execute
+    from training.services import training_run_create
 
     run = training_run_create(
         dataset=dataset,
@@ -309,16 +307,17 @@ class Command(BaseCommand):
         self._step("Label with Claude", self._label_with_claude, album)
 
     def _label_with_claude(self, album: Album) -> None:
-        from labeling.jobs import labeling_job_create, labeling_job_run
         from labeling.models import LabelingJob
+        from labeling.runs import labeling_job_execute
+        from labeling.services import labeling_job_create
 
         job = labeling_job_create(album=album, enqueue=False)
-        run_execute(LabelingJob, job.pk, labeling_job_run)
+        run_execute(LabelingJob, job.pk, labeling_job_execute)
         job.refresh_from_db()
         self.stdout.write(f"      {job.status}: {job.message or job.error}")
 
     def _dataset(self, album: Album) -> DatasetVersion:
-        from training.dataset import dataset_version_build
+        from training.datasets.services import dataset_version_build
 
         dataset = dataset_version_build(albums=[album], name="Demo: shapes")
         self.stdout.write(

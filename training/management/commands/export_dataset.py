@@ -6,8 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from albums.cli import album_from_arg
-from training.dataset import DatasetInvalid, dataset_version_build_or_get
-from training.export import LAYOUTS, MAX_REPEATS, ExportRefused, dataset_export
+from training.datasets.export import LAYOUTS, MAX_REPEATS, ExportRefused, dataset_export
+from training.datasets.services import DatasetInvalid, dataset_version_build_or_get
 from training.models import DatasetVersion
 
 

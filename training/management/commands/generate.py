@@ -7,12 +7,12 @@ from tqdm import tqdm
 
 from albums.models import Image
 from imagineer_project.runs import RunCancelled, run_execute
-from training.generation import (
+from training.generation.runs import generation_job_execute
+from training.generation.services import (
     GenerationInvalid,
     GenerationRequest,
     effective_prompt,
     generation_job_create,
-    generation_job_execute,
     parse_lora_lines,
 )
 from training.models import GenerationJob

@@ -9,10 +9,11 @@ from tqdm import tqdm
 from albums.cli import album_from_arg
 from imagineer_project.runs import RunCancelled, run_execute
 from training.config import ConfigInvalid, config_validate
-from training.dataset import DatasetInvalid
+from training.datasets.services import DatasetInvalid
 from training.ml.config import StepReport
 from training.models import TrainingRun
-from training.runs import training_run_create_from_albums, training_run_execute
+from training.runs import training_run_execute
+from training.services import training_run_create_from_albums
 
 # Command-line option -> config field, for the options that set the config.
 CONFIG_OPTIONS = {

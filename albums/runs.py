@@ -1,0 +1,162 @@
+"""The body of a bulk upload: the worker ingests the staged files with progress
+(albums.services.upload_run_create staged them).
+
+Staged files live in storage under `staging/uploads/<run>/<n>` (names we make;
+the user's filename is kept only for display). The worker expands zip archives,
+ingests every entry through `image_ingest`, records a result per entry and
+checkpoints after each one, so a re-delivered task resumes where the last one
+stopped instead of starting over.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from albums.ingest import EXTENSIONS, safe_display_name
+from albums.models import SourceKind, UploadRun
+from albums.services import image_ingest, upload_run_discard
+from imagineer_project.runs import run_checkpoint
+
+logger = logging.getLogger(__name__)
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image to ingest: a staged file or a member of a staged zip."""
+
+    name: str
+    read: Any  # () -> bytes, raising ValueError with a reason
+
+
+def upload_run_execute(run: UploadRun) -> str:
+    """The body of a bulk upload (see run_execute): ingest every staged entry,
+    resuming after a crash where the last attempt stopped."""
+    entries = list(_entries(run.staged_files))
+    results = list(run.results)
+    run_checkpoint(
+        run,
+        done=len(results),
+        total=len(entries),
+        message=f"Ingesting {len(entries)} image(s)",
+    )
+    for index in range(len(results), len(entries)):
+        entry = entries[index]
+        results.append(_ingest_entry(entry, run))
+        UploadRun.objects.filter(pk=run.pk).update(results=results, **_counts(results))
+        run_checkpoint(
+            run, done=index + 1, message=f"{index + 1}/{len(entries)}: {entry.name}"
+        )
+    upload_run_discard(run)
+    counts = _counts(results)
+    return (
+        f"{counts['created_count']} created, {counts['duplicate_count']} "
+        f"duplicate, {counts['rejected_count']} rejected"
+    )
+
+
+def _ingest_entry(entry: Entry, run: UploadRun) -> dict[str, Any]:
+    try:
+        data = entry.read()
+    except ValueError as exc:
+        return {
+            "filename": entry.name,
+            "status": "rejected",
+            "code": "unreadable",
+            "reason": str(exc),
+        }
+    result = image_ingest(
+        data=data,
+        filename=entry.name,
+        source_kind=SourceKind.UPLOAD,
+        album=run.album,
+        uploaded_by=run.uploaded_by,
+    )
+    return result.as_dict()
+
+
+def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        f"{status}_count": sum(1 for r in results if r["status"] == status)
+        for status in ("created", "duplicate", "rejected")
+    }
+
+
+def _entries(staged: list[dict[str, str]]) -> Iterator[Entry]:
+    for item in staged:
+        with default_storage.open(item["key"], "rb") as fh:
+            head = fh.read(4)
+        if head == ZIP_MAGIC:
+            try:
+                yield from list(_zip_entries(item))
+            except ValueError as exc:  # the whole archive is one rejected entry
+                yield Entry(item["name"], _raiser(str(exc)))
+        else:
+            yield Entry(item["name"], lambda key=item["key"]: _read_staged(key))
+
+
+def _raiser(reason: str) -> Any:
+    def read() -> bytes:
+        raise ValueError(reason)
+
+    return read
+
+
+def _read_staged(key: str) -> bytes:
+    with default_storage.open(key, "rb") as fh:
+        return fh.read(settings.IMAGINEER_MAX_UPLOAD_BYTES + 1)
+
+
+def _zip_entries(item: dict[str, str]) -> Iterator[Entry]:
+    """Image members of a zip, in archive order; other members are skipped.
+
+    Each member is read through a cap, so a zip bomb cannot exhaust memory: its
+    declared size is not trusted.
+    """
+    archive = _open_zip(item)
+    members = [m for m in archive.infolist() if _is_image_member(m)]
+    if len(members) > settings.IMAGINEER_MAX_ZIP_MEMBERS:
+        raise ValueError(
+            f"{item['name']} holds more than "
+            f"{settings.IMAGINEER_MAX_ZIP_MEMBERS} images."
+        )
+    for member in members:
+        name = f"{item['name']}/{safe_display_name(member.filename)}"
+        yield Entry(name, lambda m=member: _read_member(archive, m))
+
+
+def _open_zip(item: dict[str, str]) -> zipfile.ZipFile:
+    # Kept open (storage files are seekable) while the run reads its members.
+    fh = default_storage.open(item["key"], "rb")
+    try:
+        return zipfile.ZipFile(fh)
+    except zipfile.BadZipFile as exc:
+        fh.close()
+        raise ValueError(f"{item['name']} is not a readable zip archive") from exc
+
+
+def _is_image_member(member: zipfile.ZipInfo) -> bool:
+    path = PurePosixPath(member.filename.replace("\\", "/"))
+    hidden = any(part.startswith((".", "__MACOSX")) for part in path.parts)
+    return not member.is_dir() and not hidden and path.suffix.lower() in EXTENSIONS
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
+    limit = settings.IMAGINEER_MAX_UPLOAD_BYTES
+    try:
+        with archive.open(member) as stream:
+            data = stream.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:
+        raise ValueError(f"Could not extract from the archive: {exc}") from exc
+    if len(data) > limit:
+        raise ValueError(f"The extracted file exceeds {limit:,} bytes.")
+    return data

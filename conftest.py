@@ -1,0 +1,94 @@
+"""Fixtures shared by every app's tests: media in a per-test folder, cheap
+passwords, users and clients of each kind, an API token, and the local fake of
+the Anthropic Messages API. Builders are plain functions
+(imagineer_project.testing, albums/tests/builders.py, <app>/tests/builders.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from imagineer_project.testing import make_user
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: Any) -> None:
+    # The default PBKDF2 costs ~0.5 s per user made; tests make many.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings: Any, tmp_path: Any) -> None:
+    media = tmp_path / "media"
+    settings.MEDIA_ROOT = media
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "imagineer_project.lib.storage.AtomicFileSystemStorage",
+            "OPTIONS": {"location": str(media), "base_url": "/media/"},
+        },
+    }
+
+
+@pytest.fixture
+def staff_user(db: Any) -> Any:
+    return make_user(username="staff", staff=True)
+
+
+@pytest.fixture
+def plain_user(db: Any) -> Any:
+    return make_user(username="viewer", staff=False)
+
+
+@pytest.fixture
+def staff_client(client: Any, staff_user: Any) -> Any:
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.fixture
+def user_client(client: Any, plain_user: Any) -> Any:
+    client.force_login(plain_user)
+    return client
+
+
+@pytest.fixture
+def staff_token(staff_user: Any) -> str:
+    from imagineer_project.tokens import api_token_create
+
+    return api_token_create(user=staff_user, name="tests")[1]
+
+
+@pytest.fixture
+def call_as(db: Any, staff_user: Any, plain_user: Any, staff_token: str) -> Any:
+    """call_as(kind): a client for an anonymous visitor, a signed-in non-staff
+    user, a staff session (CSRF not enforced; see test_api_common) or a staff
+    API token."""
+
+    from django.test import Client
+
+    def make(kind: str) -> Any:
+        client = Client()
+        if kind == "user":
+            client.force_login(plain_user)
+        elif kind == "staff":
+            client.force_login(staff_user)
+        elif kind == "token":
+            client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {staff_token}"
+        return client
+
+    return make
+
+
+@pytest.fixture
+def fake_anthropic(settings: Any) -> Any:
+    """The local Messages API fake, with the SDK configured to use it."""
+    from imagineer_project.testing.fake_anthropic import API_KEY, FakeAnthropic
+
+    with FakeAnthropic() as fake:
+        settings.ANTHROPIC_API_KEY = API_KEY
+        settings.ANTHROPIC_BASE_URL = fake.base_url
+        settings.ANTHROPIC_MAX_RETRIES = 2
+        yield fake

@@ -1,0 +1,229 @@
+"""Dataset versions: immutable snapshots of what a training run learns from.
+
+A version is built from albums, in the order given: their images (each once,
+album order then position), minus rejected images and, unless asked, NSFW ones;
+each with the caption labeling.selectors.training_captions picks for it. Images
+with no caption are left out. The manifest's sha256 identifies the version, so
+building the same selection with the same captions twice gives the one row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from albums.models import Album, AlbumImage, Image
+from labeling.selectors import training_captions
+from training.models import DatasetVersion
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = 1
+
+
+class DatasetInvalid(ValueError):
+    """Why this selection cannot train (message says what to do)."""
+
+
+def min_captioned() -> int:
+    return settings.TRAINING_MIN_CAPTIONED
+
+
+def warn_captioned() -> int:
+    return settings.TRAINING_WARN_CAPTIONED
+
+
+# --- manifest ---------------------------------------------------------------------
+
+
+def manifest_hash(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of what trains. Album ids, slugs and names
+    are left out: they say where the images came from, not what they are, and
+    renaming an album must not make a new version."""
+    stable = {key: value for key, value in manifest.items() if key != "albums"}
+    canonical = json.dumps(
+        stable, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _selected(albums: Sequence[Album], include_nsfw: bool) -> list[tuple]:
+    """(image_id, sha256, file, width, height) in dataset order: one query."""
+    memberships = (
+        AlbumImage.objects.filter(album__in=albums)
+        .exclude(image__review_status=Image.ReviewStatus.REJECTED)
+        .order_by()
+    )
+    if not include_nsfw:
+        memberships = memberships.filter(image__is_nsfw=False)
+    rows = memberships.values_list(
+        "album_id",
+        "position",
+        "id",
+        "image_id",
+        "image__sha256",
+        "image__file",
+        "image__width",
+        "image__height",
+    )
+    album_order = {album.pk: n for n, album in enumerate(albums)}
+    seen: dict[int, tuple] = {}
+    # Album order, then each album's own order; the first place an image
+    # appears is its place in the dataset.
+    for row in sorted(rows, key=lambda r: (album_order[r[0]], r[1], r[2])):
+        seen.setdefault(row[3], row[3:])
+    return list(seen.values())
+
+
+def _manifest(
+    albums: Sequence[Album], trigger_word: str, include_nsfw: bool
+) -> tuple[dict[str, Any], int]:
+    """(manifest, eligible images including the uncaptioned ones)."""
+    rows = _selected(albums, include_nsfw)
+    captions = training_captions(row[0] for row in rows)
+    items = [
+        {
+            "image_id": image_id,
+            "sha256": sha256,
+            "file": file,
+            "width": width,
+            "height": height,
+            "caption": captions[image_id].text,
+            "caption_source": captions[image_id].reason,
+        }
+        for image_id, sha256, file, width, height in rows
+        if captions[image_id]
+    ]
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "trigger_word": trigger_word,
+        "include_nsfw": include_nsfw,
+        "albums": [{"id": a.pk, "slug": a.slug, "name": a.name} for a in albums],
+        "items": items,
+    }
+    return manifest, len(rows)
+
+
+def _warnings(eligible: int, captioned: int, items: list[dict]) -> list[str]:
+    """What is worth knowing about a selection that can train."""
+    from albums.dedup import generated_lookalikes
+
+    warnings = []
+    lookalikes = generated_lookalikes([item["image_id"] for item in items])
+    if lookalikes:
+        examples = ", ".join(f"#{pk}" for pk in list(lookalikes)[:5])
+        warnings.append(
+            f"{len(lookalikes)} image{'s' if len(lookalikes) != 1 else ''} "
+            f"({examples}) {'look' if len(lookalikes) != 1 else 'looks'} like "
+            "images this system generated: training on "
+            "a model's own output narrows what it can do; review them."
+        )
+    if eligible > captioned:
+        missing = eligible - captioned
+        warnings.append(
+            f"{missing} image{'s' if missing != 1 else ''} without a caption "
+            "left out: label the album(s) to include them."
+        )
+    if captioned < warn_captioned():
+        warnings.append(
+            f"Only {captioned} captioned images; {warn_captioned()} or more "
+            "usually give a better LoRA."
+        )
+    return warnings
+
+
+def _check(captioned: int, eligible: int, include_nsfw: bool) -> None:
+    if captioned < min_captioned():
+        left_out = "rejected" if include_nsfw else "rejected and NSFW"
+        raise DatasetInvalid(
+            f"Only {captioned} captioned images (of {eligible} usable after "
+            f"leaving out {left_out} images); at least {min_captioned()} are "
+            "needed: label the album(s) or add captions."
+        )
+
+
+# --- build ------------------------------------------------------------------------
+
+
+def _default_trigger_word(albums: Sequence[Album]) -> str:
+    return next((a.trigger_word.strip() for a in albums if a.trigger_word.strip()), "")
+
+
+def _existing(sha: str) -> DatasetVersion | None:
+    return DatasetVersion.objects.filter(manifest_sha256=sha).first()
+
+
+def dataset_version_build_or_get(
+    *,
+    albums: Sequence[Album],
+    name: str = "",
+    trigger_word: str | None = None,
+    include_nsfw: bool = False,
+    created_by: Any = None,
+) -> tuple[DatasetVersion, bool]:
+    """dataset_version_build, and whether this call created the version."""
+    albums = list({album.pk: album for album in albums}.values())
+    if not albums:
+        raise DatasetInvalid("Choose at least one album.")
+    if trigger_word is None:
+        trigger_word = _default_trigger_word(albums)
+    manifest, eligible = _manifest(albums, trigger_word.strip(), include_nsfw)
+    captioned = len(manifest["items"])
+    _check(captioned, eligible, include_nsfw)
+    sha = manifest_hash(manifest)
+    existing = _existing(sha)
+    if existing is not None:
+        existing.albums.add(*albums)
+        return existing, False
+    fields = {
+        "name": (name.strip() or " + ".join(a.name for a in albums))[:200],
+        "trigger_word": trigger_word.strip(),
+        "include_nsfw": include_nsfw,
+        "manifest": manifest,
+        "image_count": eligible,
+        "captioned_count": captioned,
+        "warnings": _warnings(eligible, captioned, manifest["items"]),
+        "created_by": created_by if getattr(created_by, "pk", None) else None,
+    }
+    try:
+        with transaction.atomic():
+            version = DatasetVersion.objects.create(manifest_sha256=sha, **fields)
+            version.albums.set(albums)
+    except IntegrityError:  # a concurrent build of the same selection won
+        version = DatasetVersion.objects.get(manifest_sha256=sha)
+        version.albums.add(*albums)
+        return version, False
+    logger.info("Dataset version %s built: %d images", version, captioned)
+    return version, True
+
+
+def dataset_version_build(
+    *,
+    albums: Sequence[Album],
+    name: str = "",
+    trigger_word: str | None = None,
+    include_nsfw: bool = False,
+    created_by: Any = None,
+) -> DatasetVersion:
+    """Build (or find) the dataset version for `albums`.
+
+    Images come once each, album order then position, minus rejected images
+    and NSFW ones unless `include_nsfw`; each trains with the caption the
+    labeling rule picks, and uncaptioned images are left out (counted in the
+    warnings). `trigger_word=None` takes the first album's non-empty trigger
+    word. Raises DatasetInvalid below TRAINING_MIN_CAPTIONED captioned images.
+    """
+    version, _created = dataset_version_build_or_get(
+        albums=albums,
+        name=name,
+        trigger_word=trigger_word,
+        include_nsfw=include_nsfw,
+        created_by=created_by,
+    )
+    return version

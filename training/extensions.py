@@ -1,0 +1,47 @@
+"""What training adds to albums' pages and API (see albums.extensions): a
+generated image's recipe, on its page and in the image detail API, with local
+base-model paths hidden from visitors. Registered from TrainingConfig.ready()."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import reverse
+
+from albums.extensions import DetailField, PagePart, registry
+from albums.models import Image
+from imagineer_project.permissions import is_staff
+from training.generation.selectors import (
+    image_recipe,
+    recipe_for_viewer,
+    recipe_form_query,
+)
+
+
+def recipe_value(image: Image, request: HttpRequest | None) -> dict[str, Any] | None:
+    recipe = image_recipe(image)  # the reverse one-to-one: one query
+    staff = request is not None and is_staff(request)
+    return recipe and recipe_for_viewer(recipe, staff=staff)
+
+
+def recipe_context(request: HttpRequest, image: Image) -> dict[str, Any] | None:
+    """A generated image's recipe, and for staff the link that fills the
+    generate form with it."""
+    recipe = image_recipe(image)
+    if recipe is None:
+        return None
+    staff = is_staff(request)
+    context: dict[str, Any] = {"recipe": recipe_for_viewer(recipe, staff=staff)}
+    if staff:
+        context["generate_again_url"] = (
+            f"{reverse('generate-page')}?{recipe_form_query(recipe)}"
+        )
+    return context
+
+
+def register() -> None:
+    registry.add_image_page_part(
+        PagePart("recipe", "training/_image_recipe.html", recipe_context, 20)
+    )
+    registry.add_image_detail_field(DetailField("recipe", recipe_value))

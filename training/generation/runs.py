@@ -1,0 +1,254 @@
+"""The body a generation job runs on the gpu worker: every image an Image in the
+job's album, with its recipe.
+
+The body runs inside `run_execute`. Image i of a job is rendered with seed
+`seed + i`, so a job can resume where it stopped: an attempt after a crash, or
+a second delivery of the task, renders only the images not yet recorded in
+`job.image_ids`. Images are content-addressed, so an image identical to one
+already in the library (same bytes) is that Image again: it is added to this
+job's album and listed in its `image_ids`, and keeps the recipe it had (which
+makes the same bytes). The recipe is one per image (a OneToOne).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from albums.models import Image, SourceKind
+from albums.services import image_ingest
+from imagineer_project.runs import run_checkpoint
+from training.generation.services import (
+    GenerationInvalid,
+    album_for,
+    effective_prompt,
+    generation_device,
+)
+from training.models import GenerationJob, ImageRecipe, Lora
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+    from training.ml.generate import LoraSpec
+
+logger = logging.getLogger(__name__)
+
+# A running job polls its cancel flag (and refreshes its heartbeat) between
+# denoising steps at most this often: a few writes a second at most.
+STOP_POLL_SECONDS = 0.5
+
+
+def _done_so_far(job: GenerationJob) -> list[int]:
+    """Images already made, including ones an attempt stored but died before
+    listing: each fresh image's recipe names its job and index."""
+    ids = [int(pk) for pk in job.image_ids]
+    by_index = {
+        r.recipe.get("index"): r.image_id
+        for r in job.recipes.only("recipe", "image_id")
+    }
+    while len(ids) < job.num_images and len(ids) in by_index:
+        ids.append(by_index[len(ids)])
+    return ids
+
+
+def local_lora_path(entry: dict[str, Any]) -> Path:
+    """A local path to a stack entry's LoRA file: the file itself on local
+    storage, else a copy in GENERATION_LORA_CACHE_DIR named by its sha256
+    (checked while copying, written atomically)."""
+    lora = Lora.objects.filter(pk=entry["lora_id"]).first() or (
+        Lora.objects.filter(sha256=entry["sha256"]).first()
+    )
+    if lora is None:
+        raise GenerationInvalid(
+            {"loras": f"LoRA {entry['name']!r} was deleted after the job was queued"}
+        )
+    try:
+        return Path(default_storage.path(lora.file.name))
+    except NotImplementedError:  # remote storage (S3): copy it once per sha256
+        return _cached_copy(lora)
+
+
+def _cached_copy(lora: Lora) -> Path:
+    folder = Path(settings.GENERATION_LORA_CACHE_DIR)
+    target = folder / f"{lora.sha256}.safetensors"
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with (
+        default_storage.open(lora.file.name, "rb") as source,
+        tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as out,
+    ):
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    scratch = Path(out.name)
+    if digest.hexdigest() != lora.sha256:
+        scratch.unlink(missing_ok=True)
+        raise GenerationInvalid(
+            {"loras": f"the stored file of {lora.name!r} does not match its sha256"}
+        )
+    scratch.replace(target)  # atomic: a reader sees the whole file or none
+    return target
+
+
+def _lora_specs(job: GenerationJob) -> tuple[LoraSpec, ...]:
+    from training.ml.generate import LoraSpec
+
+    return tuple(
+        LoraSpec(str(local_lora_path(e)), float(e["weight"]), e["name"])
+        for e in job.loras
+    )
+
+
+def _recipe(
+    job: GenerationJob, index: int, duration: float, device: str
+) -> dict[str, Any]:
+    return {
+        "prompt": effective_prompt(job),
+        "negative_prompt": job.negative_prompt,
+        "base_model": job.base_model,
+        "loras": [
+            {"name": e["name"], "weight": e["weight"], "sha256": e["sha256"]}
+            for e in job.loras
+        ],
+        "seed": job.seed + index,
+        "steps": job.steps,
+        "guidance": job.guidance,
+        "scheduler": job.scheduler,
+        "width": job.width,
+        "height": job.height,
+        "duration_seconds": round(duration, 3),
+        "device": device,
+        "job_id": job.pk,
+        "index": index,
+    }
+
+
+class _Stopper:
+    """`should_stop` for generate_images: a checkpoint (heartbeat, and
+    RunCancelled when a cancel was asked for) at most every STOP_POLL_SECONDS."""
+
+    def __init__(self, job: GenerationJob) -> None:
+        self.job = job
+        self.last = time.monotonic()
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= STOP_POLL_SECONDS:
+            self.last = now
+            run_checkpoint(self.job)
+        return False
+
+
+class _Recorder:
+    """`on_image` for generate_images: store each image and its recipe."""
+
+    def __init__(
+        self,
+        job: GenerationJob,
+        done: list[int],
+        device: str,
+        on_image: Callable[[GenerationJob, Image], None] | None,
+    ) -> None:
+        self.job, self.ids, self.device, self.on_image = job, done, device, on_image
+        self.first = len(done)
+        self.album = job.album or album_for("", job.created_by)
+        self.mark = time.monotonic()
+
+    def __call__(self, offset: int, picture: PILImage) -> None:
+        index = self.first + offset
+        duration, self.mark = time.monotonic() - self.mark, time.monotonic()
+        image = self._store(index, picture)
+        recipe = _recipe(self.job, index, duration, self.device)
+        with transaction.atomic():
+            # One recipe per image: an identical image made earlier keeps its own.
+            ImageRecipe.objects.get_or_create(
+                image=image, defaults={"job": self.job, "recipe": recipe}
+            )
+            self.ids.append(image.pk)
+            GenerationJob.objects.filter(pk=self.job.pk).update(image_ids=self.ids)
+        self.job.image_ids = self.ids
+        run_checkpoint(
+            self.job,
+            done=len(self.ids),
+            message=f"{len(self.ids)} of {self.job.num_images} image(s) made",
+        )
+        if self.on_image is not None:
+            self.on_image(self.job, image)
+        self.mark = time.monotonic()
+
+    def _store(self, index: int, picture: PILImage) -> Image:
+        buffer = io.BytesIO()
+        picture.save(buffer, "PNG")
+        result = image_ingest(
+            data=buffer.getvalue(),
+            filename=f"generation-{self.job.pk}-{index + 1}.png",
+            source_kind=SourceKind.GENERATED,
+            album=self.album,
+            uploaded_by=self.job.created_by,
+        )
+        if result.image is None:
+            raise RuntimeError(f"The generated image was refused: {result.reason}")
+        return result.image
+
+
+def generation_job_execute(
+    job: GenerationJob,
+    *,
+    on_image: Callable[[GenerationJob, Image], None] | None = None,
+) -> str:
+    """The body of a generation job (see run_execute); returns its final message.
+
+    Renders the images not made yet on the worker's warm pipeline for the
+    job's base model, each stored as it is done. A cancel stops it within a
+    denoising step (RunCancelled); the images made so far stay.
+    """
+    from training.ml.generate import (
+        GenerateSpec,
+        generate_images,
+        holder_for,
+        prompt_overflow,
+    )
+
+    done = _done_so_far(job)
+    note = ""
+    run_checkpoint(job, done=len(done), total=job.num_images)
+    if len(done) < job.num_images:
+        holder = holder_for(
+            job.base_model,
+            device=generation_device(),
+            mixed_precision=settings.GENERATION_MIXED_PRECISION,
+        )
+        run_checkpoint(job, message="Loading the base model and LoRAs")
+        holder.pipe  # noqa: B018 - loads it (once per worker) under a heartbeat
+        spec = GenerateSpec(
+            prompt=effective_prompt(job),
+            negative_prompt=job.negative_prompt,
+            steps=job.steps,
+            guidance=job.guidance,
+            seed=job.seed + len(done),
+            width=job.width,
+            height=job.height,
+            scheduler=job.scheduler,
+            num_images=job.num_images - len(done),
+            loras=_lora_specs(job),
+        )
+        if cut := prompt_overflow(holder, spec.prompt):
+            # The pipeline truncates silently; say so where the user looks.
+            note = f"; the prompt's last {cut} token(s) were cut (the model reads 77)"
+            logger.warning("Generation %s: %s", job.pk, note.lstrip("; "))
+        recorder = _Recorder(job, done, holder.device, on_image)
+        generate_images(holder, spec, on_image=recorder, should_stop=_Stopper(job))
+    last = job.seed + job.num_images - 1
+    return f"{job.num_images} image(s) made, seeds {job.seed} to {last}{note}"

@@ -1,0 +1,57 @@
+"""Reads for generation: a job's images and a generated image's recipe, as a
+viewer may see it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+from albums.models import Image
+from training.generation.services import path_parts
+from training.models import GenerationJob
+
+
+def generation_job_images(job: GenerationJob) -> list[Image]:
+    """The job's images in seed order, each with its recipe (one query)."""
+    found = Image.objects.select_related("recipe").in_bulk(job.image_ids)
+    return [found[pk] for pk in job.image_ids if pk in found]
+
+
+def image_recipe(image: Image) -> dict[str, Any] | None:
+    recipe = getattr(image, "recipe", None)  # None when the image has none
+    return recipe.recipe if recipe is not None else None
+
+
+def recipe_for_viewer(recipe: dict[str, Any], *, staff: bool) -> dict[str, Any]:
+    """The recipe as a viewer may see it: whole for staff; for others a local
+    base model folder is named by its last part only (public reads show no
+    filesystem paths). Hub ids are shown as they are."""
+    base_model = recipe.get("base_model", "")
+    if staff or not re.match(r"^(?:[/~.\\]|[A-Za-z]:[/\\])", base_model):
+        return recipe
+    return {**recipe, "base_model": (path_parts(base_model) or [""])[-1]}
+
+
+def recipe_form_query(recipe: dict[str, Any]) -> str:
+    """The generate page's query string that fills its form with `recipe`.
+
+    Its prompt already carries the trigger words it was made with, so the form
+    does not insert them again.
+    """
+    loras = "\n".join(f"{x['name']}:{x['weight']:g}" for x in recipe.get("loras", []))
+    fields = {
+        "prompt": recipe.get("prompt", ""),
+        "negative_prompt": recipe.get("negative_prompt", ""),
+        "base_model": recipe.get("base_model", ""),
+        "steps": recipe.get("steps", ""),
+        "guidance": recipe.get("guidance", ""),
+        "seed": recipe.get("seed", ""),
+        "width": recipe.get("width", ""),
+        "height": recipe.get("height", ""),
+        "scheduler": recipe.get("scheduler", ""),
+        "num_images": 1,
+        "loras": loras,
+        "insert_trigger_words": "0",
+    }
+    return urlencode(fields)

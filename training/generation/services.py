@@ -1,0 +1,351 @@
+"""Generation jobs: check a request and queue it on the gpu worker.
+
+A request is checked whole (every bad field named at once) before anything is
+queued; the seed is drawn here when the request gave none, so it is always
+recorded. The worker's half is training.generation.runs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+
+from albums.models import Album
+from albums.services import album_create
+from imagineer_project.ratelimit import Rate, RateInvalid, parse_rate, rate_limit_hit
+from imagineer_project.runs import run_enqueue, run_request_cancel
+from training.models import GenerationJob, Lora
+
+SEED_MAX = 2**32 - 1
+WEIGHT_RANGE = (-4.0, 4.0)  # as the LoRA registry's default weights
+TINY_MODEL_FOLDER = "models/tiny-sd"  # under VAR_DIR; `make demo` builds it
+
+
+class GenerationInvalid(ValueError):
+    """A request that cannot run; `errors` maps each bad field to why."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+class GenerationRateLimited(Exception):
+    """Too many generation requests from one user; retry after `retry_after` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"Too many generation requests; try again in {retry_after} seconds."
+        )
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What a person asks for. `loras` is [(name or id, weight or None)]: a
+    missing weight means the LoRA's default weight."""
+
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 25
+    guidance: float = 7.5
+    seed: int | None = None
+    width: int = 512
+    height: int = 512
+    scheduler: str = "ddim"
+    num_images: int = 1
+    loras: Sequence[tuple[str | int, float | None]] = field(default_factory=tuple)
+    insert_trigger_words: bool = True
+    album: str = ""  # an album name; created if missing; "" for the default album
+    base_model: str = ""  # "" for GENERATION_BASE_MODEL
+
+
+# --- settings that need a decision at call time ---------------------------------
+
+
+def default_base_model() -> str:
+    """GENERATION_BASE_MODEL, else TRAINING_BASE_MODEL, else the tiny demo model
+    if it was built; "" when none of them is there."""
+    configured = settings.GENERATION_BASE_MODEL or settings.TRAINING_BASE_MODEL
+    if configured.strip():
+        return configured.strip()
+    tiny = Path(settings.VAR_DIR) / TINY_MODEL_FOLDER
+    return str(tiny) if (tiny / "model_index.json").is_file() else ""
+
+
+def generation_device() -> str:
+    return settings.GENERATION_DEVICE or settings.TRAINING_DEVICE
+
+
+def generation_rate() -> Rate | None:
+    try:
+        return parse_rate(settings.GENERATION_RATE_LIMIT)
+    except RateInvalid as exc:
+        raise ImproperlyConfigured(f"GENERATION_RATE_LIMIT: {exc}") from exc
+
+
+# --- checking a request -------------------------------------------------------------
+
+
+def scheduler_names() -> list[str]:
+    from training.ml.generate import SCHEDULERS
+
+    return list(SCHEDULERS)
+
+
+def path_parts(model: str) -> list[str]:
+    return [p for p in re.split(r"[/\\]+", model.strip().lower()) if p]
+
+
+def same_base_model(a: str, b: str) -> bool:
+    """Whether a LoRA made for base model `a` fits base model `b`.
+
+    Unknown (empty) on either side fits. Otherwise the two must name the same
+    model: equal ignoring case and trailing slashes, or ending in the same
+    last path part, so that a local copy `/models/stable-diffusion-v1-5` fits
+    the hub id `stable-diffusion-v1-5/stable-diffusion-v1-5`.
+    """
+    parts_a, parts_b = path_parts(a), path_parts(b)
+    if not parts_a or not parts_b:
+        return True
+    return parts_a == parts_b or parts_a[-1] == parts_b[-1]
+
+
+def _find_lora(ref: str | int) -> Lora | None:
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+        found = Lora.objects.filter(pk=int(ref)).first()
+        if found is not None or isinstance(ref, int):
+            return found
+    return Lora.objects.filter(name=str(ref).strip()).first()
+
+
+def _check_loras(
+    request: GenerationRequest, base_model: str, errors: dict[str, str]
+) -> list[tuple[Lora, float]]:
+    chosen: list[tuple[Lora, float]] = []
+    problems: list[str] = []
+    if len(request.loras) > settings.GENERATION_MAX_LORAS:
+        problems.append(f"at most {settings.GENERATION_MAX_LORAS} LoRAs at once")
+    for ref, weight in request.loras:
+        lora = _find_lora(ref)
+        if lora is None:
+            known = ", ".join(Lora.objects.values_list("name", flat=True)[:20])
+            problems.append(f"unknown LoRA {ref!r} (registered: {known or 'none yet'})")
+            continue
+        weight = lora.default_weight if weight is None else float(weight)
+        if not math.isfinite(weight) or not (
+            WEIGHT_RANGE[0] <= weight <= WEIGHT_RANGE[1]
+        ):
+            problems.append(
+                f"the weight of {lora.name!r} must be between {WEIGHT_RANGE[0]} and "
+                f"{WEIGHT_RANGE[1]} (got {weight})"
+            )
+        elif any(lora.pk == other.pk for other, _ in chosen):
+            problems.append(f"{lora.name!r} is listed twice; give it one weight")
+        elif not same_base_model(lora.base_model, base_model):
+            problems.append(
+                f"{lora.name!r} was made for base model {lora.base_model!r}, "
+                f"not {base_model!r}"
+            )
+        else:
+            chosen.append((lora, weight))
+    if problems:
+        errors["loras"] = "; ".join(problems)
+    return chosen
+
+
+def _check_text(request: GenerationRequest, errors: dict[str, str]) -> None:
+    limit = settings.GENERATION_MAX_PROMPT_CHARS
+    if not request.prompt.strip():
+        errors["prompt"] = "a prompt is required"
+    elif len(request.prompt) > limit:
+        errors["prompt"] = f"at most {limit} characters (got {len(request.prompt)})"
+    if len(request.negative_prompt) > limit:
+        errors["negative_prompt"] = (
+            f"at most {limit} characters (got {len(request.negative_prompt)})"
+        )
+
+
+def _check_numbers(request: GenerationRequest, errors: dict[str, str]) -> None:
+    low, high = settings.GENERATION_MIN_SIZE, settings.GENERATION_MAX_SIZE
+    for side in ("width", "height"):
+        value = getattr(request, side)
+        if not (low <= value <= high) or value % 8:
+            errors[side] = f"a multiple of 8 from {low} to {high} (got {value})"
+    if not 1 <= request.steps <= settings.GENERATION_MAX_STEPS:
+        errors["steps"] = (
+            f"from 1 to {settings.GENERATION_MAX_STEPS} (got {request.steps})"
+        )
+    g_low, g_high = settings.GENERATION_GUIDANCE_RANGE
+    if not (math.isfinite(request.guidance) and g_low <= request.guidance <= g_high):
+        errors["guidance"] = f"from {g_low:g} to {g_high:g} (got {request.guidance})"
+    if not 1 <= request.num_images <= settings.GENERATION_MAX_IMAGES:
+        errors["num_images"] = (
+            f"from 1 to {settings.GENERATION_MAX_IMAGES} (got {request.num_images})"
+        )
+    if request.seed is not None and not 0 <= request.seed <= SEED_MAX:
+        errors["seed"] = f"from 0 to {SEED_MAX}, or leave it out for a random one"
+    if request.scheduler not in scheduler_names():
+        errors["scheduler"] = (
+            f"unknown scheduler {request.scheduler!r}; one of "
+            f"{', '.join(scheduler_names())}"
+        )
+
+
+def generation_validate(
+    request: GenerationRequest,
+) -> tuple[str, list[tuple[Lora, float]]]:
+    """The base model and the LoRAs (with weights) of a valid request; raises
+    GenerationInvalid naming every bad field."""
+    errors: dict[str, str] = {}
+    _check_text(request, errors)
+    _check_numbers(request, errors)
+    base_model = (request.base_model or default_base_model()).strip()
+    if not base_model:
+        errors["base_model"] = (
+            "no base model: set GENERATION_BASE_MODEL, or name a local diffusers "
+            "folder or hub id"
+        )
+    elif len(base_model) > 500:
+        errors["base_model"] = "at most 500 characters"
+    if len(request.album) > 200:
+        errors["album"] = "at most 200 characters"
+    loras = _check_loras(request, base_model, errors)
+    if errors:
+        raise GenerationInvalid(errors)
+    return base_model, loras
+
+
+# --- trigger words ------------------------------------------------------------------
+
+
+def trigger_words(loras: Sequence[dict[str, Any]]) -> list[str]:
+    """The stack's trigger words, in stack order, each once."""
+    words = (w.strip() for lora in loras for w in lora.get("trigger_words", []))
+    return list(dict.fromkeys(w for w in words if w))
+
+
+def prompt_with_trigger_words(prompt: str, words: Sequence[str]) -> str:
+    """`prompt` led by each of `words` it does not already contain (as a whole
+    word, ignoring case): "zxq, a cat"."""
+    missing = [
+        w
+        for w in words
+        if not re.search(rf"(?<!\w){re.escape(w)}(?!\w)", prompt, re.IGNORECASE)
+    ]
+    return ", ".join([*missing, prompt.strip()]) if missing else prompt.strip()
+
+
+def effective_prompt(job: GenerationJob) -> str:
+    """The prompt the job renders: with trigger words unless it opted out."""
+    if not job.insert_trigger_words:
+        return job.prompt.strip()
+    return prompt_with_trigger_words(job.prompt, trigger_words(job.loras))
+
+
+# --- creating and cancelling -------------------------------------------------------
+
+
+def album_for(name: str, created_by: Any) -> Album:
+    """The album named `name` (or the default one), made as a "generated" album
+    if it does not exist yet."""
+    name = name.strip() or settings.GENERATION_DEFAULT_ALBUM
+    existing = Album.objects.filter(name=name).order_by("id").first()
+    return existing or album_create(
+        name=name, source_kind=Album.Kind.GENERATED, created_by=created_by
+    )
+
+
+def _rate_check(user: Any) -> None:
+    if user is None or not getattr(user, "pk", None):
+        return
+    if settings.GENERATION_RATE_LIMIT_EXEMPT_STAFF and user.is_staff:
+        return
+    retry_after = rate_limit_hit(f"generate:{user.pk}", generation_rate())
+    if retry_after is not None:
+        raise GenerationRateLimited(retry_after)
+
+
+def generation_job_create(
+    *,
+    request: GenerationRequest,
+    created_by: Any = None,
+    rate_limited: bool = False,
+    enqueue: bool = True,
+) -> GenerationJob:
+    """Check `request` and queue it on the gpu worker.
+
+    Raises GenerationInvalid (every bad field, with why) and, with
+    `rate_limited`, GenerationRateLimited when `created_by` made too many
+    requests lately (GENERATION_RATE_LIMIT; staff exempt by setting). The seed
+    is drawn here when the request gave none, so it is always recorded.
+    """
+    base_model, loras = generation_validate(request)
+    if rate_limited:
+        _rate_check(created_by)
+    user = created_by if getattr(created_by, "pk", None) else None
+    seed = secrets.randbelow(SEED_MAX + 1) if request.seed is None else request.seed
+    with transaction.atomic():
+        job = GenerationJob.objects.create(
+            prompt=request.prompt.strip(),
+            negative_prompt=request.negative_prompt.strip(),
+            base_model=base_model,
+            steps=request.steps,
+            guidance=request.guidance,
+            seed=seed,
+            width=request.width,
+            height=request.height,
+            scheduler=request.scheduler,
+            num_images=request.num_images,
+            loras=[_stack_entry(lora, weight) for lora, weight in loras],
+            insert_trigger_words=request.insert_trigger_words,
+            album=album_for(request.album, user),
+            progress_total=request.num_images,
+            created_by=user,
+        )
+        if enqueue:
+            run_enqueue(job)
+    return job
+
+
+def _stack_entry(lora: Lora, weight: float) -> dict[str, Any]:
+    return {
+        "lora_id": lora.pk,
+        "name": lora.name,
+        "weight": weight,
+        "sha256": lora.sha256,
+        "trigger_words": list(lora.trigger_words),
+    }
+
+
+def generation_job_cancel(*, job: GenerationJob) -> bool:
+    """Stop a job: at once if queued, within a denoising step if running. False
+    when it had already ended."""
+    return run_request_cancel(job)
+
+
+def parse_lora_lines(text: str) -> list[tuple[str, float | None]]:
+    """`NAME:WEIGHT` per line (or comma-separated); `NAME` alone takes the LoRA's
+    default weight. A name may itself contain ':' (the last one splits)."""
+    stack: list[tuple[str, float | None]] = []
+    for raw in re.split(r"[\n,]", text):
+        entry = raw.strip()
+        if not entry:
+            continue
+        name, sep, weight = entry.rpartition(":")
+        if sep and name.strip():
+            try:
+                stack.append((name.strip(), float(weight)))
+                continue
+            except ValueError:
+                pass
+        stack.append((entry, None))
+    return stack

@@ -1,0 +1,138 @@
+"""Writes for training runs: create one (dataset version + validated config),
+start (or resume) it, cancel it. The gpu worker's half is training.runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from albums.models import Album
+from imagineer_project.runs import BaseRun, run_enqueue, run_request_cancel
+from training.config import config_validate
+from training.datasets.services import dataset_version_build
+from training.models import DatasetVersion, TrainingRun
+
+# --- create, start, cancel ------------------------------------------------------------
+
+
+class RunNotStartable(Exception):
+    """The run is queued or running already, or it succeeded."""
+
+
+# --- create, start, cancel ------------------------------------------------------------
+
+
+def training_run_create(
+    *,
+    dataset: DatasetVersion,
+    base_model: str = "",
+    config: dict[str, Any] | None = None,
+    name: str = "",
+    created_by: Any = None,
+    enqueue: bool = True,
+    allow_below_minimum: bool = False,
+) -> TrainingRun:
+    """A run of `dataset` on `base_model` (default TRAINING_BASE_MODEL).
+
+    `config` is checked and completed by training.config.config_validate
+    (raises ConfigInvalid naming each bad field and its range). With `enqueue`
+    the run goes to the gpu worker once the transaction commits; otherwise it
+    waits for training_run_start.
+    """
+    full, warnings = config_validate(config, allow_below_minimum=allow_below_minimum)
+    base_model = (base_model or settings.TRAINING_BASE_MODEL).strip()
+    if not base_model:
+        raise ValueError("Name a base model: a local diffusers folder or a hub id.")
+    now = timezone.now()
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            name=(name.strip() or dataset.name)[:200],
+            dataset=dataset,
+            base_model=base_model[:500],
+            config=full,
+            progress_total=full["steps"],
+            log_tail="\n".join(f"{now:%H:%M:%S} Warning: {w}" for w in warnings),
+            enqueued_at=now if enqueue else None,
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+        )
+        if enqueue:
+            run_enqueue(run)
+    return run
+
+
+def training_run_create_from_albums(
+    *,
+    albums: Sequence[Album],
+    trigger_word: str | None = None,
+    include_nsfw: bool = False,
+    created_by: Any = None,
+    **kwargs: Any,
+) -> TrainingRun:
+    """Build (or find) the albums' dataset version, then create the run.
+
+    The config is checked first, so a bad config builds nothing. Raises
+    ConfigInvalid, or DatasetInvalid when the albums cannot train.
+    """
+    config_validate(
+        kwargs.get("config"),
+        allow_below_minimum=kwargs.get("allow_below_minimum", False),
+    )
+    dataset = dataset_version_build(
+        albums=albums,
+        trigger_word=trigger_word,
+        include_nsfw=include_nsfw,
+        created_by=created_by,
+    )
+    return training_run_create(dataset=dataset, created_by=created_by, **kwargs)
+
+
+def training_run_can_start(run: TrainingRun) -> bool:
+    """Created without starting, or ended failed or cancelled (then it resumes)."""
+    if run.status == BaseRun.Status.QUEUED:
+        return run.enqueued_at is None
+    return run.status in (BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
+
+
+def training_run_start(*, run: TrainingRun) -> TrainingRun:
+    """Hand the run to the gpu worker.
+
+    A failed or cancelled run is queued again and resumes from its latest
+    checkpoint, with a fresh set of attempts. Raises RunNotStartable for a run
+    that is queued, running or succeeded.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        fresh = TrainingRun.objects.filter(
+            pk=run.pk, status=BaseRun.Status.QUEUED, enqueued_at__isnull=True
+        ).update(enqueued_at=now)
+        again = TrainingRun.objects.filter(
+            pk=run.pk, status__in=(BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
+        ).update(
+            status=BaseRun.Status.QUEUED,
+            cancel_requested=False,
+            error="",
+            finished_at=None,
+            attempts=0,
+            enqueued_at=now,
+            message="Queued again; resumes from the latest checkpoint",
+        )
+        run.refresh_from_db()
+        if not (fresh or again):
+            raise RunNotStartable(
+                f"Training run {run.pk} is {run.status}"
+                + (" and already queued" if run.status == "queued" else "")
+                + "; only a run created without starting, or one that failed or "
+                "was cancelled, can be started."
+            )
+        run_enqueue(run)
+    return run
+
+
+def training_run_cancel(*, run: TrainingRun) -> bool:
+    """Stop a run: at once if queued, within one step if training. False if it
+    had already ended."""
+    return run_request_cancel(run)
