@@ -14,6 +14,14 @@ from imagineer_project.testing import make_user
 
 
 @pytest.fixture(autouse=True)
+def _quiet_heartbeat(settings: Any) -> None:
+    # Every run's body runs under a heartbeat thread (runs.run_heartbeat). Its
+    # writes would wait on a test's open transaction, so tests keep it asleep;
+    # the tests of the heartbeat itself set a short interval.
+    settings.RUN_HEARTBEAT_SECONDS = 3600
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hasher(settings: Any) -> None:
     # The default PBKDF2 costs ~0.5 s per user made; tests make many.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -18,7 +18,6 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
@@ -37,9 +36,9 @@ from albums.services import (
     image_update,
     images_delete,
     images_set,
-    upload_run_cancel,
     upload_run_create,
 )
+from imagineer_project.admin_actions import action_step
 from imagineer_project.run_admin import RunAdminMixin
 
 logger = logging.getLogger(__name__)
@@ -308,8 +307,13 @@ class ImageAdmin(admin.ModelAdmin):
             )
             return f"Added {added} image(s) to “{album}”."
 
-        return self._album_step(
-            request, queryset, "add_to_album", apply, Album.objects.order_by("name")
+        return _album_step(
+            self,
+            request,
+            queryset,
+            "add_to_album",
+            apply,
+            Album.objects.order_by("name"),
         )
 
     @admin.action(description="Remove from album…", permissions=["change"])
@@ -325,44 +329,47 @@ class ImageAdmin(admin.ModelAdmin):
         holding = Album.objects.filter(
             pk__in=AlbumImage.objects.filter(image__in=queryset).values("album_id")
         ).order_by("name")
-        return self._album_step(request, queryset, "remove_from_album", apply, holding)
+        return _album_step(self, request, queryset, "remove_from_album", apply, holding)
 
-    def _album_step(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet,
-        action: str,
-        apply: Callable[[Album], str],
-        albums: QuerySet,
-    ) -> HttpResponse | None:
-        """The intermediate page of an album action: pick the album, then apply.
 
-        The page posts back the changelist's own selection (ids and select_across),
-        so Django rebuilds the same queryset when the album is chosen.
-        """
-        form = AlbumChoiceForm(request.POST if "apply" in request.POST else None)
-        form.fields["album"].queryset = albums
-        if form.is_valid():
-            self.message_user(
-                request, apply(form.cleaned_data["album"]), messages.SUCCESS
-            )
-            return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Add to album"
-            if action == "add_to_album"
-            else "Remove from album",
-            "opts": self.opts,
-            "form": form,
-            "action": action,
-            "count": queryset.count(),
-            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across", "0"),
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(
-            request, "admin/albums/image/album_action.html", context
-        )
+def _album_step(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    action: str,
+    apply: Callable[[Album], str],
+    albums: QuerySet,
+) -> HttpResponse | None:
+    """Pick the album, then apply the action to the selection."""
+    adding = action == "add_to_album"
+
+    def form(data: Any) -> AlbumChoiceForm:
+        bound = AlbumChoiceForm(data)
+        bound.fields["album"].queryset = albums
+        return bound
+
+    def done(data: dict[str, Any]) -> None:
+        modeladmin.message_user(request, apply(data["album"]), messages.SUCCESS)
+
+    empty = (
+        "There are no albums yet."
+        if adding
+        else ("None of the selected images is in an album.")
+    )
+    return action_step(
+        modeladmin,
+        request,
+        queryset,
+        action=action,
+        title="Add to album" if adding else "Remove from album",
+        form=form,
+        apply=done,
+        note=""
+        if adding
+        else "Removing takes the images out of the album only; "
+        "the images themselves are kept.",
+        empty_note="" if albums.exists() else empty,
+    )
 
 
 # --- albums -----------------------------------------------------------------------
@@ -564,7 +571,6 @@ class UploadRunAdmin(RunAdminMixin, admin.ModelAdmin):
     search_fields = ("album__name", "message", "error")
     list_select_related = ("album", "uploaded_by")
     raw_id_fields = ("album", "uploaded_by")
-    actions = ("cancel_selected",)
     fields = (
         "album",
         "uploaded_by",
@@ -613,9 +619,6 @@ class UploadRunAdmin(RunAdminMixin, admin.ModelAdmin):
             rows,
             format_html("<p>…and {} more.</p>", more) if more > 0 else "",
         )
-
-    def cancel_run(self, run: UploadRun) -> bool:
-        return upload_run_cancel(run)
 
 
 def _result_cells(result: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -4,7 +4,8 @@
 Reads are open: anonymous and non-staff callers see public albums and public,
 non-NSFW images, and get 404 for anything else. Every write needs a staff
 user (`staff_required`). Handlers call a selector or a service and return a
-schema; expected failures are ApiError, shaped once at the API root.
+schema; expected failures are domain errors (imagineer_project.errors),
+shaped once at the API root.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ninja.files import UploadedFile
 
 from albums import selectors, services
 from albums.ingest import EXTENSIONS, FILE_EXTENSION, MIME_TYPES, safe_display_name
-from albums.models import Album, Image
+from albums.models import Album, Image, UploadRun
 from albums.schemas import (
     AlbumDeleteOut,
     AlbumIn,
@@ -46,16 +47,17 @@ from albums.schemas import (
     UploadRunDetailOut,
     UploadRunOut,
 )
-from albums.services import upload_run_cancel, upload_run_create
-from imagineer_project.errors import ApiError
+from albums.services import upload_run_create
+from imagineer_project.errors import DomainError, Invalid, NotFound, TooLarge
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import is_staff, staff_required
+from imagineer_project.run_api import RunRoutes, add_run_routes
 
 logger = logging.getLogger(__name__)
 
 router = Router(tags=["albums"])
 images_router = Router(tags=["images"])
-uploads_router = Router(tags=["uploads"])
+uploads_router = Router(tags=["uploads"], auth=staff_required)
 
 # Album paths take an id or a slug. GET, PATCH and DELETE share one path (and so
 # one URL pattern): with two patterns, PATCH /albums/7 would hit the GET one.
@@ -114,17 +116,9 @@ def album_image_list(request: HttpRequest, album_ref: str, page: Query[PageIn]) 
 def album_images_add(request: HttpRequest, album_ref: str, payload: ImageIdsIn) -> Any:
     """Append images to the album; ones already in it keep their place."""
     album = selectors.album_get(user=request.user, ref=album_ref)
-    missing = selectors.image_ids_missing(image_ids=payload.image_ids)
-    if missing:
-        raise ApiError(
-            422,
-            f"{len(missing)} image id(s) do not exist.",
-            code="unknown_images",
-            details={"unknown_ids": missing},
-        )
-    # album_add_images reads only .pk: no need to load the rows just checked.
-    images = [Image(pk=pk) for pk in payload.image_ids]
-    added = services.album_add_images(album=album, images=images, added_by=request.user)
+    added = services.album_add_image_ids(
+        album=album, image_ids=payload.image_ids, added_by=request.user
+    )
     return {"added": added}
 
 
@@ -139,7 +133,7 @@ def album_images_remove(
     a JSON body {"image_ids": [...]} or as ?image_ids=1&image_ids=2."""
     ids = (payload.image_ids if payload else None) or image_ids
     if not ids:
-        raise ApiError(422, "Send image_ids in the body or the query string.")
+        raise Invalid("Send image_ids in the body or the query string.")
     album = selectors.album_get(user=request.user, ref=album_ref)
     return {"removed": services.album_remove_images(album=album, image_ids=ids)}
 
@@ -217,10 +211,8 @@ def image_thumbnail(
     """A WebP thumbnail fitting in size×size (256 or 512)."""
     sizes = settings.IMAGINEER_THUMBNAIL_SIZES
     if size not in sizes:
-        raise ApiError(
-            422,
-            f"size must be one of {', '.join(map(str, sizes))}.",
-            code="invalid_size",
+        raise Invalid(
+            f"size must be one of {', '.join(map(str, sizes))}.", code="invalid_size"
         )
     image = selectors.image_get(user=request.user, image_id=image_id)
     key = _existing(image, lambda: services.image_thumbnail_key(image, size))
@@ -257,8 +249,8 @@ def _existing(image: Image, read: Any) -> Any:
         return read()
     except FileNotFoundError:
         logger.error("Image %s: its file is missing from storage", image.pk)
-        raise ApiError(
-            404, f"The file of image {image.pk} is missing.", code="file_missing"
+        raise NotFound(
+            f"The file of image {image.pk} is missing.", code="file_missing"
         ) from None
 
 
@@ -277,11 +269,11 @@ def staff_upload_required(request: HttpRequest) -> Any:
         user = staff_required(request)
         request.FILES  # noqa: B018 - parse now, inside this try
     except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent):
-        raise ApiError(
-            413, "Too many files or fields in one request; send them in several."
+        raise TooLarge(
+            "Too many files or fields in one request; send them in several."
         ) from None
     except MultiPartParserError as exc:
-        raise ApiError(400, f"The multipart body is malformed: {exc}") from None
+        raise DomainError(f"The multipart body is malformed: {exc}") from None
     return user
 
 
@@ -292,10 +284,9 @@ def _refuse_oversized(request: HttpRequest) -> None:
         length = 0
     limit = settings.IMAGINEER_MAX_REQUEST_BYTES
     if length > limit:
-        raise ApiError(
-            413,
+        raise TooLarge(
             f"The request is {length:,} bytes; the limit is {limit:,}. "
-            "Send the files in several requests.",
+            "Send the files in several requests."
         )
 
 
@@ -310,8 +301,8 @@ def _upload_album(
             source_kind=Album.Kind.UPLOAD,
             created_by=request.user,
         )
-    raise ApiError(
-        422, "Say where the images go: album_id or album_name.", code="album_required"
+    raise Invalid(
+        "Say where the images go: album_id or album_name.", code="album_required"
     )
 
 
@@ -349,27 +340,20 @@ def image_bulk_upload(
     """Stage images and zip archives for the worker; watch /api/uploads/{id}."""
     album = _upload_album(request, album_id, album_name)
     run = upload_run_create(files=files, album=album, uploaded_by=request.user)
-    return Status(202, selectors.upload_run_get(run_id=run.pk))
+    return Status(202, selectors.upload_run_detail_rows().get(pk=run.pk))
 
 
-@uploads_router.get("", response=PageOut[UploadRunOut], auth=staff_required)
-def upload_run_list(request: HttpRequest, page: Query[PageIn]) -> Any:
-    """Bulk uploads, newest first."""
-    return keyset_paginate(selectors.upload_run_list(), keys=["-id"], page=page)
-
-
-@uploads_router.get("/{int:run_id}", response=UploadRunDetailOut, auth=staff_required)
-def upload_run_detail(request: HttpRequest, run_id: int) -> Any:
-    """A bulk upload's progress and per-file results."""
-    return selectors.upload_run_get(run_id=run_id)
-
-
-@uploads_router.post(
-    "/{int:run_id}/cancel", response=UploadRunDetailOut, auth=staff_required
+add_run_routes(
+    uploads_router,
+    RunRoutes(
+        model=UploadRun,
+        what="Upload run",
+        location="/api/uploads",
+        list_out=UploadRunOut,
+        detail_out=UploadRunDetailOut,
+        detail=selectors.upload_run_detail_rows,
+        listing=selectors.upload_run_list,
+        cancel_doc="Stop a bulk upload: at once if queued, at its next file if "
+        "running. Its staged files are removed.",
+    ),
 )
-def upload_run_cancel_view(request: HttpRequest, run_id: int) -> Any:
-    """Stop a bulk upload: at once if queued, at its next file if running."""
-    run = selectors.upload_run_get(run_id=run_id)
-    if not upload_run_cancel(run):
-        raise ApiError(409, f"Upload run {run_id} already ended ({run.status}).")
-    return run

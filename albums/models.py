@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -204,6 +205,11 @@ class AlbumImage(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["album", "image"], name="album_image_once"),
+            # album_add_images numbers under a lock on the album; this holds
+            # every writer to it.
+            models.UniqueConstraint(
+                fields=["album", "position"], name="album_position_once"
+            ),
         ]
         indexes = [
             # Album image lists: keyset pagination over (position, id) in one album.
@@ -215,7 +221,9 @@ class AlbumImage(models.Model):
 
 
 class UploadRun(BaseRun):
-    """A bulk upload (many files or zip archives) processed by the worker."""
+    """Many files ingested by the worker: a bulk upload (files and zip archives
+    staged in storage) or a folder import (a folder on the worker's machine,
+    `manage.py import_images`)."""
 
     album = models.ForeignKey(
         Album,
@@ -233,13 +241,33 @@ class UploadRun(BaseRun):
     )
     # [{"key": storage key of the staged file, "name": original filename}]
     staged_files = models.JSONField(default=list, blank=True)
+    # A folder import reads this folder (on the worker's machine) instead.
+    source_folder = models.CharField(max_length=1000, blank=True)
     # [{"filename", "status": created|duplicate|rejected, "image_id"?, "reason"?}]
     results = models.JSONField(default=list, blank=True)
     created_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
     rejected_count = models.PositiveIntegerField(default=0)
+    # What the sidecar readers recorded from files beside a folder's images
+    # (captions from .txt files).
+    sidecar_count = models.PositiveIntegerField(default=0)
 
     task_path = "albums.tasks.process_upload_run"
+    # Staged files go once the run has ended, however it ended.
+    on_end_path = "albums.services.upload_run_discard"
 
     def __str__(self) -> str:
-        return f"Upload #{self.pk} ({self.status})"
+        kind = "Folder import" if self.source_folder else "Upload"
+        return f"{kind} #{self.pk} ({self.status})"
+
+    def retry_refusal(self) -> str:
+        if self.source_folder:
+            if not Path(self.source_folder).is_dir():
+                return "Its folder is not there any more; import it again."
+            return ""
+        if self.staged_files:
+            return (
+                "Its uploaded files were removed when it ended; upload them again "
+                "(files already added are recognised as duplicates)."
+            )
+        return ""

@@ -1,11 +1,14 @@
-"""The body of a bulk upload: the worker ingests the staged files with progress
-(albums.services.upload_run_create staged them).
+"""The body of an upload run: the worker ingests many files with progress.
 
-Staged files live in storage under `staging/uploads/<run>/<n>` (names we make;
-the user's filename is kept only for display). The worker expands zip archives,
-ingests every entry through `image_ingest`, records a result per entry and
-checkpoints after each one, so a re-delivered task resumes where the last one
-stopped instead of starting over.
+The files are either staged uploads (albums.services.upload_run_create) or a
+folder on the worker's machine (albums.services.folder_import_create, the
+`import_images` command). Staged files live in storage under
+`staging/uploads/<batch>/<n>` (names we make; the user's filename is kept only
+for display). The worker expands zip archives, ingests every entry through
+`image_ingest`, records a result per entry and checkpoints after each one, so
+a re-delivered task resumes where the last one stopped instead of starting
+over. Files beside a folder's images go to the sidecar readers the upper apps
+register (a `.txt` caption: albums.extensions).
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import logging
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from albums.extensions import read_sidecars
 from albums.ingest import EXTENSIONS, safe_display_name
 from albums.models import SourceKind, UploadRun
 from albums.services import image_ingest, upload_run_discard
@@ -32,16 +36,21 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 @dataclass(frozen=True)
 class Entry:
-    """One image to ingest: a staged file or a member of a staged zip."""
+    """One image to ingest: a staged file, a member of a staged zip, or a file
+    of an imported folder (`path`: its sidecars are read too)."""
 
     name: str
     read: Any  # () -> bytes, raising ValueError with a reason
+    path: Path | None = None
 
 
 def upload_run_execute(run: UploadRun) -> str:
-    """The body of a bulk upload (see run_execute): ingest every staged entry,
+    """The body of an upload run (see run_execute): ingest every entry,
     resuming after a crash where the last attempt stopped."""
-    entries = list(_entries(run.staged_files))
+    if run.source_folder:
+        entries = list(_folder_entries(Path(run.source_folder)))
+    else:
+        entries = list(_entries(run.staged_files))
     results = list(run.results)
     run_checkpoint(
         run,
@@ -58,10 +67,13 @@ def upload_run_execute(run: UploadRun) -> str:
         )
     upload_run_discard(run)
     counts = _counts(results)
-    return (
+    summary = (
         f"{counts['created_count']} created, {counts['duplicate_count']} "
         f"duplicate, {counts['rejected_count']} rejected"
     )
+    if run.source_folder:
+        summary += f", {counts['sidecar_count']} from sidecar files"
+    return summary
 
 
 def _ingest_entry(entry: Entry, run: UploadRun) -> dict[str, Any]:
@@ -81,14 +93,47 @@ def _ingest_entry(entry: Entry, run: UploadRun) -> dict[str, Any]:
         album=run.album,
         uploaded_by=run.uploaded_by,
     )
-    return result.as_dict()
+    outcome = result.as_dict()
+    if entry.path is not None and result.image is not None:
+        outcome["sidecars"] = read_sidecars(result.image, entry.path)
+    return outcome
 
 
 def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
-    return {
+    counts = {
         f"{status}_count": sum(1 for r in results if r["status"] == status)
         for status in ("created", "duplicate", "rejected")
     }
+    counts["sidecar_count"] = sum(r.get("sidecars", 0) for r in results)
+    return counts
+
+
+def image_files(root: Path) -> Iterator[Path]:
+    """Image files under root, sorted, skipping hidden files and folders. The
+    order is the resume point of a folder import: it never changes between
+    attempts over the same tree."""
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_file() and path.suffix.lower() in EXTENSIONS:
+            yield path
+
+
+def _folder_entries(root: Path) -> Iterator[Entry]:
+    if not root.is_dir():
+        raise FileNotFoundError(f"The folder {root} is not there any more.")
+    for path in image_files(root):
+        name = str(path.relative_to(root))
+        yield Entry(name, lambda path=path: _read_file(path), path)
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(settings.IMAGINEER_MAX_UPLOAD_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"Could not read the file: {exc.strerror}") from exc
 
 
 def _entries(staged: list[dict[str, str]]) -> Iterator[Entry]:

@@ -14,7 +14,7 @@ from django.db.models import Count, F, OuterRef, Prefetch, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from albums.models import Album, Image, UploadRun
-from imagineer_project.errors import ApiError, get_or_404
+from imagineer_project.errors import NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def album_get(*, user: Any, ref: str | int, summary: bool = False) -> Album:
         match |= Q(pk=int(ref))
     found = sorted(albums.filter(match), key=lambda album: str(album.pk) != ref)
     if not found:
-        raise ApiError(404, f"Album {ref} not found.")
+        raise NotFound(f"Album {ref} not found.")
     return found[0]
 
 
@@ -126,14 +126,8 @@ def image_get(*, user: Any, image_id: int, detail: bool = False) -> Image:
         )
     image = images.filter(pk=image_id).first()
     if image is None:
-        raise ApiError(404, f"Image {image_id} not found.")
+        raise NotFound(f"Image {image_id} not found.")
     return image
-
-
-def image_ids_missing(*, image_ids: list[int]) -> list[int]:
-    """The ids in `image_ids` that name no image, in the order given."""
-    found = set(Image.objects.filter(pk__in=image_ids).values_list("pk", flat=True))
-    return [i for i in dict.fromkeys(image_ids) if i not in found]
 
 
 # --- upload runs ------------------------------------------------------------------
@@ -144,5 +138,5 @@ def upload_run_list() -> Any:
     return UploadRun.objects.select_related("album").defer("results", "staged_files")
 
 
-def upload_run_get(*, run_id: int) -> UploadRun:
-    return get_or_404(UploadRun.objects.select_related("album"), run_id, "Upload run")
+def upload_run_detail_rows() -> Any:
+    return UploadRun.objects.select_related("album")

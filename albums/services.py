@@ -6,7 +6,8 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
@@ -31,7 +32,13 @@ from albums.models import (
     UploadRun,
     Visibility,
 )
-from imagineer_project.runs import run_enqueue, run_request_cancel
+from imagineer_project.errors import Invalid
+from imagineer_project.lib.locks import lock_name
+from imagineer_project.permissions import person
+from imagineer_project.runs import run_enqueue
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +88,7 @@ def image_ingest(
     filename: str | None,
     source_kind: str,
     album: Album | None = None,
-    uploaded_by: Any = None,
+    uploaded_by: User | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> IngestResult:
     """Validate, store and register one image; link it into `album`.
@@ -111,7 +118,7 @@ def image_store(
     filename: str,
     source_kind: str,
     album: Album | None = None,
-    uploaded_by: Any = None,
+    uploaded_by: User | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> IngestResult:
     """Register an already inspected image (or find its exact duplicate) and link
@@ -133,7 +140,7 @@ def _image_create(
     inspected: InspectedImage,
     display: str,
     source_kind: str,
-    uploaded_by: Any,
+    uploaded_by: User | None,
     provenance: dict[str, Any],
 ) -> tuple[Image, bool]:
     key = image_key(inspected.sha256, inspected.extension)
@@ -155,7 +162,7 @@ def _image_create(
                 phash=inspected.phash,
                 original_filename=display,
                 source_kind=source_kind,
-                uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
+                uploaded_by=person(uploaded_by),
                 **provenance,
             )
     except IntegrityError:
@@ -247,11 +254,11 @@ def album_create(
     trigger_word: str = "",
     source_kind: str = Album.Kind.MANUAL,
     visibility: str = Visibility.PUBLIC,
-    created_by: Any = None,
+    created_by: User | None = None,
 ) -> Album:
     name = name.strip()
     if not name:
-        raise ValueError("An album needs a name.")
+        raise Invalid("An album needs a name.")
     for _ in range(5):
         try:
             with transaction.atomic():
@@ -262,20 +269,36 @@ def album_create(
                     trigger_word=trigger_word.strip(),
                     source_kind=source_kind,
                     visibility=visibility,
-                    created_by=created_by if getattr(created_by, "pk", None) else None,
+                    created_by=person(created_by),
                 )
         except IntegrityError:  # a concurrent create took the slug; pick again
             continue
-    raise ValueError(f"Could not find a free slug for {name!r}.")
+    raise Invalid(f"Could not find a free slug for {name!r}.")
 
 
 def album_get_or_create(
-    *, name: str, source_kind: str = Album.Kind.UPLOAD, created_by: Any = None
+    *,
+    name: str,
+    source_kind: str = Album.Kind.UPLOAD,
+    created_by: User | None = None,
+    same_kind_only: bool = False,
 ) -> Album:
-    existing = Album.objects.filter(name=name.strip()).order_by("id").first()
-    return existing or album_create(
-        name=name, source_kind=source_kind, created_by=created_by
-    )
+    """The oldest album named `name` (only one of `source_kind` when
+    `same_kind_only`), made with `source_kind` when there is none.
+
+    Race-free: the name is locked for the transaction before the lookup, so
+    twenty concurrent uploads to one new album name make one album.
+    """
+    name = name.strip()[:200]
+    with transaction.atomic():
+        lock_name(f"album-name:{name}")
+        albums = Album.objects.filter(name=name)
+        if same_kind_only:
+            albums = albums.filter(source_kind=source_kind)
+        existing = albums.order_by("id").first()
+        return existing or album_create(
+            name=name, source_kind=source_kind, created_by=created_by
+        )
 
 
 def album_update(*, album: Album, **fields: Any) -> Album:
@@ -289,11 +312,17 @@ def album_update(*, album: Album, **fields: Any) -> Album:
 
 
 def album_add_images(
-    *, album: Album, images: Iterable[Image], added_by: Any = None
+    *, album: Album, images: Iterable[Image], added_by: User | None = None
 ) -> int:
-    """Append images to the album in the given order; ones already in it stay put."""
+    """Append images to the album in the given order; ones already in it stay put.
+
+    The album's row is locked first, so two concurrent adds queue: the second
+    sees what the first added and numbers after it (positions never repeat;
+    a unique constraint holds them to it).
+    """
     ids = list(dict.fromkeys(im.pk for im in images))
     with transaction.atomic():
+        Album.objects.select_for_update().filter(pk=album.pk).exists()
         present = set(
             AlbumImage.objects.filter(album=album, image_id__in=ids).values_list(
                 "image_id", flat=True
@@ -306,16 +335,33 @@ def album_add_images(
             AlbumImage.objects.filter(album=album).aggregate(m=Max("position"))["m"]
             or 0
         ) + 1
-        user = added_by if getattr(added_by, "pk", None) else None
+        user = person(added_by)
         AlbumImage.objects.bulk_create(
             [
                 AlbumImage(album=album, image_id=i, position=start + n, added_by=user)
                 for n, i in enumerate(new_ids)
-            ],
-            ignore_conflicts=True,
+            ]
         )
         Album.objects.filter(pk=album.pk).update(updated=timezone.now())
     return len(new_ids)
+
+
+def album_add_image_ids(
+    *, album: Album, image_ids: list[int], added_by: User | None = None
+) -> int:
+    """album_add_images by id; Invalid naming the ids that are no image (and
+    nothing added)."""
+    found = set(Image.objects.filter(pk__in=image_ids).values_list("pk", flat=True))
+    missing = [i for i in dict.fromkeys(image_ids) if i not in found]
+    if missing:
+        raise Invalid(
+            f"{len(missing)} image id(s) do not exist.",
+            code="unknown_images",
+            details={"unknown_ids": missing},
+        )
+    # album_add_images reads only .pk: no need to load the rows just checked.
+    images = [Image(pk=pk) for pk in image_ids]
+    return album_add_images(album=album, images=images, added_by=added_by)
 
 
 def album_remove_images(*, album: Album, image_ids: Iterable[int]) -> int:
@@ -356,7 +402,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def images_upload(
-    *, files: Iterable[Any], album: Album, uploaded_by: Any = None
+    *, files: Iterable[Any], album: Album, uploaded_by: User | None = None
 ) -> list[IngestResult]:
     """Ingest the files of one request into `album`, each on its own: a bad file
     is reported as rejected and never stops the others. Each file is read through
@@ -365,7 +411,7 @@ def images_upload(
     return [_upload_one(upload, album, uploaded_by) for upload in files]
 
 
-def _upload_one(upload: Any, album: Album, uploaded_by: Any) -> IngestResult:
+def _upload_one(upload: Any, album: Album, uploaded_by: User | None) -> IngestResult:
     from django.conf import settings
 
     name = safe_display_name(upload.name)
@@ -400,7 +446,7 @@ def _upload_one(upload: Any, album: Album, uploaded_by: Any) -> IngestResult:
 
 
 def upload_run_create(
-    *, files: Iterable[File], album: Album, uploaded_by: Any = None
+    *, files: Iterable[File], album: Album, uploaded_by: User | None = None
 ) -> UploadRun:
     """Stage uploaded files and queue their ingest; returns the run to watch."""
     batch = uuid.uuid4().hex
@@ -411,7 +457,7 @@ def upload_run_create(
     with transaction.atomic():
         run = UploadRun.objects.create(
             album=album,
-            uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
+            uploaded_by=person(uploaded_by),
             staged_files=staged,
             message=f"{len(staged)} file(s) waiting for the worker",
         )
@@ -419,14 +465,29 @@ def upload_run_create(
     return run
 
 
-def upload_run_cancel(run: UploadRun) -> bool:
-    """Ask a run to stop; False when it had already ended. A run cancelled while
-    still queued never reaches a worker, so its staged files go now."""
-    if not run_request_cancel(run):
-        return False
-    if run.status == UploadRun.Status.CANCELLED:
-        upload_run_discard(run)
-    return True
+def folder_import_create(
+    *,
+    folder: Path,
+    album: Album,
+    uploaded_by: User | None = None,
+    enqueue: bool = True,
+) -> UploadRun:
+    """An upload run that imports every image under `folder` (on the worker's
+    machine) into `album`; files beside an image go to the sidecar readers
+    (a `.txt` caption). Raises Invalid when `folder` is not a folder."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise Invalid(f"{folder} is not a folder.", errors={"folder": "not a folder"})
+    with transaction.atomic():
+        run = UploadRun.objects.create(
+            album=album,
+            uploaded_by=person(uploaded_by),
+            source_folder=str(root),
+            message="Waiting for the worker",
+        )
+        if enqueue:
+            run_enqueue(run)
+    return run
 
 
 def upload_run_discard(run: UploadRun) -> None:

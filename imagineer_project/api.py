@@ -12,7 +12,11 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from albums.api import images_router, uploads_router
 from albums.api import router as albums_router
 from imagineer_project import __version__
-from imagineer_project.errors import ApiError, error_response
+from imagineer_project.errors import (
+    DomainError,
+    domain_error_response,
+    error_response,
+)
 from imagineer_project.health import health_report
 from labeling import analytics_api
 from labeling.api import albums_router as labeling_albums_router
@@ -39,11 +43,10 @@ api = NinjaAPI(
 )
 
 
-@api.exception_handler(ApiError)
-def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    return error_response(
-        request, exc.status, exc.message, code=exc.code, details=exc.details
-    )
+@api.exception_handler(DomainError)
+def _domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    """Every expected failure a service or selector raises, in one shape."""
+    return domain_error_response(request, exc)
 
 
 @api.exception_handler(HttpError)
@@ -109,6 +112,7 @@ api.add_router("/labels", labels_router)
 api.add_router("/labeling-jobs", labeling_jobs_router)
 api.add_router("/training/runs", runs_router)
 api.add_router("/training", datasets_api.router)
+api.add_router("/training/dataset-exports", datasets_api.exports_router)
 api.add_router("/loras", loras_router)
 api.add_router("/uploads", uploads_router)
 api.add_router("/scrape-jobs", scrape_jobs_router)

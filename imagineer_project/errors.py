@@ -1,4 +1,11 @@
-"""One JSON error shape for the whole API, carrying the request's trace id:
+"""Domain errors, and the one JSON error shape of the API.
+
+Services and selectors raise a `DomainError` subclass when a caller asked for
+something that cannot be done; each carries its HTTP status and a stable
+`error_code`. The API root maps every one of them to this body, once
+(imagineer_project.api); the admin, the pages and the commands show its
+message. No service raises an HTTP error, and no caller tells errors apart by
+their text: subclass instead.
 
 {"error": "Image 7 not found.", "error_code": "not_found",
  "trace_id": "…", "timestamp": "…", "details": {...}}
@@ -31,6 +38,85 @@ CODES = {
 }
 
 
+class DomainError(Exception):
+    """An expected failure with a message for the person who asked.
+
+    `status` and `code` are class attributes, so a subclass names a kind of
+    failure once; `code=` overrides the code for one raise. `details` goes to
+    the API body as it is.
+    """
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details if details is not None else {}
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (Retry-After, ...)."""
+        return {}
+
+
+class NotFound(DomainError):
+    status, code = 404, "not_found"
+
+
+class Conflict(DomainError):
+    """The thing exists but is in the wrong state for this (a run that ended)."""
+
+    status, code = 409, "conflict"
+
+
+class TooLarge(DomainError):
+    status, code = 413, "payload_too_large"
+
+
+class Invalid(DomainError):
+    """Bad input. `errors` names each bad field and why: forms show them on
+    their fields, the API under details.errors."""
+
+    status, code = 422, "validation_error"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        errors: dict[str, str] | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.errors = dict(errors or {})
+        message = message or "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+        details = {
+            **(details or {}),
+            **({"errors": self.errors} if self.errors else {}),
+        }
+        super().__init__(message, code=code, details=details)
+
+
+class RateLimited(DomainError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, details={"retry_after": retry_after})
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class Unavailable(DomainError):
+    """A service this needs is not configured or not reachable."""
+
+    status, code = 503, "unavailable"
+
+
 def error_body(
     status: int, message: str, *, code: str | None = None, details: Any = None
 ) -> dict[str, Any]:
@@ -58,24 +144,22 @@ def error_response(
     return response
 
 
-class ApiError(Exception):
-    """An expected failure with a status, a code and a message for the caller."""
-
-    def __init__(
-        self, status: int, message: str, *, code: str | None = None, details: Any = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.details = details
+def domain_error_response(
+    request: HttpRequest | None, exc: DomainError
+) -> JsonResponse:
+    response = error_response(
+        request, exc.status, exc.message, code=exc.code, details=exc.details
+    )
+    for name, value in exc.headers().items():
+        response[name] = value
+    return response
 
 
 def get_or_404(queryset: Any, pk: int, what: str) -> Any:
-    """The row `pk` of `queryset` (a model or a QuerySet), or a 404 ApiError that
-    names it ("Labeling job 7 not found.")."""
+    """The row `pk` of `queryset` (a model or a QuerySet), or NotFound naming
+    it ("Labeling job 7 not found.")."""
     manager = getattr(queryset, "_default_manager", queryset)
     found = manager.filter(pk=pk).first()
     if found is None:
-        raise ApiError(404, f"{what} {pk} not found.")
+        raise NotFound(f"{what} {pk} not found.")
     return found

@@ -20,7 +20,7 @@ from django.db.models import Model, Q, QuerySet
 from ninja import Schema
 from pydantic import Field
 
-from imagineer_project.errors import ApiError
+from imagineer_project.errors import Invalid
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -51,7 +51,7 @@ def encode_cursor(values: Sequence[int]) -> str:
 
 
 def decode_cursor(cursor: str, length: int) -> list[int]:
-    """The key values in `cursor`; ApiError 422 when it is not one of ours."""
+    """The key values in `cursor`; Invalid when it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
@@ -63,8 +63,7 @@ def decode_cursor(cursor: str, length: int) -> list[int]:
         and all(type(v) is int for v in values)
     )
     if not valid:
-        raise ApiError(
-            422,
+        raise Invalid(
             "The cursor is malformed: pass back the next_cursor of the previous "
             "page unchanged, or omit it for the first page.",
             code="invalid_cursor",

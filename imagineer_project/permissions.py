@@ -7,11 +7,14 @@ needs a staff user: by session (with the CSRF token) or by API token.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest
 from ninja.errors import HttpError
 from ninja.utils import check_csrf
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 def is_staff(request: HttpRequest) -> bool:
@@ -34,4 +37,12 @@ def staff_required(request: HttpRequest) -> Any:
         failure = check_csrf(request)
         if failure is not None:
             raise HttpError(403, "CSRF check failed: send the X-CSRFToken header.")
+    return user
+
+
+def person(user: User | AnonymousUser | None) -> User | None:
+    """The signed-in user, or None for an anonymous one (or none): services
+    record who created, wrote or uploaded something as `User | None`."""
+    if user is None or not user.is_authenticated:
+        return None
     return user

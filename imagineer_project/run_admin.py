@@ -13,7 +13,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from imagineer_project.runs import BaseRun, run_request_cancel
+from imagineer_project.errors import DomainError
+from imagineer_project.runs import BaseRun, run_request_cancel, run_retry
 
 
 class RunProgressMixin:
@@ -40,16 +41,20 @@ class RunProgressMixin:
 
 
 class RunAdminMixin(RunProgressMixin):
-    """A run's change page is a read-only status page with a Cancel button (the
-    `<app>_<model>_cancel` URL, POST only; templates extend
-    admin/imagineer/run_change_form.html) and a "Cancel selected" action.
+    """A run's change page is a read-only status page with a Cancel button
+    while it is active and a Retry button once it failed or was cancelled (the
+    `<app>_<model>_cancel` and `_retry` URLs, POST only; templates extend
+    admin/imagineer/run_change_form.html), and "Cancel selected" and "Retry
+    selected" actions. Both go through the run machine (imagineer_project.runs).
 
-    Subclasses may override `cancel_run` (uploads also discard staged files)
-    and `cancel_note` (what "stopping" means for that kind of run).
+    Subclasses may override `cancel_note` (what "stopping" means for that kind
+    of run) and `retry_label` ("" where the page has its own resume button).
     """
 
     cancel_note = "Cancel requested; the run stops at its next checkpoint."
     cancel_label = "Cancel run"  # the button on the run's page
+    retry_label = "Retry"
+    actions: tuple[str, ...] = ("cancel_selected", "retry_selected")
 
     def cancel_run(self, run: BaseRun) -> bool:
         return run_request_cancel(run)
@@ -62,10 +67,12 @@ class RunAdminMixin(RunProgressMixin):
 
     def get_urls(self) -> list[Any]:
         opts = self.opts
+        name = f"{opts.app_label}_{opts.model_name}"
         cancel = self.admin_site.admin_view(require_POST(self.cancel_view))
-        name = f"{opts.app_label}_{opts.model_name}_cancel"
+        retry = self.admin_site.admin_view(require_POST(self.retry_view))
         return [
-            path("<path:object_id>/cancel/", cancel, name=name),
+            path("<path:object_id>/cancel/", cancel, name=f"{name}_cancel"),
+            path("<path:object_id>/retry/", retry, name=f"{name}_retry"),
             *super().get_urls(),
         ]
 
@@ -91,15 +98,30 @@ class RunAdminMixin(RunProgressMixin):
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
             "cancel_label": self.cancel_label,
+            "retry_label": self.retry_label,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def _run_or_404(self, request: HttpRequest, object_id: str) -> BaseRun:
         run = self.get_object(request, unquote(object_id))
         if run is None:
             raise Http404(f"No such {self.opts.verbose_name}.")
         if not self.has_change_permission(request, run):
             raise PermissionDenied
+        return run
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        run = self._run_or_404(request, object_id)
+        try:
+            run_retry(run)
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(request, run.resume_note + ".", messages.SUCCESS)
+        return HttpResponseRedirect(self.run_url(run))
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        run = self._run_or_404(request, object_id)
         if not self.cancel_run(run):
             level, text = messages.WARNING, "It had already ended."
         elif run.status == BaseRun.Status.CANCELLED:
@@ -108,6 +130,19 @@ class RunAdminMixin(RunProgressMixin):
             level, text = messages.SUCCESS, self.cancel_note
         self.message_user(request, text, level)
         return HttpResponseRedirect(self.run_url(run))
+
+    @admin.action(description="Retry selected", permissions=["change"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        queued, refused = 0, []
+        for run in queryset.order_by("pk"):
+            try:
+                run_retry(run)
+                queued += 1
+            except DomainError as exc:
+                refused.append(f"#{run.pk}: {exc.message}")
+        self.message_user(request, f"Queued {queued} again.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, " ".join(refused), messages.WARNING)
 
     @admin.action(description="Cancel selected", permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:

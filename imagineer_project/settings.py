@@ -157,6 +157,13 @@ if REDIS_URL:
 
 # A run whose heartbeat is older than this is presumed dead (worker killed).
 RUN_STALE_AFTER_SECONDS = env_int("IMAGINEER_RUN_STALE_AFTER", 600, minimum=30)
+# A running run's worker refreshes its heartbeat at least this often, even in
+# long steps without progress (loading a model, copying a dataset).
+RUN_HEARTBEAT_SECONDS = env_int(
+    "IMAGINEER_RUN_HEARTBEAT",
+    env_int("TRAINING_HEARTBEAT_SECONDS", 60, minimum=1),
+    minimum=1,
+)
 
 # --- Storage --------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
@@ -365,9 +372,6 @@ TRAINING_RANGES = {
 # A training task may run this long before django-q2 stops it; `retry` is longer,
 # or a run still training would be handed to the worker a second time.
 TRAINING_TIMEOUT = env_int("TRAINING_TIMEOUT", 24 * 3600, minimum=60)
-# The worker refreshes a running run's heartbeat at least this often, even in
-# long phases without steps (copying the dataset, loading the base model).
-TRAINING_HEARTBEAT_SECONDS = env_int("TRAINING_HEARTBEAT_SECONDS", 60, minimum=1)
 # The `gpu` cluster: one worker, so one run at a time per GPU. Start it with
 # `Q_CLUSTER_NAME=gpu manage.py qcluster` (`manage.py serve` does).
 Q_CLUSTER["ALT_CLUSTERS"] = {
@@ -401,8 +405,10 @@ GENERATION_DEFAULT_ALBUM = env_str("GENERATION_DEFAULT_ALBUM") or "Generated"
 GENERATION_LORA_CACHE_DIR = env_str(
     "GENERATION_LORA_CACHE_DIR", str(VAR_DIR / "lora-cache")
 )
-# Message Batches (a labeling job's `use_batch`): images per batch, and how often
-# the worker asks whether a batch has ended.
+# Message Batches (a labeling job's `use_batch`): images per batch; how often the
+# scheduled poller asks whether the batches of waiting jobs have ended; how often
+# `manage.py label --batch` asks while it waits in the foreground.
 LABELING_BATCH_SIZE = env_int("LABELING_BATCH_SIZE", 200, minimum=1)
+LABELING_BATCH_POLL_MINUTES = env_int("LABELING_BATCH_POLL_MINUTES", 1, minimum=1)
 LABELING_BATCH_POLL_SECONDS = env_float("LABELING_BATCH_POLL_SECONDS", 30.0, minimum=0)
 LABELING_BATCH_DISCOUNT = env_float("LABELING_BATCH_DISCOUNT", 0.5, minimum=0)

@@ -7,24 +7,22 @@ their place."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from albums.admin import AlbumAdmin, ImageAdmin
 from albums.models import Album, Image
+from imagineer_project.admin_actions import action_step
+from imagineer_project.errors import DomainError
 from imagineer_project.run_admin import RunAdminMixin
 from labeling.analytics import render_album_coverage
-from labeling.claude import LabelingNotConfigured
 from labeling.models import Label, LabelingItem, LabelingJob
 from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
 from labeling.services import (
@@ -179,7 +177,6 @@ class LabelingJobAdmin(RunAdminMixin, admin.ModelAdmin):
     search_fields = ("album__name", "message", "error")
     list_select_related = ("album",)
     raw_id_fields = ("album", "created_by")
-    actions = ("cancel_selected",)
     inlines = (FailureInline,)
     fieldsets = (
         (None, {"fields": ("target", "status", "progress_bar", "message", "error")}),
@@ -283,44 +280,13 @@ class FindReplaceForm(forms.Form):
     case_sensitive = forms.BooleanField(required=False)
 
 
-def _action_step(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    queryset: QuerySet,
-    *,
-    action: str,
-    title: str,
-    form_class: type[forms.Form],
-    apply: Callable[[dict[str, Any]], HttpResponse | None],
-    note: str = "",
-) -> HttpResponse | None:
-    """The intermediate page of an action: fill in the form, then apply it to the
-    same selection (posted back with select_across, so Django rebuilds it)."""
-    form = form_class(request.POST if "apply" in request.POST else None)
-    if form.is_valid():
-        return apply(form.cleaned_data)
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "opts": modeladmin.opts,
-        "form": form,
-        "action": action,
-        "note": note,
-        "count": queryset.count(),
-        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-        "select_across": request.POST.get("select_across", "0"),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-    }
-    return TemplateResponse(request, "admin/labeling/action_form.html", context)
-
-
 def _start_jobs(
     modeladmin: admin.ModelAdmin, request: HttpRequest, targets: list[dict[str, Any]]
 ) -> HttpResponse | None:
     try:
         jobs = [labeling_job_create(created_by=request.user, **t) for t in targets]
-    except LabelingNotConfigured as exc:
-        modeladmin.message_user(request, str(exc), messages.ERROR)
+    except DomainError as exc:
+        modeladmin.message_user(request, exc.message, messages.ERROR)
         return None
     links = format_html_join(
         ", ",
@@ -352,13 +318,13 @@ def label_images_action(
         }
         return _start_jobs(modeladmin, request, [target])
 
-    return _action_step(
+    return action_step(
         modeladmin,
         request,
         queryset,
         action="label_with_claude",
         title="Label with Claude",
-        form_class=LabelWithClaudeForm,
+        form=LabelWithClaudeForm,
         apply=apply,
     )
 
@@ -381,13 +347,13 @@ def label_albums_action(
         ]
         return _start_jobs(modeladmin, request, targets)
 
-    return _action_step(
+    return action_step(
         modeladmin,
         request,
         queryset,
         action="label_with_claude",
         title="Label with Claude",
-        form_class=LabelWithClaudeForm,
+        form=LabelWithClaudeForm,
         apply=apply,
         note="Each album gets its own job (and its own budget).",
     )
@@ -410,13 +376,13 @@ def find_replace_action(
             request, f"Changed {changed} caption(s).", messages.SUCCESS
         )
 
-    return _action_step(
+    return action_step(
         modeladmin,
         request,
         queryset,
         action="find_replace_captions",
         title="Find and replace in captions",
-        form_class=FindReplaceForm,
+        form=FindReplaceForm,
         apply=apply,
         note="Edited captions become yours: re-labeling with Claude keeps them.",
     )

@@ -10,15 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router, Status
+from ninja import Router, Status
 
 from albums.selectors import album_get, image_get
-from imagineer_project.errors import ApiError, get_or_404
-from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
+from imagineer_project.errors import get_or_404
 from imagineer_project.permissions import staff_required
-from imagineer_project.runs import run_request_cancel
+from imagineer_project.run_api import RunRoutes, add_run_routes
 from labeling import selectors, services
-from labeling.claude import LabelingNotConfigured
 from labeling.models import Label, LabelingJob
 from labeling.schemas import (
     AlbumLabelJobIn,
@@ -39,17 +37,6 @@ labels_router = Router(tags=["labeling"], auth=staff_required)
 jobs_router = Router(tags=["labeling"], auth=staff_required)
 
 
-def _start(response: HttpResponse, **kwargs: Any) -> LabelingJob:
-    try:
-        job = labeling_job_create(**kwargs)
-    except LabelingNotConfigured as exc:
-        raise ApiError(503, str(exc), code="labeling_not_configured") from exc
-    except ValueError as exc:
-        raise ApiError(422, str(exc)) from exc
-    response["Location"] = f"/api/labeling-jobs/{job.pk}"
-    return job
-
-
 @images_router.post(
     "/{int:image_id}/label", response={202: LabelingJobDetailOut}, auth=staff_required
 )
@@ -58,8 +45,7 @@ def image_label(
 ) -> Any:
     """Label one image with Claude; poll the job at the Location header."""
     image = image_get(user=request.user, image_id=image_id)
-    job = _start(
-        response,
+    job = labeling_job_create(
         images=[image],
         style=payload.style,
         force=payload.force,
@@ -67,7 +53,7 @@ def image_label(
         use_batch=payload.batch,
         created_by=request.user,
     )
-    return Status(202, job)
+    return JOBS.accepted(response, job)
 
 
 @albums_router.post("/{album_ref}/label", response={202: LabelingJobDetailOut})
@@ -80,8 +66,7 @@ def album_label(
     """Label an album's images with Claude (skipping those this prompt version
     already labeled unless `force`); poll the job at the Location header."""
     album = album_get(user=request.user, ref=album_ref)
-    job = _start(
-        response,
+    job = labeling_job_create(
         album=album,
         style=payload.style,
         force=payload.force,
@@ -90,7 +75,7 @@ def album_label(
         use_batch=payload.batch,
         created_by=request.user,
     )
-    return Status(202, job)
+    return JOBS.accepted(response, job)
 
 
 # --- label editing ----------------------------------------------------------------
@@ -124,16 +109,9 @@ def image_label_create(request: HttpRequest, image_id: int, payload: LabelIn) ->
     """Add a label written by the signed-in person."""
     image = image_get(user=request.user, image_id=image_id)
     extra = {"review": payload.review} if payload.review else {}
-    try:
-        label = services.label_create(
-            image=image,
-            kind=payload.kind,
-            text=payload.text,
-            author=request.user,
-            **extra,
-        )
-    except ValueError as exc:
-        raise ApiError(422, str(exc)) from exc
+    label = services.label_create(
+        image=image, kind=payload.kind, text=payload.text, author=request.user, **extra
+    )
     return Status(201, label)
 
 
@@ -145,12 +123,9 @@ def _label(label_id: int) -> Label:
 def label_patch(request: HttpRequest, label_id: int, payload: LabelPatchIn) -> Any:
     """Edit a label's text, kind or review state. New text makes the label the
     editor's own, so re-labeling with Claude never overwrites it."""
-    try:
-        return services.label_update(
-            label=_label(label_id), user=request.user, **payload.dict()
-        )
-    except ValueError as exc:
-        raise ApiError(422, str(exc)) from exc
+    return services.label_update(
+        label=_label(label_id), user=request.user, **payload.dict()
+    )
 
 
 @labels_router.delete("/{int:label_id}", response={204: None})
@@ -162,33 +137,14 @@ def label_delete(request: HttpRequest, label_id: int) -> Any:
 # --- jobs -------------------------------------------------------------------------
 
 
-def _job(job_id: int) -> LabelingJob:
-    return get_or_404(LabelingJob, job_id, "Labeling job")
-
-
-@jobs_router.get("", response=PageOut[LabelingJobOut])
-def labeling_job_list(
-    request: HttpRequest, filters: Query[LabelingJobFilterIn], page: Query[PageIn]
-) -> Any:
-    """Labeling jobs, newest first."""
-    jobs = LabelingJob.objects.all()
-    if filters.status:
-        jobs = jobs.filter(status=filters.status)
-    if filters.album:
-        jobs = jobs.filter(album_id=filters.album)
-    return keyset_paginate(jobs, keys=["-id"], page=page)
-
-
-@jobs_router.get("/{int:job_id}", response=LabelingJobDetailOut)
-def labeling_job_detail(request: HttpRequest, job_id: int) -> Any:
-    """Progress, tokens, estimated cost, and every image that failed, with why."""
-    return _job(job_id)
-
-
-@jobs_router.post("/{int:job_id}/cancel", response=LabelingJobDetailOut)
-def labeling_job_cancel(request: HttpRequest, job_id: int) -> Any:
-    """Stop a job: at once if queued, after the requests in flight if running."""
-    job = _job(job_id)
-    if not run_request_cancel(job):
-        raise ApiError(409, f"Labeling job {job_id} already ended ({job.status}).")
-    return job
+JOBS = RunRoutes(
+    model=LabelingJob,
+    what="Labeling job",
+    location="/api/labeling-jobs",
+    list_out=LabelingJobOut,
+    detail_out=LabelingJobDetailOut,
+    filters=LabelingJobFilterIn,
+    cancel_doc="Stop a job: at once if queued, after the requests in flight if "
+    "running (those are kept).",
+)
+add_run_routes(jobs_router, JOBS)

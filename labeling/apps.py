@@ -6,6 +6,14 @@ class LabelingConfig(AppConfig):
     verbose_name = "Labeling"
 
     def ready(self) -> None:
+        from django.conf import settings
+
+        from imagineer_project.schedules import schedule_every
         from labeling import extensions
 
         extensions.register()
+        schedule_every(
+            settings.LABELING_BATCH_POLL_MINUTES,
+            "poll-message-batches",
+            "labeling.tasks.poll_message_batches",
+        )

@@ -1,16 +1,17 @@
 """Labeling through the Message Batches API: half the price, results within 24 h.
 
-A job with `use_batch` sends its images as batches of LABELING_BATCH_SIZE, records
-each batch's id on the job as soon as it exists (a resumed job polls those
-instead of paying twice), polls until every batch has ended, then writes the
-results exactly as direct requests would (JobRunner._save): the same labels,
-the same per-image failures, tokens at the batch price.
+A job with `use_batch` sends its images as batches of LABELING_BATCH_SIZE and
+records each batch's id on the job as soon as it exists (a resumed job polls
+those instead of paying twice). It does not wait on a worker: once sent, the
+job is handed back waiting (RunWaiting), and a scheduled poller
+(labeling.runs.labeling_batches_poll) records each batch when it has ended,
+exactly as direct requests would (JobRunner._save): the same labels, the same
+per-image failures, tokens at the batch price. The last one finishes the job.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from albums.models import Image
-from imagineer_project.runs import RunCancelled, run_checkpoint
+from imagineer_project.runs import RunCancelled, RunWaiting, run_checkpoint
 from labeling import claude
 from labeling.claude import ImageLabelingFailed
 from labeling.models import LabelingJob
@@ -35,25 +36,34 @@ class BatchRunner(JobRunner):
         self.price_factor = Decimal(str(settings.LABELING_BATCH_DISCOUNT))
 
     def run(self) -> str:
+        """Send what no attempt sent yet, then record what has ended already.
+        The summary when every batch is recorded; else RunWaiting."""
         job, plan = self.job, self.plan
         run_checkpoint(job, done=self.done, total=plan.total, message=self._summary())
-        waiting = [
-            pk for b in job.batches if not b.get("recorded") for pk in b["image_ids"]
-        ]
-        self.contexts = album_contexts(job, [*plan.todo, *waiting])
+        self.contexts = album_contexts(job, plan.todo)
         self._submit_missing()
+        return self.poll()
+
+    def poll(self) -> str:
+        """Record every batch that has ended; the final summary when none is
+        left, else RunWaiting with what is still processing. A cancel asked
+        for meanwhile cancels the rest (RunCancelled)."""
+        job = self.job
         pending = [b for b in job.batches if not b.get("recorded")]
+        waiting_ids = [pk for b in pending for pk in b["image_ids"]]
+        self.contexts = album_contexts(job, [*self.plan.todo, *waiting_ids])
         try:
-            while pending:
-                for batch in list(pending):
-                    if self._ended(batch):
-                        self._record(batch)
-                        pending.remove(batch)
-                if pending:
-                    run_checkpoint(job, message=self._waiting_message(pending))
-                    time.sleep(settings.LABELING_BATCH_POLL_SECONDS)
+            for batch in list(pending):
+                if self._ended(batch):
+                    self._record(batch)
+                    pending.remove(batch)
+            if pending:
+                message = self._waiting_message(pending)
+                LabelingJob.objects.filter(pk=job.pk).update(batches=job.batches)
+                run_checkpoint(job, message=message)
+                raise RunWaiting(message)
         except RunCancelled:
-            self._cancel(pending)
+            self.cancel_pending()
             raise
         return self._summary(final=True)
 
@@ -163,9 +173,9 @@ class BatchRunner(JobRunner):
         if self.on_progress:
             self.on_progress(self.job)
 
-    def _cancel(self, pending: list[dict[str, Any]]) -> None:
+    def cancel_pending(self) -> None:
         """Ask the API to stop what has not ended; best effort."""
-        for batch in pending:
+        for batch in (b for b in self.job.batches if not b.get("recorded")):
             try:
                 self.client.messages.batches.cancel(batch["id"])
             except Exception:

@@ -28,6 +28,8 @@ from django.conf import settings
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from imagineer_project.errors import Unavailable
+
 logger = logging.getLogger(__name__)
 
 TOOL_NAME = "record_image_labels"
@@ -92,8 +94,10 @@ _STYLE_INSTRUCTIONS = {
 }
 
 
-class LabelingNotConfigured(Exception):
+class LabelingNotConfigured(Unavailable):
     """No API key: raised before a job is created, so nothing is queued for nothing."""
+
+    code = "labeling_not_configured"
 
 
 class ImageLabelingFailed(Exception):

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -8,6 +10,14 @@ from django.db.models import Q
 from django.urls import reverse
 
 from imagineer_project.runs import BaseRun
+
+# Sources whose labels are imported, not written here: each text is recorded
+# once per image, kind and source (label_get_or_create; label_imported_once).
+IMPORTED_SOURCES = ("html", "sidecar", "legacy")
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class Label(models.Model):
@@ -42,6 +52,9 @@ class Label(models.Model):
     )
     kind = models.CharField(max_length=16, choices=Kind)
     text = models.TextField()
+    # sha256 of `text`, kept by save(): the unique key of an imported label (a
+    # page's text can be too long for an index of its own).
+    text_sha256 = models.CharField(max_length=64, blank=True, editable=False)
     source = models.CharField(max_length=16, choices=Source, default=Source.HUMAN)
     model_name = models.CharField(max_length=100, blank=True)
     prompt_version = models.CharField(max_length=50, blank=True)
@@ -76,10 +89,28 @@ class Label(models.Model):
                 | Q(confidence__gte=0, confidence__lte=1),
                 name="label_confidence_0_1",
             ),
+            # An import run twice (a page scraped again, a folder re-imported)
+            # records each text once; what people and Claude write may repeat.
+            models.UniqueConstraint(
+                fields=["image", "kind", "source", "text_sha256"],
+                condition=Q(source__in=IMPORTED_SOURCES),
+                name="label_imported_once",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.text[:60]}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.fill_digest()
+        fields = kwargs.get("update_fields")
+        if fields is not None and "text" in fields:
+            kwargs["update_fields"] = [*fields, "text_sha256"]
+        super().save(*args, **kwargs)
+
+    def fill_digest(self) -> None:
+        """Set text_sha256 from text (bulk_create does not call save)."""
+        self.text_sha256 = text_digest(self.text)
 
 
 class LabelingJob(BaseRun):

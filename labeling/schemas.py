@@ -5,10 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
+from django.db.models import QuerySet
 from ninja import ModelSchema, Schema
 from pydantic import Field, StringConstraints
 
 from imagineer_project.permissions import is_staff
+from imagineer_project.run_api import RunFilterIn
 from labeling.models import Label, LabelingItem, LabelingJob
 
 LabelText = Annotated[
@@ -122,9 +124,12 @@ class LabelingJobDetailOut(LabelingJobOut):
         return list(job.items.filter(outcome="failed").order_by("id")[:500])
 
 
-class LabelingJobFilterIn(Schema):
-    status: LabelingJob.Status | None = None
+class LabelingJobFilterIn(RunFilterIn):
     album: int | None = None
+
+    def apply(self, runs: QuerySet) -> QuerySet:
+        runs = super().apply(runs)
+        return runs.filter(album_id=self.album) if self.album else runs
 
 
 class CaptionOut(Schema):

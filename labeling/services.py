@@ -11,35 +11,36 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from albums.models import Album, Image, NsfwSource
+from imagineer_project.errors import Invalid
+from imagineer_project.permissions import person
 from imagineer_project.runs import run_enqueue
 from labeling import claude
 from labeling.claude import LabelResult, rating_is_nsfw
-from labeling.models import Label, LabelingJob
+from labeling.models import IMPORTED_SOURCES, Label, LabelingJob, text_digest
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 Kind, Source, Review = Label.Kind, Label.Source, Label.Review
 
 MAX_TAG_CHARS = 200  # tags are indexed (labeling.models: label_tag_text)
 
 
-def _person(user: Any) -> Any:
-    return user if getattr(user, "pk", None) else None
-
-
 def _clean_text(kind: str, text: str) -> str:
     text = (text or "").strip()
     if not text:
-        raise ValueError("A label needs text.")
+        raise Invalid("A label needs text.")
     if kind == Kind.TAG:
         text = " ".join(text.split())
         if len(text) > MAX_TAG_CHARS:
-            raise ValueError(f"A tag is at most {MAX_TAG_CHARS} characters.")
+            raise Invalid(f"A tag is at most {MAX_TAG_CHARS} characters.")
     return text
 
 
@@ -49,7 +50,7 @@ def label_create(
     kind: str,
     text: str,
     source: str = Source.HUMAN,
-    author: Any = None,
+    author: User | None = None,
     **extra: Any,
 ) -> Label:
     """One label. A caption a person writes counts as approved unless told
@@ -61,7 +62,7 @@ def label_create(
         kind=kind,
         text=_clean_text(kind, text),
         source=source,
-        author=_person(author),
+        author=person(author),
         **extra,
     )
 
@@ -69,16 +70,25 @@ def label_create(
 def label_get_or_create(
     *, image: Image, kind: str, text: str, source: str, **extra: Any
 ) -> tuple[Label, bool]:
-    """Idempotent label write: the same text of the same kind and source once."""
+    """Idempotent write of an imported label (source html, sidecar or legacy):
+    the same text of the same kind and source once per image, held by the
+    label_imported_once constraint (get_or_create retries on its conflict)."""
+    if source not in IMPORTED_SOURCES:
+        raise Invalid(f"Only imported labels are written this way, not {source!r}.")
+    text = text.strip()
     return Label.objects.get_or_create(
-        image=image, kind=kind, source=source, text=text.strip(), defaults=extra
+        image=image,
+        kind=kind,
+        source=source,
+        text_sha256=text_digest(text),
+        defaults={"text": text, **extra},
     )
 
 
 def label_update(
     *,
     label: Label,
-    user: Any,
+    user: User | None,
     text: str | None = None,
     kind: str | None = None,
     review: str | None = None,
@@ -92,7 +102,7 @@ def label_update(
     if text is not None and text.strip() != label.text:
         label.text = _clean_text(label.kind, text)
         label.source = Source.HUMAN
-        label.author = _person(user)
+        label.author = person(user)
         changed += ["text", "source", "author"]
         if label.kind == Kind.CAPTION and review is None:
             review = Review.APPROVED
@@ -119,7 +129,7 @@ def captions_find_replace(
     image_ids: Iterable[int],
     find: str,
     replace: str,
-    user: Any,
+    user: User | None,
     case_sensitive: bool = False,
 ) -> int:
     """Replace text in the captions of the given images; returns captions changed.
@@ -128,7 +138,7 @@ def captions_find_replace(
     survives a forced re-label.
     """
     if not find:
-        raise ValueError("Say what to find.")
+        raise Invalid("Say what to find.")
     pattern = re.compile(re.escape(find), 0 if case_sensitive else re.IGNORECASE)
     changed = 0
     captions = Label.objects.filter(
@@ -178,6 +188,8 @@ def labels_write_from_claude(
             if tag.casefold() not in person_tags
         ]
         labels.append(Label(kind=Kind.NSFW, text=result.nsfw_rating, **common))
+        for label in labels:
+            label.fill_digest()
         created = Label.objects.bulk_create(labels)
         # Conditional update: a person's decision made meanwhile still wins.
         Image.objects.filter(pk=image.pk).exclude(nsfw_source=NsfwSource.HUMAN).update(
@@ -189,7 +201,7 @@ def labels_write_from_claude(
 
 
 def image_caption_set(
-    *, image: Image, text: str, user: Any, review: str | None = None
+    *, image: Image, text: str, user: User | None, review: str | None = None
 ) -> Label | None:
     """Make `text` the caption `image` trains with, as the person's edit; or, with
     the same text, just set its review state. Empty text changes nothing."""
@@ -213,7 +225,9 @@ def image_caption_set(
     return current
 
 
-def image_tags_set(*, image: Image, tags: Iterable[str], user: Any) -> tuple[int, int]:
+def image_tags_set(
+    *, image: Image, tags: Iterable[str], user: User | None
+) -> tuple[int, int]:
     """Make the image's tags exactly `tags` (compared case-insensitively): drop the
     missing ones, whoever wrote them, and add the new ones as the person's.
     Returns (added, removed)."""
@@ -242,23 +256,23 @@ def labeling_job_create(
     budget_usd: Decimal | float | None = None,
     limit: int | None = None,
     use_batch: bool = False,
-    created_by: Any = None,
+    created_by: User | None = None,
     enqueue: bool = True,
 ) -> LabelingJob:
     """Queue Claude labeling of an album or of chosen images.
 
     Raises LabelingNotConfigured (no API key) before anything is queued, and
-    ValueError for a request that names nothing to label.
+    Invalid for a request that names nothing to label.
     """
     claude.require_configured()
     if style not in LabelingJob.Style.values:
-        raise ValueError(f"Unknown style {style!r}: use training or description.")
+        raise Invalid(f"Unknown style {style!r}: use training or description.")
     if album is None and not images:
-        raise ValueError("Name an album or at least one image to label.")
+        raise Invalid("Name an album or at least one image to label.")
     if budget_usd is not None and Decimal(str(budget_usd)) <= 0:
-        raise ValueError("A budget must be more than 0.")
+        raise Invalid("A budget must be more than 0.")
     if budget_usd is not None and use_batch:
-        raise ValueError(
+        raise Invalid(
             "A budget needs direct requests: a Message Batch is priced only once "
             "it has ended. Use one or the other."
         )
@@ -273,7 +287,7 @@ def labeling_job_create(
             use_batch=use_batch,
             model_name=settings.LABELING_MODEL,
             prompt_version=claude.prompt_version(style),
-            created_by=created_by if getattr(created_by, "pk", None) else None,
+            created_by=person(created_by),
         )
         if enqueue:
             run_enqueue(job)

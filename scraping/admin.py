@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pydantic
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -25,21 +24,19 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.views.decorators.http import require_POST
 
 from albums.models import Image
+from imagineer_project.errors import Invalid
 from imagineer_project.run_admin import RunAdminMixin
-from imagineer_project.runs import BaseRun
 from scraping import selectors
 from scraping.cleanup import ScrapeJobBusy, scrape_job_cleanup
 from scraping.models import OPTION_FIELDS, CrawlLogEntry, ScrapeJob
-from scraping.schemas import ScrapeJobIn
+from scraping.services import scrape_job_create, scrape_job_validate
 
 logger = logging.getLogger(__name__)
 
 LOG_SHOWN = 200
 URL_SHOWN = 80
-RETRYABLE = (BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
 
 
 def url_link(url: str, length: int = URL_SHOWN) -> str:
@@ -92,18 +89,19 @@ class ScrapeJobAddForm(forms.ModelForm):
         }
 
     def clean(self) -> dict[str, Any]:
-        """The API's bounds (scraping.schemas.ScrapeJobIn), so both doors
-        accept the same jobs."""
+        """The checks of scraping.services.scrape_job_create, so every door
+        accepts the same jobs."""
         data = super().clean()
         if self.errors:
             return data
         options = {name: data[name] for name in OPTION_FIELDS if name in data}
         try:
-            ScrapeJobIn(url=data["start_url"], album_name=data["album_name"], **options)
-        except pydantic.ValidationError as exc:
-            for error in exc.errors():
-                name = {"url": "start_url"}.get(error["loc"][0], error["loc"][0])
-                message = error["msg"].removeprefix("Value error, ")
+            scrape_job_validate(
+                url=data["start_url"], album_name=data["album_name"], **options
+            )
+        except Invalid as exc:
+            for name, message in exc.errors.items():
+                name = {"url": "start_url"}.get(name, name)
                 self.add_error(name if name in self.fields else None, message)
         return data
 
@@ -134,7 +132,7 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
     search_fields = ("start_url", "album_name")
     list_select_related = ("album",)
     raw_id_fields = ("album", "created_by")
-    actions = ("cancel_selected", "retry_jobs", "clean_up_jobs")
+    actions = (*RunAdminMixin.actions, "clean_up_jobs")
     form = ScrapeJobAddForm
     add_fieldsets = (
         (None, {"fields": ("start_url", "album_name")}),
@@ -279,7 +277,6 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
         job = self.get_object(request, unquote(object_id))
         extra_context = {
             **(extra_context or {}),
-            "can_retry": bool(job and job.status in RETRYABLE),
             "can_clean_up": bool(
                 job and not job.is_active and self.has_clean_up_permission(request)
             ),
@@ -292,11 +289,14 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
         if change:
             # Saving this page's stale copy would overwrite the worker's counters.
             return
-        from scraping.services import scrape_job_start
-
-        obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-        scrape_job_start(job=obj)
+        # The one door for new jobs (the form's clean checked the same fields).
+        job = scrape_job_create(
+            url=obj.start_url,
+            album_name=obj.album_name,
+            created_by=request.user,
+            **{name: getattr(obj, name) for name in OPTION_FIELDS},
+        )
+        obj.pk = job.pk
 
     def response_add(
         self, request: HttpRequest, obj: ScrapeJob, post_url_continue: Any = None
@@ -313,11 +313,6 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
             return self.admin_site.admin_view(fn)
 
         return [
-            path(
-                "<path:object_id>/retry/",
-                view(require_POST(self.retry_view)),
-                name="scraping_scrapejob_retry",
-            ),
             path(
                 "<path:object_id>/cleanup/",
                 view(self.cleanup_view),
@@ -397,23 +392,6 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
             raise Http404("No such scrape job.")
         return job
 
-    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        job = self._job_or_404(request, object_id)
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        if job.status not in RETRYABLE:
-            self.message_user(
-                request, "Only failed or cancelled jobs can be retried.", messages.ERROR
-            )
-            return _to_job(job)
-        retry = _retry(job, request.user)
-        self.message_user(
-            request,
-            f"Scrape job #{retry.pk} retries #{job.pk} with the same options.",
-            messages.SUCCESS,
-        )
-        return _to_job(retry)
-
     def cleanup_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         job = self._job_or_404(request, object_id)
         if not self.has_clean_up_permission(request):
@@ -422,21 +400,6 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
             self._clean_up(request, [job])
             return HttpResponseRedirect(reverse("admin:scraping_scrapejob_changelist"))
         return self._cleanup_page(request, [job], action=None)
-
-    @admin.action(
-        description="Retry selected failed or cancelled jobs", permissions=["add"]
-    )
-    def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        retried = [
-            _retry(job, request.user)
-            for job in queryset.filter(status__in=RETRYABLE).order_by("pk")
-        ]
-        self.message_user(
-            request,
-            f"Queued {len(retried)} retry job(s); jobs that had not failed or "
-            "been cancelled are unchanged.",
-            messages.SUCCESS,
-        )
 
     @admin.action(description="Clean up selected jobs…", permissions=["clean_up"])
     def clean_up_jobs(
@@ -495,12 +458,6 @@ def _to_job(job: ScrapeJob) -> HttpResponse:
     return HttpResponseRedirect(
         reverse("admin:scraping_scrapejob_change", args=[job.pk])
     )
-
-
-def _retry(job: ScrapeJob, user: Any) -> ScrapeJob:
-    from scraping.services import scrape_job_retry
-
-    return scrape_job_retry(job=job, created_by=user)
 
 
 def _log_cells(entry: CrawlLogEntry) -> tuple[Any, ...]:

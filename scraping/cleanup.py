@@ -8,18 +8,17 @@ import logging
 from django.db import transaction
 
 from albums.services import album_delete
-from imagineer_project.errors import ApiError
+from imagineer_project.errors import Conflict
 from imagineer_project.runs import BaseRun
 from scraping.models import ScrapeJob
 
 logger = logging.getLogger(__name__)
 
 
-class ScrapeJobBusy(ApiError):
+class ScrapeJobBusy(Conflict):
     """The job (or another job filling its album) has not ended yet."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(409, message, code="job_active")
+    code = "job_active"
 
 
 def scrape_job_cleanup(*, job: ScrapeJob) -> dict[str, int]:

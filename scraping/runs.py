@@ -69,6 +69,11 @@ KEPT_HEADERS = (
     "cache-control",
     "x-robots-tag",
 )
+# How the crawl log says which library image a download was (then "#id").
+SAME_AS = {
+    Outcome.DUPLICATE: "same bytes as image",
+    Outcome.NEAR_DUPLICATE: "near duplicate of image",
+}
 # Which scraped text becomes which label kind.
 LABEL_FIELDS = (
     ("alt", Label.Kind.ALT_TEXT),
@@ -158,10 +163,10 @@ class ScrapeRun:
         return self._summary()
 
     def _reset(self) -> None:
-        """A re-delivered job starts over: images dedupe by content and labels
-        are get-or-create, so only the log and counters need clearing."""
-        if self.job.attempts > 1:
-            self.job.log.all().delete()
+        """A job run again (re-delivered, re-queued after a crash, or retried)
+        starts over: images dedupe by content and labels are get-or-create, so
+        only the log and counters need clearing."""
+        self.job.log.all().delete()
         for name in COUNTER_FIELDS:
             setattr(self.job, name, 0)
 
@@ -531,16 +536,16 @@ class ScrapeRun:
         exact = Image.objects.filter(sha256=inspected.sha256).first()
         if exact is not None:
             album_add_images(album=album, images=[exact])
-            why = "same bytes as image"
-            return self._kept_existing(item, result, exact, why, warning)
+            return self._kept_existing(item, result, exact, Outcome.DUPLICATE, warning)
         near = self._nearest(inspected.phash)
         if (
             near is not None
             and near.width * near.height >= inspected.width * inspected.height
         ):
             album_add_images(album=album, images=[near])
-            why = "near duplicate of image"
-            return self._kept_existing(item, result, near, why, warning)
+            return self._kept_existing(
+                item, result, near, Outcome.NEAR_DUPLICATE, warning
+            )
         stored = image_store(
             inspected=inspected,
             filename=_filename(result.url),
@@ -569,13 +574,16 @@ class ScrapeRun:
         )
 
     def _kept_existing(
-        self, item: Found, result: FetchResult, image: Image, why: str, warning: str
+        self,
+        item: Found,
+        result: FetchResult,
+        image: Image,
+        outcome: str,
+        warning: str,
     ) -> None:
         self.job.images_duplicate += 1
         self._label(image, item.candidate)
-        outcome = (
-            Outcome.DUPLICATE if why.startswith("same") else Outcome.NEAR_DUPLICATE
-        )
+        why = SAME_AS[outcome]
         self._log(
             Kind.IMAGE,
             item.candidate.url,

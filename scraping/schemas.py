@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from ninja import ModelSchema, Schema
@@ -12,75 +11,60 @@ from pydantic import Field, StringConstraints, field_validator
 from albums.models import Image
 from albums.schemas import AlbumRefOut
 from scraping.models import OPTION_FIELDS, CrawlLogEntry, ScrapeJob
+from scraping.selectors import crawl_log_recent
+from scraping.services import (
+    MAX_URL_LENGTH,
+    OPTION_LIMITS,
+    http_url_problem,
+    option_default,
+)
 
 AlbumName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
 ]
 
 
-def _default(name: str) -> Any:
-    return ScrapeJob._meta.get_field(name).get_default()
-
-
-def http_url_problem(url: str) -> str | None:
-    """Why `url` cannot start a crawl, or None. The crawler checks every
-    address it actually connects to; this only refuses what is not a web URL."""
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-    except ValueError:
-        return "url is not a valid URL."
-    if parts.scheme.lower() not in ("http", "https"):
-        return "url must start with http:// or https://."
-    if not hostname:
-        return "url must name a host."
-    if any(c.isspace() for c in url):
-        return "url must not contain spaces."
-    return None
+def _option(name: str) -> Any:
+    """The option's field: its default and range, as scraping.services checks
+    them (so the OpenAPI schema tells the truth)."""
+    low, high = OPTION_LIMITS[name]
+    return Field(option_default(name), ge=low, le=high)
 
 
 class ScrapeJobIn(Schema):
-    url: str = Field(max_length=2048, description="Where the crawl starts.")
+    url: str = Field(max_length=MAX_URL_LENGTH, description="Where the crawl starts.")
     album_name: AlbumName = Field(
-        description="The album to fill; one with this name is reused."
+        description="The album to fill; a scrape album with this name is reused."
     )
-    max_depth: int = Field(_default("max_depth"), ge=0, le=10)
-    max_pages: int = Field(_default("max_pages"), ge=1, le=10_000)
-    max_images: int = Field(_default("max_images"), ge=1, le=100_000)
-    render: ScrapeJob.Render = _default("render")
-    min_width: int = Field(_default("min_width"), ge=0, le=20_000)
-    min_height: int = Field(_default("min_height"), ge=0, le=20_000)
-    min_megapixels: float = Field(_default("min_megapixels"), ge=0, le=500)
-    max_aspect_ratio: float = Field(_default("max_aspect_ratio"), ge=1, le=100)
+    max_depth: int = _option("max_depth")
+    max_pages: int = _option("max_pages")
+    max_images: int = _option("max_images")
+    render: ScrapeJob.Render = option_default("render")
+    min_width: int = _option("min_width")
+    min_height: int = _option("min_height")
+    min_megapixels: float = _option("min_megapixels")
+    max_aspect_ratio: float = _option("max_aspect_ratio")
     formats: list[Image.Format] = Field(
         default_factory=list,
         max_length=len(Image.Format),
         description="Formats to keep; empty keeps every accepted format.",
     )
-    near_duplicate_distance: int = Field(
-        _default("near_duplicate_distance"), ge=0, le=32
-    )
-    respect_robots: bool = _default("respect_robots")
-    politeness_delay: float = Field(_default("politeness_delay"), ge=0, le=60)
-    per_host_concurrency: int = Field(_default("per_host_concurrency"), ge=1, le=8)
-    max_seconds: int = Field(_default("max_seconds"), ge=10, le=24 * 3600)
-    max_total_bytes: int = Field(
-        _default("max_total_bytes"), ge=1024**2, le=100 * 1024**3
-    )
+    near_duplicate_distance: int = _option("near_duplicate_distance")
+    respect_robots: bool = option_default("respect_robots")
+    politeness_delay: float = _option("politeness_delay")
+    per_host_concurrency: int = _option("per_host_concurrency")
+    max_seconds: int = _option("max_seconds")
+    max_total_bytes: int = _option("max_total_bytes")
 
     @field_validator("url")
     @classmethod
     def _web_url(cls, url: str) -> str:
+        # The request's shape, reported like every other field's; what the
+        # crawler would refuse (a private address) is scrape_job_create's.
         url = url.strip()
-        problem = http_url_problem(url)
-        if problem:
+        if problem := http_url_problem(url):
             raise ValueError(problem)
         return url
-
-    @field_validator("formats")
-    @classmethod
-    def _distinct(cls, formats: list[Image.Format]) -> list[Image.Format]:
-        return list(dict.fromkeys(formats))
 
     def options(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in OPTION_FIELDS}
@@ -201,6 +185,10 @@ class ScrapeJobDetailOut(ScrapeJobOut):
     recent_log: list[CrawlLogEntryOut] = Field(
         description="The last 50 crawl log entries, newest first."
     )
+
+    @staticmethod
+    def resolve_recent_log(job: ScrapeJob) -> list[CrawlLogEntry]:
+        return crawl_log_recent(job=job)
 
 
 class CrawlLogFilterIn(Schema):

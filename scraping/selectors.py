@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from albums.models import AlbumImage
-from imagineer_project.errors import get_or_404
 from scraping.models import CrawlLogEntry, ScrapeJob
 
 logger = logging.getLogger(__name__)
@@ -19,12 +18,9 @@ def scrape_job_list() -> Any:
     return ScrapeJob.objects.select_related("album")
 
 
-def scrape_job_get(*, job_id: int, detail: bool = False) -> ScrapeJob:
-    """One job with its album; with `detail`, also its `recent_log`."""
-    job = get_or_404(ScrapeJob.objects.select_related("album"), job_id, "Scrape job")
-    if detail:
-        job.recent_log = crawl_log_recent(job=job)
-    return job
+def scrape_job_rows() -> Any:
+    """Jobs with their album (a job's page shows both)."""
+    return ScrapeJob.objects.select_related("album")
 
 
 def crawl_log(

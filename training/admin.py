@@ -35,6 +35,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from imagineer_project.errors import DomainError
+from imagineer_project.forms import add_domain_error
 from imagineer_project.run_admin import RunAdminMixin
 from training.config import (
     FIELDS,
@@ -43,10 +45,22 @@ from training.config import (
     config_validate,
     field_help,
 )
-from training.datasets.admin import DatasetBuildForm, DatasetVersionAdmin
+from training.datasets.admin import (
+    DatasetBuildAdmin,
+    DatasetBuildForm,
+    DatasetExportAdmin,
+    DatasetVersionAdmin,
+)
 from training.datasets.services import DatasetInvalid
 from training.generation.admin import GenerationJobAdmin
-from training.models import DatasetVersion, GenerationJob, Lora, TrainingRun
+from training.models import (
+    DatasetBuild,
+    DatasetExport,
+    DatasetVersion,
+    GenerationJob,
+    Lora,
+    TrainingRun,
+)
 from training.registry import (
     LoraInvalid,
     lora_delete,
@@ -56,7 +70,6 @@ from training.registry import (
 )
 from training.selectors import RUN_DETAIL_FIELDS, training_runs
 from training.services import (
-    RunNotStartable,
     training_run_create_from_albums,
     training_run_start,
 )
@@ -202,7 +215,6 @@ class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "base_model", "dataset__name", "dataset__manifest_sha256")
     list_select_related = ("dataset",)
     raw_id_fields = ("dataset", "created_by", "sample_album")
-    actions = ("cancel_selected",)
     fieldsets = (
         (None, {"fields": ("name", "dataset_link", "base_model", "report")}),
         ("Config", {"fields": ("config_shown",), "classes": ("collapse",)}),
@@ -289,10 +301,10 @@ class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
                 enqueue=data["start"],
             )
         except DatasetInvalid as exc:
-            form.add_error("albums", str(exc))
+            form.add_error("albums", exc.message)
             return None
-        except (ConfigInvalid, ValueError) as exc:
-            form.add_error(None, str(exc))
+        except DomainError as exc:
+            add_domain_error(form, exc)
             return None
         queued = "queued for the gpu worker" if data["start"] else "ready to start"
         self.message_user(
@@ -327,8 +339,8 @@ class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
             raise PermissionDenied
         try:
             training_run_start(run=run)
-        except RunNotStartable as exc:
-            self.message_user(request, str(exc), messages.WARNING)
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.WARNING)
         else:
             self.message_user(request, "Queued for the gpu worker.", messages.SUCCESS)
         return HttpResponseRedirect(self.run_url(run))
@@ -479,7 +491,7 @@ class LoraAdmin(admin.ModelAdmin):
                     created_by=request.user,
                 )
             except LoraInvalid as exc:
-                form.add_error("file" if "LoRA named" not in str(exc) else "name", exc)
+                form.add_error(exc.field, exc.message)
             else:
                 self.message_user(
                     request, f"Imported the LoRA {lora.name!r}.", messages.SUCCESS
@@ -576,4 +588,6 @@ class LoraAdmin(admin.ModelAdmin):
 # The datasets and generation packages define their admins; the app registers
 # them here, beside its own, so every registration of the app is in one place.
 admin.site.register(DatasetVersion, DatasetVersionAdmin)
+admin.site.register(DatasetBuild, DatasetBuildAdmin)
+admin.site.register(DatasetExport, DatasetExportAdmin)
 admin.site.register(GenerationJob, GenerationJobAdmin)

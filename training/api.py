@@ -12,15 +12,16 @@ from typing import Any
 
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.utils.text import slugify
-from ninja import Query, Router, Status
+from ninja import Query, Router
 
 from albums.selectors import album_get
-from imagineer_project.errors import ApiError, get_or_404
+from imagineer_project.errors import get_or_404
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
-from training.config import ConfigInvalid, config_fields
-from training.datasets.services import DatasetInvalid
-from training.models import DatasetVersion, Lora, TrainingRun
+from imagineer_project.run_api import RunRoutes, add_run_routes
+from training.config import config_fields
+from training.datasets.selectors import dataset_version_get
+from training.models import Lora, TrainingRun
 from training.registry import lora_open
 from training.schemas import (
     ConfigFieldOut,
@@ -35,8 +36,6 @@ from training.schemas import (
 )
 from training.selectors import RUN_DETAIL_FIELDS, training_run_log_lines, training_runs
 from training.services import (
-    RunNotStartable,
-    training_run_cancel,
     training_run_create,
     training_run_create_from_albums,
     training_run_start,
@@ -46,13 +45,19 @@ runs_router = Router(tags=["training"], auth=staff_required)
 loras_router = Router(tags=["loras"], auth=staff_required)
 
 
-def _run(run_id: int) -> TrainingRun:
-    return get_or_404(training_runs(), run_id, "Training run")
-
-
-def _accepted(response: HttpResponse, run: TrainingRun) -> Any:
-    response["Location"] = f"/api/training/runs/{run.pk}"
-    return Status(202, _run(run.pk))
+RUNS = RunRoutes(
+    model=TrainingRun,
+    what="Training run",
+    location="/api/training/runs",
+    list_out=TrainingRunOut,
+    detail_out=TrainingRunDetailOut,
+    detail=training_runs,
+    listing=lambda: training_runs().defer(*RUN_DETAIL_FIELDS),
+    filters=TrainingRunFilterIn,
+    cancel_doc="Stop a run: at once if queued, within one training step if running.",
+    retry_doc="Resume a failed or cancelled run from its latest checkpoint (the "
+    "same as /start for such a run).",
+)
 
 
 @runs_router.get("/config", response=list[ConfigFieldOut])
@@ -65,7 +70,9 @@ def training_config_fields(request: HttpRequest) -> Any:
 def training_run_new(
     request: HttpRequest, response: HttpResponse, payload: TrainingRunIn
 ) -> Any:
-    """Create a run from albums or a dataset version and (with `start`) queue it."""
+    """Create a run from albums or a dataset version and (with `start`) queue it.
+    422 names each bad config field (config_invalid) or says why the albums
+    cannot train (dataset_invalid)."""
     options: dict[str, Any] = {
         "base_model": payload.base_model,
         "config": payload.config.model_dump(exclude_none=True),
@@ -73,46 +80,18 @@ def training_run_new(
         "created_by": request.user,
         "enqueue": payload.start,
     }
-    try:
-        if payload.albums is not None:
-            albums = [album_get(user=request.user, ref=ref) for ref in payload.albums]
-            run = training_run_create_from_albums(
-                albums=albums,
-                trigger_word=payload.trigger_word,
-                include_nsfw=payload.include_nsfw,
-                **options,
-            )
-        else:
-            dataset = DatasetVersion.objects.filter(pk=payload.dataset).first()
-            if dataset is None:
-                raise ApiError(404, f"Dataset version {payload.dataset} not found.")
-            run = training_run_create(dataset=dataset, **options)
-    except ConfigInvalid as exc:
-        raise ApiError(
-            422, str(exc), code="config_invalid", details={"errors": exc.errors}
-        ) from exc
-    except DatasetInvalid as exc:
-        raise ApiError(422, str(exc), code="dataset_invalid") from exc
-    return _accepted(response, run)
-
-
-@runs_router.get("", response=PageOut[TrainingRunOut])
-def training_run_list(
-    request: HttpRequest, filters: Query[TrainingRunFilterIn], page: Query[PageIn]
-) -> Any:
-    """Training runs, newest first."""
-    runs = training_runs().defer(*RUN_DETAIL_FIELDS)
-    if filters.status:
-        runs = runs.filter(status=filters.status)
-    if filters.dataset:
-        runs = runs.filter(dataset_id=filters.dataset)
-    return keyset_paginate(runs, keys=["-id"], page=page)
-
-
-@runs_router.get("/{int:run_id}", response=TrainingRunDetailOut)
-def training_run_detail(request: HttpRequest, run_id: int) -> Any:
-    """Progress, loss curve, config, the training manifest and its sha256."""
-    return _run(run_id)
+    if payload.albums is not None:
+        albums = [album_get(user=request.user, ref=ref) for ref in payload.albums]
+        run = training_run_create_from_albums(
+            albums=albums,
+            trigger_word=payload.trigger_word,
+            include_nsfw=payload.include_nsfw,
+            **options,
+        )
+    else:
+        dataset = dataset_version_get(dataset_id=payload.dataset)
+        run = training_run_create(dataset=dataset, **options)
+    return RUNS.accepted(response, run)
 
 
 @runs_router.post("/{int:run_id}/start", response={202: TrainingRunDetailOut})
@@ -121,27 +100,17 @@ def training_run_begin(
 ) -> Any:
     """Queue a run created without `start`, or resume a failed or cancelled one
     from its latest checkpoint. 409 for a run that is queued, running or done."""
-    try:
-        run = training_run_start(run=_run(run_id))
-    except RunNotStartable as exc:
-        raise ApiError(409, str(exc)) from exc
-    return _accepted(response, run)
-
-
-@runs_router.post("/{int:run_id}/cancel", response=TrainingRunDetailOut)
-def training_run_stop(request: HttpRequest, run_id: int) -> Any:
-    """Stop a run: at once if queued, within one training step if running."""
-    run = _run(run_id)
-    if not training_run_cancel(run=run):
-        raise ApiError(409, f"Training run {run_id} already ended ({run.status}).")
-    return _run(run_id)
+    return RUNS.accepted(response, training_run_start(run=RUNS.get(run_id)))
 
 
 @runs_router.get("/{int:run_id}/logs", response=TrainingRunLogOut)
 def training_run_logs(request: HttpRequest, run_id: int) -> Any:
     """The last 200 lines of the run's log."""
-    run = _run(run_id)
+    run = RUNS.get(run_id)
     return {"id": run.pk, "status": run.status, "lines": training_run_log_lines(run)}
+
+
+add_run_routes(runs_router, RUNS)
 
 
 # --- LoRAs ---------------------------------------------------------------------------

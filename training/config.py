@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from imagineer_project.errors import Invalid
 from training.ml.config import MIXED_PRECISION_CHOICES
 
 
@@ -66,12 +67,13 @@ FIELDS = (
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
 
-class ConfigInvalid(ValueError):
+class ConfigInvalid(Invalid):
     """A config that cannot be used; `errors` maps each field to what is wrong."""
 
+    code = "config_invalid"
+
     def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{name}: {msg}" for name, msg in errors.items()))
+        super().__init__(errors=errors)
 
 
 def config_defaults() -> dict[str, Any]:

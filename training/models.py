@@ -44,6 +44,89 @@ class DatasetVersion(models.Model):
         return f"{self.name} ({self.manifest_sha256[:12]})"
 
 
+class DatasetBuild(BaseRun):
+    """Building a dataset version from albums on the worker (the admin's build
+    form): reading every caption of a large album takes a while."""
+
+    name = models.CharField(max_length=200, blank=True)
+    # In the order chosen: it is the dataset's order.
+    album_ids = models.JSONField(default=list)
+    # Unless `trigger_word_given`, the first chosen album's trigger word.
+    trigger_word = models.CharField(max_length=100, blank=True)
+    trigger_word_given = models.BooleanField(default=False)
+    include_nsfw = models.BooleanField(default=False)
+    dataset = models.ForeignKey(
+        DatasetVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="builds",
+    )
+    # Whether this build made the version (False: the identical one existed).
+    created_version = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    task_path = "training.datasets.tasks.run_dataset_build"
+
+    class Meta(BaseRun.Meta):
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Dataset build #{self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:training_datasetbuild_change", args=[self.pk])
+
+
+class DatasetExport(BaseRun):
+    """A dataset version written as a zip in storage, once per layout and
+    repeats; downloads serve the stored file."""
+
+    class Layout(models.TextChoices):
+        FLAT = "flat", "flat PNG + .txt"
+        KOHYA = "kohya", "kohya N_concept folder"
+        JSONL = "jsonl", "metadata.jsonl"
+
+    dataset = models.ForeignKey(
+        DatasetVersion, on_delete=models.CASCADE, related_name="exports"
+    )
+    layout = models.CharField(max_length=8, choices=Layout)
+    repeats = models.PositiveIntegerField(default=10)
+    # The zip's storage key (exports/...), once written.
+    file = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    task_path = "training.datasets.tasks.run_dataset_export"
+
+    class Meta(BaseRun.Meta):
+        ordering = ["-id"]
+        constraints = [
+            # The same export is made once; asking again finds it.
+            models.UniqueConstraint(
+                fields=["dataset", "layout", "repeats"], name="dataset_export_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Export #{self.pk} of dataset {self.dataset_id} ({self.layout})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:training_datasetexport_change", args=[self.pk])
+
+
 class TrainingRun(BaseRun):
     """A LoRA training run on the `gpu` cluster; resumable from its checkpoints."""
 
@@ -89,6 +172,7 @@ class TrainingRun(BaseRun):
 
     task_path = "training.tasks.run_training"
     task_cluster = "gpu"
+    resume_note = "Queued again; resumes from the latest checkpoint"
 
     class Meta(BaseRun.Meta):
         ordering = ["-id"]
@@ -105,7 +189,8 @@ class Lora(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     file = models.FileField(max_length=255)
-    sha256 = models.CharField(max_length=64)
+    # The file's content hash: the same bytes are one LoRA.
+    sha256 = models.CharField(max_length=64, unique=True)
     size = models.PositiveBigIntegerField(default=0)
     trigger_words = models.JSONField(default=list, blank=True)
     default_weight = models.FloatField(default=0.8)

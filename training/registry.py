@@ -17,14 +17,19 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
+from imagineer_project.errors import Invalid
+from imagineer_project.permissions import person
 from training.ml.kohya import kohya_key_problems
 from training.models import Lora, TrainingRun
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +37,17 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 WEIGHT_RANGE = (-4.0, 4.0)
 
 
-class LoraInvalid(ValueError):
-    """A file or request the registry refuses; the message says why."""
+class LoraInvalid(Invalid):
+    """A file or request the registry refuses; the message says why, and
+    `field` which input it is about (the file, unless a subclass says)."""
+
+    field = "file"
+
+
+class LoraNameTaken(LoraInvalid):
+    """The name is missing or already registered."""
+
+    field = "name"
 
 
 def lora_key(sha256: str) -> str:
@@ -194,7 +208,7 @@ def lora_import(
     trigger_words: Sequence[str] = (),
     default_weight: float = 0.8,
     base_model: str = "",
-    created_by: Any = None,
+    created_by: User | None = None,
 ) -> Lora:
     """Register an external kohya-format .safetensors LoRA under `name`.
 
@@ -205,9 +219,9 @@ def lora_import(
     """
     name = name.strip()
     if not name:
-        raise LoraInvalid("A LoRA needs a name.")
+        raise LoraNameTaken("A LoRA needs a name.")
     if Lora.objects.filter(name=name).exists():
-        raise LoraInvalid(f"A LoRA named {name!r} is already registered.")
+        raise LoraNameTaken(f"A LoRA named {name!r} is already registered.")
     if not WEIGHT_RANGE[0] <= default_weight <= WEIGHT_RANGE[1]:
         raise LoraInvalid(
             f"The default weight must be between {WEIGHT_RANGE[0]} and "
@@ -230,19 +244,31 @@ def lora_import(
     words = [w.strip() for w in trigger_words if w.strip()] or [
         w for w in [info.metadata.get("trigger_word", "").strip()] if w
     ]
-    lora = Lora.objects.create(
-        name=name[:200],
-        file=key,
-        sha256=sha256,
-        size=size,
-        trigger_words=words,
-        default_weight=default_weight,
-        base_model=(base_model.strip() or info.metadata.get("base_model", ""))[:500],
-        rank=_rank(info),
-        alpha=_alpha(info),
-        metadata=info.metadata,
-        created_by=created_by if getattr(created_by, "pk", None) else None,
-    )
+    try:
+        with transaction.atomic():
+            lora = Lora.objects.create(
+                name=name[:200],
+                file=key,
+                sha256=sha256,
+                size=size,
+                trigger_words=words,
+                default_weight=default_weight,
+                base_model=(base_model.strip() or info.metadata.get("base_model", ""))[
+                    :500
+                ],
+                rank=_rank(info),
+                alpha=_alpha(info),
+                metadata=info.metadata,
+                created_by=person(created_by),
+            )
+    except IntegrityError:
+        # A concurrent import took the name or registered the same bytes.
+        same = Lora.objects.filter(sha256=sha256).first()
+        if same is not None:
+            raise LoraInvalid(
+                f"This file is already registered as {same.name!r}."
+            ) from None
+        raise LoraNameTaken(f"A LoRA named {name!r} is already registered.") from None
     logger.info("Imported LoRA %s (%s)", lora.name, sha256[:12])
     return lora
 
@@ -260,6 +286,12 @@ def lora_register_from_run(*, run: TrainingRun, lora_path: Path) -> Lora:
     info = lora_file_check(path)
     with path.open("rb") as fh:
         sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+    same = Lora.objects.filter(sha256=sha256).first()
+    if same is not None:
+        # The same bytes are one LoRA (lora.sha256 is unique): a run that
+        # trained exactly what another did, or an imported copy, names it.
+        logger.info("Training run %s made the same file as LoRA %s", run.pk, same)
+        return same
     key = _store(path, sha256)
     trigger = run.dataset.trigger_word.strip()
     fields = {
@@ -279,8 +311,11 @@ def lora_register_from_run(*, run: TrainingRun, lora_path: Path) -> Lora:
         with transaction.atomic():
             lora = Lora.objects.create(source_run=run, **fields)
     except IntegrityError:
-        # Another delivery of this run registered it first (lora_one_per_run).
-        return Lora.objects.get(source_run=run)
+        # Another delivery of this run registered it first (lora_one_per_run),
+        # or a concurrent one the same bytes.
+        return Lora.objects.filter(source_run=run).first() or Lora.objects.get(
+            sha256=sha256
+        )
     logger.info("Registered LoRA %s from training run %s", lora.name, run.pk)
     return lora
 
@@ -296,9 +331,9 @@ def lora_update(
     if name is not None:
         name = name.strip()
         if not name:
-            raise LoraInvalid("A LoRA needs a name.")
+            raise LoraNameTaken("A LoRA needs a name.")
         if Lora.objects.filter(name=name).exclude(pk=lora.pk).exists():
-            raise LoraInvalid(f"A LoRA named {name!r} is already registered.")
+            raise LoraNameTaken(f"A LoRA named {name!r} is already registered.")
         lora.name = name[:200]
     if trigger_words is not None:
         lora.trigger_words = [w.strip() for w in trigger_words if w.strip()]

@@ -11,21 +11,18 @@ one LoRA per run (a unique constraint), sample images by content hash.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import shutil
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import connections
 from django.utils import timezone
 
 from albums.models import Album, SourceKind, Visibility
@@ -36,7 +33,6 @@ from albums.services import (
     image_update,
 )
 from imagineer_project.runs import (
-    BaseRun,
     RunCancelled,
     run_checkpoint,
 )
@@ -90,8 +86,7 @@ def training_run_execute(
     """
     tracker = _Tracker(run)
     try:
-        with _heartbeat(run):
-            return _train(run, tracker, on_step)
+        return _train(run, tracker, on_step)
     except RunCancelled:
         tracker.log(f"Cancelled at step {run.progress_done}")
         raise
@@ -341,30 +336,3 @@ class _Tracker:
 
     def finish(self) -> None:
         self._save(loss_curve=self.curve, eta_seconds=0.0)
-
-
-@contextlib.contextmanager
-def _heartbeat(run: TrainingRun) -> Iterator[None]:
-    """Refresh the run's heartbeat from a thread while the body works, so long
-    phases without steps (copying the dataset, loading or downloading the base
-    model, encoding, samples) never look like a dead worker to the reaper."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        try:
-            while not stop.wait(settings.TRAINING_HEARTBEAT_SECONDS):
-                TrainingRun.objects.filter(
-                    pk=run.pk, status=BaseRun.Status.RUNNING
-                ).update(heartbeat_at=timezone.now())
-        except Exception:
-            logger.exception("Heartbeat of training run %s stopped", run.pk)
-        finally:
-            connections.close_all()  # this thread's connections only
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-run-{run.pk}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)

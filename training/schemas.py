@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from django.db.models import QuerySet
 from ninja import ModelSchema, Schema
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from imagineer_project.runs import BaseRun
+from imagineer_project.run_api import RunFilterIn
 from training.models import DatasetVersion, Lora, TrainingRun
 from training.services import training_run_can_start
 
@@ -78,9 +79,12 @@ class ConfigFieldOut(Schema):
     help: str
 
 
-class TrainingRunFilterIn(Schema):
-    status: BaseRun.Status | None = None
+class TrainingRunFilterIn(RunFilterIn):
     dataset: int | None = None
+
+    def apply(self, runs: QuerySet) -> QuerySet:
+        runs = super().apply(runs)
+        return runs.filter(dataset_id=self.dataset) if self.dataset else runs
 
 
 class DatasetBriefOut(ModelSchema):

@@ -4,22 +4,27 @@ start (or resume) it, cancel it. The gpu worker's half is training.runs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from albums.models import Album
-from imagineer_project.runs import BaseRun, run_enqueue, run_request_cancel
+from imagineer_project.errors import Conflict, Invalid
+from imagineer_project.permissions import person
+from imagineer_project.runs import BaseRun, run_enqueue, run_request_cancel, run_retry
 from training.config import config_validate
 from training.datasets.services import dataset_version_build
 from training.models import DatasetVersion, TrainingRun
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 # --- create, start, cancel ------------------------------------------------------------
 
 
-class RunNotStartable(Exception):
+class RunNotStartable(Conflict):
     """The run is queued or running already, or it succeeded."""
 
 
@@ -32,7 +37,7 @@ def training_run_create(
     base_model: str = "",
     config: dict[str, Any] | None = None,
     name: str = "",
-    created_by: Any = None,
+    created_by: User | None = None,
     enqueue: bool = True,
     allow_below_minimum: bool = False,
 ) -> TrainingRun:
@@ -46,7 +51,7 @@ def training_run_create(
     full, warnings = config_validate(config, allow_below_minimum=allow_below_minimum)
     base_model = (base_model or settings.TRAINING_BASE_MODEL).strip()
     if not base_model:
-        raise ValueError("Name a base model: a local diffusers folder or a hub id.")
+        raise Invalid("Name a base model: a local diffusers folder or a hub id.")
     now = timezone.now()
     with transaction.atomic():
         run = TrainingRun.objects.create(
@@ -57,7 +62,7 @@ def training_run_create(
             progress_total=full["steps"],
             log_tail="\n".join(f"{now:%H:%M:%S} Warning: {w}" for w in warnings),
             enqueued_at=now if enqueue else None,
-            created_by=created_by if getattr(created_by, "pk", None) else None,
+            created_by=person(created_by),
         )
         if enqueue:
             run_enqueue(run)
@@ -69,7 +74,7 @@ def training_run_create_from_albums(
     albums: Sequence[Album],
     trigger_word: str | None = None,
     include_nsfw: bool = False,
-    created_by: Any = None,
+    created_by: User | None = None,
     **kwargs: Any,
 ) -> TrainingRun:
     """Build (or find) the albums' dataset version, then create the run.
@@ -94,34 +99,28 @@ def training_run_can_start(run: TrainingRun) -> bool:
     """Created without starting, or ended failed or cancelled (then it resumes)."""
     if run.status == BaseRun.Status.QUEUED:
         return run.enqueued_at is None
-    return run.status in (BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
+    return run.can_retry
 
 
 def training_run_start(*, run: TrainingRun) -> TrainingRun:
     """Hand the run to the gpu worker.
 
-    A failed or cancelled run is queued again and resumes from its latest
-    checkpoint, with a fresh set of attempts. Raises RunNotStartable for a run
-    that is queued, running or succeeded.
+    A failed or cancelled run is queued again through run_retry and resumes
+    from its latest checkpoint, with a fresh set of attempts. Raises
+    RunNotStartable for a run that is queued, running or succeeded.
     """
     now = timezone.now()
     with transaction.atomic():
+        if run.can_retry:
+            run_retry(run)
+            TrainingRun.objects.filter(pk=run.pk).update(enqueued_at=now)
+            run.enqueued_at = now
+            return run
         fresh = TrainingRun.objects.filter(
             pk=run.pk, status=BaseRun.Status.QUEUED, enqueued_at__isnull=True
         ).update(enqueued_at=now)
-        again = TrainingRun.objects.filter(
-            pk=run.pk, status__in=(BaseRun.Status.FAILED, BaseRun.Status.CANCELLED)
-        ).update(
-            status=BaseRun.Status.QUEUED,
-            cancel_requested=False,
-            error="",
-            finished_at=None,
-            attempts=0,
-            enqueued_at=now,
-            message="Queued again; resumes from the latest checkpoint",
-        )
         run.refresh_from_db()
-        if not (fresh or again):
+        if not fresh:
             raise RunNotStartable(
                 f"Training run {run.pk} is {run.status}"
                 + (" and already queued" if run.status == "queued" else "")

@@ -15,7 +15,7 @@ from django.utils.crypto import get_random_string
 
 from albums.models import Album, UploadRun
 from albums.tests.builders import make_album, make_image
-from imagineer_project.errors import ApiError
+from imagineer_project.errors import Invalid
 from imagineer_project.pagination import (
     PageIn,
     decode_cursor,
@@ -173,7 +173,7 @@ def test_cursor_round_trip() -> None:
     ],
 )
 def test_malformed_cursors_are_refused(cursor: str) -> None:
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Invalid) as err:
         decode_cursor(cursor, 1)
     assert (err.value.status, err.value.code) == (422, "invalid_cursor")
 

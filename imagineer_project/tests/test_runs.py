@@ -101,7 +101,7 @@ def test_reaper_requeues_a_dead_run_then_fails_it_when_attempts_run_out(
     give_up = queued_run(status=S.RUNNING, attempts=3, heartbeat_at=long_ago)
     fresh = queued_run(status=S.RUNNING, attempts=1, heartbeat_at=timezone.now())
 
-    assert reap_stale_runs() == {"requeued": 1, "failed": 1}
+    assert reap_stale_runs() == {"requeued": 1, "cancelled": 0, "failed": 1}
     for run in (retry, give_up, fresh):
         run.refresh_from_db()
     assert retry.status == S.QUEUED

@@ -9,12 +9,12 @@ import pytest
 
 from albums.models import Image
 from albums.tests.builders import make_album, make_image
-from imagineer_project.runs import run_execute
+from imagineer_project.errors import Invalid
+from imagineer_project.runs import run_execute, run_request_cancel
 from imagineer_project.testing.fake_anthropic import error, refusal, tool_reply
-from labeling import batches
 from labeling.claude import TOOL_NAME
 from labeling.models import Label, LabelingJob
-from labeling.runs import labeling_job_execute
+from labeling.runs import labeling_batches_poll, labeling_job_execute
 from labeling.services import labeling_job_create
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _fast_polls(settings) -> None:
-    settings.LABELING_BATCH_POLL_SECONDS = 0
+    settings.LABELING_BATCH_POLL_SECONDS = 0  # the CLI's wait between polls
 
 
 def album_of(n: int):
@@ -31,9 +31,48 @@ def album_of(n: int):
 
 
 def run(job: LabelingJob) -> LabelingJob:
+    """The worker sends the batches and hands the job back waiting; the
+    scheduled poller then finishes it (as often as it takes)."""
     run_execute(LabelingJob, job.pk, labeling_job_execute)
     job.refresh_from_db()
+    for _ in range(10):
+        if not job.waiting:
+            break
+        labeling_batches_poll()
+        job.refresh_from_db()
     return job
+
+
+def test_the_worker_is_free_while_the_batch_is_processed(fake_anthropic):
+    album, _ = album_of(2)
+    fake_anthropic.batch_polls = 3  # ended at the fourth look
+    job = labeling_job_create(album=album, use_batch=True, enqueue=False)
+    run_execute(LabelingJob, job.pk, labeling_job_execute)
+    job.refresh_from_db()
+    assert (job.status, job.waiting) == ("running", True)
+    assert "Waiting for 1 Message Batch" in job.message
+
+    assert labeling_batches_poll()["waiting"] == 1
+    assert labeling_batches_poll()["waiting"] == 1
+    assert labeling_batches_poll() == {
+        "succeeded": 1,
+        "waiting": 0,
+        "cancelled": 0,
+        "failed": 0,
+    }
+    job.refresh_from_db()
+    assert (job.status, job.waiting, job.labeled_count) == ("succeeded", False, 2)
+    assert labeling_batches_poll()["succeeded"] == 0  # nothing left to poll
+
+
+def test_the_poller_is_scheduled_every_minute() -> None:
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(name="poll-message-batches")
+    assert (schedule.func, schedule.minutes) == (
+        "labeling.tasks.poll_message_batches",
+        1,
+    )
 
 
 def test_a_batch_job_labels_like_direct_requests_at_half_the_price(fake_anthropic):
@@ -98,18 +137,17 @@ def test_a_resumed_job_polls_its_batch_instead_of_sending_again(fake_anthropic):
     assert Label.objects.filter(kind="caption").count() == 2
 
 
-def test_cancel_while_waiting_cancels_the_batch(fake_anthropic, monkeypatch):
+def test_cancel_while_waiting_cancels_the_batch(fake_anthropic):
     fake_anthropic.batch_polls = 1000  # never ends on its own
     album, _ = album_of(2)
     job = labeling_job_create(album=album, use_batch=True, enqueue=False)
-
-    def someone_cancels(seconds: float) -> None:
-        LabelingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
-
-    monkeypatch.setattr(batches.time, "sleep", someone_cancels)
     job = run(job)
+    assert (job.status, job.waiting) == ("running", True)
 
-    assert job.status == "cancelled"
+    assert run_request_cancel(job)  # noticed at the next poll
+    assert labeling_batches_poll()["cancelled"] == 1
+    job.refresh_from_db()
+    assert (job.status, job.waiting) == ("cancelled", False)
     [batch] = fake_anthropic.batches.values()
     assert batch["status"] == "canceling"
     assert not Label.objects.exists()
@@ -117,7 +155,7 @@ def test_cancel_while_waiting_cancels_the_batch(fake_anthropic, monkeypatch):
 
 def test_a_budget_and_a_batch_do_not_mix(fake_anthropic, call_as):
     album, _ = album_of(1)
-    with pytest.raises(ValueError, match="A budget needs direct requests"):
+    with pytest.raises(Invalid, match="A budget needs direct requests"):
         labeling_job_create(album=album, use_batch=True, budget_usd="1")
     response = call_as("token").post(
         f"/api/albums/{album.pk}/label",

@@ -530,3 +530,52 @@ def test_cleanup_waits_for_a_retry_filling_the_same_album(call_as: Any) -> None:
         in (response.json()["error"])
     )
     assert Album.objects.filter(pk=album.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8000/", "http://localhost/gallery", "http://[::1]/"],
+)
+def test_every_door_refuses_a_start_url_the_crawler_would_refuse(
+    call_as: Any, admin_client: Any, settings: Any, url: str
+) -> None:
+    """The API, the admin and the CLI go through scrape_job_create: a loopback
+    start URL is refused at once by each, not queued for the crawler to refuse."""
+    from django.core.management import CommandError, call_command
+
+    settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES = False
+    api = post_json(call_as("token"), JOBS, {"url": url, "album_name": "Local"})
+    assert api.status_code == 422
+    assert api.json()["error_code"] == "scrape_job_invalid"
+    assert list(api.json()["details"]["errors"]) == ["url"]
+
+    form = admin_client.post(
+        "/admin/scraping/scrapejob/add/",
+        {
+            "start_url": url,
+            "album_name": "Local",
+            "max_depth": 2,
+            "max_pages": 50,
+            "max_images": 500,
+            "render": "auto",
+            "min_width": 128,
+            "min_height": 128,
+            "min_megapixels": 0,
+            "max_aspect_ratio": 4,
+            "near_duplicate_distance": 6,
+            "respect_robots": "on",
+            "politeness_delay": 1,
+            "per_host_concurrency": 2,
+            "max_seconds": 3600,
+            "max_total_bytes": 2 * 1024**3,
+        },
+    )
+    assert list(form.context["adminform"].form.errors) == ["start_url"]
+
+    with pytest.raises(CommandError, match="Refusing"):
+        call_command("scrape", url, album="Local")
+
+    settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES = True  # local use and tests
+    allowed = post_json(call_as("token"), JOBS, {"url": url, "album_name": "Local"})
+    assert allowed.status_code == 201
+    assert ScrapeJob.objects.count() == 1

@@ -27,10 +27,17 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from albums.models import Album
-from training.datasets.export import LAYOUTS, dataset_export_zip, export_filename
-from training.datasets.selectors import training_albums
-from training.datasets.services import DatasetInvalid, dataset_version_build_or_get
-from training.models import DatasetVersion
+from imagineer_project.errors import DomainError
+from imagineer_project.forms import add_domain_error
+from imagineer_project.run_admin import RunAdminMixin
+from training.datasets.export import LAYOUTS, export_filename
+from training.datasets.selectors import dataset_export_open, training_albums
+from training.datasets.services import (
+    dataset_build_start,
+    dataset_export_request,
+    min_captioned,
+)
+from training.models import DatasetBuild, DatasetExport, DatasetVersion
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +92,23 @@ class DatasetBuildForm(forms.Form):
         # Counted per form, in one query (fields are built once, at import).
         readiness = {row["id"]: row for row in training_albums()}
         self.fields["albums"].readiness = readiness  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        """Refuse at once a selection that cannot reach the minimum even if no
+        image repeats across the albums (the build itself checks exactly)."""
+        data = super().clean()
+        if data.get("albums"):
+            rows = training_albums(include_nsfw=data.get("include_nsfw", False))
+            counts = {row["id"]: row["captioned_images"] for row in rows}
+            most = sum(counts.get(album.pk, 0) for album in data["albums"])
+            if most < min_captioned():
+                self.add_error(
+                    "albums",
+                    f"Only {most} captioned images in the chosen albums; at least "
+                    f"{min_captioned()} are needed: label the album(s) or add "
+                    "captions.",
+                )
+        return data
 
     def trigger_word_choice(self) -> str | None:
         if self.cleaned_data["no_trigger_word"]:
@@ -234,25 +258,17 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         form = DatasetBuildForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             try:
-                dataset, created = dataset_version_build_or_get(
+                build = dataset_build_start(
                     albums=list(form.cleaned_data["albums"]),
                     name=form.cleaned_data["name"],
                     trigger_word=form.trigger_word_choice(),
                     include_nsfw=form.cleaned_data["include_nsfw"],
                     created_by=request.user,
                 )
-            except DatasetInvalid as exc:
-                form.add_error(None, str(exc))
+            except DomainError as exc:
+                add_domain_error(form, exc)
             else:
-                self.message_user(
-                    request,
-                    f"Built “{dataset}”."
-                    if created
-                    else f"The same selection is already “{dataset}”.",
-                    messages.SUCCESS if created else messages.INFO,
-                )
-                url = reverse("admin:training_datasetversion_change", args=[dataset.pk])
-                return HttpResponseRedirect(url)
+                return self._built(request, build)
         context = {
             **self.admin_site.each_context(request),
             "title": "Build a dataset version",
@@ -264,25 +280,185 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             request, "admin/training/datasetversion/build.html", context
         )
 
+    def _url(self, dataset: DatasetVersion) -> str:
+        return reverse("admin:training_datasetversion_change", args=[dataset.pk])
+
+    def _built(self, request: HttpRequest, build: DatasetBuild) -> HttpResponse:
+        """The version when the build has already ended (a fast worker), else
+        the build's page, which follows it and links the version."""
+        build.refresh_from_db()
+        if build.status != DatasetBuild.Status.SUCCEEDED:
+            self.message_user(
+                request,
+                "The worker is building the version; this page follows it.",
+                messages.INFO,
+            )
+            return HttpResponseRedirect(build.get_absolute_url())
+        dataset = build.dataset
+        self.message_user(
+            request,
+            f"Built “{dataset}”."
+            if build.created_version
+            else f"The same selection is already “{dataset}”.",
+            messages.SUCCESS if build.created_version else messages.INFO,
+        )
+        return HttpResponseRedirect(self._url(dataset))
+
     # --- export -----------------------------------------------------------------------
 
     def export_view(
         self, request: HttpRequest, object_id: str, layout: str
     ) -> HttpResponse:
+        """The zip when the worker has written it; else its export run's page,
+        which follows it and offers the download once it is done."""
         dataset = self.get_object(request, unquote(object_id))
         if dataset is None or layout not in LAYOUTS:
             raise Http404("No such dataset version or layout.")
         if not self.has_view_permission(request, dataset):
             raise PermissionDenied
         try:
-            archive = dataset_export_zip(dataset, layout)
-        except DatasetInvalid as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            url = reverse("admin:training_datasetversion_change", args=[dataset.pk])
-            return HttpResponseRedirect(url)
-        return FileResponse(
-            archive,
-            as_attachment=True,
-            filename=export_filename(dataset, layout),
-            content_type="application/zip",
+            export = dataset_export_request(
+                dataset=dataset, layout=layout, created_by=request.user
+            )
+        except DomainError as exc:
+            # A failed or cancelled export: its page says why and offers Retry.
+            self.message_user(request, exc.message, messages.ERROR)
+            found = DatasetExport.objects.filter(dataset=dataset, layout=layout).first()
+            return HttpResponseRedirect(
+                found.get_absolute_url() if found else self._url(dataset)
+            )
+        if export.status != DatasetExport.Status.SUCCEEDED:
+            self.message_user(
+                request,
+                "The worker is writing the zip; this page offers it when it is done.",
+                messages.INFO,
+            )
+            return HttpResponseRedirect(export.get_absolute_url())
+        return export_response(export)
+
+
+def export_response(export: DatasetExport) -> FileResponse:
+    return FileResponse(
+        dataset_export_open(export),
+        as_attachment=True,
+        filename=export_filename(export.dataset, export.layout),
+        content_type="application/zip",
+    )
+
+
+# --- the runs: builds and exports -----------------------------------------------------
+
+
+class DatasetBuildAdmin(RunAdminMixin, admin.ModelAdmin):
+    """A build's page: progress, then a link to the version it made or found.
+    Builds start from the dataset version's "Add" (the build form)."""
+
+    list_display = ("id", "name", "status", "dataset_link", "created_by", "created")
+    list_filter = ("status", "created")
+    search_fields = ("name", "message", "error")
+    list_select_related = ("dataset", "created_by")
+    raw_id_fields = ("dataset", "created_by")
+    fields = (
+        "status",
+        "progress_bar",
+        "message",
+        "error",
+        "dataset_link",
+        "album_links",
+        "name",
+        "trigger_word",
+        "trigger_word_given",
+        "include_nsfw",
+        "created_by",
+        "created",
+        "started_at",
+        "finished_at",
+        "attempts",
+    )
+    change_form_template = "admin/imagineer/run_change_form.html"
+
+    class Media:
+        css = {"all": ("imagineer/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # builds start from the dataset version's build form
+
+    @admin.display(description="dataset version")
+    def dataset_link(self, obj: DatasetBuild) -> str:
+        if obj.dataset_id is None:
+            return "—"
+        url = reverse("admin:training_datasetversion_change", args=[obj.dataset_id])
+        return format_html('<a href="{}">{}</a>', url, obj.dataset)
+
+    @admin.display(description="albums")
+    def album_links(self, obj: DatasetBuild) -> str:
+        found = Album.objects.in_bulk(obj.album_ids)
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:albums_album_change", args=[pk]), found[pk].name)
+                for pk in obj.album_ids
+                if pk in found
+            ),
         )
+
+
+class DatasetExportAdmin(RunAdminMixin, admin.ModelAdmin):
+    """An export's page: progress while the worker writes the zip, then its
+    download. Exports start from a dataset version's page (or the API)."""
+
+    list_display = ("id", "dataset", "layout", "repeats", "status", "size", "created")
+    list_filter = ("status", "layout")
+    search_fields = ("dataset__name", "message", "error")
+    list_select_related = ("dataset",)
+    raw_id_fields = ("dataset", "created_by")
+    fields = (
+        "status",
+        "progress_bar",
+        "message",
+        "error",
+        "download",
+        "dataset",
+        "layout",
+        "repeats",
+        "size",
+        "created_by",
+        "created",
+        "started_at",
+        "finished_at",
+        "attempts",
+    )
+    change_form_template = "admin/imagineer/run_change_form.html"
+
+    class Media:
+        css = {"all": ("imagineer/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # exports start from a dataset version's page
+
+    def get_urls(self) -> list[Any]:
+        download = self.admin_site.admin_view(self.download_view)
+        return [
+            path(
+                "<path:object_id>/download/",
+                download,
+                name="training_datasetexport_download",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="zip")
+    def download(self, obj: DatasetExport) -> str:
+        if obj.status != DatasetExport.Status.SUCCEEDED:
+            return "Offered here once the worker has written it."
+        url = reverse("admin:training_datasetexport_download", args=[obj.pk])
+        return format_html('<a href="{}">Download the zip</a>', url)
+
+    def download_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        export = self.get_object(request, unquote(object_id))
+        if export is None:
+            raise Http404("No such dataset export.")
+        if not self.has_view_permission(request, export):
+            raise PermissionDenied
+        return export_response(export)

@@ -22,7 +22,7 @@ import json
 import logging
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -31,24 +31,25 @@ from django.utils.text import slugify
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from imagineer_project.errors import Invalid
 from training.datasets.files import (
     copy_atomically,
     dataset_items,
     item_suffix,
     open_item,
 )
-from training.models import DatasetVersion
+from training.datasets.services import MAX_REPEATS
+from training.models import DatasetExport, DatasetVersion
 
 logger = logging.getLogger(__name__)
 
-LAYOUTS = ("flat", "kohya", "jsonl")
+LAYOUTS = tuple(DatasetExport.Layout.values)  # flat, kohya, jsonl
 MARKER = ".imagineer-export.json"
-MAX_REPEATS = 1000
 # Zip entries carry this date, so the same export gives the same zip bytes.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
-class ExportRefused(ValueError):
+class ExportRefused(Invalid):
     """The export cannot go where it was asked to (message says why)."""
 
 
@@ -223,15 +224,22 @@ def _zip_entries(plan: list[ExportFile]) -> Iterator[tuple[zipfile.ZipInfo, Any]
 
 
 def dataset_export_zip(
-    dataset: DatasetVersion, layout: str, *, repeats: int = 10
+    dataset: DatasetVersion,
+    layout: str,
+    *,
+    repeats: int = 10,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> IO[bytes]:
     """The export as a zip in an anonymous temporary file (gone when closed),
-    rewound to the start. The same version and layout give the same bytes."""
+    rewound to the start. The same version and layout give the same bytes.
+    `on_progress(done, total)` hears of every file written."""
     plan = export_plan(dataset, layout, repeats=repeats)
     out = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
     try:
         with zipfile.ZipFile(out, "w") as archive:
-            for info, content in _zip_entries(plan):
+            for done, (info, content) in enumerate(_zip_entries(plan), start=1):
+                if on_progress is not None:
+                    on_progress(done, len(plan))
                 if isinstance(content, bytes):
                     archive.writestr(info, content)
                     continue

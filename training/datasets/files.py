@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.files.storage import default_storage
 
-from training.datasets.services import DatasetInvalid
+from training.datasets.services import DatasetFileMissing
 from training.models import DatasetVersion
 
 
@@ -46,7 +46,7 @@ def open_item(item: dict[str, Any]) -> Any:
     try:
         return default_storage.open(item["file"], "rb")
     except (FileNotFoundError, OSError) as exc:
-        raise DatasetInvalid(
+        raise DatasetFileMissing(
             f"The file of image {item['image_id']} is missing from storage; "
             "re-upload the image or build a new dataset version without it."
         ) from exc

@@ -1,4 +1,5 @@
-"""Request and response shapes of /api/training/albums and /api/training/datasets.
+"""Request and response shapes of /api/training/albums, /api/training/datasets
+and /api/training/dataset-exports.
 
 No shape carries a storage key or a filesystem path: manifest items are given
 by image id (the image's own URLs serve the files).
@@ -6,13 +7,14 @@ by image id (the image's own URLs serve the files).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from ninja import ModelSchema, Schema
 from pydantic import Field, StringConstraints
 
 from albums.schemas import AlbumRefOut
-from training.models import DatasetVersion
+from training.datasets.services import MAX_REPEATS
+from training.models import DatasetExport, DatasetVersion
 
 # How many manifest items the detail shows; the export has them all.
 DETAIL_ITEMS = 1000
@@ -86,5 +88,38 @@ class DatasetDetailOut(DatasetOut):
 
 
 class ExportIn(Schema):
-    layout: Literal["flat", "kohya", "jsonl"] = "flat"
-    repeats: int = Field(10, ge=1, le=1000)
+    layout: DatasetExport.Layout = DatasetExport.Layout.FLAT
+    repeats: int = Field(10, ge=1, le=MAX_REPEATS)
+
+
+class DatasetExportOut(ModelSchema):
+    """A zip export of a dataset version (a run): `download_url` serves the zip
+    once `status` is succeeded."""
+
+    percent: int
+    download_url: str | None
+
+    class Meta:
+        model = DatasetExport
+        fields = [
+            "id",
+            "dataset",
+            "layout",
+            "repeats",
+            "status",
+            "progress_done",
+            "progress_total",
+            "message",
+            "error",
+            "cancel_requested",
+            "size",
+            "created",
+            "started_at",
+            "finished_at",
+        ]
+
+    @staticmethod
+    def resolve_download_url(export: DatasetExport) -> str | None:
+        if export.status != DatasetExport.Status.SUCCEEDED:
+            return None
+        return f"/api/training/dataset-exports/{export.pk}/download"

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import IO, Any
 
+from django.core.files.storage import default_storage
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 
 from albums.models import Album, Image
-from imagineer_project.errors import get_or_404
+from imagineer_project.errors import Conflict, NotFound, get_or_404
 from labeling.selectors import caption_candidates
 from training.datasets.services import min_captioned
-from training.models import DatasetVersion
+from training.models import DatasetExport, DatasetVersion
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +76,26 @@ def dataset_version_list() -> QuerySet[DatasetVersion]:
 def dataset_version_get(*, dataset_id: int) -> DatasetVersion:
     versions = DatasetVersion.objects.prefetch_related(_albums())
     return get_or_404(versions, dataset_id, "Dataset version")
+
+
+def dataset_export_ready(export: DatasetExport) -> DatasetExport:
+    """The export, when its zip is written; Conflict until then."""
+    if export.status != DatasetExport.Status.SUCCEEDED or not export.file:
+        raise Conflict(
+            f"Dataset export {export.pk} is {export.status}; its zip is not "
+            "written yet.",
+            code="export_not_ready",
+        )
+    return export
+
+
+def dataset_export_open(export: DatasetExport) -> IO[bytes]:
+    """The export's zip from storage, opened for reading."""
+    try:
+        return default_storage.open(dataset_export_ready(export).file, "rb")
+    except FileNotFoundError:
+        raise NotFound(
+            f"The zip of dataset export {export.pk} is missing from storage; "
+            "retry the export.",
+            code="file_missing",
+        ) from None

@@ -13,22 +13,37 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from albums.models import Album, AlbumImage, Image
+from imagineer_project.errors import Conflict, Invalid
+from imagineer_project.permissions import person
+from imagineer_project.runs import run_enqueue
 from labeling.selectors import training_captions
-from training.models import DatasetVersion
+from training.models import DatasetBuild, DatasetExport, DatasetVersion
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = 1
+MAX_REPEATS = 1000  # kohya folder repeats
 
 
-class DatasetInvalid(ValueError):
+class DatasetInvalid(Invalid):
     """Why this selection cannot train (message says what to do)."""
+
+    code = "dataset_invalid"
+
+
+class DatasetFileMissing(DatasetInvalid):
+    """A version's stored image is gone: the version can no longer be used."""
+
+    status = 409
 
 
 def min_captioned() -> int:
@@ -165,7 +180,7 @@ def dataset_version_build_or_get(
     name: str = "",
     trigger_word: str | None = None,
     include_nsfw: bool = False,
-    created_by: Any = None,
+    created_by: User | None = None,
 ) -> tuple[DatasetVersion, bool]:
     """dataset_version_build, and whether this call created the version."""
     albums = list({album.pk: album for album in albums}.values())
@@ -189,7 +204,7 @@ def dataset_version_build_or_get(
         "image_count": eligible,
         "captioned_count": captioned,
         "warnings": _warnings(eligible, captioned, manifest["items"]),
-        "created_by": created_by if getattr(created_by, "pk", None) else None,
+        "created_by": person(created_by),
     }
     try:
         with transaction.atomic():
@@ -209,7 +224,7 @@ def dataset_version_build(
     name: str = "",
     trigger_word: str | None = None,
     include_nsfw: bool = False,
-    created_by: Any = None,
+    created_by: User | None = None,
 ) -> DatasetVersion:
     """Build (or find) the dataset version for `albums`.
 
@@ -227,3 +242,81 @@ def dataset_version_build(
         created_by=created_by,
     )
     return version
+
+
+# --- as runs: a build from the admin, a zip export -----------------------------------
+
+
+def dataset_build_start(
+    *,
+    albums: Sequence[Album],
+    name: str = "",
+    trigger_word: str | None = None,
+    include_nsfw: bool = False,
+    created_by: User | None = None,
+) -> DatasetBuild:
+    """Queue dataset_version_build on the worker (training.datasets.runs);
+    watch the run, which links the version once built."""
+    album_ids = list(dict.fromkeys(album.pk for album in albums))
+    if not album_ids:
+        raise DatasetInvalid("Choose at least one album.")
+    with transaction.atomic():
+        build = DatasetBuild.objects.create(
+            name=name.strip()[:200],
+            album_ids=album_ids,
+            trigger_word=(trigger_word or "").strip(),
+            trigger_word_given=trigger_word is not None,
+            include_nsfw=include_nsfw,
+            created_by=person(created_by),
+            message="Waiting for the worker",
+        )
+        run_enqueue(build)
+    return build
+
+
+def dataset_export_request(
+    *,
+    dataset: DatasetVersion,
+    layout: str,
+    repeats: int = 10,
+    created_by: User | None = None,
+) -> DatasetExport:
+    """The export of `dataset` in `layout`: found when it was asked for before,
+    else queued. Raises Invalid for an unknown layout or repeats out of range,
+    and Conflict for an export that failed or was cancelled (it says why;
+    run_retry queues it again)."""
+    errors = {}
+    if layout not in DatasetExport.Layout.values:
+        errors["layout"] = f"one of {', '.join(DatasetExport.Layout.values)}"
+    if not 1 <= repeats <= MAX_REPEATS:
+        errors["repeats"] = f"from 1 to {MAX_REPEATS}"
+    if errors:
+        raise Invalid(errors=errors)
+    export, created = _export_get_or_create(dataset, layout, repeats, created_by)
+    if created:
+        run_enqueue(export)
+        export.refresh_from_db()  # a worker in this process may have ended it
+    if export.can_retry:
+        why = export.error or export.message
+        raise Conflict(
+            f"Dataset export {export.pk} {export.status}: {why} Retry it once the "
+            "cause is fixed (its retry endpoint, or Retry on its admin page).",
+            code="export_failed",
+        )
+    return export
+
+
+def _export_get_or_create(
+    dataset: DatasetVersion, layout: str, repeats: int, created_by: User | None
+) -> tuple[DatasetExport, bool]:
+    with transaction.atomic():
+        # get_or_create retries a lost race on dataset_export_once.
+        return DatasetExport.objects.get_or_create(
+            dataset=dataset,
+            layout=layout,
+            repeats=repeats,
+            defaults={
+                "created_by": person(created_by),
+                "message": "Waiting for the worker",
+            },
+        )

@@ -16,14 +16,13 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from imagineer_project.errors import DomainError
+from imagineer_project.forms import add_domain_error
 from imagineer_project.run_admin import RunAdminMixin
 from training.generation.forms import GenerateForm, lora_choices
 from training.generation.selectors import generation_job_images, image_recipe
 from training.generation.services import (
-    GenerationInvalid,
-    GenerationRateLimited,
     effective_prompt,
-    generation_job_cancel,
     generation_job_create,
 )
 from training.models import GenerationJob
@@ -49,7 +48,6 @@ class GenerationJobAdmin(RunAdminMixin, admin.ModelAdmin):
     search_fields = ("prompt", "negative_prompt", "message", "error")
     list_select_related = ("album", "created_by")
     raw_id_fields = ("album", "created_by")
-    actions = ("cancel_selected",)
     fieldsets = (
         (None, {"fields": ("status", "progress_bar", "message", "error", "results")}),
         (
@@ -91,9 +89,6 @@ class GenerationJobAdmin(RunAdminMixin, admin.ModelAdmin):
     class Media:
         css = {"all": ("imagineer/admin.css",)}
 
-    def cancel_run(self, run: Any) -> bool:
-        return generation_job_cancel(job=run)
-
     # --- the generate form in place of the add form ---------------------------------
 
     def add_view(
@@ -132,10 +127,8 @@ class GenerationJobAdmin(RunAdminMixin, admin.ModelAdmin):
             return generation_job_create(
                 request=form.to_request(), created_by=request.user, rate_limited=True
             )
-        except GenerationInvalid as exc:
-            form.add_generation_errors(exc)
-        except GenerationRateLimited as exc:
-            form.add_error(None, str(exc))
+        except DomainError as exc:
+            add_domain_error(form, exc)
         return None
 
     # --- columns and fields ---------------------------------------------------------

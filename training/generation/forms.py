@@ -9,7 +9,6 @@ from django.conf import settings
 from django.http import QueryDict
 
 from training.generation.services import (
-    GenerationInvalid,
     GenerationRequest,
     default_base_model,
     parse_lora_lines,
@@ -111,11 +110,6 @@ class GenerateForm(forms.Form):
             album=data["album"],
             base_model=data["base_model"],
         )
-
-    def add_generation_errors(self, exc: GenerationInvalid) -> None:
-        for name, message in exc.errors.items():
-            field = name if name in self.fields else None
-            self.add_error(field, message[:1].upper() + message[1:] + ".")
 
 
 def lora_choices() -> list[Lora]:

@@ -120,7 +120,3 @@ class GenerationJobDetailOut(GenerationJobOut):
             }
             for image in generation_job_images(job)
         ]
-
-
-class GenerationJobFilterIn(Schema):
-    status: GenerationJob.Status | None = None

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -21,30 +21,36 @@ from django.db import transaction
 
 from albums.models import Album
 from albums.services import album_create
+from imagineer_project.errors import Invalid, RateLimited
+from imagineer_project.permissions import person
 from imagineer_project.ratelimit import Rate, RateInvalid, parse_rate, rate_limit_hit
 from imagineer_project.runs import run_enqueue, run_request_cancel
 from training.models import GenerationJob, Lora
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 SEED_MAX = 2**32 - 1
 WEIGHT_RANGE = (-4.0, 4.0)  # as the LoRA registry's default weights
 TINY_MODEL_FOLDER = "models/tiny-sd"  # under VAR_DIR; `make demo` builds it
 
 
-class GenerationInvalid(ValueError):
+class GenerationInvalid(Invalid):
     """A request that cannot run; `errors` maps each bad field to why."""
 
+    code = "generation_invalid"
+
     def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        super().__init__(errors=errors)
 
 
-class GenerationRateLimited(Exception):
+class GenerationRateLimited(RateLimited):
     """Too many generation requests from one user; retry after `retry_after` s."""
 
     def __init__(self, retry_after: int) -> None:
-        self.retry_after = retry_after
         super().__init__(
-            f"Too many generation requests; try again in {retry_after} seconds."
+            f"Too many generation requests; try again in {retry_after} seconds.",
+            retry_after=retry_after,
         )
 
 
@@ -265,7 +271,7 @@ def album_for(name: str, created_by: Any) -> Album:
 
 
 def _rate_check(user: Any) -> None:
-    if user is None or not getattr(user, "pk", None):
+    if user is None:
         return
     if settings.GENERATION_RATE_LIMIT_EXEMPT_STAFF and user.is_staff:
         return
@@ -277,7 +283,7 @@ def _rate_check(user: Any) -> None:
 def generation_job_create(
     *,
     request: GenerationRequest,
-    created_by: Any = None,
+    created_by: User | None = None,
     rate_limited: bool = False,
     enqueue: bool = True,
 ) -> GenerationJob:
@@ -289,9 +295,9 @@ def generation_job_create(
     is drawn here when the request gave none, so it is always recorded.
     """
     base_model, loras = generation_validate(request)
+    user = person(created_by)
     if rate_limited:
-        _rate_check(created_by)
-    user = created_by if getattr(created_by, "pk", None) else None
+        _rate_check(user)
     seed = secrets.randbelow(SEED_MAX + 1) if request.seed is None else request.seed
     with transaction.atomic():
         job = GenerationJob.objects.create(

@@ -12,11 +12,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from imagineer_project.errors import DomainError
+from imagineer_project.forms import add_domain_error
 from training.generation.forms import GenerateForm, lora_choices
 from training.generation.selectors import generation_job_images
 from training.generation.services import (
-    GenerationInvalid,
-    GenerationRateLimited,
     effective_prompt,
     generation_job_cancel,
     generation_job_create,
@@ -29,10 +29,10 @@ RECENT_JOBS = 10
 
 @staff_member_required
 def generate_page(request: HttpRequest) -> HttpResponse:
-    status, retry_after = 200, None
+    status, headers = 200, {}
     if request.method == "POST":
         form = GenerateForm(request.POST)
-        status = 422  # unless a job is made (a redirect) or the rate limit says 429
+        status = 422  # unless a job is made (a redirect), or the error says
         if form.is_valid():
             try:
                 job = generation_job_create(
@@ -40,18 +40,16 @@ def generate_page(request: HttpRequest) -> HttpResponse:
                     created_by=request.user,
                     rate_limited=True,
                 )
-            except GenerationInvalid as exc:
-                form.add_generation_errors(exc)
-            except GenerationRateLimited as exc:
-                form.add_error(None, str(exc))
-                status, retry_after = 429, exc.retry_after
+            except DomainError as exc:
+                add_domain_error(form, exc)
+                status, headers = exc.status, exc.headers()
             else:
                 return redirect("generate-job-page", job_id=job.pk)
     else:
         form = GenerateForm(initial=GenerateForm.initial_from_query(request.GET))
     response = render(request, "training/generate.html", _context(form), status=status)
-    if retry_after is not None:
-        response["Retry-After"] = str(retry_after)
+    for name, value in headers.items():
+        response[name] = value
     return response
 
 

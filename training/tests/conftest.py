@@ -104,8 +104,6 @@ def train_env(settings: Any, tmp_path: Path, tiny_base: Path) -> Path:
     settings.TRAINING_WORK_DIR = tmp_path / "work"
     settings.TRAINING_BASE_MODEL = str(tiny_base)
     settings.TRAINING_DEVICE = "cpu"
-    # The heartbeat thread must not write during a test's open transaction.
-    settings.TRAINING_HEARTBEAT_SECONDS = 3600
     return tiny_base
 
 

@@ -14,7 +14,8 @@ from albums.tests.builders import make_album, make_image
 from imagineer_project.testing import admin_listed, query_count
 from labeling.services import label_create
 from training.datasets.services import dataset_version_build
-from training.models import DatasetVersion
+from training.datasets.tasks import run_dataset_build, run_dataset_export
+from training.models import DatasetBuild, DatasetExport, DatasetVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +68,9 @@ def test_add_page_lists_albums_with_readiness(admin_client: Any) -> None:
     assert "Tarot — 2/2 captioned, ready" in page
 
 
+# The worker runs the build (or export) inline: a committed request is a
+# fast worker's.
+@pytest.mark.django_db(transaction=True)
 def test_add_builds_a_version_and_redirects(admin_client: Any, admin_user: Any) -> None:
     tarot = labelled_album("Tarot", trigger_word="zxq")
     moons = labelled_album("Moons")
@@ -84,6 +88,9 @@ def test_add_builds_a_version_and_redirects(admin_client: Any, admin_user: Any) 
     assert dataset.captioned_count == 4
 
 
+# The worker runs the build (or export) inline: a committed request is a
+# fast worker's.
+@pytest.mark.django_db(transaction=True)
 def test_add_with_options(admin_client: Any) -> None:
     tarot = labelled_album("Tarot", trigger_word="zxq")
     nsfw = make_image(album=tarot, is_nsfw=True)
@@ -107,6 +114,9 @@ def test_add_with_options(admin_client: Any) -> None:
     ]
 
 
+# The worker runs the build (or export) inline: a committed request is a
+# fast worker's.
+@pytest.mark.django_db(transaction=True)
 def test_add_the_same_selection_finds_the_version(admin_client: Any) -> None:
     tarot = labelled_album("Tarot")
     dataset = dataset_version_build(albums=[tarot])
@@ -157,6 +167,9 @@ def test_change_page_shows_at_most_200_items(admin_client: Any, settings: Any) -
     assert "The first 200 of 201 items" in page
 
 
+# The worker runs the build (or export) inline: a committed request is a
+# fast worker's.
+@pytest.mark.django_db(transaction=True)
 def test_export_download(admin_client: Any) -> None:
     dataset = dataset_version_build(
         albums=[labelled_album("Tarot", trigger_word="zxq")]
@@ -177,6 +190,9 @@ def test_export_download(admin_client: Any) -> None:
     assert admin_client.get(f"{LIST}{dataset.pk}/export/csv/").status_code == 404
 
 
+# The worker runs the build (or export) inline: a committed request is a
+# fast worker's.
+@pytest.mark.django_db(transaction=True)
 def test_export_with_a_missing_file_says_so(admin_client: Any) -> None:
     album = labelled_album("Tarot")
     dataset = dataset_version_build(albums=[album])
@@ -184,5 +200,44 @@ def test_export_with_a_missing_file_says_so(admin_client: Any) -> None:
 
     response = admin_client.get(f"{LIST}{dataset.pk}/export/flat/", follow=True)
 
-    assert response.redirect_chain == [(f"{LIST}{dataset.pk}/change/", 302)]
-    assert "is missing from storage" in response.content.decode()
+    export = DatasetExport.objects.get()
+    assert response.redirect_chain == [
+        (f"/admin/training/datasetexport/{export.pk}/change/", 302)
+    ]
+    assert export.status == "failed"
+    page = response.content.decode()
+    assert "is missing from storage" in page
+    assert 'type="submit" class="imagineer-tool-button">Retry' in page
+
+
+def test_a_build_the_worker_has_not_run_yet_is_followed_on_its_page(
+    admin_client: Any,
+) -> None:
+    tarot = labelled_album("Tarot")
+
+    response = admin_client.post(ADD, {"albums": [tarot.pk]})
+
+    build = DatasetBuild.objects.get()
+    assert response["Location"] == f"/admin/training/datasetbuild/{build.pk}/change/"
+    assert admin_client.get(response["Location"]).status_code == 200
+    assert run_dataset_build(build.pk) == "succeeded"
+    build.refresh_from_db()
+    page = admin_client.get(response["Location"]).content.decode()
+    assert f"{LIST}{build.dataset_id}/change/" in page
+
+
+def test_an_export_the_worker_has_not_written_yet_is_offered_on_its_page(
+    admin_client: Any,
+) -> None:
+    dataset = dataset_version_build(albums=[labelled_album("Tarot")])
+
+    response = admin_client.get(f"{LIST}{dataset.pk}/export/jsonl/")
+
+    export = DatasetExport.objects.get()
+    page_url = f"/admin/training/datasetexport/{export.pk}/change/"
+    assert response["Location"] == page_url
+    assert "Offered here once" in admin_client.get(page_url).content.decode()
+    assert run_dataset_export(export.pk) == "succeeded"
+    assert "Download the zip" in admin_client.get(page_url).content.decode()
+    download = admin_client.get(f"/admin/training/datasetexport/{export.pk}/download/")
+    assert download["Content-Type"] == "application/zip"

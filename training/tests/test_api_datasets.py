@@ -14,6 +14,7 @@ from albums.models import Album, Image
 from albums.tests.builders import make_album, make_image
 from labeling.services import label_create
 from training.datasets.services import dataset_version_build
+from training.datasets.tasks import run_dataset_export
 from training.models import DatasetVersion
 
 pytestmark = pytest.mark.django_db
@@ -241,10 +242,23 @@ def test_export_is_a_zip(
     call_as: Any, album: Album, layout: str, names: list[str]
 ) -> None:
     dataset = dataset_version_build(albums=[album])
+    url = f"/api/training/datasets/{dataset.pk}/export?layout={layout}"
 
-    response = call_as("token").get(
-        f"/api/training/datasets/{dataset.pk}/export?layout={layout}"
+    # The worker writes the zip once (a run); until then the answer is 202.
+    queued = call_as("token").get(url)
+    assert queued.status_code == 202
+    export = queued.json()
+    assert queued["Location"] == f"/api/training/dataset-exports/{export['id']}"
+    assert (export["status"], export["layout"], export["download_url"]) == (
+        "queued",
+        layout,
+        None,
     )
+    assert run_dataset_export(export["id"]) == "succeeded"
+    done = call_as("token").get(queued["Location"]).json()
+    assert done["download_url"] == f"{queued['Location']}/download"
+
+    response = call_as("token").get(url)
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
@@ -261,12 +275,18 @@ def test_export_is_a_zip(
 def test_export_refusals(call_as: Any, album: Album) -> None:
     dataset = dataset_version_build(albums=[album])
     client = call_as("token")
+    url = f"/api/training/datasets/{dataset.pk}/export"
 
-    bad = client.get(f"/api/training/datasets/{dataset.pk}/export?layout=csv")
+    bad = client.get(f"{url}?layout=csv")
     default_storage.delete(images_of(album)[0].file.name)
-    missing = client.get(f"/api/training/datasets/{dataset.pk}/export?layout=kohya")
+    export_id = client.get(f"{url}?layout=kohya").json()["id"]
+    assert run_dataset_export(export_id) == "failed"
+    missing = client.get(f"{url}?layout=kohya")
+    early = client.get(f"/api/training/dataset-exports/{export_id}/download")
 
     assert (bad.status_code, bad.json()["error_code"]) == (422, "validation_error")
     assert missing.status_code == 409
-    assert missing.json()["error_code"] == "dataset_invalid"
+    assert missing.json()["error_code"] == "export_failed"
+    assert "is missing from storage" in missing.json()["error"]
     assert "/" not in missing.json()["error"]  # no server paths
+    assert early.json()["error_code"] == "export_not_ready"

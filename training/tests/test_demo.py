@@ -24,7 +24,6 @@ def test_the_demo_runs_the_whole_pipeline(
     settings.TRAINING_WORK_DIR = tmp_path / "work"
     settings.TRAINING_DEVICE = settings.GENERATION_DEVICE = "cpu"
     # The heartbeat thread must not write during the test's open transaction.
-    settings.TRAINING_HEARTBEAT_SECONDS = 3600
     out = StringIO()
     call_command(
         "demo",

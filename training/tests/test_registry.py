@@ -171,3 +171,17 @@ def test_update_and_delete(trained_lora: Any) -> None:
     lora_delete(lora=first)
     assert not Lora.objects.exists()
     assert not default_storage.exists(key)
+
+
+def test_the_same_bytes_are_one_lora_whoever_registers_them(
+    trained_lora: Any,
+) -> None:
+    from django.db import IntegrityError, transaction
+
+    first = lora_import(file=trained_lora.lora_path, name="first")
+    with pytest.raises(LoraInvalid, match="already registered as 'first'"):
+        lora_import(file=trained_lora.lora_path, name="second")
+    # The database holds it too, for writers that skip the check.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Lora.objects.create(name="third", file=first.file.name, sha256=first.sha256)
+    assert Lora.objects.count() == 1

@@ -76,7 +76,7 @@ def test_a_run_killed_mid_training_resumes_from_its_checkpoint_and_registers_onc
     stale = timezone.now() - timedelta(hours=1)
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=stale)
     with django_capture_on_commit_callbacks(execute=True):
-        assert reap_stale_runs() == {"requeued": 1, "failed": 0}
+        assert reap_stale_runs() == {"requeued": 1, "cancelled": 0, "failed": 0}
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert run.attempts == 2
@@ -165,7 +165,7 @@ def test_a_diverging_run_fails_with_advice_and_is_never_retried(settings: Any) -
     # Failed is final: the reaper leaves it and a second delivery finds nothing.
     stale = timezone.now() - timedelta(hours=1)
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=stale)
-    assert reap_stale_runs() == {"requeued": 0, "failed": 0}
+    assert reap_stale_runs() == {"requeued": 0, "cancelled": 0, "failed": 0}
     assert run_training(run.pk) is None
     run.refresh_from_db()
     assert (run.status, run.attempts) == ("failed", 1)
@@ -189,4 +189,4 @@ def test_a_dataset_file_missing_from_storage_fails_the_run() -> None:
     default_storage.delete(item["file"])
     assert run_training(run.pk) == "failed"
     run.refresh_from_db()
-    assert run.error.startswith("DatasetInvalid: The file of image ")
+    assert run.error.startswith("DatasetFileMissing: The file of image ")

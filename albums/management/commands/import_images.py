@@ -4,17 +4,20 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
-from albums.folder_import import folder_import, image_files
-from albums.models import Album
-from albums.services import album_get_or_create
+from albums.models import Album, UploadRun
+from albums.runs import upload_run_execute
+from albums.services import album_get_or_create, folder_import_create
+from imagineer_project.cli import run_in_foreground
+from imagineer_project.errors import DomainError
 
 
 class Command(BaseCommand):
     help = (
         "Import every image under DIR (recursively) into the album NAME, creating it "
-        "if needed. A .txt file beside an image becomes its caption."
+        "if needed. A .txt file beside an image becomes its caption. Runs here with "
+        "a progress bar (an upload run, resumable), or with --enqueue hands it to "
+        "the worker, which must see the same folder."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -23,31 +26,54 @@ class Command(BaseCommand):
             "--album", required=True, help="album name (created if new)"
         )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="queue the import for the worker and return",
+        )
 
     def handle(
-        self, *args: Any, dir: Path, album: str, quiet: bool, **options: Any
+        self,
+        *args: Any,
+        dir: Path,
+        album: str,
+        quiet: bool,
+        enqueue: bool,
+        **options: Any,
     ) -> None:
-        root = dir.expanduser().resolve()
-        if not root.is_dir():
+        if not dir.expanduser().is_dir():
             raise CommandError(f"{dir} is not a folder.")
-        total = sum(1 for _ in image_files(root))
         target = album_get_or_create(name=album, source_kind=Album.Kind.UPLOAD)
-        with tqdm(
-            total=total, unit="img", disable=quiet or total == 0, file=self.stderr._out
-        ) as bar:
+        try:
+            run = folder_import_create(folder=dir, album=target, enqueue=enqueue)
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
+        if enqueue:
+            self.stdout.write(
+                f"Queued folder import #{run.pk}; follow it in the admin."
+            )
+            return
+        run = run_in_foreground(
+            run,
+            upload_run_execute,
+            stream=self.stderr._out,
+            unit="img",
+            postfix=lambda r: f"{r.progress_done} done",
+            quiet=quiet,
+        )
+        self._report(run, target)
 
-            def advance(path: Path, result: Any) -> None:
-                bar.update(1)
-                bar.set_postfix_str(result.status, refresh=False)
-
-            report = folder_import(root=root, album=target, on_progress=advance)
-        for rejected in report.rejected:
-            self.stderr.write(f"rejected {rejected.filename}: {rejected.reason}")
+    def _report(self, run: UploadRun, album: Album) -> None:
+        for result in run.results:
+            if result["status"] == "rejected":
+                self.stderr.write(f"rejected {result['filename']}: {result['reason']}")
+        if run.status != UploadRun.Status.SUCCEEDED:
+            raise CommandError(f"Folder import #{run.pk} {run.status}: {run.error}")
         self.stdout.write(
             self.style.SUCCESS(
-                f"Album '{target.name}' (/albums/{target.slug}/): "
-                f"{report.created} new, "
-                f"{report.duplicate} already known, {len(report.rejected)} rejected, "
-                f"{report.captions} caption(s) from .txt files."
+                f"Album '{album.name}' (/albums/{album.slug}/): "
+                f"{run.created_count} new, {run.duplicate_count} already known, "
+                f"{run.rejected_count} rejected, "
+                f"{run.sidecar_count} caption(s) from .txt files."
             )
         )

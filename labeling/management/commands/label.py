@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 from albums.cli import album_from_arg
-from imagineer_project.runs import RunCancelled, run_execute
-from labeling.claude import LabelingNotConfigured
+from imagineer_project.cli import run_in_foreground
+from imagineer_project.errors import DomainError
+from imagineer_project.runs import run_poll_claim, run_request_cancel
 from labeling.models import LabelingJob
-from labeling.runs import labeling_job_execute
+from labeling.runs import labeling_batch_poll, labeling_job_execute
 from labeling.services import labeling_job_create
 
 
@@ -70,13 +72,20 @@ class Command(BaseCommand):
                 use_batch=options["batch"],
                 enqueue=options["enqueue"],
             )
-        except (LabelingNotConfigured, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
         if options["enqueue"]:
             self.stdout.write(f"Queued labeling job #{job.pk}; follow it in the admin.")
             return
-        self._run(job)
-        job.refresh_from_db()
+        job = run_in_foreground(
+            job,
+            labeling_job_execute,
+            stream=self.stderr._out,
+            unit="image",
+            postfix=lambda current: f"${current.cost_usd:.4f}",
+        )
+        if job.waiting:
+            job = self._wait_for_batches(job)
         summary = (
             f"{job.message}\n{job.input_tokens:,} input and {job.output_tokens:,} "
             f"output tokens with {job.model_name}: about ${job.cost_usd:.4f}"
@@ -94,19 +103,16 @@ class Command(BaseCommand):
                 )
             )
 
-    def _run(self, job: LabelingJob) -> None:
-        with tqdm(total=0, unit="image", file=self.stderr._out) as bar:
-
-            def progress(current: LabelingJob) -> None:
-                bar.total = current.progress_total
-                bar.n = current.progress_done
-                bar.set_postfix_str(f"${current.cost_usd:.4f}", refresh=False)
-                bar.refresh()
-
-            def body(current: LabelingJob) -> str:
-                try:
-                    return labeling_job_execute(current, progress)
-                except KeyboardInterrupt as exc:  # Ctrl-C: end as cancelled
-                    raise RunCancelled from exc
-
-            run_execute(LabelingJob, job.pk, body)
+    def _wait_for_batches(self, job: LabelingJob) -> LabelingJob:
+        """Poll the job's Message Batches here until they have ended, as the
+        scheduled poller would; Ctrl-C cancels the job and its batches."""
+        self.stderr.write(f"{job.message}; waiting here (Ctrl-C cancels).")
+        while job.status == LabelingJob.Status.RUNNING and job.waiting:
+            try:
+                time.sleep(settings.LABELING_BATCH_POLL_SECONDS)
+            except KeyboardInterrupt:
+                run_request_cancel(job)
+            if run_poll_claim(job):
+                labeling_batch_poll(job)
+            job.refresh_from_db()
+        return job

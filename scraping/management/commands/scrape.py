@@ -3,13 +3,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
-from imagineer_project.runs import run_execute
+from imagineer_project.cli import run_in_foreground
+from imagineer_project.errors import Invalid
 from scraping.models import ScrapeJob
 from scraping.runs import scrape_job_execute
-from scraping.safe_fetch import BlockedURL, check_url
 from scraping.services import scrape_job_create
+
+# The option that sets each job field, for error messages.
+OPTION = {
+    "url": "URL",
+    "album_name": "--album",
+    "max_depth": "--max-depth",
+    "max_pages": "--max-pages",
+    "max_images": "--max-images",
+    "politeness_delay": "--delay",
+}
 
 
 class Command(BaseCommand):
@@ -41,38 +50,32 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from django.conf import settings
-
         try:
-            check_url(
-                options["url"], allow_private=settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES
+            job = scrape_job_create(
+                url=options["url"],
+                album_name=options["album"],
+                enqueue=options["enqueue"],
+                max_depth=options["max_depth"],
+                max_pages=options["max_pages"],
+                max_images=options["max_images"],
+                render=options["render"],
+                politeness_delay=options["delay"],
             )
-        except BlockedURL as exc:
-            raise CommandError(f"Refusing {options['url']}: {exc.reason}") from exc
-        job = scrape_job_create(
-            url=options["url"],
-            album_name=options["album"],
-            enqueue=options["enqueue"],
-            max_depth=options["max_depth"],
-            max_pages=options["max_pages"],
-            max_images=options["max_images"],
-            render=options["render"],
-            politeness_delay=options["delay"],
-        )
+        except Invalid as exc:
+            lines = (f"{OPTION.get(k, k)}: {v}" for k, v in exc.errors.items())
+            raise CommandError(
+                f"Refusing {options['url']}: " + "; ".join(lines)
+            ) from exc
         if options["enqueue"]:
             self.stdout.write(f"Queued scrape job #{job.pk}; follow it in the admin.")
             return
-        with tqdm(total=0, unit="step", file=self.stderr._out) as bar:
-
-            def progress(current: ScrapeJob) -> None:
-                bar.total = current.progress_total
-                bar.n = current.progress_done
-                bar.set_description(current.get_stage_display(), refresh=False)
-                bar.set_postfix_str(f"saved {current.images_saved}", refresh=False)
-                bar.refresh()
-
-            run_execute(ScrapeJob, job.pk, lambda j: scrape_job_execute(j, progress))
-        job.refresh_from_db()
+        job = run_in_foreground(
+            job,
+            scrape_job_execute,
+            stream=self.stderr._out,
+            unit="step",
+            postfix=lambda j: f"{j.get_stage_display()}, saved {j.images_saved}",
+        )
         if job.status != ScrapeJob.Status.SUCCEEDED:
             raise CommandError(
                 f"Scrape job #{job.pk} {job.status}: {job.error or job.message}"

@@ -6,8 +6,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from albums.cli import album_from_arg
-from training.datasets.export import LAYOUTS, MAX_REPEATS, ExportRefused, dataset_export
-from training.datasets.services import DatasetInvalid, dataset_version_build_or_get
+from imagineer_project.errors import DomainError
+from training.datasets.export import LAYOUTS, dataset_export
+from training.datasets.services import (
+    MAX_REPEATS,
+    dataset_version_build_or_get,
+)
 from training.models import DatasetVersion
 
 
@@ -66,8 +70,8 @@ class Command(BaseCommand):
                 layout=options["layout"],
                 repeats=options["repeats"],
             )
-        except (DatasetInvalid, ExportRefused) as exc:
-            raise CommandError(str(exc)) from exc
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
         self.stdout.write(
             self.style.SUCCESS(
                 f"Wrote the {options['layout']} layout to {out.resolve()}"
@@ -93,8 +97,8 @@ class Command(BaseCommand):
                 trigger_word=options["trigger_word"],
                 include_nsfw=options["include_nsfw"],
             )
-        except DatasetInvalid as exc:
-            raise CommandError(str(exc)) from exc
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
         self.stdout.write(
             "Built a new dataset version."
             if created

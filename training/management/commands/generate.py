@@ -3,13 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
-from albums.models import Image
-from imagineer_project.runs import RunCancelled, run_execute
+from imagineer_project.cli import run_in_foreground
+from imagineer_project.errors import Invalid
 from training.generation.runs import generation_job_execute
 from training.generation.services import (
-    GenerationInvalid,
     GenerationRequest,
     effective_prompt,
     generation_job_create,
@@ -80,17 +78,22 @@ class Command(BaseCommand):
         )
         try:
             job = generation_job_create(request=request, enqueue=options["enqueue"])
-        except GenerationInvalid as exc:
+        except Invalid as exc:
             lines = (f"--{OPTION.get(k, k)}: {v}" for k, v in exc.errors.items())
-            raise CommandError("\n".join(lines)) from exc
+            raise CommandError("\n".join(lines) or exc.message) from exc
         self.stdout.write(f"Prompt: {effective_prompt(job)}")
         self.stdout.write(f"Seed: {job.seed}")
         if options["enqueue"]:
             page = f"/generate/jobs/{job.pk}/"
             self.stdout.write(f"Queued generation job #{job.pk}; follow it at {page}")
             return
-        self._run(job, options["verbosity"])
-        job.refresh_from_db()
+        job = run_in_foreground(
+            job,
+            generation_job_execute,
+            stream=self.stderr._out,
+            unit="image",
+            quiet=options["verbosity"] < 1,
+        )
         if job.status != GenerationJob.Status.SUCCEEDED:
             raise CommandError(
                 f"Generation job #{job.pk} {job.status}: {job.error or job.message}"
@@ -101,22 +104,3 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"{job.message}; in album {album!r} (job #{job.pk})")
         )
-
-    def _run(self, job: GenerationJob, verbosity: int) -> None:
-        with tqdm(
-            total=job.num_images,
-            unit="image",
-            file=self.stderr._out,
-            disable=verbosity < 1,
-        ) as bar:
-
-            def progress(current: GenerationJob, image: Image) -> None:
-                bar.update(1)
-
-            def body(current: GenerationJob) -> str:
-                try:
-                    return generation_job_execute(current, on_image=progress)
-                except KeyboardInterrupt as exc:  # Ctrl-C: end as cancelled
-                    raise RunCancelled from exc
-
-            run_execute(GenerationJob, job.pk, body)

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from training.registry import LoraInvalid, lora_import
+from imagineer_project.errors import DomainError
+from training.registry import lora_import
 
 
 class Command(BaseCommand):
@@ -42,8 +43,8 @@ class Command(BaseCommand):
                 default_weight=options["weight"],
                 base_model=options["base_model"],
             )
-        except LoraInvalid as exc:
-            raise CommandError(str(exc)) from exc
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
         words = ", ".join(lora.trigger_words) or "none"
         self.stdout.write(
             self.style.SUCCESS(

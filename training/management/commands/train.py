@@ -4,13 +4,11 @@ import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 from albums.cli import album_from_arg
-from imagineer_project.runs import RunCancelled, run_execute
-from training.config import ConfigInvalid, config_validate
-from training.datasets.services import DatasetInvalid
-from training.ml.config import StepReport
+from imagineer_project.cli import run_in_foreground
+from imagineer_project.errors import DomainError
+from training.config import config_validate
 from training.models import TrainingRun
 from training.runs import training_run_execute
 from training.services import training_run_create_from_albums
@@ -94,8 +92,8 @@ class Command(BaseCommand):
                 enqueue=options["enqueue"],
                 allow_below_minimum=True,
             )
-        except (ConfigInvalid, DatasetInvalid, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
         for warning in [*warnings, *run.dataset.warnings]:
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         self.stdout.write(
@@ -106,8 +104,13 @@ class Command(BaseCommand):
         if options["enqueue"]:
             self.stdout.write("Queued for the gpu worker; follow it in the admin.")
             return
-        self._run(run)
-        run.refresh_from_db()
+        run = run_in_foreground(
+            run,
+            training_run_execute,
+            stream=self.stderr._out,
+            unit="step",
+            postfix=_loss,
+        )
         if run.status != TrainingRun.Status.SUCCEEDED:
             reason = run.error or run.message
             raise CommandError(f"Training run #{run.pk} {run.status}: {reason}")
@@ -116,19 +119,7 @@ class Command(BaseCommand):
         if lora is not None:
             self.stdout.write(f"LoRA #{lora.pk} stored as {lora.file.name}")
 
-    def _run(self, run: TrainingRun) -> None:
-        with tqdm(total=run.config["steps"], unit="step", file=self.stderr._out) as bar:
 
-            def progress(report: StepReport) -> None:
-                bar.n = report.step
-                if math.isfinite(report.loss):
-                    bar.set_postfix_str(f"loss {report.loss:.4f}", refresh=False)
-                bar.refresh()
-
-            def body(current: TrainingRun) -> str:
-                try:
-                    return training_run_execute(current, on_step=progress)
-                except KeyboardInterrupt as exc:  # Ctrl-C: end as cancelled
-                    raise RunCancelled from exc
-
-            run_execute(TrainingRun, run.pk, body)
+def _loss(run: TrainingRun) -> str:
+    loss = run.loss
+    return f"loss {loss:.4f}" if loss is not None and math.isfinite(loss) else ""
