@@ -19,27 +19,28 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import flatten_fieldsets, unquote
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import Count, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from albums.models import Album, AlbumImage, Image, UploadRun
 from albums.services import (
     album_add_images,
+    album_create,
     album_delete,
     album_remove_images,
+    album_update,
     image_update,
     images_delete,
     images_set,
     upload_run_create,
 )
 from imagineer_project.admin_actions import action_step
-from imagineer_project.run_admin import RunAdminMixin
+from imagineer_project.admin_pages import ImagineerAdmin
+from imagineer_project.run_admin import RunAdmin
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class AlbumChoiceForm(forms.Form):
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(ImagineerAdmin):
     list_display = (
         "thumbnail",
         "sha_prefix",
@@ -193,9 +194,6 @@ class ImageAdmin(admin.ModelAdmin):
     # Everything on the change page is read-only except the triage fields (and
     # the form fields a subclass adds: see get_readonly_fields).
     editable_fields: tuple[str, ...] = TRIAGE_FIELDS
-
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # images arrive by upload, scrape or import, never by hand
@@ -414,7 +412,7 @@ class AlbumUploadForm(forms.Form):
 
 
 @admin.register(Album)
-class AlbumAdmin(admin.ModelAdmin):
+class AlbumAdmin(ImagineerAdmin):
     list_display = (
         "name",
         "slug",
@@ -454,21 +452,14 @@ class AlbumAdmin(admin.ModelAdmin):
         ),
         ("History", {"fields": ("created_by", "created", "updated")}),
     )
-    readonly_fields = ("images_link", "created", "updated")
+    readonly_fields = ("images_link", "created_by", "created", "updated")
     change_form_template = "admin/albums/album/change_form.html"
-
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(image_count=Count("memberships"))
 
     def get_urls(self) -> list[Any]:
-        upload = self.admin_site.admin_view(self.upload_view)
-        return [
-            path("<path:object_id>/upload/", upload, name="albums_album_upload"),
-            *super().get_urls(),
-        ]
+        return [self.object_url("upload", self.upload_view), *super().get_urls()]
 
     @admin.display(description="images", ordering="image_count")
     def image_count(self, obj: Album) -> int:
@@ -489,9 +480,24 @@ class AlbumAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: Album, form: Any, change: bool
     ) -> None:
-        if not change and obj.created_by_id is None:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        if change:
+            album_update(album=obj, **{f: getattr(obj, f) for f in form.changed_data})
+            return
+        # A new album goes through the same service as the API's.
+        created = album_create(
+            name=obj.name,
+            slug=obj.slug,
+            description=obj.description,
+            trigger_word=obj.trigger_word,
+            source_kind=obj.source_kind,
+            visibility=obj.visibility,
+            created_by=request.user,
+        )
+        obj.pk, obj.created_by, obj.created = (
+            created.pk,
+            created.created_by,
+            created.created,
+        )
 
     def render_delete_form(
         self, request: HttpRequest, context: dict[str, Any]
@@ -511,17 +517,9 @@ class AlbumAdmin(admin.ModelAdmin):
             album_delete(album=album)
 
     def upload_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        album = self.get_object(request, unquote(object_id))
-        if album is None:
-            raise Http404("No such album.")
-        if not self.has_change_permission(request, album):
-            raise PermissionDenied
-        form = (
-            AlbumUploadForm(request.POST, request.FILES)
-            if request.method == "POST"
-            else AlbumUploadForm()
-        )
-        if form.is_valid():
+        album = self.object_or_404(request, object_id)
+
+        def save(form: AlbumUploadForm) -> HttpResponse:
             uploads = form.uploads()
             run = upload_run_create(
                 files=uploads, album=album, uploaded_by=request.user
@@ -535,24 +533,24 @@ class AlbumAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(
                 reverse("admin:albums_uploadrun_change", args=[run.pk])
             )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Upload images to “{album}”",
-            "opts": self.opts,
-            "original": album,
-            "form": form,
-            "media": self.media + form.media,
-            "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
-            "max_bytes": settings.IMAGINEER_MAX_UPLOAD_BYTES,
-        }
-        return TemplateResponse(request, "admin/albums/album/upload.html", context)
+
+        return self.form_view(
+            request,
+            self.posted(request, AlbumUploadForm),
+            save=save,
+            title=f"Upload images to “{album}”",
+            template="admin/albums/album/upload.html",
+            original=album,
+            max_files=settings.DATA_UPLOAD_MAX_NUMBER_FILES,
+            max_bytes=settings.IMAGINEER_MAX_UPLOAD_BYTES,
+        )
 
 
 # --- upload runs ------------------------------------------------------------------
 
 
 @admin.register(UploadRun)
-class UploadRunAdmin(RunAdminMixin, admin.ModelAdmin):
+class UploadRunAdmin(RunAdmin):
     progress_unit = " files"
     cancel_note = "Cancel requested; the run stops after the current file."
     list_display = (
@@ -590,9 +588,6 @@ class UploadRunAdmin(RunAdminMixin, admin.ModelAdmin):
         "results_table",
     )
     change_form_template = "admin/albums/uploadrun/change_form.html"
-
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs start from an album's "Upload images" page

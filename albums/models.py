@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -9,6 +9,9 @@ from django.db.models import Q
 from django.urls import reverse
 
 from imagineer_project.runs import BaseRun
+
+if TYPE_CHECKING:
+    from imagineer_project.permissions import Viewer
 
 
 class SourceKind(models.TextChoices):
@@ -33,7 +36,7 @@ class ImageQuerySet(models.QuerySet):
         """What an anonymous visitor may see: public and not NSFW."""
         return self.filter(visibility=Visibility.PUBLIC, is_nsfw=False)
 
-    def visible_to(self, user: Any) -> ImageQuerySet:
+    def visible_to(self, user: Viewer) -> ImageQuerySet:
         if getattr(user, "is_staff", False) and user.is_active:
             return self
         return self.public()
@@ -133,7 +136,7 @@ class Image(models.Model):
 
 
 class AlbumQuerySet(models.QuerySet):
-    def visible_to(self, user: Any) -> AlbumQuerySet:
+    def visible_to(self, user: Viewer) -> AlbumQuerySet:
         if getattr(user, "is_staff", False) and user.is_active:
             return self
         return self.filter(visibility=Visibility.PUBLIC)

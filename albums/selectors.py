@@ -8,13 +8,16 @@ caller may not see raise the same 404 as items that do not exist.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, F, OuterRef, Prefetch, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from albums.models import Album, Image, UploadRun
 from imagineer_project.errors import NotFound
+
+if TYPE_CHECKING:
+    from imagineer_project.permissions import Viewer
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +27,12 @@ COVER_COUNT = 4
 # --- albums -----------------------------------------------------------------------
 
 
-def album_list(*, user: Any) -> Any:
+def album_list(*, user: Viewer) -> Any:
     """Albums the user may see, each with its visible image count and covers."""
     return _with_summary(Album.objects.visible_to(user), user)
 
 
-def album_get(*, user: Any, ref: str | int, summary: bool = False) -> Album:
+def album_get(*, user: Viewer, ref: str | int, summary: bool = False) -> Album:
     """One album by id or slug. A slug made only of digits ("2024") is still
     found; an album whose id is that number wins."""
     albums = Album.objects.visible_to(user)
@@ -45,7 +48,7 @@ def album_get(*, user: Any, ref: str | int, summary: bool = False) -> Album:
     return found[0]
 
 
-def _with_summary(albums: Any, user: Any) -> Any:
+def _with_summary(albums: Any, user: Viewer) -> Any:
     """Annotate `image_count` and `cover_0..3` (image ids) with correlated
     subqueries: one query for a whole page of albums, whatever its size. Each
     cover is a LIMIT 1 OFFSET k seek on the (album, position, id) index."""
@@ -64,7 +67,7 @@ def _with_summary(albums: Any, user: Any) -> Any:
     return albums.annotate(image_count=Coalesce(Subquery(count), 0), **covers)
 
 
-def album_images(*, user: Any, album: Album) -> Any:
+def album_images(*, user: Viewer, album: Album) -> Any:
     """The album's images the user may see, with their place in album order
     (`position`, `membership_id`): paginate on those two keys."""
     return (
@@ -81,7 +84,7 @@ def album_images(*, user: Any, album: Album) -> Any:
 
 def image_list(
     *,
-    user: Any,
+    user: Viewer,
     album: Album | None = None,
     nsfw: bool | None = None,
     review_status: str | None = None,
@@ -110,7 +113,7 @@ def image_list(
     return images
 
 
-def image_get(*, user: Any, image_id: int, detail: bool = False) -> Image:
+def image_get(*, user: Viewer, image_id: int, detail: bool = False) -> Image:
     """One image the user may see; with `detail`, its labels and the albums
     (visible to the user) that hold it, in two more queries."""
     images = Image.objects.visible_to(user)

@@ -255,16 +255,21 @@ def album_create(
     source_kind: str = Album.Kind.MANUAL,
     visibility: str = Visibility.PUBLIC,
     created_by: User | None = None,
+    slug: str = "",
 ) -> Album:
+    """A new album. Its slug is `slug` when one is given (Invalid when taken),
+    else made from the name, numbered past the slugs already taken."""
     name = name.strip()
     if not name:
-        raise Invalid("An album needs a name.")
+        raise Invalid("An album needs a name.", errors={"name": "required"})
+    if slug and Album.objects.filter(slug=slug).exists():
+        raise Invalid(f"The slug {slug!r} is taken.", errors={"slug": "taken"})
     for _ in range(5):
         try:
             with transaction.atomic():
                 return Album.objects.create(
                     name=name[:200],
-                    slug=_unique_slug(name),
+                    slug=slug or _unique_slug(name),
                     description=description,
                     trigger_word=trigger_word.strip(),
                     source_kind=source_kind,
@@ -302,7 +307,19 @@ def album_get_or_create(
 
 
 def album_update(*, album: Album, **fields: Any) -> Album:
-    allowed = {"name", "description", "trigger_word", "visibility", "source_kind"}
+    """Change an album's own fields (its images through album_add_images and
+    album_remove_images). A new slug must be free."""
+    allowed = {
+        "name",
+        "slug",
+        "description",
+        "trigger_word",
+        "visibility",
+        "source_kind",
+    }
+    slug = fields.get("slug")
+    if slug and Album.objects.filter(slug=slug).exclude(pk=album.pk).exists():
+        raise Invalid(f"The slug {slug!r} is taken.", errors={"slug": "taken"})
     changes = {k: v for k, v in fields.items() if k in allowed and v is not None}
     for name, value in changes.items():
         setattr(album, name, value)

@@ -14,7 +14,13 @@ from ninja.errors import HttpError
 from ninja.utils import check_csrf
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from django.contrib.auth.models import AnonymousUser, User
+
+    # Whoever reads: a signed-in user or an anonymous visitor (selectors and
+    # querysets decide what they see). Writers are `User | None`.
+    Viewer: TypeAlias = User | AnonymousUser
 
 
 def is_staff(request: HttpRequest) -> bool:

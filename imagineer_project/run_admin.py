@@ -1,18 +1,17 @@
-"""Admin pieces shared by every long job's admin (runs.BaseRun)."""
+"""The admin of every long job (runs.BaseRun): `RunAdmin`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import flatten_fieldsets, unquote
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html
-from django.views.decorators.http import require_POST
 
+from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import DomainError
 from imagineer_project.runs import BaseRun, run_request_cancel, run_retry
 
@@ -40,7 +39,7 @@ class RunProgressMixin:
         )
 
 
-class RunAdminMixin(RunProgressMixin):
+class RunAdmin(RunProgressMixin, ImagineerAdmin):
     """A run's change page is a read-only status page with a Cancel button
     while it is active and a Retry button once it failed or was cancelled (the
     `<app>_<model>_cancel` and `_retry` URLs, POST only; templates extend
@@ -65,14 +64,12 @@ class RunAdminMixin(RunProgressMixin):
             f"admin:{opts.app_label}_{opts.model_name}_change", args=[run.pk]
         )
 
+    change_form_template = "admin/imagineer/run_change_form.html"
+
     def get_urls(self) -> list[Any]:
-        opts = self.opts
-        name = f"{opts.app_label}_{opts.model_name}"
-        cancel = self.admin_site.admin_view(require_POST(self.cancel_view))
-        retry = self.admin_site.admin_view(require_POST(self.retry_view))
         return [
-            path("<path:object_id>/cancel/", cancel, name=f"{name}_cancel"),
-            path("<path:object_id>/retry/", retry, name=f"{name}_retry"),
+            self.object_url("cancel", self.cancel_view, post_only=True),
+            self.object_url("retry", self.retry_view, post_only=True),
             *super().get_urls(),
         ]
 
@@ -84,34 +81,19 @@ class RunAdminMixin(RunProgressMixin):
             return super().get_readonly_fields(request, obj)
         return flatten_fieldsets(self.get_fieldsets(request, obj))
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
+    def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         # Everything is read-only: hide the save buttons rather than offer no-ops.
-        extra_context = {
-            **(extra_context or {}),
+        return {
+            **super().change_context(request, obj),
             "show_save": False,
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
             "cancel_label": self.cancel_label,
             "retry_label": self.retry_label,
         }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def _run_or_404(self, request: HttpRequest, object_id: str) -> BaseRun:
-        run = self.get_object(request, unquote(object_id))
-        if run is None:
-            raise Http404(f"No such {self.opts.verbose_name}.")
-        if not self.has_change_permission(request, run):
-            raise PermissionDenied
-        return run
 
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        run = self._run_or_404(request, object_id)
+        run = self.object_or_404(request, object_id)
         try:
             run_retry(run)
         except DomainError as exc:
@@ -121,7 +103,7 @@ class RunAdminMixin(RunProgressMixin):
         return HttpResponseRedirect(self.run_url(run))
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        run = self._run_or_404(request, object_id)
+        run = self.object_or_404(request, object_id)
         if not self.cancel_run(run):
             level, text = messages.WARNING, "It had already ended."
         elif run.status == BaseRun.Status.CANCELLED:

@@ -7,7 +7,7 @@ their place."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -20,8 +20,9 @@ from django.utils.html import format_html, format_html_join
 from albums.admin import AlbumAdmin, ImageAdmin
 from albums.models import Album, Image
 from imagineer_project.admin_actions import action_step
+from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import DomainError
-from imagineer_project.run_admin import RunAdminMixin
+from imagineer_project.run_admin import RunAdmin
 from labeling.analytics import render_album_coverage
 from labeling.models import Label, LabelingItem, LabelingJob
 from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
@@ -34,6 +35,10 @@ from labeling.services import (
 )
 
 # --- labels -----------------------------------------------------------------------
+
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 class LabelAlbumFilter(admin.SimpleListFilter):
@@ -51,7 +56,7 @@ class LabelAlbumFilter(admin.SimpleListFilter):
 
 
 @admin.register(Label)
-class LabelAdmin(admin.ModelAdmin):
+class LabelAdmin(ImagineerAdmin):
     list_display = (
         "thumbnail",
         "image",
@@ -84,9 +89,6 @@ class LabelAdmin(admin.ModelAdmin):
         "created",
         "updated",
     )
-
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
 
     @admin.display(description="")
     def thumbnail(self, obj: Label) -> str:
@@ -156,7 +158,7 @@ class FailureInline(admin.TabularInline):
 
 
 @admin.register(LabelingJob)
-class LabelingJobAdmin(RunAdminMixin, admin.ModelAdmin):
+class LabelingJobAdmin(RunAdmin):
     progress_unit = " images"
     cancel_label = "Cancel job"
     cancel_note = "Cancel requested; requests already sent finish and are kept."
@@ -214,9 +216,6 @@ class LabelingJobAdmin(RunAdminMixin, admin.ModelAdmin):
         ),
     )
     change_form_template = "admin/labeling/labelingjob/change_form.html"
-
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs start from the image and album actions, the API or CLI
@@ -434,7 +433,7 @@ class ImageLabelsForm(forms.ModelForm):
             tags="\n".join(tags.values_list("text", flat=True)),
         )
 
-    def save_labels(self, user: Any) -> None:
+    def save_labels(self, user: User) -> None:
         image, data = self.instance, self.cleaned_data
         if {"caption", "caption_review"} & set(self.changed_data):
             review = (

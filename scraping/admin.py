@@ -14,20 +14,20 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.validators import URLValidator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat, truncatechars
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from albums.models import Image
+from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import Invalid
-from imagineer_project.run_admin import RunAdminMixin
+from imagineer_project.run_admin import RunAdmin
 from scraping import selectors
 from scraping.cleanup import ScrapeJobBusy, scrape_job_cleanup
 from scraping.models import OPTION_FIELDS, CrawlLogEntry, ScrapeJob
@@ -110,7 +110,7 @@ class ScrapeJobAddForm(forms.ModelForm):
 
 
 @admin.register(ScrapeJob)
-class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
+class ScrapeJobAdmin(RunAdmin):
     cancel_label = "Cancel job"
     cancel_note = "Cancel requested; the crawl stops within seconds."
     list_display = (
@@ -132,7 +132,7 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
     search_fields = ("start_url", "album_name")
     list_select_related = ("album",)
     raw_id_fields = ("album", "created_by")
-    actions = (*RunAdminMixin.actions, "clean_up_jobs")
+    actions = (*RunAdmin.actions, "clean_up_jobs")
     form = ScrapeJobAddForm
     add_fieldsets = (
         (None, {"fields": ("start_url", "album_name")}),
@@ -225,9 +225,6 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
     )
     change_form_template = "admin/scraping/scrapejob/change_form.html"
 
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
-
     # --- pages --------------------------------------------------------------------
 
     def get_fieldsets(self, request: HttpRequest, obj: ScrapeJob | None = None) -> Any:
@@ -267,21 +264,13 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
         }
         return super().add_view(request, form_url, extra_context)
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        job = self.get_object(request, unquote(object_id))
-        extra_context = {
-            **(extra_context or {}),
+    def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        return {
+            **super().change_context(request, obj),
             "can_clean_up": bool(
-                job and not job.is_active and self.has_clean_up_permission(request)
+                obj and not obj.is_active and self.has_clean_up_permission(request)
             ),
         }
-        return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(
         self, request: HttpRequest, obj: ScrapeJob, form: Any, change: bool
@@ -309,17 +298,7 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
         return _to_job(obj)
 
     def get_urls(self) -> list[Any]:
-        def view(fn: Any) -> Any:
-            return self.admin_site.admin_view(fn)
-
-        return [
-            path(
-                "<path:object_id>/cleanup/",
-                view(self.cleanup_view),
-                name="scraping_scrapejob_cleanup",
-            ),
-            *super().get_urls(),
-        ]
+        return [self.object_url("cleanup", self.cleanup_view), *super().get_urls()]
 
     # --- columns and read-only fields ---------------------------------------------
 
@@ -386,14 +365,8 @@ class ScrapeJobAdmin(RunAdminMixin, admin.ModelAdmin):
 
     # --- cancel, retry, clean up --------------------------------------------------
 
-    def _job_or_404(self, request: HttpRequest, object_id: str) -> ScrapeJob:
-        job = self.get_object(request, unquote(object_id))
-        if job is None:
-            raise Http404("No such scrape job.")
-        return job
-
     def cleanup_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        job = self._job_or_404(request, object_id)
+        job = self.object_or_404(request, object_id, change=False)
         if not self.has_clean_up_permission(request):
             raise PermissionDenied
         if request.method == "POST":
@@ -478,7 +451,7 @@ def _log_cells(entry: CrawlLogEntry) -> tuple[Any, ...]:
 
 
 @admin.register(CrawlLogEntry)
-class CrawlLogEntryAdmin(admin.ModelAdmin):
+class CrawlLogEntryAdmin(ImagineerAdmin):
     list_display = (
         "created",
         "job_link",

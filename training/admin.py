@@ -17,27 +17,23 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import (
     FileResponse,
-    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
 )
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
-from django.views.decorators.http import require_POST
 
+from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import DomainError
 from imagineer_project.forms import add_domain_error
-from imagineer_project.run_admin import RunAdminMixin
+from imagineer_project.run_admin import RunAdmin
 from training.config import (
     FIELDS,
     ConfigInvalid,
@@ -174,29 +170,11 @@ class LoraChangeForm(forms.ModelForm):
         return _words(self.cleaned_data["trigger_words"])
 
 
-def _form_page(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    form: forms.Form,
-    *,
-    title: str,
-    template: str,
-) -> TemplateResponse:
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "opts": modeladmin.opts,
-        "form": form,
-        "media": modeladmin.media + form.media,
-    }
-    return TemplateResponse(request, template, context)
-
-
 # --- training runs -------------------------------------------------------------------
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
+class TrainingRunAdmin(RunAdmin):
     progress_unit = " steps"
     cancel_note = "Cancel requested; the run stops within one training step."
     list_display = (
@@ -240,9 +218,6 @@ class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
     )
     change_form_template = "admin/training/trainingrun/change_form.html"
 
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
-
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Annotated with each run's LoRA id: the list links it without a query.
         # The bulky JSON columns load only on the change page that shows them.
@@ -256,38 +231,23 @@ class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
         )
 
     def get_urls(self) -> list[Any]:
-        start = self.admin_site.admin_view(require_POST(self.start_view))
-        return [
-            path("<path:object_id>/start/", start, name="training_trainingrun_start"),
-            *super().get_urls(),
-        ]
+        start = self.object_url("start", self.start_view, post_only=True)
+        return [start, *super().get_urls()]
 
     # --- pages ------------------------------------------------------------------------
 
-    def add_view(
-        self,
-        request: HttpRequest,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = TrainingRunAddForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            run = self._create(request, form)
-            if run is not None:
-                return HttpResponseRedirect(self.run_url(run))
-        return _form_page(
-            self,
+    def add_page(self, request: HttpRequest) -> HttpResponse:
+        return self.form_view(
             request,
-            form,
+            self.posted(request, TrainingRunAddForm),
+            save=lambda form: self._create(request, form),
             title="Start a training run",
             template="admin/training/trainingrun/add_form.html",
         )
 
     def _create(
         self, request: HttpRequest, form: TrainingRunAddForm
-    ) -> TrainingRun | None:
+    ) -> HttpResponse | None:
         data = form.cleaned_data
         try:
             run = training_run_create_from_albums(
@@ -312,31 +272,19 @@ class TrainingRunAdmin(RunAdminMixin, admin.ModelAdmin):
             f"Training run #{run.pk} is {queued}; this page follows it.",
             messages.SUCCESS,
         )
-        return run
+        return HttpResponseRedirect(self.run_url(run))
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        run = self.get_object(request, unquote(object_id))
-        report = run_report(run) if run is not None else {}
-        extra_context = {
-            **(extra_context or {}),
+    def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        report = run_report(obj) if obj is not None else {}
+        return {
+            **super().change_context(request, obj),
             "can_start": report.get("can_start", False),
             "lora": report.get("lora"),
             "refresh_seconds": report.get("refresh_seconds"),
         }
-        return super().change_view(request, object_id, form_url, extra_context)
 
     def start_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        run = self.get_object(request, unquote(object_id))
-        if run is None:
-            raise Http404("No such training run.")
-        if not self.has_change_permission(request, run):
-            raise PermissionDenied
+        run = self.object_or_404(request, object_id)
         try:
             training_run_start(run=run)
         except DomainError as exc:
@@ -406,7 +354,7 @@ class LoraOriginFilter(admin.SimpleListFilter):
 
 
 @admin.register(Lora)
-class LoraAdmin(admin.ModelAdmin):
+class LoraAdmin(ImagineerAdmin):
     form = LoraChangeForm
     list_display = (
         "name",
@@ -460,26 +408,12 @@ class LoraAdmin(admin.ModelAdmin):
     )
     change_form_template = "admin/training/lora/change_form.html"
 
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
-
     def get_urls(self) -> list[Any]:
-        download = self.admin_site.admin_view(self.download_view)
-        return [
-            path("<path:object_id>/download/", download, name="training_lora_download"),
-            *super().get_urls(),
-        ]
+        return [self.object_url("download", self.download_view), *super().get_urls()]
 
-    def add_view(
-        self,
-        request: HttpRequest,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = LoraImportForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
+    def add_page(self, request: HttpRequest) -> HttpResponse:
+
+        def save(form: LoraImportForm) -> HttpResponse | None:
             data = form.cleaned_data
             try:
                 lora = lora_import(
@@ -492,17 +426,18 @@ class LoraAdmin(admin.ModelAdmin):
                 )
             except LoraInvalid as exc:
                 form.add_error(exc.field, exc.message)
-            else:
-                self.message_user(
-                    request, f"Imported the LoRA {lora.name!r}.", messages.SUCCESS
-                )
-                return HttpResponseRedirect(
-                    reverse("admin:training_lora_change", args=[lora.pk])
-                )
-        return _form_page(
-            self,
+                return None
+            self.message_user(
+                request, f"Imported the LoRA {lora.name!r}.", messages.SUCCESS
+            )
+            return HttpResponseRedirect(
+                reverse("admin:training_lora_change", args=[lora.pk])
+            )
+
+        return self.form_view(
             request,
-            form,
+            self.posted(request, LoraImportForm),
+            save=save,
             title="Import a LoRA",
             template="admin/training/lora/add_form.html",
         )
@@ -526,11 +461,7 @@ class LoraAdmin(admin.ModelAdmin):
             lora_delete(lora=lora)
 
     def download_view(self, request: HttpRequest, object_id: str) -> FileResponse:
-        lora = self.get_object(request, unquote(object_id))
-        if lora is None:
-            raise Http404("No such LoRA.")
-        if not self.has_view_permission(request, lora):
-            raise PermissionDenied
+        lora = self.object_or_404(request, object_id, change=False)
         return FileResponse(
             lora_open(lora),
             as_attachment=True,

@@ -1,4 +1,4 @@
-"""Every long job's admin page is a read-only report (RunAdminMixin)."""
+"""Every long job's admin page is a read-only report (RunAdmin)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.contrib import admin
 
-from imagineer_project.run_admin import RunAdminMixin
+from imagineer_project.run_admin import RunAdmin
 from imagineer_project.runs import run_models
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def test_every_run_model_has_a_run_admin() -> None:
     for model in run_models():
-        assert isinstance(admin.site._registry[model], RunAdminMixin), model
+        assert isinstance(admin.site._registry[model], RunAdmin), model
 
 
 def test_run_change_pages_offer_nothing_to_edit(admin_client: Any) -> None:

@@ -13,8 +13,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
 from django.http import (
     FileResponse,
     Http404,
@@ -22,14 +20,18 @@ from django.http import (
     HttpResponse,
     HttpResponseRedirect,
 )
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from albums.models import Album
+from imagineer_project.admin_pages import (
+    RUN_HISTORY_FIELDS,
+    RUN_STATE_FIELDS,
+    ImagineerAdmin,
+)
 from imagineer_project.errors import DomainError
 from imagineer_project.forms import add_domain_error
-from imagineer_project.run_admin import RunAdminMixin
+from imagineer_project.run_admin import RunAdmin
 from training.datasets.export import LAYOUTS, export_filename
 from training.datasets.selectors import dataset_export_open, training_albums
 from training.datasets.services import (
@@ -43,11 +45,7 @@ logger = logging.getLogger(__name__)
 
 # The change page shows this many items; the exports have them all.
 ITEMS_SHOWN = 200
-LAYOUT_NAMES = {
-    "flat": "flat PNG + .txt",
-    "kohya": "kohya N_concept folder",
-    "jsonl": "metadata.jsonl",
-}
+LAYOUT_NAMES = DatasetExport.Layout.choices  # [(layout, what it is)]
 
 
 class AlbumChoiceField(forms.ModelMultipleChoiceField):
@@ -116,7 +114,7 @@ class DatasetBuildForm(forms.Form):
         return self.cleaned_data["trigger_word"].strip() or None
 
 
-class DatasetVersionAdmin(admin.ModelAdmin):
+class DatasetVersionAdmin(ImagineerAdmin):
     list_display = (
         "name",
         "hash_prefix",
@@ -148,34 +146,17 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     readonly_fields = fields
     change_form_template = "admin/training/datasetversion/change_form.html"
 
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
-
     def get_urls(self) -> list[Any]:
-        export = self.admin_site.admin_view(self.export_view)
-        return [
-            path(
-                "<path:object_id>/export/<str:layout>/",
-                export,
-                name="training_datasetversion_export",
-            ),
-            *super().get_urls(),
-        ]
+        export = self.object_url("export/<str:layout>", self.export_view, name="export")
+        return [export, *super().get_urls()]
 
     def has_change_permission(
         self, request: HttpRequest, obj: DatasetVersion | None = None
     ) -> bool:
         return False  # immutable: the change page only shows it
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "layouts": LAYOUT_NAMES.items()}
-        return super().change_view(request, object_id, form_url, extra_context)
+    def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        return {**super().change_context(request, obj), "layouts": LAYOUT_NAMES}
 
     # --- columns and fields -----------------------------------------------------------
 
@@ -246,17 +227,10 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
     # --- build ------------------------------------------------------------------------
 
-    def add_view(
-        self,
-        request: HttpRequest,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
+    def add_page(self, request: HttpRequest) -> HttpResponse:
         """Build a version from albums instead of typing one in."""
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = DatasetBuildForm(request.POST if request.method == "POST" else None)
-        if form.is_valid():
+
+        def save(form: DatasetBuildForm) -> HttpResponse | None:
             try:
                 build = dataset_build_start(
                     albums=list(form.cleaned_data["albums"]),
@@ -267,17 +241,15 @@ class DatasetVersionAdmin(admin.ModelAdmin):
                 )
             except DomainError as exc:
                 add_domain_error(form, exc)
-            else:
-                return self._built(request, build)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Build a dataset version",
-            "opts": self.opts,
-            "form": form,
-            "media": self.media + form.media,
-        }
-        return TemplateResponse(
-            request, "admin/training/datasetversion/build.html", context
+                return None
+            return self._built(request, build)
+
+        return self.form_view(
+            request,
+            self.posted(request, DatasetBuildForm),
+            save=save,
+            title="Build a dataset version",
+            template="admin/training/datasetversion/build.html",
         )
 
     def _url(self, dataset: DatasetVersion) -> str:
@@ -311,11 +283,9 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         """The zip when the worker has written it; else its export run's page,
         which follows it and offers the download once it is done."""
-        dataset = self.get_object(request, unquote(object_id))
-        if dataset is None or layout not in LAYOUTS:
-            raise Http404("No such dataset version or layout.")
-        if not self.has_view_permission(request, dataset):
-            raise PermissionDenied
+        if layout not in LAYOUTS:
+            raise Http404("No such layout.")
+        dataset = self.object_or_404(request, object_id, change=False)
         try:
             export = dataset_export_request(
                 dataset=dataset, layout=layout, created_by=request.user
@@ -349,7 +319,7 @@ def export_response(export: DatasetExport) -> FileResponse:
 # --- the runs: builds and exports -----------------------------------------------------
 
 
-class DatasetBuildAdmin(RunAdminMixin, admin.ModelAdmin):
+class DatasetBuildAdmin(RunAdmin):
     """A build's page: progress, then a link to the version it made or found.
     Builds start from the dataset version's "Add" (the build form)."""
 
@@ -359,10 +329,7 @@ class DatasetBuildAdmin(RunAdminMixin, admin.ModelAdmin):
     list_select_related = ("dataset", "created_by")
     raw_id_fields = ("dataset", "created_by")
     fields = (
-        "status",
-        "progress_bar",
-        "message",
-        "error",
+        *RUN_STATE_FIELDS,
         "dataset_link",
         "album_links",
         "name",
@@ -370,15 +337,8 @@ class DatasetBuildAdmin(RunAdminMixin, admin.ModelAdmin):
         "trigger_word_given",
         "include_nsfw",
         "created_by",
-        "created",
-        "started_at",
-        "finished_at",
-        "attempts",
+        *RUN_HISTORY_FIELDS,
     )
-    change_form_template = "admin/imagineer/run_change_form.html"
-
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # builds start from the dataset version's build form
@@ -404,7 +364,7 @@ class DatasetBuildAdmin(RunAdminMixin, admin.ModelAdmin):
         )
 
 
-class DatasetExportAdmin(RunAdminMixin, admin.ModelAdmin):
+class DatasetExportAdmin(RunAdmin):
     """An export's page: progress while the worker writes the zip, then its
     download. Exports start from a dataset version's page (or the API)."""
 
@@ -414,39 +374,21 @@ class DatasetExportAdmin(RunAdminMixin, admin.ModelAdmin):
     list_select_related = ("dataset",)
     raw_id_fields = ("dataset", "created_by")
     fields = (
-        "status",
-        "progress_bar",
-        "message",
-        "error",
+        *RUN_STATE_FIELDS,
         "download",
         "dataset",
         "layout",
         "repeats",
         "size",
         "created_by",
-        "created",
-        "started_at",
-        "finished_at",
-        "attempts",
+        *RUN_HISTORY_FIELDS,
     )
-    change_form_template = "admin/imagineer/run_change_form.html"
-
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # exports start from a dataset version's page
 
     def get_urls(self) -> list[Any]:
-        download = self.admin_site.admin_view(self.download_view)
-        return [
-            path(
-                "<path:object_id>/download/",
-                download,
-                name="training_datasetexport_download",
-            ),
-            *super().get_urls(),
-        ]
+        return [self.object_url("download", self.download_view), *super().get_urls()]
 
     @admin.display(description="zip")
     def download(self, obj: DatasetExport) -> str:
@@ -456,9 +398,4 @@ class DatasetExportAdmin(RunAdminMixin, admin.ModelAdmin):
         return format_html('<a href="{}">Download the zip</a>', url)
 
     def download_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        export = self.get_object(request, unquote(object_id))
-        if export is None:
-            raise Http404("No such dataset export.")
-        if not self.has_view_permission(request, export):
-            raise PermissionDenied
-        return export_response(export)
+        return export_response(self.object_or_404(request, object_id, change=False))

@@ -6,19 +6,17 @@ training/admin.py registers it.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from imagineer_project.errors import DomainError
 from imagineer_project.forms import add_domain_error
-from imagineer_project.run_admin import RunAdminMixin
+from imagineer_project.run_admin import RunAdmin
 from training.generation.forms import GenerateForm, lora_choices
 from training.generation.selectors import generation_job_images, image_recipe
 from training.generation.services import (
@@ -28,7 +26,7 @@ from training.generation.services import (
 from training.models import GenerationJob
 
 
-class GenerationJobAdmin(RunAdminMixin, admin.ModelAdmin):
+class GenerationJobAdmin(RunAdmin):
     progress_unit = " images"
     cancel_label = "Cancel job"
     cancel_note = "Cancel requested; it stops within a step, and keeps its images."
@@ -86,50 +84,30 @@ class GenerationJobAdmin(RunAdminMixin, admin.ModelAdmin):
     )
     change_form_template = "admin/training/generationjob/change_form.html"
 
-    class Media:
-        css = {"all": ("imagineer/admin.css",)}
-
     # --- the generate form in place of the add form ---------------------------------
 
-    def add_view(
-        self,
-        request: HttpRequest,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
+    def add_page(self, request: HttpRequest) -> HttpResponse:
         """Generate from a prompt instead of typing in a job's fields."""
-        if not self.has_add_permission(request):
-            return super().add_view(request, form_url, extra_context)
-        if request.method == "POST":
-            form = GenerateForm(request.POST)
-            if form.is_valid() and (job := self._create(request, form)) is not None:
-                self.message_user(
-                    request, f"Generation #{job.pk} queued.", messages.SUCCESS
-                )
-                return HttpResponseRedirect(self.run_url(job))
-        else:
-            form = GenerateForm(initial=GenerateForm.initial_from_query(request.GET))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Generate",
-            "form": form,
-            "loras": lora_choices(),
-            "media": self.media + form.media,
-            **(extra_context or {}),
-        }
-        return TemplateResponse(
-            request, "admin/training/generationjob/generate.html", context
+        initial = GenerateForm.initial_from_query(request.GET)
+        return self.form_view(
+            request,
+            self.posted(request, GenerateForm, **initial),
+            save=lambda form: self._create(request, form),
+            title="Generate",
+            template="admin/training/generationjob/generate.html",
+            loras=lora_choices(),
         )
 
-    def _create(self, request: HttpRequest, form: GenerateForm) -> Any:
+    def _create(self, request: HttpRequest, form: GenerateForm) -> HttpResponse | None:
         try:
-            return generation_job_create(
+            job = generation_job_create(
                 request=form.to_request(), created_by=request.user, rate_limited=True
             )
         except DomainError as exc:
             add_domain_error(form, exc)
-        return None
+            return None
+        self.message_user(request, f"Generation #{job.pk} queued.", messages.SUCCESS)
+        return HttpResponseRedirect(self.run_url(job))
 
     # --- columns and fields ---------------------------------------------------------
 

@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from albums.models import Album
-from albums.services import album_create
+from albums.services import album_get_or_create
 from imagineer_project.errors import Invalid, RateLimited
 from imagineer_project.permissions import person
 from imagineer_project.ratelimit import Rate, RateInvalid, parse_rate, rate_limit_hit
@@ -260,17 +260,17 @@ def effective_prompt(job: GenerationJob) -> str:
 # --- creating and cancelling -------------------------------------------------------
 
 
-def album_for(name: str, created_by: Any) -> Album:
+def album_for(name: str, created_by: User | None) -> Album:
     """The album named `name` (or the default one), made as a "generated" album
     if it does not exist yet."""
-    name = name.strip() or settings.GENERATION_DEFAULT_ALBUM
-    existing = Album.objects.filter(name=name).order_by("id").first()
-    return existing or album_create(
-        name=name, source_kind=Album.Kind.GENERATED, created_by=created_by
+    return album_get_or_create(
+        name=name.strip() or settings.GENERATION_DEFAULT_ALBUM,
+        source_kind=Album.Kind.GENERATED,
+        created_by=created_by,
     )
 
 
-def _rate_check(user: Any) -> None:
+def _rate_check(user: User | None) -> None:
     if user is None:
         return
     if settings.GENERATION_RATE_LIMIT_EXEMPT_STAFF and user.is_staff:
