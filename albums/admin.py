@@ -39,7 +39,11 @@ from albums.services import (
     upload_run_create,
 )
 from imagineer_project.admin_actions import action_step
-from imagineer_project.admin_pages import ImagineerAdmin
+from imagineer_project.admin_pages import (
+    RUN_HISTORY_FIELDS,
+    RUN_STATE_FIELDS,
+    ImagineerAdmin,
+)
 from imagineer_project.run_admin import RunAdmin
 
 logger = logging.getLogger(__name__)
@@ -572,25 +576,26 @@ class UploadRunAdmin(RunAdmin):
     fields = (
         "album",
         "uploaded_by",
-        "status",
-        "progress_bar",
-        "message",
-        "error",
+        "source_folder",
+        *RUN_STATE_FIELDS,
         "created_count",
         "duplicate_count",
         "rejected_count",
-        "attempts",
+        "sidecar_count",
         "cancel_requested",
-        "created",
-        "started_at",
-        "heartbeat_at",
-        "finished_at",
+        *RUN_HISTORY_FIELDS,
         "results_table",
     )
     change_form_template = "admin/albums/uploadrun/change_form.html"
 
+    def get_fields(self, request: HttpRequest, obj: UploadRun | None = None) -> Any:
+        # A folder import's folder and sidecar count; an upload has neither.
+        folder = bool(obj and obj.source_folder)
+        hidden = () if folder else ("source_folder", "sidecar_count")
+        return [name for name in self.fields if name not in hidden]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # runs start from an album's "Upload images" page
+        return False  # uploads start from an album's page, imports from the CLI
 
     def has_delete_permission(
         self, request: HttpRequest, obj: UploadRun | None = None

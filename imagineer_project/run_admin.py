@@ -53,6 +53,8 @@ class RunAdmin(RunProgressMixin, ImagineerAdmin):
     cancel_note = "Cancel requested; the run stops at its next checkpoint."
     cancel_label = "Cancel run"  # the button on the run's page
     retry_label = "Retry"
+    # A run's own page is this one; its model's URL points here too.
+    view_on_site = False
     actions: tuple[str, ...] = ("cancel_selected", "retry_selected")
 
     def cancel_run(self, run: BaseRun) -> bool:

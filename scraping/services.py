@@ -71,7 +71,7 @@ def _url_problem(url: str) -> str | None:
     try:
         check_url(url, allow_private=settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES)
     except BlockedURL as exc:
-        return f"url is refused: {exc.reason}."
+        return f"refused: {exc.reason}."
     return None
 
 
