@@ -155,6 +155,11 @@ class ImageDetailOut(ImageOut):
     recipe: dict[str, Any] | None = Field(
         None, description="How a generated image was made (null for others)"
     )
+    provenance: dict[str, Any] | None = Field(
+        None,
+        description="Where an imported image came from beyond its URLs (a legacy "
+        "import: its folder, file, when it was made; for staff its sidecar)",
+    )
 
     @staticmethod
     def resolve_labels(image: Image) -> list[Any]:
@@ -165,6 +170,11 @@ class ImageDetailOut(ImageOut):
     def resolve_recipe(image: Image, context: Any) -> dict[str, Any] | None:
         # Filled by the training app (albums.extensions), null for the others.
         return image_detail_value("recipe", image, (context or {}).get("request"))
+
+    @staticmethod
+    def resolve_provenance(image: Image, context: Any) -> dict[str, Any] | None:
+        # Filled by the legacy app (albums.extensions), null for the others.
+        return image_detail_value("provenance", image, (context or {}).get("request"))
 
     @staticmethod
     def resolve_albums(image: Image) -> list[Album]:

@@ -240,7 +240,8 @@ def _delete_files(keys: list[str]) -> None:
 
 
 def _unique_slug(name: str) -> str:
-    base = slugify(name)[:200] or "album"
+    # "Decks/card-deck-antique" -> decks-card-deck-antique, not deckscard-...
+    base = slugify(name.replace("/", " "))[:200] or "album"
     slug, n = base, 2
     while Album.objects.filter(slug=slug).exists():
         slug, n = f"{base}-{n}", n + 1

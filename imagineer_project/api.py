@@ -23,6 +23,7 @@ from labeling.api import albums_router as labeling_albums_router
 from labeling.api import images_router as labeling_images_router
 from labeling.api import jobs_router as labeling_jobs_router
 from labeling.api import labels_router
+from legacy.api import router as legacy_imports_router
 from scraping.api import router as scrape_jobs_router
 from training.api import loras_router, runs_router
 from training.datasets import api as datasets_api
@@ -118,3 +119,4 @@ api.add_router("/uploads", uploads_router)
 api.add_router("/scrape-jobs", scrape_jobs_router)
 api.add_router("/generate", generate_router)
 api.add_router("/generation-jobs", generation_jobs_router)
+api.add_router("/admin/legacy-imports", legacy_imports_router)

@@ -412,3 +412,10 @@ LABELING_BATCH_SIZE = env_int("LABELING_BATCH_SIZE", 200, minimum=1)
 LABELING_BATCH_POLL_MINUTES = env_int("LABELING_BATCH_POLL_MINUTES", 1, minimum=1)
 LABELING_BATCH_POLL_SECONDS = env_float("LABELING_BATCH_POLL_SECONDS", 30.0, minimum=0)
 LABELING_BATCH_DISCOUNT = env_float("LABELING_BATCH_DISCOUNT", 0.5, minimum=0)
+
+# --- legacy import --------------------------------------------------------------------
+# The folders (comma-separated) the API and the admin may import the old
+# system's outputs and image packs from, and below; empty: only the
+# `import_legacy` command imports. Never echoed: callers see paths relative to
+# these.
+LEGACY_IMPORT_ROOTS = env_list("LEGACY_IMPORT_ROOTS")

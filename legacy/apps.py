@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class LegacyConfig(AppConfig):
     name = "legacy"
     verbose_name = "Legacy import"
+
+    def ready(self) -> None:
+        from legacy import extensions
+
+        extensions.register()

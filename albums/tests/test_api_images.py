@@ -240,6 +240,7 @@ def test_detail_has_labels_provenance_and_visible_albums(client, library) -> Non
             {"id": library["public"].pk, "slug": "tarot-deck", "name": "Tarot deck"}
         ],
         "recipe": None,  # only generated images have one
+        "provenance": None,  # only imported ones this
     }
 
 

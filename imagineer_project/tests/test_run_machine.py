@@ -27,6 +27,7 @@ from imagineer_project.runs import (
 )
 from imagineer_project.testing import make_image_bytes
 from labeling.models import LabelingJob
+from legacy.models import ImportRun
 from scraping.models import ScrapeJob
 from training.models import (
     DatasetBuild,
@@ -53,6 +54,7 @@ MAKERS = {
     GenerationJob: lambda: GenerationJob(prompt="p", base_model="b", seed=1),
     DatasetBuild: lambda: DatasetBuild(album_ids=[]),
     DatasetExport: lambda: DatasetExport(dataset=_dataset(), layout="flat"),
+    ImportRun: lambda: ImportRun(sources=[]),
 }
 KINDS = list(MAKERS)
 
@@ -248,6 +250,7 @@ LOCATIONS = {
     TrainingRun: "/api/training/runs",
     GenerationJob: "/api/generation-jobs",
     DatasetExport: "/api/training/dataset-exports",
+    ImportRun: "/api/admin/legacy-imports",
 }
 
 
