@@ -61,24 +61,29 @@ def parse_rate(text: str) -> Rate | None:
 
 
 def rate_limit_hit(
-    key: str, rate: Rate | None, *, now: Callable[[], float] = time.time
+    key: str,
+    rate: Rate | None,
+    *,
+    cost: int = 1,
+    now: Callable[[], float] = time.time,
 ) -> int | None:
-    """Count one request under `key`; None when it is allowed, else the whole
-    seconds (at least 1) until it would be. A refused request is not counted."""
+    """Count `cost` requests under `key` (a set of 12 images counts 12); None
+    when they are allowed, else the whole seconds (at least 1) until they would
+    be. Refused requests are not counted. A cost above the rate's count is never
+    allowed: the caller says so before asking (see RateLimited)."""
     if rate is None:
         return None
     cache_key = f"ratelimit:{key}"
     moment = now()
     window_start = moment - rate.seconds
     recent = [t for t in cache.get(cache_key, []) if t > window_start]
-    if len(recent) >= rate.count:
-        # The request that frees a slot is the one `count` places from the end.
-        frees_at = recent[-rate.count] + rate.seconds
+    if len(recent) + cost > rate.count:
+        if cost > rate.count:
+            return rate.seconds
+        # `cost` places free up once the request that many places from the
+        # end of the allowed count has left the window.
+        frees_at = recent[len(recent) + cost - rate.count - 1] + rate.seconds
         return max(1, math.ceil(frees_at - moment))
-    recent.append(moment)
+    recent.extend([moment] * cost)
     cache.set(cache_key, recent, timeout=rate.seconds + 1)
     return None
-
-
-def rate_limit_reset(key: str) -> None:
-    cache.delete(f"ratelimit:{key}")

@@ -306,3 +306,204 @@ class ImageRecipe(models.Model):
 
     def __str__(self) -> str:
         return f"Recipe of image {self.image_id}"
+
+
+class SetTemplate(models.Model):
+    """A set to render in one request: a table of slots (a deck's cards, a
+    tarot's arcana) and how each slot's prompt is made from its row."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    # Column names, in table order; a row's values are keyed by them.
+    columns = models.JSONField(default=list)
+    # [{"key": "ace-of-spades", "label": "Ace of Spades", "values": {column: v}}],
+    # in slot order; keys unique (training.sets.templates checks).
+    rows = models.JSONField(default=list)
+    base_prompt = models.TextField(blank=True)
+    prompt_template = models.TextField(help_text="With {column} placeholders.")
+    style_suffix = models.TextField(blank=True)
+    example_theme = models.CharField(max_length=500, blank=True)
+    width = models.PositiveSmallIntegerField(default=512)
+    height = models.PositiveSmallIntegerField(default=512)
+    negative_prompt = models.TextField(blank=True)
+    # [{"name": registered LoRA name, "weight": float}], in stack order.
+    loras = models.JSONField(default=list, blank=True)
+    base_model = models.CharField(max_length=500, blank=True)
+    # Made by a data migration; `edited` once a person changed it, after which
+    # no migration overwrites it.
+    builtin = models.BooleanField(default=False)
+    edited = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:training_settemplate_change", args=[self.pk])
+
+    @property
+    def slot_count(self) -> int:
+        return len(self.rows)
+
+
+class SetAlbum(models.Model):
+    """An album that holds a set: its template, theme and the settings every
+    run into it renders with, so "fill missing" needs nothing more."""
+
+    album = models.OneToOneField(
+        "albums.Album", on_delete=models.CASCADE, related_name="set_info"
+    )
+    template = models.ForeignKey(
+        SetTemplate, on_delete=models.PROTECT, related_name="set_albums"
+    )
+    theme = models.CharField(max_length=500, blank=True)
+    # Slot seeds derive from it and the slot key (training.sets.seeds).
+    set_seed = models.BigIntegerField()
+    variants = models.PositiveSmallIntegerField(default=1)
+    negative_prompt = models.TextField(blank=True)
+    base_model = models.CharField(max_length=500)
+    # [{"lora_id", "name", "weight", "sha256", "trigger_words"}] as GenerationJob.
+    loras = models.JSONField(default=list, blank=True)
+    insert_trigger_words = models.BooleanField(default=True)
+    width = models.PositiveSmallIntegerField(default=512)
+    height = models.PositiveSmallIntegerField(default=512)
+    steps = models.PositiveSmallIntegerField(default=25)
+    guidance = models.FloatField(default=7.5)
+    scheduler = models.CharField(max_length=20, default="ddim")
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Set {self.template} in album {self.album_id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:training_setalbum_change", args=[self.pk])
+
+
+class SetSlot(models.Model):
+    """One slot of a set album (a card of the deck) and the variant that fills
+    it. Its status is read, not stored: filled while the chosen variant's image
+    is in the album, else failed when its last render failed, else missing."""
+
+    set_album = models.ForeignKey(
+        SetAlbum, on_delete=models.CASCADE, related_name="slots"
+    )
+    key = models.CharField(max_length=100)
+    label = models.CharField(max_length=200)
+    position = models.PositiveIntegerField()
+    # The prompt its latest render used (trigger words in front).
+    prompt = models.TextField(blank=True)
+    chosen = models.ForeignKey(
+        "SetVariant",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["set_album", "key"], name="set_slot_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of set {self.set_album_id}"
+
+
+class SetVariant(models.Model):
+    """An image rendered for a slot. The same bytes for the same slot are one
+    variant, however often they are made."""
+
+    slot = models.ForeignKey(SetSlot, on_delete=models.CASCADE, related_name="variants")
+    image = models.ForeignKey(
+        "albums.Image", on_delete=models.CASCADE, related_name="+"
+    )
+    seed = models.BigIntegerField()
+    prompt = models.TextField()
+    run = models.ForeignKey(
+        "SetRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rendered",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["slot", "image"], name="set_variant_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Image {self.image_id} for slot {self.slot_id}"
+
+
+class SetRun(BaseRun):
+    """Rendering slots of a set album on the `gpu` cluster: a whole set, its
+    missing slots, or chosen slots again with a new seed. Progress counts slots;
+    `current_slot`/`current_step` tell where the image in hand is."""
+
+    class Mode(models.TextChoices):
+        SET = "set", "Generate set"
+        FILL = "fill", "Fill missing slots"
+        REGENERATE = "regenerate", "Regenerate slots"
+
+    template = models.ForeignKey(
+        SetTemplate, on_delete=models.PROTECT, related_name="runs"
+    )
+    set_album = models.ForeignKey(
+        SetAlbum, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    mode = models.CharField(max_length=12, choices=Mode, default=Mode.SET)
+    theme = models.CharField(max_length=500, blank=True)
+    # The seed this run's slot seeds derive from: the album's set seed, or a
+    # fresh one when regenerating.
+    set_seed = models.BigIntegerField()
+    variants = models.PositiveSmallIntegerField(default=1)
+    # What each image renders with, copied from the set album when the run was
+    # made: base_model, loras, negative_prompt, insert_trigger_words, width,
+    # height, steps, guidance, scheduler.
+    render = models.JSONField(default=dict)
+    # The slot keys to render, in slot order.
+    slot_keys = models.JSONField(default=list)
+    # "key/variant" of each render tried (made or failed), so a resumed or
+    # twice-delivered run renders nothing twice.
+    items_done = models.JSONField(default=list, blank=True)
+    failed_items = models.PositiveIntegerField(default=0)
+    current_slot = models.CharField(max_length=100, blank=True)
+    current_step = models.PositiveSmallIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    task_path = "training.sets.tasks.run_set"
+    task_cluster = "gpu"
+    resume_note = "Queued again; it renders only the slots it had not tried"
+
+    class Meta(BaseRun.Meta):
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Set run #{self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:training_setrun_change", args=[self.pk])

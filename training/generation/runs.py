@@ -102,32 +102,42 @@ def _cached_copy(lora: Lora) -> Path:
     return target
 
 
-def _lora_specs(job: GenerationJob) -> tuple[LoraSpec, ...]:
+def lora_specs(entries: list[dict[str, Any]]) -> tuple[LoraSpec, ...]:
+    """The generator's LoRA stack for a job's (or a set's) stack entries."""
     from training.ml.generate import LoraSpec
 
     return tuple(
         LoraSpec(str(local_lora_path(e)), float(e["weight"]), e["name"])
-        for e in job.loras
+        for e in entries
     )
+
+
+def render_recipe(source: Any, *, prompt: str, seed: int) -> dict[str, Any]:
+    """What makes an image again, from anything with a job's render fields
+    (negative_prompt, base_model, loras, steps, guidance, scheduler, width,
+    height): a GenerationJob, or a set run's settings."""
+    return {
+        "prompt": prompt,
+        "negative_prompt": source.negative_prompt,
+        "base_model": source.base_model,
+        "loras": [
+            {"name": e["name"], "weight": e["weight"], "sha256": e["sha256"]}
+            for e in source.loras
+        ],
+        "seed": seed,
+        "steps": source.steps,
+        "guidance": source.guidance,
+        "scheduler": source.scheduler,
+        "width": source.width,
+        "height": source.height,
+    }
 
 
 def _recipe(
     job: GenerationJob, index: int, duration: float, device: str
 ) -> dict[str, Any]:
     return {
-        "prompt": effective_prompt(job),
-        "negative_prompt": job.negative_prompt,
-        "base_model": job.base_model,
-        "loras": [
-            {"name": e["name"], "weight": e["weight"], "sha256": e["sha256"]}
-            for e in job.loras
-        ],
-        "seed": job.seed + index,
-        "steps": job.steps,
-        "guidance": job.guidance,
-        "scheduler": job.scheduler,
-        "width": job.width,
-        "height": job.height,
+        **render_recipe(job, prompt=effective_prompt(job), seed=job.seed + index),
         "duration_seconds": round(duration, 3),
         "device": device,
         "job_id": job.pk,
@@ -242,7 +252,7 @@ def generation_job_execute(
             height=job.height,
             scheduler=job.scheduler,
             num_images=job.num_images - len(done),
-            loras=_lora_specs(job),
+            loras=lora_specs(job.loras),
         )
         if cut := prompt_overflow(holder, spec.prompt):
             # The pipeline truncates silently; say so where the user looks.

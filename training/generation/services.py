@@ -270,12 +270,24 @@ def album_for(name: str, created_by: User | None) -> Album:
     )
 
 
-def _rate_check(user: User | None) -> None:
+def generation_rate_check(user: User | None, *, images: int = 1) -> None:
+    """Count `images` against `user`'s GENERATION_RATE_LIMIT (staff exempt by
+    setting); raises GenerationRateLimited when they do not fit now, and
+    GenerationInvalid when they could never fit in one window."""
     if user is None:
         return
     if settings.GENERATION_RATE_LIMIT_EXEMPT_STAFF and user.is_staff:
         return
-    retry_after = rate_limit_hit(f"generate:{user.pk}", generation_rate())
+    rate = generation_rate()
+    if rate is not None and images > rate.count:
+        raise GenerationInvalid(
+            {
+                "slots": f"{images} images are more than GENERATION_RATE_LIMIT "
+                f"allows at once ({rate}); render fewer slots or variants, or ask "
+                "an operator to raise the limit"
+            }
+        )
+    retry_after = rate_limit_hit(f"generate:{user.pk}", rate, cost=images)
     if retry_after is not None:
         raise GenerationRateLimited(retry_after)
 
@@ -297,7 +309,7 @@ def generation_job_create(
     base_model, loras = generation_validate(request)
     user = person(created_by)
     if rate_limited:
-        _rate_check(user)
+        generation_rate_check(user)
     seed = secrets.randbelow(SEED_MAX + 1) if request.seed is None else request.seed
     with transaction.atomic():
         job = GenerationJob.objects.create(
@@ -311,7 +323,7 @@ def generation_job_create(
             height=request.height,
             scheduler=request.scheduler,
             num_images=request.num_images,
-            loras=[_stack_entry(lora, weight) for lora, weight in loras],
+            loras=[stack_entry(lora, weight) for lora, weight in loras],
             insert_trigger_words=request.insert_trigger_words,
             album=album_for(request.album, user),
             progress_total=request.num_images,
@@ -322,7 +334,7 @@ def generation_job_create(
     return job
 
 
-def _stack_entry(lora: Lora, weight: float) -> dict[str, Any]:
+def stack_entry(lora: Lora, weight: float) -> dict[str, Any]:
     return {
         "lora_id": lora.pk,
         "name": lora.name,

@@ -232,6 +232,7 @@ def generate_images(
     *,
     on_image: Callable[[int, Image.Image], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> list[Image.Image]:
     """Render `spec.num_images` images with seeds `spec.seed + i`.
 
@@ -239,7 +240,7 @@ def generate_images(
     polled before each image and after every denoising step: returning True
     raises GenerationStopped; an exception it raises itself (a cancel) comes
     through unchanged. Either way the images already made were given to
-    `on_image`.
+    `on_image`. `on_step(step, steps)` hears of each denoising step done.
     """
     import torch
 
@@ -265,7 +266,7 @@ def generate_images(
                 width=spec.width,
                 height=spec.height,
                 generator=generator,
-                callback_on_step_end=_step_callback(should_stop),
+                callback_on_step_end=_step_callback(should_stop, on_step, spec.steps),
             )
             image = output.images[0]
             images.append(image)
@@ -281,11 +282,15 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
 
 def _step_callback(
     should_stop: Callable[[], bool] | None,
+    on_step: Callable[[int, int], None] | None,
+    steps: int,
 ) -> Callable[..., dict] | None:
-    if should_stop is None:
+    if should_stop is None and on_step is None:
         return None
 
     def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+        if on_step is not None:
+            on_step(step + 1, steps)
         _check_stop(should_stop)
         return kwargs
 

@@ -1,0 +1,266 @@
+"""The body a set run executes on the gpu worker: one image per slot and
+variant, in slot order, each stored in the set album with its recipe and
+recorded as a variant of its slot.
+
+Every render tried is listed in `run.items_done` ("aries/0") in the same
+transaction that records its image, so an attempt after a crash, or a second
+delivery of the task, renders only what is not listed. A render that fails
+marks its slot failed (with the error) and the run goes on; the run fails only
+when every render failed. A cancel stops it within a denoising step.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+
+from albums.models import Image, SourceKind
+from albums.services import image_ingest
+from imagineer_project.runs import RunCancelled, run_checkpoint
+from training.generation.runs import lora_specs, render_recipe
+from training.generation.services import generation_device
+from training.models import ImageRecipe, SetAlbum, SetRun, SetSlot, SetVariant
+from training.sets.services import SetInvalid, slot_seed
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+    from training.ml.generate import LoraSpec, PipelineHolder
+
+logger = logging.getLogger(__name__)
+
+# The run's row is written at most this often while an image renders (its
+# step, the heartbeat, the cancel check): a few writes a second at most.
+STOP_POLL_SECONDS = 0.5
+
+
+class _Settings:
+    """The run's render settings as attributes (what render_recipe reads)."""
+
+    def __init__(self, render: dict[str, Any]) -> None:
+        self.__dict__.update(render)
+
+
+def item(key: str, variant: int) -> str:
+    return f"{key}/{variant}"
+
+
+def slots_done(run: SetRun) -> int:
+    """Slots every variant of which was tried."""
+    done = set(run.items_done)
+    return sum(
+        all(item(k, v) in done for v in range(run.variants)) for k in run.slot_keys
+    )
+
+
+class _Progress:
+    """`should_stop` and `on_step` for generate_images: the current slot's
+    step on the run's row, a heartbeat, and RunCancelled once a cancel was asked
+    for, at most every STOP_POLL_SECONDS."""
+
+    def __init__(self, run: SetRun) -> None:
+        self.run, self.last, self.key, self.step = run, 0.0, "", 0
+
+    def start(self, key: str, variant: int) -> None:
+        self.key, self.step = key, 0
+        label = f"{key}" + (
+            f" (variant {variant + 1})" if self.run.variants > 1 else ""
+        )
+        self.label = label
+        self.report(force=True)
+
+    def on_step(self, step: int, steps: int) -> None:
+        self.step = step
+
+    def __call__(self) -> bool:
+        self.report()
+        return False
+
+    def report(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < STOP_POLL_SECONDS:
+            return
+        self.last = now
+        run = self.run
+        SetRun.objects.filter(pk=run.pk).update(
+            current_slot=self.key, current_step=self.step
+        )
+        run.current_slot, run.current_step = self.key, self.step
+        steps = run.render["steps"]
+        run_checkpoint(
+            run,
+            message=f"{slots_done(run)} of {len(run.slot_keys)} slots; "
+            f"rendering {self.label}, step {self.step} of {steps}",
+        )
+
+
+def _store(
+    run: SetRun, set_album: SetAlbum, key: str, variant: int, picture: PILImage
+) -> Image:
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    result = image_ingest(
+        data=buffer.getvalue(),
+        filename=f"{run.template.slug}-{key}-{variant + 1}.png",
+        source_kind=SourceKind.GENERATED,
+        album=set_album.album,
+        uploaded_by=run.created_by,
+    )
+    if result.image is None:
+        raise RuntimeError(f"The generated image was refused: {result.reason}")
+    return result.image
+
+
+def _record(
+    run: SetRun,
+    slot: SetSlot,
+    variant: int,
+    image: Image,
+    recipe: dict[str, Any],
+) -> None:
+    """The image as a variant of its slot (the first variant of a run fills
+    the slot), its recipe, and the render as done: one transaction."""
+    with transaction.atomic():
+        chosen, _ = SetVariant.objects.get_or_create(
+            slot=slot,
+            image=image,
+            defaults={"seed": recipe["seed"], "prompt": recipe["prompt"], "run": run},
+        )
+        # One recipe per image: an identical image made earlier keeps its own.
+        ImageRecipe.objects.get_or_create(image=image, defaults={"recipe": recipe})
+        changes = {"prompt": recipe["prompt"], "error": ""}
+        if variant == 0 or slot.chosen_id is None:
+            changes["chosen"] = chosen
+        SetSlot.objects.filter(pk=slot.pk).update(**changes)
+        slot.chosen_id = changes["chosen"].pk if "chosen" in changes else slot.chosen_id
+        _mark_done(run, item(slot.key, variant))
+
+
+def _record_failure(run: SetRun, slot: SetSlot, variant: int, error: str) -> None:
+    with transaction.atomic():
+        SetSlot.objects.filter(pk=slot.pk).update(error=error[:2000])
+        run.failed_items += 1
+        _mark_done(run, item(slot.key, variant), failed_items=run.failed_items)
+
+
+def _mark_done(run: SetRun, entry: str, **more: Any) -> None:
+    run.items_done = [*run.items_done, entry]
+    SetRun.objects.filter(pk=run.pk).update(items_done=run.items_done, **more)
+
+
+def _render_one(
+    holder: PipelineHolder,
+    run: SetRun,
+    key: str,
+    variant: int,
+    progress: _Progress,
+    loras: tuple[LoraSpec, ...],
+) -> tuple[PILImage, dict[str, Any]]:
+    from training.ml.generate import GenerateSpec, generate_images
+
+    render = _Settings(run.render)
+    prompt = run.render["prompts"][key]
+    seed = slot_seed(run.set_seed, key, variant)
+    spec = GenerateSpec(
+        prompt=prompt,
+        negative_prompt=render.negative_prompt,
+        steps=render.steps,
+        guidance=render.guidance,
+        seed=seed,
+        width=render.width,
+        height=render.height,
+        scheduler=render.scheduler,
+        num_images=1,
+        loras=loras,
+    )
+    started = time.monotonic()
+    progress.start(key, variant)
+    [picture] = generate_images(
+        holder, spec, should_stop=progress, on_step=progress.on_step
+    )
+    recipe = {
+        **render_recipe(render, prompt=prompt, seed=seed),
+        "duration_seconds": round(time.monotonic() - started, 3),
+        "device": holder.device,
+        "set_run_id": run.pk,
+        "template": run.template.slug,
+        "theme": run.theme,
+        "slot": key,
+        "variant": variant,
+    }
+    return picture, recipe
+
+
+def set_run_execute(
+    run: SetRun,
+    *,
+    on_image: Callable[[SetRun, Image], None] | None = None,
+) -> str:
+    """The body of a set run (see run_execute); returns its final message."""
+    from training.ml.generate import GenerationStopped, holder_for
+
+    set_album = run.set_album
+    if set_album is None:
+        raise SetInvalid("The set album was deleted after the run was queued.")
+    slots = {s.key: s for s in set_album.slots.all()}
+    done = set(run.items_done)
+    todo = [
+        (key, v)
+        for key in run.slot_keys
+        for v in range(run.variants)
+        if item(key, v) not in done and key in slots
+    ]
+    run_checkpoint(run, done=slots_done(run), total=len(run.slot_keys))
+    if todo:
+        holder = holder_for(
+            run.render["base_model"],
+            device=generation_device(),
+            mixed_precision=settings.GENERATION_MIXED_PRECISION,
+        )
+        run_checkpoint(run, message="Loading the base model and LoRAs")
+        holder.pipe  # noqa: B018 - loads it (once per worker) under a heartbeat
+        loras = lora_specs(run.render["loras"])  # a deleted LoRA fails the run
+        progress = _Progress(run)
+        for key, variant in todo:
+            slot = slots[key]
+            try:
+                picture, recipe = _render_one(
+                    holder, run, key, variant, progress, loras
+                )
+                image = _store(run, set_album, key, variant, picture)
+            except (RunCancelled, GenerationStopped):
+                raise
+            except Exception as exc:  # one slot failing is the slot's failure
+                logger.exception("Set run %s: slot %s failed", run.pk, key)
+                _record_failure(run, slot, variant, f"{type(exc).__name__}: {exc}")
+            else:
+                _record(run, slot, variant, image, recipe)
+                if on_image is not None:
+                    on_image(run, image)
+            run_checkpoint(
+                run,
+                done=slots_done(run),
+                message=f"{slots_done(run)} of {len(run.slot_keys)} slots",
+            )
+    return _summary(run)
+
+
+def _summary(run: SetRun) -> str:
+    total = len(run.slot_keys) * run.variants
+    if run.failed_items and run.failed_items >= total:
+        error = (
+            SetSlot.objects.filter(set_album=run.set_album, key__in=run.slot_keys)
+            .exclude(error="")
+            .values_list("error", flat=True)
+            .first()
+        )
+        raise RuntimeError(f"Every slot failed; the first error: {error}")
+    made = total - run.failed_items
+    failed = f", {run.failed_items} failed" if run.failed_items else ""
+    return f"{len(run.slot_keys)} slot(s): {made} image(s) made{failed}"
