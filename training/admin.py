@@ -55,6 +55,9 @@ from training.models import (
     DatasetVersion,
     GenerationJob,
     Lora,
+    SetAlbum,
+    SetRun,
+    SetTemplate,
     TrainingRun,
 )
 from training.registry import (
@@ -69,6 +72,7 @@ from training.services import (
     training_run_create_from_albums,
     training_run_start,
 )
+from training.sets.admin import SetAlbumAdmin, SetRunAdmin, SetTemplateAdmin
 from training.views import run_report
 
 # --- forms ---------------------------------------------------------------------------
@@ -522,3 +526,6 @@ admin.site.register(DatasetVersion, DatasetVersionAdmin)
 admin.site.register(DatasetBuild, DatasetBuildAdmin)
 admin.site.register(DatasetExport, DatasetExportAdmin)
 admin.site.register(GenerationJob, GenerationJobAdmin)
+admin.site.register(SetTemplate, SetTemplateAdmin)
+admin.site.register(SetRun, SetRunAdmin)
+admin.site.register(SetAlbum, SetAlbumAdmin)

@@ -10,13 +10,14 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from albums.extensions import DetailField, PagePart, registry
-from albums.models import Image
+from albums.models import Album, Image
 from imagineer_project.permissions import is_staff
 from training.generation.selectors import (
     image_recipe,
     recipe_for_viewer,
     recipe_form_query,
 )
+from training.sets.selectors import FILLED, set_album_of, slot_counts, slot_statuses
 
 
 def recipe_value(image: Image, request: HttpRequest | None) -> dict[str, Any] | None:
@@ -40,8 +41,36 @@ def recipe_context(request: HttpRequest, image: Image) -> dict[str, Any] | None:
     return context
 
 
+def set_slots_context(request: HttpRequest, album: Album) -> dict[str, Any] | None:
+    """A set album's slot grid: staff see every slot (missing and failed ones
+    as placeholders); visitors only the filled slots whose image they may see."""
+    set_album = set_album_of(album)
+    if set_album is None:
+        return None
+    slots = slot_statuses(set_album)
+    counts = {**slot_counts(slots), "total": len(slots)}
+    staff = is_staff(request)
+    if not staff:
+        visible = set(
+            Image.objects.visible_to(request.user)
+            .filter(pk__in=[s.image_id for s in slots if s.status == FILLED])
+            .values_list("pk", flat=True)
+        )
+        slots = [s for s in slots if s.image_id in visible]
+    return {
+        "set_album": set_album,
+        "slots": slots,
+        "counts": counts,
+        "staff": staff,
+        "not_staff": not staff,
+    }
+
+
 def register() -> None:
     registry.add_image_page_part(
         PagePart("recipe", "training/_image_recipe.html", recipe_context, 20)
     )
     registry.add_image_detail_field(DetailField("recipe", recipe_value))
+    registry.add_album_page_part(
+        PagePart("set-slots", "training/sets/_album_slots.html", set_slots_context, 5)
+    )

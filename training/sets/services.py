@@ -159,6 +159,14 @@ def _template_fields(
     return fields
 
 
+def set_template_check(
+    *, template: SetTemplate | None = None, **data: Any
+) -> dict[str, Any]:
+    """The fields `data` would give `template` (or a new one), normalized;
+    raises SetInvalid naming every bad field. Writes nothing."""
+    return _template_fields(data, template)
+
+
 def set_template_create(
     *, created_by: User | None = None, builtin: bool = False, **data: Any
 ) -> SetTemplate:

@@ -342,3 +342,62 @@ def test_a_template_with_runs_cannot_be_deleted(gen_env: Path) -> None:
     unused = SetTemplate.objects.get(slug="tarot")
     set_template_delete(template=unused)
     assert not SetTemplate.objects.filter(slug="tarot").exists()
+
+
+def test_the_contact_sheet_and_the_zip_match_the_slots(gen_env: Path) -> None:
+    import csv
+    import hashlib
+    import io
+    import zipfile
+
+    from PIL import Image as PILImage
+
+    from training.sets.sheet import contact_sheet, set_zip
+
+    done = run(set_run_create(request=request(slots=["aries", "leo", "pisces"])))
+    set_album = set_album_of(done.set_album.album)
+    sheet = PILImage.open(io.BytesIO(contact_sheet(set_album))).convert("RGB")
+    # 12 slots: 4 columns × 3 rows of 160 px cells with labels under them.
+    assert sheet.size == (8 + 4 * 168, 36 + 8 + 3 * 190)
+
+    def cell_pixel(index: int) -> tuple[int, int, int]:
+        x = 8 + (index % 4) * 168 + 20  # off the placeholder's word
+        y = 36 + 8 + (index // 4) * 190 + 20
+        return sheet.getpixel((x, y))
+
+    missing = (222, 219, 212)
+    assert cell_pixel(1) == missing  # taurus
+    slots = slot_statuses(set_album)
+    aries = slots[0]
+    with aries.image.file.open("rb") as handle:
+        expected = PILImage.open(handle).convert("RGB").resize((160, 160))
+    assert cell_pixel(0) == expected.getpixel((20, 20))
+
+    visitors = PILImage.open(io.BytesIO(contact_sheet(set_album, show_missing=False)))
+    assert visitors.size == (8 + 2 * 168, 36 + 8 + 2 * 190)  # 3 slots: 2 × 2
+
+    archive = zipfile.ZipFile(set_zip(set_album))
+    assert sorted(archive.namelist()) == [
+        "aries.png",
+        "contact-sheet.png",
+        "leo.png",
+        "pisces.png",
+        "slots.csv",
+    ]
+    by_key = {s.key: s for s in slots}
+    for key in ("aries", "leo", "pisces"):
+        data = archive.read(f"{key}.png")
+        assert hashlib.sha256(data).hexdigest() == by_key[key].image.sha256
+    table = list(csv.DictReader(io.StringIO(archive.read("slots.csv").decode())))
+    assert [row["key"] for row in table] == [s.key for s in slots]
+    assert table[0] == {
+        "position": "1",
+        "key": "aries",
+        "label": "Aries",
+        "status": "filled",
+        "file": "aries.png",
+        "prompt": aries.prompt,
+        "seed": str(slot_seed(5, "aries")),
+        "sha256": aries.image.sha256,
+    }
+    assert table[1]["status"] == "missing" and table[1]["sha256"] == ""
