@@ -58,8 +58,27 @@ def slot_statuses(set_album: SetAlbum) -> list[SlotStatus]:
     ):
         if variant.image_id in in_album:
             variants[variant.slot_id].append(variant)
-    keys = {row["key"] for row in set_album.template.rows}
-    return [_status(slot, variants[slot.pk], keys) for slot in slots]
+    rows = set_album.template.rows
+    keys = {row["key"] for row in rows}
+    statuses = [_status(slot, variants[slot.pk], keys) for slot in slots]
+    # Rows added to the template since the last run have no slot yet.
+    known = {slot.key for slot in slots}
+    statuses += [
+        SlotStatus(
+            key=row["key"],
+            label=row["label"],
+            position=position,
+            prompt="",
+            status=MISSING,
+            image=None,
+            seed=None,
+            error="",
+            in_template=True,
+        )
+        for position, row in enumerate(rows)
+        if row["key"] not in known
+    ]
+    return sorted(statuses, key=lambda s: (s.position, not s.in_template))
 
 
 def _status(slot: SetSlot, variants: list[SetVariant], keys: set[str]) -> SlotStatus:

@@ -34,7 +34,7 @@ from training.generation.services import (
 )
 from training.models import SetAlbum, SetRun, SetSlot, SetTemplate, SetVariant
 from training.sets import templates as tpl
-from training.sets.selectors import slot_statuses
+from training.sets.selectors import FILLED, slot_statuses
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -355,8 +355,10 @@ def _render_settings(
 
 
 def _set_album_for(
-    request: SetRequest, template: SetTemplate, user: User | None
-) -> tuple[Album, SetAlbum | None]:
+    request: SetRequest, template: SetTemplate
+) -> tuple[str, Album | None, SetAlbum | None]:
+    """The set album's name, and the album (and its set) when it exists; a
+    new one is made only once the whole request was found good."""
     theme = _pick(request.theme, template.example_theme).strip()
     name = request.album.strip() or f"{template.name} – {theme or 'set'}"
     if len(name) > 200:
@@ -370,7 +372,7 @@ def _set_album_for(
                 "choose another album for this template"
             }
         )
-    return album or album_for(name, user), existing
+    return name, album, existing
 
 
 def _sync_slots(set_album: SetAlbum) -> dict[str, SetSlot]:
@@ -405,8 +407,9 @@ def _keys_to_render(
             )
         keys = [k for k in keys if k in wanted]
     if request.only_missing and set_album is not None:
-        open_keys = {s.key for s in slot_statuses(set_album) if s.status != "filled"}
-        keys = [k for k in keys if k in open_keys]
+        # Rows added to the template since have no slot yet: missing too.
+        filled = {s.key for s in slot_statuses(set_album) if s.status == FILLED}
+        keys = [k for k in keys if k not in filled]
     return keys
 
 
@@ -446,7 +449,7 @@ def set_run_create(
     (the generation limit counts every image)."""
     template = set_template_get(request.template)
     user = person(created_by)
-    album, existing = _set_album_for(request, template, user)
+    name, album, existing = _set_album_for(request, template)
     errors: dict[str, str] = {}
     try:
         settings = _render_settings(request, template, existing)
@@ -459,14 +462,16 @@ def set_run_create(
     if errors:
         raise SetInvalid(errors=errors)
     if not keys:
-        raise NothingToRender(f"Every slot of {album.name!r} asked for is filled.")
+        raise NothingToRender(f"Every slot of {name!r} asked for is filled.")
     prompts = _prompts(template, settings, keys)
     _check_prompt_lengths(prompts)
     if rate_limited:
-        generation_rate_check(user, images=len(keys) * settings["variants"])
+        generation_rate_check(
+            user, images=len(keys) * settings["variants"], field="slots"
+        )
     with transaction.atomic():
         set_album, _ = SetAlbum.objects.update_or_create(
-            album=album,
+            album=album or album_for(name, user),
             defaults={"template": template, **settings},
         )
         _sync_slots(set_album)
@@ -532,7 +537,9 @@ def _again(
     }
     prompts = _prompts(set_album.template, settings, keys)
     if rate_limited:
-        generation_rate_check(user, images=len(keys) * set_album.variants)
+        generation_rate_check(
+            user, images=len(keys) * set_album.variants, field="slots"
+        )
     with transaction.atomic():
         _sync_slots(set_album)
         return _run_create(set_album, mode, keys, prompts, set_seed, user, enqueue)
@@ -559,11 +566,8 @@ def set_fill_missing(
     """Render exactly the slots that are missing or failed, with the album's
     set seed (so each gets the picture the set would have given it)."""
     set_album = set_album_get(album)
-    keys = [
-        s.key
-        for s in slot_statuses(set_album)
-        if s.status != "filled" and s.in_template
-    ]
+    filled = {s.key for s in slot_statuses(set_album) if s.status == FILLED}
+    keys = [r["key"] for r in set_album.template.rows if r["key"] not in filled]
     if not keys:
         raise NothingToRender(f"Every slot of {album.name!r} is filled.")
     return _again(
