@@ -395,8 +395,9 @@ GENERATION_MAX_STEPS = env_int("GENERATION_MAX_STEPS", 150, minimum=1)
 GENERATION_MAX_IMAGES = env_int("GENERATION_MAX_IMAGES", 8, minimum=1)
 GENERATION_MAX_LORAS = env_int("GENERATION_MAX_LORAS", 8, minimum=1)
 GENERATION_GUIDANCE_RANGE = (0.0, env_float("GENERATION_MAX_GUIDANCE", 30.0, minimum=0))
-# Accepted generation requests per user: "20/hour", "5/minute", or "off".
-GENERATION_RATE_LIMIT = env_str("GENERATION_RATE_LIMIT", "20/hour")
+# Images a user may ask for per window, counted per image (a job of 4 images
+# counts 4, a 54-card set 54): "200/hour", "20/minute", or "off".
+GENERATION_RATE_LIMIT = env_str("GENERATION_RATE_LIMIT", "200/hour")
 GENERATION_RATE_LIMIT_EXEMPT_STAFF = env_bool(
     "GENERATION_RATE_LIMIT_EXEMPT_STAFF", False
 )

@@ -270,10 +270,12 @@ def album_for(name: str, created_by: User | None) -> Album:
     )
 
 
-def generation_rate_check(user: User | None, *, images: int = 1) -> None:
+def generation_rate_check(
+    user: User | None, *, images: int = 1, field: str = "num_images"
+) -> None:
     """Count `images` against `user`'s GENERATION_RATE_LIMIT (staff exempt by
     setting); raises GenerationRateLimited when they do not fit now, and
-    GenerationInvalid when they could never fit in one window."""
+    GenerationInvalid (on `field`) when they could never fit in one window."""
     if user is None:
         return
     if settings.GENERATION_RATE_LIMIT_EXEMPT_STAFF and user.is_staff:
@@ -282,9 +284,9 @@ def generation_rate_check(user: User | None, *, images: int = 1) -> None:
     if rate is not None and images > rate.count:
         raise GenerationInvalid(
             {
-                "slots": f"{images} images are more than GENERATION_RATE_LIMIT "
-                f"allows at once ({rate}); render fewer slots or variants, or ask "
-                "an operator to raise the limit"
+                field: f"{images} images are more than GENERATION_RATE_LIMIT "
+                f"allows at once ({rate}); ask for fewer, or ask an operator to "
+                "raise the limit"
             }
         )
     retry_after = rate_limit_hit(f"generate:{user.pk}", rate, cost=images)
@@ -309,7 +311,7 @@ def generation_job_create(
     base_model, loras = generation_validate(request)
     user = person(created_by)
     if rate_limited:
-        generation_rate_check(user)
+        generation_rate_check(user, images=request.num_images)
     seed = secrets.randbelow(SEED_MAX + 1) if request.seed is None else request.seed
     with transaction.atomic():
         job = GenerationJob.objects.create(

@@ -114,6 +114,23 @@ def test_the_rate_limit_is_429_with_retry_after(
     assert GenerationJob.objects.count() == 2
 
 
+def test_the_rate_limit_counts_images(
+    call_as: Any, gen_env: Path, settings: Any
+) -> None:
+    settings.GENERATION_RATE_LIMIT = "3/hour"
+    client = call_as("token")
+    assert post(client, small_payload(num_images=2)).status_code == 202
+    assert post(client, small_payload(num_images=2)).status_code == 429
+    assert post(client, small_payload(num_images=1)).status_code == 202
+    # More than the whole window allows: waiting would not help, so 422.
+    too_many = post(client, small_payload(num_images=4))
+    assert too_many.status_code == 422
+    assert too_many.json()["details"]["errors"] == {
+        "num_images": "4 images are more than GENERATION_RATE_LIMIT allows at "
+        "once (3 per 3600s); ask for fewer, or ask an operator to raise the limit"
+    }
+
+
 def test_staff_can_be_exempt_by_setting(
     call_as: Any, gen_env: Path, settings: Any
 ) -> None:
