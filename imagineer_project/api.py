@@ -29,6 +29,7 @@ from training.api import loras_router, runs_router
 from training.datasets import api as datasets_api
 from training.generation.api import generate_router
 from training.generation.api import jobs_router as generation_jobs_router
+from training.sets import api as sets_api
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ api.add_router("", ops)
 api.add_router("/albums", albums_router)
 api.add_router("/albums", labeling_albums_router)
 api.add_router("/albums", analytics_api.albums_router)
+api.add_router("/albums", sets_api.slots_router)
 api.add_router("/images", images_router)
 api.add_router("/images", labeling_images_router)
 api.add_router("/labels", analytics_api.labels_router)
@@ -119,4 +121,6 @@ api.add_router("/uploads", uploads_router)
 api.add_router("/scrape-jobs", scrape_jobs_router)
 api.add_router("/generate", generate_router)
 api.add_router("/generation-jobs", generation_jobs_router)
+api.add_router("/set-templates", sets_api.templates_router)
+api.add_router("/set-runs", sets_api.runs_router)
 api.add_router("/admin/legacy-imports", legacy_imports_router)

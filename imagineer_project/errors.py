@@ -18,6 +18,7 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
+from ninja import Schema
 
 from imagineer_project.trace import current_trace_id
 
@@ -115,6 +116,17 @@ class Unavailable(DomainError):
     """A service this needs is not configured or not reachable."""
 
     status, code = 503, "unavailable"
+
+
+class ErrorOut(Schema):
+    """The one error shape, for routers that declare their error responses in
+    the OpenAPI schema."""
+
+    error: str
+    error_code: str
+    trace_id: str
+    timestamp: str
+    details: dict[str, Any]
 
 
 def error_body(

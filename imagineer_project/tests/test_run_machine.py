@@ -34,6 +34,8 @@ from training.models import (
     DatasetExport,
     DatasetVersion,
     GenerationJob,
+    SetRun,
+    SetTemplate,
     TrainingRun,
 )
 
@@ -55,6 +57,7 @@ MAKERS = {
     DatasetBuild: lambda: DatasetBuild(album_ids=[]),
     DatasetExport: lambda: DatasetExport(dataset=_dataset(), layout="flat"),
     ImportRun: lambda: ImportRun(sources=[]),
+    SetRun: lambda: SetRun(template=SetTemplate.objects.get(slug="zodiac"), set_seed=1),
 }
 KINDS = list(MAKERS)
 
@@ -251,6 +254,7 @@ LOCATIONS = {
     GenerationJob: "/api/generation-jobs",
     DatasetExport: "/api/training/dataset-exports",
     ImportRun: "/api/admin/legacy-imports",
+    SetRun: "/api/set-runs",
 }
 
 

@@ -77,6 +77,8 @@ class _Progress:
 
     def on_step(self, step: int, steps: int) -> None:
         self.step = step
+        if step == steps:  # the last step is always told, however quick
+            self.report(force=True)
 
     def __call__(self) -> bool:
         self.report()

@@ -204,10 +204,12 @@ def set_template_delete(*, template: SetTemplate) -> None:
 
 def set_template_get(ref: str | int) -> SetTemplate:
     """A template by id or slug; NotFound names the known slugs."""
-    if isinstance(ref, int) or str(ref).isdigit():
-        found = SetTemplate.objects.filter(pk=int(ref)).first()
-    else:
-        found = SetTemplate.objects.filter(slug=str(ref).strip()).first()
+    text = str(ref).strip()
+    found = None
+    if isinstance(ref, int) or (text.isascii() and text.isdigit()):
+        found = SetTemplate.objects.filter(pk=int(text)).first()
+    if found is None:  # a slug may be all digits ("2024")
+        found = SetTemplate.objects.filter(slug=text).first()
     if found is None:
         known = ", ".join(SetTemplate.objects.values_list("slug", flat=True)[:30])
         raise NotFound(f"No set template {ref!r} (known: {known or 'none'}).")

@@ -63,10 +63,17 @@ def _thumbnail(slot: SlotStatus, size: tuple[int, int]) -> PILImage.Image:
     return ImageOps.contain(picture, size)  # up or down: small renders fill it
 
 
-def contact_sheet(set_album: SetAlbum, *, show_missing: bool = True) -> bytes:
+def contact_sheet(
+    set_album: SetAlbum,
+    *,
+    show_missing: bool = True,
+    statuses: list[SlotStatus] | None = None,
+) -> bytes:
     """The set as one PNG in slot order; `show_missing=False` leaves out the
-    slots that are not filled (what visitors see)."""
-    slots = slot_statuses(set_album)
+    slots that are not filled (what visitors see). `statuses`: the set's
+    slot_statuses when the caller has them already."""
+    statuses = slot_statuses(set_album) if statuses is None else statuses
+    slots = statuses
     if not show_missing:
         slots = [s for s in slots if s.status == FILLED]
     columns = grid_columns(len(slots))
@@ -76,7 +83,7 @@ def contact_sheet(set_album: SetAlbum, *, show_missing: bool = True) -> bytes:
     height = HEADER_HEIGHT + GAP + rows * (cell_h + LABEL_HEIGHT + GAP)
     sheet = PILImage.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    _header(draw, set_album, slot_counts(slot_statuses(set_album)), width)
+    _header(draw, set_album, slot_counts(statuses), width)
     label_font, note_font = _font(12), _font(14)
     for index, slot in enumerate(slots):
         x = GAP + (index % columns) * (CELL_WIDTH + GAP)
@@ -171,7 +178,7 @@ def set_zip(set_album: SetAlbum) -> IO[bytes]:
                 continue
             with default_storage.open(slot.image.file.name, "rb") as handle:
                 archive.writestr(_file_name(slot), handle.read())
-        archive.writestr("contact-sheet.png", contact_sheet(set_album))
+        archive.writestr("contact-sheet.png", contact_sheet(set_album, statuses=slots))
         archive.writestr("slots.csv", slots_csv(slots))
     spool.seek(0)
     return spool

@@ -31,6 +31,8 @@ KEY_MAX_CHARS = 100
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_][A-Za-z0-9_\- ]*)\}")
 KEY_SHAPE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 NAME_COLUMNS = ("name", "card", "sign")
+# Words the slot API uses after /slots/: a slot may not be called so.
+RESERVED_KEYS = ("contact-sheet", "export", "fill-missing")
 
 
 def placeholders(template: str) -> list[str]:
@@ -173,6 +175,8 @@ def check_rows(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str
                 f"row {number}: slot key {key!r} must be lower-case letters and digits "
                 f"joined by '-', at most {KEY_MAX_CHARS} characters"
             )
+        if key in RESERVED_KEYS:
+            return f"row {number}: {key!r} is a reserved word; choose another key"
         if key in seen:
             return f"rows {seen[key]} and {number} have the same slot key {key!r}"
         seen[key] = number

@@ -11,6 +11,7 @@ import pytest
 
 from albums.models import Album, AlbumImage, Image
 from albums.services import album_remove_images, images_delete
+from imagineer_project.errors import NotFound
 from imagineer_project.runs import RunCancelled
 from training.models import ImageRecipe, SetRun, SetTemplate, SetVariant
 from training.sets import runs as set_runs
@@ -401,3 +402,22 @@ def test_the_contact_sheet_and_the_zip_match_the_slots(gen_env: Path) -> None:
         "sha256": aries.image.sha256,
     }
     assert table[1]["status"] == "missing" and table[1]["sha256"] == ""
+
+
+def test_slot_keys_the_slot_api_uses_are_refused_and_digit_slugs_are_found() -> None:
+    with pytest.raises(SetInvalid) as caught:
+        set_template_create(
+            name="Odd", csv="key,word\nexport,x\n", prompt_template="{word}"
+        )
+    assert caught.value.errors == {
+        "rows": "row 1: 'export' is a reserved word; choose another key"
+    }
+    made = set_template_create(
+        name="Year", slug="2024", csv="word\nspring\n", prompt_template="{word}"
+    )
+    from training.sets.services import set_template_get
+
+    assert set_template_get("2024") == made
+    assert set_template_get(str(made.pk)) == made
+    with pytest.raises(NotFound):
+        set_template_get("²")
