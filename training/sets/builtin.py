@@ -3,7 +3,9 @@ the 12 signs of the zodiac. A data migration creates them; once a person edits
 one, no later migration touches it again (SetTemplate.edited).
 
 The prompts follow the predecessor's sets (data/sets/config.yaml), with the
-full tables it only had outside the repository.
+full tables it only had outside the repository. Their style suffixes name no
+art style (the predecessor's said "art nouveau", "vintage engraving"): the
+theme a person gives decides it.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def playing_cards() -> dict[str, Any]:
         "base_prompt": "Playing card illustration",
         "prompt_template": "{value} of {suit} playing card, {layout}, "
         "{colour} corner indices with {symbol}",
-        "style_suffix": "ornate border, vintage engraving, centred, full card visible",
+        "style_suffix": "ornate border, centred, full card visible, highly detailed",
         "example_theme": "Antique Deck",
         "width": 512,
         "height": 720,
@@ -171,8 +173,8 @@ def tarot() -> dict[str, Any]:
         "rows": rows,
         "base_prompt": "Tarot card illustration",
         "prompt_template": "{card} tarot card ({arcana}), {scene}",
-        "style_suffix": "art nouveau, decorative frame with the card's title, "
-        "full card visible",
+        "style_suffix": "decorative frame with the card's title, full card visible, "
+        "highly detailed",
         "example_theme": "Mystic Tarot",
         "width": 512,
         "height": 768,
