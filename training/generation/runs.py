@@ -37,8 +37,10 @@ from training.generation.services import (
 from training.models import GenerationJob, ImageRecipe, Lora
 
 if TYPE_CHECKING:
+    from django.contrib.auth.models import User
     from PIL.Image import Image as PILImage
 
+    from albums.models import Album
     from training.ml.generate import LoraSpec
 
 logger = logging.getLogger(__name__)
@@ -145,6 +147,25 @@ def _recipe(
     }
 
 
+def store_generated(
+    picture: PILImage, *, filename: str, album: Album, made_by: User | None
+) -> Image:
+    """A rendered picture as a PNG Image in `album` (the same bytes made before
+    are that Image again)."""
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    result = image_ingest(
+        data=buffer.getvalue(),
+        filename=filename,
+        source_kind=SourceKind.GENERATED,
+        album=album,
+        uploaded_by=made_by,
+    )
+    if result.image is None:
+        raise RuntimeError(f"The generated image was refused: {result.reason}")
+    return result.image
+
+
 class _Stopper:
     """`should_stop` for generate_images: a checkpoint (heartbeat, and
     RunCancelled when a cancel was asked for) at most every STOP_POLL_SECONDS."""
@@ -199,18 +220,12 @@ class _Recorder:
         self.mark = time.monotonic()
 
     def _store(self, index: int, picture: PILImage) -> Image:
-        buffer = io.BytesIO()
-        picture.save(buffer, "PNG")
-        result = image_ingest(
-            data=buffer.getvalue(),
+        return store_generated(
+            picture,
             filename=f"generation-{self.job.pk}-{index + 1}.png",
-            source_kind=SourceKind.GENERATED,
             album=self.album,
-            uploaded_by=self.job.created_by,
+            made_by=self.job.created_by,
         )
-        if result.image is None:
-            raise RuntimeError(f"The generated image was refused: {result.reason}")
-        return result.image
 
 
 def generation_job_execute(

@@ -29,6 +29,7 @@ from django.db import transaction
 from training.models import SetTemplate
 from training.sets import templates as tpl
 from training.sets.services import (
+    TEMPLATE_TEXT_FIELDS,
     SetInvalid,
     set_template_create,
     set_template_update,
@@ -38,18 +39,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 # The predecessor's fields taken as they are; csv_path and loras are mapped.
-PLAIN_FIELDS = (
-    "name",
-    "description",
-    "base_prompt",
-    "prompt_template",
-    "style_suffix",
-    "example_theme",
-    "negative_prompt",
-    "base_model",
-    "width",
-    "height",
-)
+PLAIN_FIELDS = (*TEMPLATE_TEXT_FIELDS, "width", "height")
 LORA_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 
 

@@ -11,7 +11,6 @@ when every render failed. A cancel stops it within a denoising step.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -20,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import transaction
 
-from albums.models import Image, SourceKind
-from albums.services import image_ingest
+from albums.models import Image
 from imagineer_project.runs import RunCancelled, run_checkpoint
-from training.generation.runs import lora_specs, render_recipe
+from training.generation.runs import lora_specs, render_recipe, store_generated
 from training.generation.services import generation_device
 from training.models import ImageRecipe, SetAlbum, SetRun, SetSlot, SetVariant
 from training.sets.services import SetInvalid, slot_seed
@@ -105,18 +103,12 @@ class _Progress:
 def _store(
     run: SetRun, set_album: SetAlbum, key: str, variant: int, picture: PILImage
 ) -> Image:
-    buffer = io.BytesIO()
-    picture.save(buffer, "PNG")
-    result = image_ingest(
-        data=buffer.getvalue(),
+    return store_generated(
+        picture,
         filename=f"{run.template.slug}-{key}-{variant + 1}.png",
-        source_kind=SourceKind.GENERATED,
         album=set_album.album,
-        uploaded_by=run.created_by,
+        made_by=run.created_by,
     )
-    if result.image is None:
-        raise RuntimeError(f"The generated image was refused: {result.reason}")
-    return result.image
 
 
 def _record(
