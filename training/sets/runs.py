@@ -197,7 +197,7 @@ def set_run_execute(
     on_image: Callable[[SetRun, Image], None] | None = None,
 ) -> str:
     """The body of a set run (see run_execute); returns its final message."""
-    from training.ml.generate import GenerationStopped, holder_for
+    from training.ml.generate import holder_for, prompt_overflow
 
     set_album = run.set_album
     if set_album is None:
@@ -205,47 +205,65 @@ def set_run_execute(
     slots = {s.key: s for s in set_album.slots.all()}
     done = set(run.items_done)
     todo = [
-        (key, v)
+        (slots[key], v)
         for key in run.slot_keys
         for v in range(run.variants)
         if item(key, v) not in done and key in slots
     ]
     run_checkpoint(run, done=slots_done(run), total=len(run.slot_keys))
-    if todo:
-        holder = holder_for(
-            run.render["base_model"],
-            device=generation_device(),
-            mixed_precision=settings.GENERATION_MIXED_PRECISION,
-        )
-        run_checkpoint(run, message="Loading the base model and LoRAs")
-        holder.pipe  # noqa: B018 - loads it (once per worker) under a heartbeat
-        loras = lora_specs(run.render["loras"])  # a deleted LoRA fails the run
-        progress = _Progress(run)
-        for key, variant in todo:
-            slot = slots[key]
-            try:
-                picture, recipe = _render_one(
-                    holder, run, key, variant, progress, loras
-                )
-                image = _store(run, set_album, key, variant, picture)
-            except (RunCancelled, GenerationStopped):
-                raise
-            except Exception as exc:  # one slot failing is the slot's failure
-                logger.exception("Set run %s: slot %s failed", run.pk, key)
-                _record_failure(run, slot, variant, f"{type(exc).__name__}: {exc}")
-            else:
-                _record(run, slot, variant, image, recipe)
-                if on_image is not None:
-                    on_image(run, image)
-            run_checkpoint(
-                run,
-                done=slots_done(run),
-                message=f"{slots_done(run)} of {len(run.slot_keys)} slots",
-            )
-    return _summary(run)
+    if not todo:
+        return _summary(run, [])
+    holder = holder_for(
+        run.render["base_model"],
+        device=generation_device(),
+        mixed_precision=settings.GENERATION_MIXED_PRECISION,
+    )
+    run_checkpoint(run, message="Loading the base model and LoRAs")
+    holder.pipe  # noqa: B018 - loads it (once per worker) under a heartbeat
+    loras = lora_specs(run.render["loras"])  # a deleted LoRA fails the run
+    # The pipeline cuts long prompts silently; the run's message says so.
+    prompts = run.render["prompts"]
+    cut = [k for k in run.slot_keys if prompt_overflow(holder, prompts[k])]
+    progress = _Progress(run)
+    for slot, variant in todo:
+        _render_slot(holder, run, set_album, slot, variant, progress, loras, on_image)
+    return _summary(run, cut)
 
 
-def _summary(run: SetRun) -> str:
+def _render_slot(
+    holder: PipelineHolder,
+    run: SetRun,
+    set_album: SetAlbum,
+    slot: SetSlot,
+    variant: int,
+    progress: _Progress,
+    loras: tuple[LoraSpec, ...],
+    on_image: Callable[[SetRun, Image], None] | None,
+) -> None:
+    """One image of one slot, recorded as made or failed; a cancel goes
+    through, any other error is the slot's."""
+    from training.ml.generate import GenerationStopped
+
+    try:
+        picture, recipe = _render_one(holder, run, slot.key, variant, progress, loras)
+        image = _store(run, set_album, slot.key, variant, picture)
+    except (RunCancelled, GenerationStopped):
+        raise
+    except Exception as exc:  # one slot failing is the slot's failure
+        logger.exception("Set run %s: slot %s failed", run.pk, slot.key)
+        _record_failure(run, slot, variant, f"{type(exc).__name__}: {exc}")
+    else:
+        _record(run, slot, variant, image, recipe)
+        if on_image is not None:
+            on_image(run, image)
+    run_checkpoint(
+        run,
+        done=slots_done(run),
+        message=f"{slots_done(run)} of {len(run.slot_keys)} slots",
+    )
+
+
+def _summary(run: SetRun, cut: list[str]) -> str:
     total = len(run.slot_keys) * run.variants
     if run.failed_items and run.failed_items >= total:
         error = (
@@ -257,4 +275,10 @@ def _summary(run: SetRun) -> str:
         raise RuntimeError(f"Every slot failed; the first error: {error}")
     made = total - run.failed_items
     failed = f", {run.failed_items} failed" if run.failed_items else ""
-    return f"{len(run.slot_keys)} slot(s): {made} image(s) made{failed}"
+    note = (
+        f"; the prompts of {len(cut)} slot(s) ({cut[0]} first) were cut at the "
+        "model's 77 tokens"
+        if cut
+        else ""
+    )
+    return f"{len(run.slot_keys)} slot(s): {made} image(s) made{failed}{note}"

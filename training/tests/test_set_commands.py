@@ -161,6 +161,21 @@ def test_a_refused_request_leaves_no_album_behind(gen_env: Path) -> None:
     assert not Album.objects.filter(name="Typo").exists()
 
 
+def test_no_loras_overrides_a_template_lora_that_is_not_registered(
+    gen_env: Path,
+) -> None:
+    zodiac = SetTemplate.objects.get(slug="zodiac")
+    set_template_update(template=zodiac, loras=[{"name": "old-deck", "weight": 0.6}])
+    with pytest.raises(CommandError, match="unknown LoRA 'old-deck'"):
+        generate("--slots", "aries")
+    with pytest.raises(CommandError, match="--no-loras and --lora"):
+        generate("--no-loras", "--lora", "old-deck")
+
+    generate("--slots", "aries", "--no-loras", "--enqueue")
+
+    assert SetRun.objects.get().render["loras"] == []
+
+
 def test_only_missing_takes_a_row_added_to_the_template_since(gen_env: Path) -> None:
     generate("--slots", "aries", "--theme", "Neon", "--seed", "5")
     zodiac = SetTemplate.objects.get(slug="zodiac")

@@ -303,7 +303,7 @@ def test_a_slot_that_fails_is_marked_failed_and_the_rest_render(
     monkeypatch.setattr(generate, "generate_images", fail_on_taurus)
     done = run(set_run_create(request=request(slots=["aries", "taurus", "gemini"])))
     assert done.status == "succeeded" and done.failed_items == 1
-    assert done.message == "3 slot(s): 2 image(s) made, 1 failed"
+    assert done.message.startswith("3 slot(s): 2 image(s) made, 1 failed")
     slots = {s.key: s for s in slot_statuses(done.set_album)}
     assert slots["taurus"].status == "failed"
     assert slots["taurus"].error == "ValueError: the GPU fell over"
@@ -421,3 +421,15 @@ def test_slot_keys_the_slot_api_uses_are_refused_and_digit_slugs_are_found() -> 
     assert set_template_get(str(made.pk)) == made
     with pytest.raises(NotFound):
         set_template_get("²")
+
+
+def test_the_run_says_when_prompts_run_past_the_models_tokens(gen_env: Path) -> None:
+    # The tiny model's tokenizer reads bytes: the zodiac's prompts are too long.
+    long = run(set_run_create(request=request(slots=["aries"])))
+    assert long.message == (
+        "1 slot(s): 1 image(s) made; the prompts of 1 slot(s) (aries first) were "
+        "cut at the model's 77 tokens"
+    )
+    set_template_create(name="Gems", csv="gem\nRuby\nJet\n", prompt_template="{gem}")
+    short = run(set_run_create(request=request(template="gems", album="Gems")))
+    assert short.message == "2 slot(s): 2 image(s) made"

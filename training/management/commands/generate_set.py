@@ -60,6 +60,11 @@ class Command(BaseCommand):
             help="a registered LoRA, with a weight (default: its own); repeatable; "
             "default: the album's or the template's LoRAs",
         )
+        parser.add_argument(
+            "--no-loras",
+            action="store_true",
+            help="no LoRAs, whatever the album or the template would use",
+        )
         parser.add_argument("--seed", type=int, help="set seed (default: random)")
         parser.add_argument("--variants", type=int, help="images per slot")
         parser.add_argument(
@@ -82,6 +87,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         loras = options["lora"]
+        if options["no_loras"] and loras:
+            raise CommandError("--no-loras and --lora: choose one")
+        if options["no_loras"]:
+            loras = []
         request = SetRequest(
             template=options["template"],
             album=options["album"],
