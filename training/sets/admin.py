@@ -65,7 +65,6 @@ class SetTemplateAdmin(ImagineerAdmin):
         "builtin",
         "edited",
         "run_count",
-        "updated",
     )
     list_filter = ("builtin", "edited")
     search_fields = ("name", "slug", "description", "prompt_template")
