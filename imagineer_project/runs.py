@@ -244,9 +244,13 @@ def run_checkpoint(
     done: int | None = None,
     total: int | None = None,
     message: str | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> None:
-    """Record progress, refresh the heartbeat, and stop if a cancel was asked for."""
-    changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    """Record progress (and the kind's own progress `fields`, in the same
+    write), refresh the heartbeat, and stop if a cancel was asked for."""
+    changes: dict[str, Any] = {"heartbeat_at": timezone.now(), **(fields or {})}
+    for name, value in (fields or {}).items():
+        setattr(run, name, value)
     if done is not None:
         changes["progress_done"] = run.progress_done = done
     if total is not None:

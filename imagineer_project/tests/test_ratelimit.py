@@ -57,6 +57,19 @@ def test_the_window_slides() -> None:
     assert rate_limit_hit("u1", rate, now=clock) == 20  # until the second leaves
 
 
+def test_a_request_counts_its_cost() -> None:
+    clock, rate = Clock(), Rate(5, 60)
+    assert rate_limit_hit("u", rate, cost=2, now=clock) is None  # t=0: 2 of 5
+    clock.now += 10
+    assert rate_limit_hit("u", rate, cost=2, now=clock) is None  # t=10: 4 of 5
+    clock.now += 10
+    # 3 more need two places: free once both images of t=0 left, at t=60.
+    assert rate_limit_hit("u", rate, cost=3, now=clock) == 40
+    assert rate_limit_hit("u", rate, cost=1, now=clock) is None  # 5 of 5
+    # More than the whole window never fits; the caller says so first.
+    assert rate_limit_hit("v", rate, cost=6, now=clock) == 60
+
+
 def test_refused_requests_do_not_count() -> None:
     clock, rate = Clock(), Rate(1, 60)
     assert rate_limit_hit("u", rate, now=clock) is None

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
     from albums.models import Album
-    from training.ml.generate import LoraSpec
+    from imagineer_project.runs import BaseRun
+    from training.ml.generate import LoraSpec, PipelineHolder
 
 logger = logging.getLogger(__name__)
 
@@ -166,20 +167,42 @@ def store_generated(
     return result.image
 
 
-class _Stopper:
+class StepCheckpoint:
     """`should_stop` for generate_images: a checkpoint (heartbeat, and
-    RunCancelled when a cancel was asked for) at most every STOP_POLL_SECONDS."""
+    RunCancelled when a cancel was asked for) at most every STOP_POLL_SECONDS.
+    Subclasses say more at each one (`checkpoint`)."""
 
-    def __init__(self, job: GenerationJob) -> None:
-        self.job = job
+    def __init__(self, run: BaseRun) -> None:
+        self.run = run
         self.last = time.monotonic()
 
     def __call__(self) -> bool:
-        now = time.monotonic()
-        if now - self.last >= STOP_POLL_SECONDS:
-            self.last = now
-            run_checkpoint(self.job)
+        self.due()
         return False
+
+    def due(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last >= STOP_POLL_SECONDS:
+            self.last = now
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        run_checkpoint(self.run)
+
+
+def warm_pipeline(run: BaseRun, base_model: str) -> PipelineHolder:
+    """This worker's pipeline for `base_model`, loaded (once per worker) while
+    the run says so."""
+    from training.ml.generate import holder_for
+
+    holder = holder_for(
+        base_model,
+        device=generation_device(),
+        mixed_precision=settings.GENERATION_MIXED_PRECISION,
+    )
+    run_checkpoint(run, message="Loading the base model and LoRAs")
+    holder.pipe  # noqa: B018 - loads it under the run's heartbeat
+    return holder
 
 
 class _Recorder:
@@ -239,24 +262,13 @@ def generation_job_execute(
     job's base model, each stored as it is done. A cancel stops it within a
     denoising step (RunCancelled); the images made so far stay.
     """
-    from training.ml.generate import (
-        GenerateSpec,
-        generate_images,
-        holder_for,
-        prompt_overflow,
-    )
+    from training.ml.generate import GenerateSpec, generate_images, prompt_overflow
 
     done = _done_so_far(job)
     note = ""
     run_checkpoint(job, done=len(done), total=job.num_images)
     if len(done) < job.num_images:
-        holder = holder_for(
-            job.base_model,
-            device=generation_device(),
-            mixed_precision=settings.GENERATION_MIXED_PRECISION,
-        )
-        run_checkpoint(job, message="Loading the base model and LoRAs")
-        holder.pipe  # noqa: B018 - loads it (once per worker) under a heartbeat
+        holder = warm_pipeline(job, job.base_model)
         spec = GenerateSpec(
             prompt=effective_prompt(job),
             negative_prompt=job.negative_prompt,
@@ -274,6 +286,8 @@ def generation_job_execute(
             note = f"; the prompt's last {cut} token(s) were cut (the model reads 77)"
             logger.warning("Generation %s: %s", job.pk, note.lstrip("; "))
         recorder = _Recorder(job, done, holder.device, on_image)
-        generate_images(holder, spec, on_image=recorder, should_stop=_Stopper(job))
+        generate_images(
+            holder, spec, on_image=recorder, should_stop=StepCheckpoint(job)
+        )
     last = job.seed + job.num_images - 1
     return f"{job.num_images} image(s) made, seeds {job.seed} to {last}{note}"

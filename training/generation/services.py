@@ -180,12 +180,18 @@ def _check_text(request: GenerationRequest, errors: dict[str, str]) -> None:
         )
 
 
-def _check_numbers(request: GenerationRequest, errors: dict[str, str]) -> None:
+def size_error(value: object) -> str | None:
+    """Why `value` is no image side the generator takes (None when it is)."""
     low, high = settings.GENERATION_MIN_SIZE, settings.GENERATION_MAX_SIZE
+    if isinstance(value, int) and low <= value <= high and not value % 8:
+        return None
+    return f"a multiple of 8 from {low} to {high} (got {value})"
+
+
+def _check_numbers(request: GenerationRequest, errors: dict[str, str]) -> None:
     for side in ("width", "height"):
-        value = getattr(request, side)
-        if not (low <= value <= high) or value % 8:
-            errors[side] = f"a multiple of 8 from {low} to {high} (got {value})"
+        if problem := size_error(getattr(request, side)):
+            errors[side] = problem
     if not 1 <= request.steps <= settings.GENERATION_MAX_STEPS:
         errors["steps"] = (
             f"from 1 to {settings.GENERATION_MAX_STEPS} (got {request.steps})"

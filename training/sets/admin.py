@@ -30,6 +30,7 @@ from training.sets.forms import GenerateSetForm, SetTemplateForm
 from training.sets.selectors import slot_counts, slot_statuses
 from training.sets.services import (
     SetInvalid,
+    named_stack,
     set_fill_missing,
     set_run_create,
     set_slot_choose,
@@ -162,18 +163,12 @@ class SetTemplateAdmin(ImagineerAdmin):
     def preview(self, obj: SetTemplate) -> str:
         if not obj.pk:
             return "Save the template to see its prompts."
-        return _preview_table(set_template_preview(obj, loras=_template_stack(obj)))
+        return _preview_table(set_template_preview(obj, loras=_defaults(obj)))
 
 
-def _template_stack(template: SetTemplate) -> list[dict[str, Any]]:
-    """The template's default LoRAs with their trigger words, for previews."""
-    from training.models import Lora
-
-    names = [e["name"] for e in template.loras]
-    words = dict(
-        Lora.objects.filter(name__in=names).values_list("name", "trigger_words")
-    )
-    return [{"trigger_words": words.get(name, [])} for name in names]
+def _defaults(template: SetTemplate) -> list[dict[str, Any]]:
+    """The template's default LoRAs that are registered, for its preview."""
+    return named_stack([e["name"] for e in template.loras], strict=False)
 
 
 class SetRunAdmin(RunAdmin):

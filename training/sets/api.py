@@ -24,7 +24,7 @@ from imagineer_project.errors import ErrorOut
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
-from training.models import Lora, SetRun, SetTemplate
+from training.models import SetRun, SetTemplate
 from training.sets.schemas import (
     ChooseIn,
     PreviewIn,
@@ -41,8 +41,8 @@ from training.sets.schemas import (
 )
 from training.sets.selectors import SlotStatus, slot_statuses
 from training.sets.services import (
-    SetInvalid,
     SetRequest,
+    named_stack,
     set_album_get,
     set_fill_missing,
     set_run_create,
@@ -170,19 +170,8 @@ def set_template_prompts(
     """The assembled prompts of the first rows with `theme` (default: the
     example theme), the trigger words of `loras` in front."""
     template = set_template_get(id)
-    loras = _trigger_words_of(options.loras)
-    return set_template_preview(template, theme=options.theme, loras=loras)
-
-
-def _trigger_words_of(names: str) -> list[dict[str, Any]]:
-    """The LoRAs named in `names` (comma-separated) as set_template_preview
-    reads them; SetInvalid names the unknown ones."""
-    wanted = [name.strip() for name in names.split(",") if name.strip()]
-    found = {lora.name: lora for lora in Lora.objects.filter(name__in=wanted)}
-    unknown = [name for name in wanted if name not in found]
-    if unknown:
-        raise SetInvalid(errors={"loras": f"unknown LoRA {', '.join(unknown)}"})
-    return [{"trigger_words": found[name].trigger_words} for name in wanted]
+    names = [name.strip() for name in options.loras.split(",") if name.strip()]
+    return set_template_preview(template, theme=options.theme, loras=named_stack(names))
 
 
 @templates_router.post("/{id}/generate", response={202: SetRunDetailOut, **STARTED})

@@ -14,15 +14,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import transaction
 
 from albums.models import Image
 from imagineer_project.runs import RunCancelled, run_checkpoint
-from training.generation.runs import lora_specs, render_recipe, store_generated
-from training.generation.services import generation_device
+from training.generation.runs import (
+    StepCheckpoint,
+    lora_specs,
+    render_recipe,
+    store_generated,
+    warm_pipeline,
+)
 from training.models import ImageRecipe, SetAlbum, SetRun, SetSlot, SetVariant
 from training.sets.services import SetInvalid, slot_seed
 
@@ -32,17 +37,6 @@ if TYPE_CHECKING:
     from training.ml.generate import LoraSpec, PipelineHolder
 
 logger = logging.getLogger(__name__)
-
-# The run's row is written at most this often while an image renders (its
-# step, the heartbeat, the cancel check): a few writes a second at most.
-STOP_POLL_SECONDS = 0.5
-
-
-class _Settings:
-    """The run's render settings as attributes (what render_recipe reads)."""
-
-    def __init__(self, render: dict[str, Any]) -> None:
-        self.__dict__.update(render)
 
 
 def item(key: str, variant: int) -> str:
@@ -57,46 +51,31 @@ def slots_done(run: SetRun) -> int:
     )
 
 
-class _Progress:
-    """`should_stop` and `on_step` for generate_images: the current slot's
-    step on the run's row, a heartbeat, and RunCancelled once a cancel was asked
-    for, at most every STOP_POLL_SECONDS."""
+class _Progress(StepCheckpoint):
+    """`should_stop` and `on_step` for generate_images: at each checkpoint the
+    slot and step in hand go on the run's row, in the checkpoint's write."""
 
     def __init__(self, run: SetRun) -> None:
-        self.run, self.last, self.key, self.step = run, 0.0, "", 0
+        super().__init__(run)
+        self.key, self.label, self.step = "", "", 0
 
     def start(self, key: str, variant: int) -> None:
         self.key, self.step = key, 0
-        label = f"{key}" + (
-            f" (variant {variant + 1})" if self.run.variants > 1 else ""
-        )
-        self.label = label
-        self.report(force=True)
+        several = self.run.variants > 1
+        self.label = key + (f" (variant {variant + 1})" if several else "")
+        self.due(force=True)
 
     def on_step(self, step: int, steps: int) -> None:
         self.step = step
-        if step == steps:  # the last step is always told, however quick
-            self.report(force=True)
+        self.due(force=step == steps)  # the last step is always told
 
-    def __call__(self) -> bool:
-        self.report()
-        return False
-
-    def report(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < STOP_POLL_SECONDS:
-            return
-        self.last = now
+    def checkpoint(self) -> None:
         run = self.run
-        SetRun.objects.filter(pk=run.pk).update(
-            current_slot=self.key, current_step=self.step
-        )
-        run.current_slot, run.current_step = self.key, self.step
-        steps = run.render["steps"]
         run_checkpoint(
             run,
-            message=f"{slots_done(run)} of {len(run.slot_keys)} slots; "
-            f"rendering {self.label}, step {self.step} of {steps}",
+            message=f"{slots_done(run)} of {len(run.slot_keys)} slots; rendering "
+            f"{self.label}, step {self.step} of {run.render['steps']}",
+            fields={"current_slot": self.key, "current_step": self.step},
         )
 
 
@@ -158,7 +137,7 @@ def _render_one(
 ) -> tuple[PILImage, dict[str, Any]]:
     from training.ml.generate import GenerateSpec, generate_images
 
-    render = _Settings(run.render)
+    render = SimpleNamespace(**run.render)  # what render_recipe reads
     prompt = run.render["prompts"][key]
     seed = slot_seed(run.set_seed, key, variant)
     spec = GenerateSpec(
@@ -197,7 +176,7 @@ def set_run_execute(
     on_image: Callable[[SetRun, Image], None] | None = None,
 ) -> str:
     """The body of a set run (see run_execute); returns its final message."""
-    from training.ml.generate import holder_for, prompt_overflow
+    from training.ml.generate import prompt_overflow
 
     set_album = run.set_album
     if set_album is None:
@@ -213,13 +192,7 @@ def set_run_execute(
     run_checkpoint(run, done=slots_done(run), total=len(run.slot_keys))
     if not todo:
         return _summary(run, [])
-    holder = holder_for(
-        run.render["base_model"],
-        device=generation_device(),
-        mixed_precision=settings.GENERATION_MIXED_PRECISION,
-    )
-    run_checkpoint(run, message="Loading the base model and LoRAs")
-    holder.pipe  # noqa: B018 - loads it (once per worker) under a heartbeat
+    holder = warm_pipeline(run, run.render["base_model"])
     loras = lora_specs(run.render["loras"])  # a deleted LoRA fails the run
     # The pipeline cuts long prompts silently; the run's message says so.
     prompts = run.render["prompts"]

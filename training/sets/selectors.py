@@ -7,8 +7,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from django.db.models import Exists, OuterRef
+
 from albums.models import AlbumImage, Image
-from training.models import SetAlbum, SetRun, SetSlot, SetVariant
+from training.models import SetAlbum, SetSlot, SetVariant
 
 if TYPE_CHECKING:
     from albums.models import Album
@@ -45,19 +47,19 @@ def slot_statuses(set_album: SetAlbum) -> list[SlotStatus]:
     """Every slot of the set, in slot order: `filled` while its chosen image is
     in the album, else `failed` when its last render failed, else `missing`."""
     slots = list(SetSlot.objects.filter(set_album=set_album).order_by("position", "id"))
-    in_album = set(
-        AlbumImage.objects.filter(album_id=set_album.album_id).values_list(
-            "image_id", flat=True
-        )
+    # Only the variants still in the album count (a set album may be a large
+    # album that held other images before).
+    in_album = AlbumImage.objects.filter(
+        album_id=set_album.album_id, image_id=OuterRef("image_id")
     )
     variants: dict[int, list[SetVariant]] = defaultdict(list)
     for variant in (
         SetVariant.objects.filter(slot__set_album=set_album)
+        .filter(Exists(in_album))
         .select_related("image")
         .order_by("id")
     ):
-        if variant.image_id in in_album:
-            variants[variant.slot_id].append(variant)
+        variants[variant.slot_id].append(variant)
     rows = set_album.template.rows
     keys = {row["key"] for row in rows}
     statuses = [_status(slot, variants[slot.pk], keys) for slot in slots]
@@ -105,5 +107,8 @@ def slot_counts(statuses: list[SlotStatus]) -> dict[str, int]:
     return counts
 
 
-def set_runs(set_album: SetAlbum) -> list[SetRun]:
-    return list(set_album.runs.order_by("-id"))
+def open_keys(set_album: SetAlbum) -> list[str]:
+    """The template's slot keys not filled now, in slot order: missing or
+    failed slots, and rows added to the template since the last run."""
+    filled = {s.key for s in slot_statuses(set_album) if s.status == FILLED}
+    return [row["key"] for row in set_album.template.rows if row["key"] not in filled]

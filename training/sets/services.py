@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import transaction
 
 from albums.models import Album
 from imagineer_project.errors import Conflict, Invalid, NotFound
 from imagineer_project.permissions import person
-from imagineer_project.runs import run_enqueue, run_request_cancel
+from imagineer_project.runs import run_enqueue
 from training.generation.services import (
     SEED_MAX,
     GenerationInvalid,
@@ -29,12 +30,20 @@ from training.generation.services import (
     generation_rate_check,
     generation_validate,
     prompt_with_trigger_words,
+    size_error,
     stack_entry,
     trigger_words,
 )
-from training.models import SetAlbum, SetRun, SetSlot, SetTemplate, SetVariant
+from training.models import (
+    Lora,
+    SetAlbum,
+    SetRun,
+    SetSlot,
+    SetTemplate,
+    SetVariant,
+)
 from training.sets import templates as tpl
-from training.sets.selectors import FILLED, slot_statuses
+from training.sets.selectors import open_keys, set_album_of
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -50,6 +59,19 @@ TEMPLATE_TEXT_FIELDS = (
     "base_model",
 )
 MAX_VARIANTS = 8
+# What every image of a set renders with: the set album holds them, and a run
+# copies them when it is made.
+RENDER_FIELDS = (
+    "negative_prompt",
+    "base_model",
+    "loras",
+    "insert_trigger_words",
+    "width",
+    "height",
+    "steps",
+    "guidance",
+    "scheduler",
+)
 PREVIEW_ROWS = 5
 
 
@@ -103,9 +125,8 @@ def _template_errors(
     ):
         errors["prompt_template"] = problem
     for side in ("width", "height"):
-        value = fields.get(side)
-        if not isinstance(value, int) or not 64 <= value <= 2048 or value % 8:
-            errors[side] = f"a multiple of 8 from 64 to 2048 (got {value})"
+        if problem := size_error(fields.get(side)):
+            errors[side] = problem
     errors.update(_lora_errors(fields.get("loras", [])))
     return errors
 
@@ -237,6 +258,17 @@ def slot_prompt(
     return prompt_with_trigger_words(prompt, words) if words else prompt
 
 
+def named_stack(names: Sequence[str], *, strict: bool = True) -> list[dict[str, Any]]:
+    """The registered LoRAs `names` names, as stack entries with their trigger
+    words (what previews put in front); SetInvalid names the unknown ones,
+    which are left out instead when not `strict`."""
+    found = {lora.name: lora for lora in Lora.objects.filter(name__in=names)}
+    unknown = [name for name in names if name not in found]
+    if unknown and strict:
+        raise SetInvalid(errors={"loras": f"unknown LoRA {', '.join(unknown)}"})
+    return [{"trigger_words": found[n].trigger_words} for n in names if n in found]
+
+
 def set_template_preview(
     template: SetTemplate,
     *,
@@ -297,7 +329,7 @@ def _render_settings(
 ) -> dict[str, Any]:
     """The settings a run renders with, checked as a generation request is:
     the request's, else the set album's, else the template's."""
-    old = existing
+    old, default = existing, GenerationRequest  # its fields' defaults
     loras = request.loras
     if loras is None:
         loras = (
@@ -313,12 +345,12 @@ def _render_settings(
             old and old.negative_prompt,
             template.negative_prompt,
         ),
-        steps=_pick(request.steps, old and old.steps, 25),
-        guidance=_pick(request.guidance, old and old.guidance, 7.5),
+        steps=_pick(request.steps, old and old.steps, default.steps),
+        guidance=_pick(request.guidance, old and old.guidance, default.guidance),
         seed=_pick(request.seed, old and old.set_seed),
         width=_pick(request.width, old and old.width, template.width),
         height=_pick(request.height, old and old.height, template.height),
-        scheduler=_pick(request.scheduler, old and old.scheduler, "ddim"),
+        scheduler=_pick(request.scheduler, old and old.scheduler, default.scheduler),
         loras=tuple(loras),
         insert_trigger_words=request.insert_trigger_words,
         base_model=_pick(
@@ -409,32 +441,30 @@ def _keys_to_render(
             )
         keys = [k for k in keys if k in wanted]
     if request.only_missing and set_album is not None:
-        # Rows added to the template since have no slot yet: missing too.
-        filled = {s.key for s in slot_statuses(set_album) if s.status == FILLED}
-        keys = [k for k in keys if k not in filled]
+        missing = set(open_keys(set_album))
+        keys = [k for k in keys if k in missing]
     return keys
 
 
 def _prompts(
-    template: SetTemplate, settings: dict[str, Any], keys: list[str]
+    template: SetTemplate, keys: list[str], render: dict[str, Any] | SetAlbum
 ) -> dict[str, str]:
-    words = trigger_words(settings["loras"]) if settings["insert_trigger_words"] else []
+    """Each slot's prompt with the theme and LoRAs of `render` (a request's
+    checked settings, or the set album's); SetInvalid when one is too long."""
+    if isinstance(render, SetAlbum):
+        render = {name: getattr(render, name) for name in ("theme", *RENDER_FIELDS)}
+    words = trigger_words(render["loras"]) if render["insert_trigger_words"] else []
     rows = {row["key"]: row for row in template.rows}
-    return {k: slot_prompt(template, rows[k], settings["theme"], words) for k in keys}
-
-
-def _check_prompt_lengths(prompts: dict[str, str]) -> None:
-    from django.conf import settings
-
+    prompts = {k: slot_prompt(template, rows[k], render["theme"], words) for k in keys}
     limit = settings.GENERATION_MAX_PROMPT_CHARS
-    long = [k for k, p in prompts.items() if len(p) > limit]
-    if long:
+    if long := [k for k, p in prompts.items() if len(p) > limit]:
         raise SetInvalid(
             errors={
                 "prompt_template": f"the prompt of {long[0]!r} is over {limit} "
                 "characters"
             }
         )
+    return prompts
 
 
 def set_run_create(
@@ -454,7 +484,7 @@ def set_run_create(
     name, album, existing = _set_album_for(request, template)
     errors: dict[str, str] = {}
     try:
-        settings = _render_settings(request, template, existing)
+        render = _render_settings(request, template, existing)
     except SetInvalid as exc:
         errors.update(exc.errors)
     try:
@@ -465,16 +495,15 @@ def set_run_create(
         raise SetInvalid(errors=errors)
     if not keys:
         raise NothingToRender(f"Every slot of {name!r} asked for is filled.")
-    prompts = _prompts(template, settings, keys)
-    _check_prompt_lengths(prompts)
+    prompts = _prompts(template, keys, render)
     if rate_limited:
         generation_rate_check(
-            user, images=len(keys) * settings["variants"], field="slots"
+            user, images=len(keys) * render["variants"], field="slots"
         )
     with transaction.atomic():
         set_album, _ = SetAlbum.objects.update_or_create(
             album=album or album_for(name, user),
-            defaults={"template": template, **settings},
+            defaults={"template": template, **render},
         )
         _sync_slots(set_album)
         return _run_create(
@@ -491,20 +520,7 @@ def _run_create(
     user: User | None,
     enqueue: bool,
 ) -> SetRun:
-    render = {
-        name: getattr(set_album, name)
-        for name in (
-            "negative_prompt",
-            "base_model",
-            "loras",
-            "insert_trigger_words",
-            "width",
-            "height",
-            "steps",
-            "guidance",
-            "scheduler",
-        )
-    }
+    render = {name: getattr(set_album, name) for name in RENDER_FIELDS}
     run = SetRun.objects.create(
         template=set_album.template,
         set_album=set_album,
@@ -532,12 +548,7 @@ def _again(
     enqueue: bool,
 ) -> SetRun:
     """A run over `keys` of an existing set album with its stored settings."""
-    settings = {
-        "theme": set_album.theme,
-        "loras": set_album.loras,
-        "insert_trigger_words": set_album.insert_trigger_words,
-    }
-    prompts = _prompts(set_album.template, settings, keys)
+    prompts = _prompts(set_album.template, keys, set_album)
     if rate_limited:
         generation_rate_check(
             user, images=len(keys) * set_album.variants, field="slots"
@@ -548,9 +559,7 @@ def _again(
 
 
 def set_album_get(album: Album) -> SetAlbum:
-    found = (
-        SetAlbum.objects.select_related("template", "album").filter(album=album).first()
-    )
+    found = set_album_of(album)
     if found is None:
         raise NotFound(
             f"Album {album.name!r} holds no set; generate a set into it first."
@@ -568,8 +577,7 @@ def set_fill_missing(
     """Render exactly the slots that are missing or failed, with the album's
     set seed (so each gets the picture the set would have given it)."""
     set_album = set_album_get(album)
-    filled = {s.key for s in slot_statuses(set_album) if s.status == FILLED}
-    keys = [r["key"] for r in set_album.template.rows if r["key"] not in filled]
+    keys = open_keys(set_album)
     if not keys:
         raise NothingToRender(f"Every slot of {album.name!r} is filled.")
     return _again(
@@ -639,8 +647,3 @@ def set_slot_choose(*, album: Album, key: str, image_id: int) -> SetSlot:
     slot.chosen = variant
     slot.save(update_fields=["chosen"])
     return slot
-
-
-def set_run_cancel(*, run: SetRun) -> bool:
-    """Stop a set run: at once if queued, within a denoising step if running."""
-    return run_request_cancel(run)

@@ -350,7 +350,7 @@ def test_the_errors_of_a_broken_entry_name_each_field(tmp_path: Path) -> None:
         "    loras: {'weight': 0.5}: give a path or a name, and a weight",
         f"    csv_path: planets.csv not found in {tmp_path}, nor in the folder above "
         "it",
-        "    width: a multiple of 8 from 64 to 2048 (got 100)",
+        "    width: a multiple of 8 from 64 to 1024 (got 100)",
     ]
     assert out.getvalue() == "2 set(s): 2 failed\n"
 

@@ -12,7 +12,8 @@ import pytest
 from albums.models import Album, AlbumImage, Image
 from albums.services import album_remove_images, images_delete
 from imagineer_project.errors import NotFound
-from imagineer_project.runs import RunCancelled
+from imagineer_project.runs import RunCancelled, run_request_cancel
+from training.generation import runs as generation_runs
 from training.models import ImageRecipe, SetRun, SetTemplate, SetVariant
 from training.sets import runs as set_runs
 from training.sets.selectors import set_album_of, slot_counts, slot_statuses
@@ -22,7 +23,6 @@ from training.sets.services import (
     SetRequest,
     TemplateInUse,
     set_fill_missing,
-    set_run_cancel,
     set_run_create,
     set_slot_choose,
     set_slots_regenerate,
@@ -115,7 +115,7 @@ def test_a_template_is_checked_whole() -> None:
     assert caught.value.errors == {
         "rows": "rows 1 and 2 have the same slot key 'same'",
         "prompt_template": "{colour} names no column (columns: card)",
-        "width": "a multiple of 8 from 64 to 2048 (got 100)",
+        "width": "a multiple of 8 from 64 to 1024 (got 100)",
     }
     with pytest.raises(SetInvalid) as caught:
         set_template_create(name="Empty", csv="card\n", prompt_template="{card}")
@@ -273,13 +273,13 @@ def test_a_crash_resumes_and_a_second_delivery_renders_nothing_twice(
 def test_cancel_stops_within_a_step_and_keeps_what_was_made(
     gen_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(set_runs, "STOP_POLL_SECONDS", 0)
+    monkeypatch.setattr(generation_runs, "STOP_POLL_SECONDS", 0)
     set_run = set_run_create(request=request(slots=["aries", "taurus", "gemini"]))
     SetRun.objects.filter(pk=set_run.pk).update(status="running")
     set_run.refresh_from_db()
 
     def cancel_after_the_first(run: SetRun, image: Image) -> None:
-        set_run_cancel(run=SetRun.objects.get(pk=run.pk))
+        run_request_cancel(SetRun.objects.get(pk=run.pk))
 
     with pytest.raises(RunCancelled):
         set_runs.set_run_execute(set_run, on_image=cancel_after_the_first)

@@ -16,7 +16,7 @@ from albums.models import Album, Visibility
 from albums.services import image_update
 from imagineer_project.testing import admin_listed, query_count
 from training.models import SetRun, SetTemplate
-from training.sets.selectors import set_album_of, slot_statuses
+from training.sets.selectors import slot_statuses
 from training.sets.services import SetRequest, set_run_create, set_template_create
 from training.sets.tasks import run_set
 from training.tests.builders import QUIET
@@ -261,4 +261,3 @@ def test_the_public_album_page_hides_missing_slots_from_visitors(
     staff = admin_client.get(f"/albums/{album.slug}/").content.decode()
     assert "3 of 12 slots filled" in staff
     assert staff.count('class="slot slot-missing"') == 9
-    assert set_album_of(album) is not None

@@ -219,7 +219,7 @@ def test_a_bad_template_is_422_naming_each_field(call_as: Any) -> None:
             "slug": "lower-case letters and digits joined by '-' (e.g. 'tarot')",
             "rows": "rows 1 and 2 have the same slot key 'same'",
             "prompt_template": "{colour} names no column (columns: card)",
-            "width": "a multiple of 8 from 64 to 2048 (got 100)",
+            "width": "a multiple of 8 from 64 to 1024 (got 100)",
         }
     }
     taken = send(
@@ -232,7 +232,7 @@ def test_a_bad_template_is_422_naming_each_field(call_as: Any) -> None:
     assert taken.json()["details"]["errors"] == {
         "slug": "another template is already called 'tarot'",
         "columns": "at least one column",
-        "height": "a multiple of 8 from 64 to 2048 (got None)",
+        "height": "a multiple of 8 from 64 to 1024 (got None)",
     }
     assert zodiac().edited is False  # nothing was written
     # A wrong type is the schema's 422, with pydantic's list.
