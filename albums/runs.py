@@ -26,7 +26,7 @@ from django.core.files.storage import default_storage
 from albums.extensions import read_sidecars
 from albums.ingest import EXTENSIONS, safe_display_name
 from albums.models import SourceKind, UploadRun
-from albums.services import image_ingest, upload_run_discard
+from albums.services import image_ingest
 from imagineer_project.runs import run_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,6 @@ def upload_run_execute(run: UploadRun) -> str:
         run_checkpoint(
             run, done=index + 1, message=f"{index + 1}/{len(entries)}: {entry.name}"
         )
-    upload_run_discard(run)
     counts = _counts(results)
     summary = (
         f"{counts['created_count']} created, {counts['duplicate_count']} "

@@ -57,20 +57,22 @@ class ImagineerAdmin(admin.ModelAdmin):
         return self.add_page(request)
 
     def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
-        """More context for the change page of `obj` (None when there is no
-        such object: Django then answers for it)."""
+        """More context for the change page of `obj`."""
         return {}
 
-    def change_view(
+    def render_change_form(
         self,
         request: HttpRequest,
-        object_id: str,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
         form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
+        obj: Any = None,
     ) -> HttpResponse:
-        obj = self.get_object(request, unquote(object_id))
-        extra_context = {**(extra_context or {}), **self.change_context(request, obj)}
-        return super().change_view(request, object_id, form_url, extra_context)
+        # Django has fetched `obj` already: no second query for the context.
+        if change:
+            context.update(self.change_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def object_url(
         self,

@@ -84,8 +84,7 @@ def add_run_routes(router: Router, kind: RunRoutes) -> None:
         return kind.get(run_id)
 
     def run_stop(request: HttpRequest, run_id: int) -> Any:
-        run_cancel(kind.get(run_id))
-        return kind.get(run_id)
+        return run_cancel(kind.get(run_id))  # refreshed, relations kept
 
     def run_again(request: HttpRequest, response: HttpResponse, run_id: int) -> Any:
         return kind.accepted(response, run_retry(kind.get(run_id)))

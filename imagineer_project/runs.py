@@ -318,21 +318,30 @@ def run_execute(model: type[R], run_id: int, body: Callable[[R], str]) -> R | No
     run = run_claim(model, run_id)
     if run is None:
         logger.info("%s %s not claimable; skipping", model.__name__, run_id)
-        _end_if_cancelled_while_queued(model, run_id)
         return None
+    run_body(run, body)
+    return run
+
+
+def run_body(run: R, body: Callable[[R], str]) -> str:
+    """Run `body(run)` under a heartbeat and end the run by how it came back:
+    "succeeded", "failed", "cancelled", or "waiting" (still running, handed to
+    a poller). run_execute's second half, and a poller's whole turn."""
     try:
         with run_heartbeat(run):
             message = body(run)
     except RunCancelled:
         run_finish(run, BaseRun.Status.CANCELLED, message="Cancelled")
+        return "cancelled"
     except RunWaiting as waiting:
         _wait(run, waiting.message)
+        return "waiting"
     except Exception as exc:
-        logger.exception("%s %s failed", model.__name__, run_id)
+        logger.exception("%s %s failed", type(run).__name__, run.pk)
         run_finish(run, BaseRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
-    else:
-        run_finish(run, BaseRun.Status.SUCCEEDED, message=message or "Done")
-    return run
+        return "failed"
+    run_finish(run, BaseRun.Status.SUCCEEDED, message=message or "Done")
+    return "succeeded"
 
 
 def _wait(run: BaseRun, message: str) -> None:
@@ -433,14 +442,6 @@ def run_cancel(run: BaseRun) -> BaseRun:
     if not run_request_cancel(run):
         raise Conflict(f"{_what(run)} {run.pk} already ended ({run.status}).")
     return run
-
-
-def _end_if_cancelled_while_queued(model: type[BaseRun], run_id: int) -> None:
-    run = model.objects.filter(
-        pk=run_id, status=BaseRun.Status.QUEUED, cancel_requested=True
-    ).first()
-    if run is not None:
-        run_request_cancel(run)
 
 
 # --- the reaper ----------------------------------------------------------------------

@@ -21,7 +21,7 @@ from django.core.files.storage import default_storage
 from albums.models import Image
 from imagineer_project.runs import RunCancelled, RunWaiting, run_checkpoint
 from labeling import claude
-from labeling.claude import ImageLabelingFailed
+from labeling.claude import AlbumContext, ImageLabelingFailed
 from labeling.models import LabelingJob
 from labeling.runner import JobRunner, album_contexts
 
@@ -34,6 +34,7 @@ class BatchRunner(JobRunner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.price_factor = Decimal(str(settings.LABELING_BATCH_DISCOUNT))
+        self.contexts: dict[int, AlbumContext] = {}
 
     def run(self) -> str:
         """Send what no attempt sent yet, then record what has ended already.
@@ -50,9 +51,14 @@ class BatchRunner(JobRunner):
         for meanwhile cancels the rest (RunCancelled)."""
         job = self.job
         pending = [b for b in job.batches if not b.get("recorded")]
-        waiting_ids = [pk for b in pending for pk in b["image_ids"]]
-        self.contexts = album_contexts(job, [*self.plan.todo, *waiting_ids])
+        # run() knows the contexts of what it just sent; a poller's turn, none.
+        unknown = [
+            pk for b in pending for pk in b["image_ids"] if pk not in self.contexts
+        ]
+        self.contexts.update(album_contexts(job, unknown))
         try:
+            if job.cancel_requested:  # asked while the job waited for the API
+                raise RunCancelled
             for batch in list(pending):
                 if self._ended(batch):
                     self._record(batch)

@@ -136,11 +136,13 @@ class JobRunner:
         job: LabelingJob,
         client: Any,
         on_progress: Callable[[LabelingJob], None] | None = None,
+        *,
+        plan: Plan | None = None,
     ) -> None:
         self.job = job
         self.client = client
         self.on_progress = on_progress
-        self.plan = plan_job(job)
+        self.plan = plan or plan_job(job)
         self.done = self.plan.done
         self.api_errors_in_a_row = 0
         self.cost = job.cost_usd

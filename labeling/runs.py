@@ -7,22 +7,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from imagineer_project.runs import (
-    BaseRun,
-    RunCancelled,
-    RunWaiting,
-    run_finish,
-    run_poll_claim,
-    waiting_runs,
-)
+from imagineer_project.runs import run_body, run_poll_claim, waiting_runs
 from labeling import claude
 from labeling.batches import BatchRunner
 from labeling.models import LabelingJob
-from labeling.runner import JobRunner
+from labeling.runner import JobRunner, Plan
 
 logger = logging.getLogger(__name__)
-
-Status = BaseRun.Status
 
 
 def labeling_job_execute(
@@ -49,21 +40,8 @@ def labeling_batches_poll() -> dict[str, int]:
 
 
 def labeling_batch_poll(job: LabelingJob) -> str:
-    """One poll of one waiting batch job; returns how the job stands after it."""
-    runner = BatchRunner(job, claude.make_client())
-    try:
-        if job.cancel_requested:
-            raise RunCancelled
-        message = runner.poll()
-    except RunWaiting:
-        return "waiting"
-    except RunCancelled:
-        runner.cancel_pending()
-        run_finish(job, Status.CANCELLED, message="Cancelled")
-        return "cancelled"
-    except Exception as exc:
-        logger.exception("Polling the batches of labeling job %s failed", job.pk)
-        run_finish(job, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
-        return "failed"
-    run_finish(job, Status.SUCCEEDED, message=message)
-    return "succeeded"
+    """One poll of one waiting batch job; returns how the job stands after it.
+    No new plan: what is left is in the job's batches and progress."""
+    plan = Plan(todo=[], total=job.progress_total, done=job.progress_done)
+    runner = BatchRunner(job, claude.make_client(), plan=plan)
+    return run_body(job, lambda job: runner.poll())

@@ -27,6 +27,7 @@ from django.utils.html import format_html, format_html_join
 from albums.models import Image
 from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import Invalid
+from imagineer_project.forms import add_domain_error
 from imagineer_project.run_admin import RunAdmin
 from scraping import selectors
 from scraping.cleanup import ScrapeJobBusy, scrape_job_cleanup
@@ -100,9 +101,7 @@ class ScrapeJobAddForm(forms.ModelForm):
                 url=data["start_url"], album_name=data["album_name"], **options
             )
         except Invalid as exc:
-            for name, message in exc.errors.items():
-                name = {"url": "start_url"}.get(name, name)
-                self.add_error(name if name in self.fields else None, message)
+            add_domain_error(self, exc, fields={"url": "start_url"})
         return data
 
 

@@ -54,12 +54,12 @@ from scraping.safe_fetch import (
     check_url,
     resolve_checked,
 )
+from scraping.services import MAX_URL_LENGTH
 
 logger = logging.getLogger(__name__)
 
 Kind = CrawlLogEntry.Kind
 Outcome = CrawlLogEntry.Outcome
-MAX_URL_LENGTH = 2048
 # Response headers worth keeping as provenance.
 KEPT_HEADERS = (
     "content-type",

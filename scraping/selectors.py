@@ -13,11 +13,6 @@ logger = logging.getLogger(__name__)
 RECENT_LOG = 50
 
 
-def scrape_job_list() -> Any:
-    """Every job with its album (one join, so a page is one query)."""
-    return ScrapeJob.objects.select_related("album")
-
-
 def scrape_job_rows() -> Any:
     """Jobs with their album (a job's page shows both)."""
     return ScrapeJob.objects.select_related("album")

@@ -3,6 +3,7 @@ through long steps, clean-up when a run ends, and the shared API endpoints."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import timedelta
@@ -16,6 +17,7 @@ from django.utils import timezone
 from albums.models import UploadRun
 from albums.services import upload_run_create
 from albums.tests.builders import make_album
+from imagineer_project import runs
 from imagineer_project.runs import (
     BaseRun,
     RunNotRetryable,
@@ -186,16 +188,23 @@ def test_the_heartbeat_keeps_a_long_step_alive_past_the_stale_limit(settings) ->
 
 
 @pytest.mark.django_db(transaction=True)
-def test_without_the_heartbeat_the_same_step_would_be_reaped(settings) -> None:
-    """The control for the test above: the reaper does see a silent run."""
+def test_without_the_heartbeat_the_same_step_would_be_reaped(
+    settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control for the test above: the same silent step, with the
+    heartbeat thread switched off, looks like a dead worker to the reaper."""
     settings.RUN_STALE_AFTER_SECONDS = 1
+    monkeypatch.setattr(runs, "run_heartbeat", lambda run: contextlib.nullcontext())
     run = make_run(UploadRun)
-    run = UploadRun.objects.get(pk=run.pk)
-    UploadRun.objects.filter(pk=run.pk).update(
-        status=S.RUNNING, attempts=1, heartbeat_at=timezone.now()
-    )
-    time.sleep(1.6)
-    assert reap_stale_runs()["requeued"] == 1
+    reaped: list[dict[str, int]] = []
+
+    def long_step_without_checkpoints(current: UploadRun) -> str:
+        time.sleep(1.6)
+        reaped.append(reap_stale_runs())
+        return "done"
+
+    run_execute(UploadRun, run.pk, long_step_without_checkpoints)
+    assert reaped == [{"requeued": 1, "cancelled": 0, "failed": 0}]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -165,11 +165,11 @@ def test_add_starts_a_job_and_follows_it(
         ({"start_url": "javascript:alert(1)"}, "start_url", "Enter a valid URL."),
         ({"album_name": ""}, "album_name", "This field is required."),
         # The rest are scraping.services' checks, the same for every door.
-        ({"max_depth": "11"}, "max_depth", "from 0 to 10"),
-        ({"max_pages": "0"}, "max_pages", "from 1 to 10000"),
-        ({"max_images": "100001"}, "max_images", "from 1 to 100000"),
+        ({"max_depth": "11"}, "max_depth", "From 0 to 10"),
+        ({"max_pages": "0"}, "max_pages", "From 1 to 10000"),
+        ({"max_images": "100001"}, "max_images", "From 1 to 100000"),
         ({"formats": ["TIFF"]}, "formats", "Select a valid choice."),
-        ({"politeness_delay": "-1"}, "politeness_delay", "from 0 to 60"),
+        ({"politeness_delay": "-1"}, "politeness_delay", "From 0 to 60"),
         ({"start_url": "http://127.0.0.1/"}, "start_url", "private or loopback"),
     ],
 )

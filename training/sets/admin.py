@@ -140,8 +140,6 @@ class SetTemplateAdmin(ImagineerAdmin):
         set_template_update(template=obj, **form.template_data())
 
     def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
-        if obj is None:
-            return {}
         return {
             "generate_url": reverse("admin:training_setrun_add")
             + f"?template={obj.slug}"
@@ -261,7 +259,7 @@ class SetRunAdmin(RunAdmin):
 
     def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         context = super().change_context(request, obj)
-        if obj is None or obj.set_album is None:
+        if obj.set_album is None:
             return context
         slots = slot_statuses(obj.set_album)
         return {
@@ -350,8 +348,6 @@ class SetAlbumAdmin(ImagineerAdmin):
         ]
 
     def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
-        if obj is None:
-            return {}
         slots = slot_statuses(obj)
         return {
             # The slots are the page; there is nothing to save.

@@ -43,12 +43,15 @@ def item(key: str, variant: int) -> str:
     return f"{key}/{variant}"
 
 
+def slot_tried(run: SetRun, key: str, tried: set[str]) -> bool:
+    """Whether every variant of slot `key` is among `tried` (run.items_done)."""
+    return all(item(key, v) in tried for v in range(run.variants))
+
+
 def slots_done(run: SetRun) -> int:
     """Slots every variant of which was tried."""
-    done = set(run.items_done)
-    return sum(
-        all(item(k, v) in done for v in range(run.variants)) for k in run.slot_keys
-    )
+    tried = set(run.items_done)
+    return sum(slot_tried(run, key, tried) for key in run.slot_keys)
 
 
 class _Progress(StepCheckpoint):

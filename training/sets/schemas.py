@@ -17,7 +17,7 @@ from albums.models import Album
 from imagineer_project.run_api import RunFilterIn
 from training.generation.schemas import AlbumRefOut, LoraChoiceIn
 from training.models import SetRun, SetTemplate, SetVariant
-from training.sets.runs import item
+from training.sets.runs import slot_tried
 from training.sets.selectors import SlotStatus, slot_statuses
 
 # --- templates ------------------------------------------------------------------
@@ -248,7 +248,7 @@ class SetRunDetailOut(SetRunOut):
                 "key": key,
                 "label": slot.label,
                 "status": slot.status,
-                "done": all(item(key, v) in tried for v in range(run.variants)),
+                "done": slot_tried(run, key, tried),
                 "image_id": slot.image_id,
                 "seed": slot.seed,
                 "thumbnail_url": slot.image.thumbnail_url if slot.image else None,
