@@ -134,8 +134,9 @@ class ImportRunAdmin(RunAdmin):
 
     @admin.display(description="summary")
     def summary_table(self, obj: ImportRun) -> str:
-        summary = obj.summary if not obj.is_active else import_summary(obj)
-        return render_to_string("admin/legacy/importrun/_summary.html", summary)
+        return render_to_string(
+            "admin/legacy/importrun/_summary.html", import_summary(obj)
+        )
 
     @admin.display(description="files")
     def items_links(self, obj: ImportRun) -> str:

@@ -77,17 +77,44 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in EXTENSIONS
 
 
-def _walk(root: Path) -> Iterator[tuple[Path, bool]]:
-    """(path, is a linked folder) for every file and linked folder under root,
-    in a stable order; linked folders are not entered."""
+@dataclass(frozen=True)
+class Folder:
+    """What a file's own folder holds, listed once per folder: its file
+    names, and the stems of its images (a sidecar's or caption's partner)."""
+
+    names: frozenset[str]
+    image_stems: frozenset[str]
+
+    @classmethod
+    def of(cls, files: list[str]) -> Folder:
+        paths = [Path(name) for name in files]
+        stems = frozenset(p.stem for p in paths if _is_image(p))
+        return cls(frozenset(files), stems)
+
+    def companion(self, path: Path, suffix: str) -> Path | None:
+        """The file beside `path` with `suffix` instead of its own, if any."""
+        companion = path.with_suffix(suffix)
+        return companion if companion.name in self.names else None
+
+    def has_image_for(self, path: Path) -> bool:
+        return path.stem in self.image_stems
+
+
+NO_FOLDER = Folder(frozenset(), frozenset())
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, bool, Folder]]:
+    """(path, is a linked folder, its folder) for every file and linked folder
+    under root, in a stable order; linked folders are not entered."""
     for folder, dirs, files in os.walk(root, followlinks=False):
         here = Path(folder)
         dirs.sort()
         for name in [d for d in dirs if (here / d).is_symlink()]:
             dirs.remove(name)
-            yield here / name, True
+            yield here / name, True, NO_FOLDER
+        listing = Folder.of(files)
         for name in sorted(files):
-            yield here / name, False
+            yield here / name, False, listing
 
 
 def _link_problem(root: Path, path: Path, is_dir: bool) -> tuple[str, str]:
@@ -102,19 +129,6 @@ def _link_problem(root: Path, path: Path, is_dir: bool) -> tuple[str, str]:
             "a linked folder (not followed; its files are imported where they are)",
         )
     return "", ""
-
-
-def _companion(path: Path, suffix: str) -> Path | None:
-    companion = path.with_suffix(suffix)
-    return companion if companion.is_file() else None
-
-
-def _has_image_beside(path: Path) -> bool:
-    return any(
-        sibling.is_file() and _is_image(sibling)
-        for sibling in path.parent.glob(f"{path.stem}.*")
-        if sibling != path
-    )
 
 
 def _outputs_kind(parts: tuple[str, ...]) -> tuple[str, str]:
@@ -132,12 +146,13 @@ def _outputs_kind(parts: tuple[str, ...]) -> tuple[str, str]:
 
 
 def _collect(
-    root: Path, classify: Callable[[Path, tuple[str, ...], dict], Found | None]
+    root: Path,
+    classify: Callable[[Path, tuple[str, ...], dict, Folder], Found | None],
 ) -> Iterator[Found]:
     """Walk `root`: links are judged here, every other file by `classify`
     (None: the file goes with another, such as a sidecar with its image)."""
     root = Path(root)
-    for path, linked_dir in _walk(root):
+    for path, linked_dir, folder in _walk(root):
         relative = PurePosixPath(path.relative_to(root).as_posix())
         common = {"root": root, "path": path, "relative": str(relative)}
         reject, skip = (
@@ -145,32 +160,36 @@ def _collect(
         )
         if reject or skip:
             yield Found(**common, kind="other", reject=reject, skip=skip)
-        elif (found := classify(path, relative.parts, common)) is not None:
+        elif (found := classify(path, relative.parts, common, folder)) is not None:
             yield found
 
 
-def _outputs_file(path: Path, parts: tuple[str, ...], common: dict) -> Found | None:
+def _outputs_file(
+    path: Path, parts: tuple[str, ...], common: dict, folder: Folder
+) -> Found | None:
     if len(parts) > 1 and parts[0] == "thumbnails":
         return Found(**common, kind="other", skip="a thumbnail the old system made")
     if path.suffix.lower() == ".json":
-        if _has_image_beside(path):
+        if folder.has_image_for(path):
             return None
         return Found(**common, kind="other", skip="a sidecar with no image")
     if _is_image(path):
         kind, group = _outputs_kind(parts)
-        sidecar = _companion(path, ".json")
+        sidecar = folder.companion(path, ".json")
         return Found(**common, kind=kind, group=group, sidecar=sidecar)
     return Found(**common, kind="other", skip=_not_an_image(path))
 
 
-def _packs_file(path: Path, parts: tuple[str, ...], common: dict) -> Found | None:
+def _packs_file(
+    path: Path, parts: tuple[str, ...], common: dict, folder: Folder
+) -> Found | None:
     if path.suffix.lower() == ".txt":
-        if _has_image_beside(path):
+        if folder.has_image_for(path):
             return None
         return Found(**common, kind="other", skip="a caption with no image")
     if _is_image(path):
         group = slug(parts[0] if len(parts) > 1 else common["root"].name)
-        caption = _companion(path, ".txt")
+        caption = folder.companion(path, ".txt")
         return Found(**common, kind="pack", group=group, caption=caption)
     return Found(**common, kind="other", skip=_not_an_image(path))
 

@@ -27,8 +27,6 @@ class ImportRun(BaseRun):
     # {album name: "created" | "reused" | "would create" | "exists"}: what the
     # run did (or would do) with each album of the taxonomy it met.
     albums = models.JSONField(default=dict, blank=True)
-    # Written when the run ends (legacy.selectors.import_summary).
-    summary = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

@@ -94,7 +94,6 @@ class LegacyImport:
             message = f"{done}/{len(files)}: {found.relative}"
             run_checkpoint(run, done=done, message=message)
         summary = import_summary(run)
-        ImportRun.objects.filter(pk=run.pk).update(summary=summary)
         line = summary_line(summary)
         logger.info("legacy_import.summary run=%s %s", run.pk, _key_values(summary))
         return line

@@ -92,7 +92,7 @@ def import_items(*, run: ImportRun, outcome: str | None = None) -> QuerySet[Impo
 
 def import_runs() -> QuerySet[ImportRun]:
     # Lists leave out the summaries and album maps.
-    return ImportRun.objects.defer("summary", "albums")
+    return ImportRun.objects.defer("albums")
 
 
 def reconcile(source: Path, *, pack: bool = False) -> dict[str, list[str]]:

@@ -13,6 +13,7 @@ from albums.models import Album, Image
 from labeling.models import Label
 from legacy.collect import collect_outputs, collect_packs
 from legacy.models import ImportItem, ImportRun
+from legacy.selectors import import_summary
 from legacy.tests.builders import LegacyTree, build_legacy_tree
 from training.models import ImageRecipe
 
@@ -71,6 +72,17 @@ def test_the_folder_rules_without_a_database(tree: LegacyTree) -> None:
     ]
     assert packs["tarot_refs/t1.jpg"].caption == tree.packs / "tarot_refs" / "t1.txt"
     assert packs["tarot_refs/t2.jpg"].caption is None
+
+
+def test_names_with_pattern_characters_keep_their_sidecars(tmp_path: Path) -> None:
+    # "[1]" is a glob pattern: the pairing is by name, not by pattern.
+    (tmp_path / "card[1].png").write_bytes(b"png")
+    (tmp_path / "card[1].json").write_text("{}")
+    (tmp_path / "card[2].json").write_text("{}")
+    found = {f.relative: f for f in collect_outputs(tmp_path)}
+    assert sorted(found) == ["card[1].png", "card[2].json"]
+    assert found["card[1].png"].sidecar == tmp_path / "card[1].json"
+    assert found["card[2].json"].skip == "a sidecar with no image"
 
 
 @pytest.mark.django_db
@@ -146,7 +158,7 @@ def test_a_legacy_tree_lands_in_its_albums_with_everything_it_knows(
     assert "14 created, 0 near duplicates, 0 duplicates, 1 attached, 2 rejected" in out
     assert "album created: Decks/card-deck-antique" in out
     # Missing: every outputs image without one, the corrupt file's included.
-    assert run.summary["sidecars"] == {"ok": 5, "missing": 7, "malformed": 1}
+    assert import_summary(run)["sidecars"] == {"ok": 5, "missing": 7, "malformed": 1}
 
 
 @pytest.mark.django_db
@@ -156,7 +168,7 @@ def test_importing_the_same_tree_again_creates_nothing(tree: LegacyTree) -> None
 
     again = import_tree(tree)
 
-    assert again.summary["images"]["created"] == 0
+    assert import_summary(again)["images"]["created"] == 0
     assert again.message.startswith("0 created")
     assert (
         Image.objects.count(),
@@ -178,7 +190,7 @@ def test_a_dry_run_writes_only_its_run_and_items(tree: LegacyTree, capsys: Any) 
         0,
         0,
     )
-    assert run.summary["images"]["created"] == 14
+    assert import_summary(run)["images"]["created"] == 14
     assert set(run.albums) == set(ALBUMS)
     assert set(run.albums.values()) == {"would create"}
     assert "album would create: Reference Packs/tarot-refs" in capsys.readouterr().out

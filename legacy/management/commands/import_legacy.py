@@ -61,7 +61,7 @@ class Command(BaseCommand):
         self._report(run)
 
     def _report(self, run: ImportRun) -> None:
-        summary = run.summary or import_summary(run)
+        summary = import_summary(run)
         albums = summary["albums"]
         for what in ("created", "would create", "reused", "exists"):
             for name in albums.get(what, []):
