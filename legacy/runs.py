@@ -231,12 +231,9 @@ class LegacyImport:
 
     def _record(self, found: Found, outcome: str, **fields: Any) -> ImportItem:
         """Write (or rewrite) the file's item."""
-        fields.pop("sidecar_reason", None)
-        if fields.get("sidecar_status") in ("missing", "malformed") and not fields.get(
-            "reason"
-        ):
-            fields["reason"] = f"sidecar {fields['sidecar_status']}"
-        fields["reason"] = fields.get("reason", "")[:500]
+        # An item with no reason of its own says what is wrong with its sidecar.
+        sidecar_reason = fields.pop("sidecar_reason", "")
+        fields["reason"] = (fields.get("reason") or sidecar_reason)[:500]
         item, _ = ImportItem.objects.update_or_create(
             run=self.run_row,
             root=str(found.root),

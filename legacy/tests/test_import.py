@@ -140,9 +140,11 @@ def test_a_legacy_tree_lands_in_its_albums_with_everything_it_knows(
     ]
     broken = ImportItem.objects.get(relative_path="20240401-090000_broken_json.png")
     assert (broken.sidecar_status, broken.made_at_from) == ("malformed", "name")
+    assert broken.reason == "sidecar is not JSON (JSONDecodeError)"
     assert not ImageRecipe.objects.filter(image=broken.image).exists()
     sketch = ImportItem.objects.get(relative_path="sketch.png")
     assert (sketch.sidecar_status, sketch.made_at_from) == ("missing", "mtime")
+    assert sketch.reason == "no sidecar .json beside it"
 
     # The packs: captions from .txt files, unreviewed, picked by the rule.
     caption = Label.objects.get(image__legacy_items__relative_path="tarot_refs/t1.jpg")

@@ -14,7 +14,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.http import (
-    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -32,13 +31,14 @@ from imagineer_project.admin_pages import (
 from imagineer_project.errors import DomainError
 from imagineer_project.forms import add_domain_error
 from imagineer_project.run_admin import RunAdmin
-from training.datasets.export import LAYOUTS, export_filename
-from training.datasets.selectors import dataset_export_open, training_albums
+from training.datasets.export import LAYOUTS
+from training.datasets.selectors import training_albums
 from training.datasets.services import (
     dataset_build_start,
     dataset_export_request,
     min_captioned,
 )
+from training.datasets.views import export_response
 from training.models import DatasetBuild, DatasetExport, DatasetVersion
 
 logger = logging.getLogger(__name__)
@@ -307,15 +307,6 @@ class DatasetVersionAdmin(ImagineerAdmin):
         return export_response(export)
 
 
-def export_response(export: DatasetExport) -> FileResponse:
-    return FileResponse(
-        dataset_export_open(export),
-        as_attachment=True,
-        filename=export_filename(export.dataset, export.layout),
-        content_type="application/zip",
-    )
-
-
 # --- the runs: builds and exports -----------------------------------------------------
 
 
@@ -398,4 +389,9 @@ class DatasetExportAdmin(RunAdmin):
         return format_html('<a href="{}">Download the zip</a>', url)
 
     def download_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return export_response(self.object_or_404(request, object_id, change=False))
+        export = self.object_or_404(request, object_id, change=False)
+        try:
+            return export_response(export)
+        except DomainError as exc:  # not written yet, or its zip is gone
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(export.get_absolute_url())

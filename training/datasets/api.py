@@ -19,7 +19,6 @@ from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
 from training.datasets import selectors
-from training.datasets.export import export_filename
 from training.datasets.schemas import (
     DatasetDetailOut,
     DatasetExportOut,
@@ -29,11 +28,11 @@ from training.datasets.schemas import (
     TrainingAlbumOut,
     TrainingAlbumsIn,
 )
-from training.datasets.selectors import dataset_export_open
 from training.datasets.services import (
     dataset_export_request,
     dataset_version_build_or_get,
 )
+from training.datasets.views import export_response
 from training.models import DatasetExport
 
 logger = logging.getLogger(__name__)
@@ -107,18 +106,9 @@ def dataset_export_download(
         created_by=request.user,
     )
     if export.status == DatasetExport.Status.SUCCEEDED:
-        return _zip(export)
+        return export_response(export)
     response["Retry-After"] = "5"
     return EXPORTS.accepted(response, export)
-
-
-def _zip(export: DatasetExport) -> FileResponse:
-    return FileResponse(
-        dataset_export_open(export),
-        as_attachment=True,
-        filename=export_filename(export.dataset, export.layout),
-        content_type="application/zip",
-    )
 
 
 EXPORTS = RunRoutes(
@@ -136,7 +126,7 @@ EXPORTS = RunRoutes(
 @exports_router.get("/{int:export_id}/download")
 def dataset_export_file(request: HttpRequest, export_id: int) -> FileResponse:
     """The export's zip; 409 until the worker has written it."""
-    return _zip(selectors.dataset_export_ready(EXPORTS.get(export_id)))
+    return export_response(selectors.dataset_export_ready(EXPORTS.get(export_id)))
 
 
 add_run_routes(exports_router, EXPORTS)

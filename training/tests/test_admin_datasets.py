@@ -237,6 +237,8 @@ def test_an_export_the_worker_has_not_written_yet_is_offered_on_its_page(
     page_url = f"/admin/training/datasetexport/{export.pk}/change/"
     assert response["Location"] == page_url
     assert "Offered here once" in admin_client.get(page_url).content.decode()
+    early = admin_client.get(f"/admin/training/datasetexport/{export.pk}/download/")
+    assert early.status_code == 302 and early["Location"] == page_url
     assert run_dataset_export(export.pk) == "succeeded"
     assert "Download the zip" in admin_client.get(page_url).content.decode()
     download = admin_client.get(f"/admin/training/datasetexport/{export.pk}/download/")
