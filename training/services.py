@@ -13,7 +13,7 @@ from django.utils import timezone
 from albums.models import Album
 from imagineer_project.errors import Conflict, Invalid
 from imagineer_project.permissions import person
-from imagineer_project.runs import BaseRun, run_enqueue, run_request_cancel, run_retry
+from imagineer_project.runs import BaseRun, run_enqueue, run_retry
 from training.config import config_validate
 from training.datasets.services import dataset_version_build
 from training.models import DatasetVersion, TrainingRun
@@ -21,14 +21,12 @@ from training.models import DatasetVersion, TrainingRun
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
-# --- create, start, cancel ------------------------------------------------------------
-
 
 class RunNotStartable(Conflict):
     """The run is queued or running already, or it succeeded."""
 
 
-# --- create, start, cancel ------------------------------------------------------------
+# --- create and start ---------------------------------------------------------------
 
 
 def training_run_create(
@@ -129,9 +127,3 @@ def training_run_start(*, run: TrainingRun) -> TrainingRun:
             )
         run_enqueue(run)
     return run
-
-
-def training_run_cancel(*, run: TrainingRun) -> bool:
-    """Stop a run: at once if queued, within one step if training. False if it
-    had already ended."""
-    return run_request_cancel(run)

@@ -292,6 +292,8 @@ def dataset_export_request(
         errors["repeats"] = f"from 1 to {MAX_REPEATS}"
     if errors:
         raise Invalid(errors=errors)
+    if layout != DatasetExport.Layout.KOHYA:
+        repeats = 1  # only kohya folders repeat: one zip per other layout
     export, created = _export_get_or_create(dataset, layout, repeats, created_by)
     if created:
         run_enqueue(export)

@@ -24,7 +24,7 @@ from albums.services import album_get_or_create
 from imagineer_project.errors import Invalid, RateLimited
 from imagineer_project.permissions import person
 from imagineer_project.ratelimit import Rate, RateInvalid, parse_rate, rate_limit_hit
-from imagineer_project.runs import run_enqueue, run_request_cancel
+from imagineer_project.runs import run_enqueue
 from training.models import GenerationJob, Lora
 
 if TYPE_CHECKING:
@@ -350,12 +350,6 @@ def stack_entry(lora: Lora, weight: float) -> dict[str, Any]:
         "sha256": lora.sha256,
         "trigger_words": list(lora.trigger_words),
     }
-
-
-def generation_job_cancel(*, job: GenerationJob) -> bool:
-    """Stop a job: at once if queued, within a denoising step if running. False
-    when it had already ended."""
-    return run_request_cancel(job)
 
 
 def parse_lora_lines(text: str) -> list[tuple[str, float | None]]:

@@ -14,11 +14,11 @@ from django.views.decorators.http import require_POST
 
 from imagineer_project.errors import DomainError
 from imagineer_project.forms import add_domain_error
+from imagineer_project.runs import run_request_cancel
 from training.generation.forms import GenerateForm, lora_choices
 from training.generation.selectors import generation_job_images
 from training.generation.services import (
     effective_prompt,
-    generation_job_cancel,
     generation_job_create,
 )
 from training.models import GenerationJob
@@ -74,5 +74,5 @@ def generation_job_page(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_POST
 def generation_job_cancel_page(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(GenerationJob, pk=job_id)
-    generation_job_cancel(job=job)  # an ended job stays as it was
+    run_request_cancel(job)  # an ended job stays as it was
     return redirect("generate-job-page", job_id=job.pk)

@@ -11,6 +11,7 @@ import pytest
 from albums.dedup import generated_lookalikes, generated_phash_index
 from albums.models import Album, AlbumImage, Image, SourceKind
 from albums.tests.builders import make_album, make_image
+from imagineer_project.runs import run_request_cancel
 from imagineer_project.testing import make_user
 from training.generation import runs as generation_runs
 from training.generation.runs import generation_job_execute, local_lora_path
@@ -19,7 +20,6 @@ from training.generation.services import (
     SEED_MAX,
     GenerationInvalid,
     effective_prompt,
-    generation_job_cancel,
     generation_job_create,
     parse_lora_lines,
     prompt_with_trigger_words,
@@ -229,10 +229,10 @@ def test_no_base_model_at_all_is_a_clear_error(settings: Any, tmp_path: Path) ->
 
 def test_cancel_a_queued_job_at_once(gen_env: Path) -> None:
     job = create()
-    assert generation_job_cancel(job=job)
+    assert run_request_cancel(job)
     assert job.status == "cancelled"
     assert run_job(job).image_ids == []
-    assert not generation_job_cancel(job=job)  # already ended
+    assert not run_request_cancel(job)  # already ended
 
 
 def test_cancel_a_running_job_stops_it_between_steps(
@@ -244,7 +244,7 @@ def test_cancel_a_running_job_stops_it_between_steps(
     job.refresh_from_db()
 
     def cancel_after_the_first(job: GenerationJob, image: Image) -> None:
-        generation_job_cancel(job=GenerationJob.objects.get(pk=job.pk))
+        run_request_cancel(GenerationJob.objects.get(pk=job.pk))
 
     from imagineer_project.runs import RunCancelled
 

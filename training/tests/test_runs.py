@@ -13,12 +13,16 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from albums.models import Visibility
-from imagineer_project.runs import reap_stale_runs, run_claim, run_execute
+from imagineer_project.runs import (
+    reap_stale_runs,
+    run_claim,
+    run_execute,
+    run_request_cancel,
+)
 from training.ml.kohya import kohya_key_problems, read_lora_metadata
 from training.models import Lora, TrainingRun
 from training.registry import lora_register_from_run
 from training.runs import manifest_sha256, run_work_dir, training_run_execute
-from training.services import training_run_cancel
 from training.tasks import run_training
 from training.tests.builders import (
     make_tiny_run,
@@ -142,7 +146,7 @@ def test_cancel_stops_the_run_within_one_step() -> None:
 
     def cancel_at_two(report: Any) -> None:
         if report.step == 2:
-            assert training_run_cancel(run=TrainingRun.objects.get(pk=run.pk))
+            assert run_request_cancel(TrainingRun.objects.get(pk=run.pk))
 
     run_execute(
         TrainingRun, run.pk, lambda r: training_run_execute(r, on_step=cancel_at_two)
@@ -151,7 +155,7 @@ def test_cancel_stops_the_run_within_one_step() -> None:
     assert (run.status, run.progress_done, run.message) == ("cancelled", 2, "Cancelled")
     assert run.log_tail.splitlines()[-1].endswith("Cancelled at step 2")
     assert not Lora.objects.exists()
-    assert not training_run_cancel(run=run)  # already ended
+    assert not run_request_cancel(run)  # already ended
 
 
 def test_a_diverging_run_fails_with_advice_and_is_never_retried(settings: Any) -> None:

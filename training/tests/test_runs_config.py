@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from imagineer_project.runs import run_request_cancel
 from training.config import ConfigInvalid, config_defaults, config_validate, field_help
 from training.datasets.services import DatasetInvalid
 from training.models import TrainingRun
@@ -14,7 +15,6 @@ from training.runs import CURVE_POINTS, _Tracker, sample_prompts
 from training.services import (
     RunNotStartable,
     training_run_can_start,
-    training_run_cancel,
     training_run_create,
     training_run_create_from_albums,
     training_run_start,
@@ -168,9 +168,9 @@ def test_start_hands_over_a_new_run_once_and_resumes_failed_or_cancelled_ones(
 @pytest.mark.usefixtures("train_env")
 def test_cancelling_a_run_that_never_started_ends_it_at_once() -> None:
     run = make_tiny_run()
-    assert training_run_cancel(run=run)
+    assert run_request_cancel(run)
     assert run.status == "cancelled"
-    assert not training_run_cancel(run=run)
+    assert not run_request_cancel(run)
 
 
 @pytest.mark.django_db
