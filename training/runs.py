@@ -80,7 +80,7 @@ def training_run_execute(
 ) -> str:
     """The body of a training run (see run_execute); returns its final message.
 
-    `on_step` (the CLI's progress bar) sees every step report. Training errors
+    `on_step` hears every step report (tests stop or crash a run there). Training errors
     (NonFiniteLoss, OutOfMemory, InvalidTrainingInput) and DatasetInvalid
     propagate and fail the run; they are never retried.
     """

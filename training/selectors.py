@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from training.models import Lora, TrainingRun
@@ -24,3 +26,9 @@ RUN_DETAIL_FIELDS = ("config", "manifest", "loss_curve", "log_tail")
 
 def training_run_log_lines(run: TrainingRun) -> list[str]:
     return run.log_tail.splitlines()
+
+
+def loss_text(run: TrainingRun) -> str:
+    """The latest loss beside a progress bar ("" before the first step)."""
+    loss = run.loss
+    return f"loss {loss:.4f}" if loss is not None and math.isfinite(loss) else ""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -28,10 +28,12 @@ from django.utils.html import escape
 
 from albums.models import Album
 from albums.services import album_update
+from imagineer_project.cli import run_in_foreground
 from imagineer_project.runs import run_execute
 from training.generation.runs import generation_job_execute
 from training.generation.services import GenerationRequest, generation_job_create
 from training.models import DatasetVersion, GenerationJob, Lora
+from training.selectors import loss_text
 
 SITE_ALBUM = "Demo: shapes"
 GENERATED_ALBUM = "Demo: generated"
@@ -154,7 +156,7 @@ def serve_folder(folder: Path) -> Iterator[str]:
 
 
 def train_demo_lora(
-    *, dataset: DatasetVersion, base_model: str, steps: int, on_step: Callable | None
+    *, dataset: DatasetVersion, base_model: str, steps: int, stream: TextIO
 ) -> Lora:
     """Train and register a LoRA on `dataset`, here and now (not on the worker).
 
@@ -173,8 +175,9 @@ def train_demo_lora(
         enqueue=False,
         allow_below_minimum=True,
     )
-    run_execute(TrainingRun, run.pk, lambda r: training_run_execute(r, on_step=on_step))
-    run.refresh_from_db()
+    run = run_in_foreground(
+        run, training_run_execute, stream=stream, unit="step", postfix=loss_text
+    )
     if run.status != TrainingRun.Status.SUCCEEDED:
         raise CommandError(f"Training run #{run.pk} {run.status}: {run.error}")
     return Lora.objects.get(source_run=run)
@@ -327,18 +330,9 @@ class Command(BaseCommand):
         return dataset
 
     def _train(self, dataset: DatasetVersion, base_model: str, steps: int) -> Lora:
-        from tqdm import tqdm
-
-        with tqdm(total=steps, unit="step", file=self.stderr._out) as bar:
-
-            def on_step(report: Any) -> None:
-                bar.n = report.step
-                bar.set_postfix_str(f"loss {report.loss:.4f}", refresh=False)
-                bar.refresh()
-
-            lora = train_demo_lora(
-                dataset=dataset, base_model=base_model, steps=steps, on_step=on_step
-            )
+        lora = train_demo_lora(
+            dataset=dataset, base_model=base_model, steps=steps, stream=self.stderr._out
+        )
         self.stdout.write(f"      registered LoRA {lora.name!r} ({lora.sha256[:12]})")
         return lora
 

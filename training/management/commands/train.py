@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -11,6 +10,7 @@ from imagineer_project.errors import DomainError
 from training.config import config_validate
 from training.models import TrainingRun
 from training.runs import training_run_execute
+from training.selectors import loss_text
 from training.services import training_run_create_from_albums
 
 # Command-line option -> config field, for the options that set the config.
@@ -109,7 +109,7 @@ class Command(BaseCommand):
             training_run_execute,
             stream=self.stderr._out,
             unit="step",
-            postfix=_loss,
+            postfix=loss_text,
         )
         if run.status != TrainingRun.Status.SUCCEEDED:
             reason = run.error or run.message
@@ -118,8 +118,3 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(run.message))
         if lora is not None:
             self.stdout.write(f"LoRA #{lora.pk} stored as {lora.file.name}")
-
-
-def _loss(run: TrainingRun) -> str:
-    loss = run.loss
-    return f"loss {loss:.4f}" if loss is not None and math.isfinite(loss) else ""
