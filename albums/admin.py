@@ -26,7 +26,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from albums.models import Album, AlbumImage, Image, UploadRun
+from albums.models import Album, AlbumImage, Image, UploadRun, thumbnail_url
 from albums.services import (
     album_add_images,
     album_create,
@@ -53,11 +53,12 @@ LARGE_EDGE = 2048
 RESULTS_SHOWN = 1000
 
 
-def thumbnail_tag(image: Image, size: int = 256, *, px: int = 64) -> str:
+def thumbnail_tag(image_id: int, size: int = 256, *, px: int = 64) -> str:
+    """An image's thumbnail for an admin row or page, by id (no query)."""
     return format_html(
         '<img src="{}?size={}" width="{}" height="{}" class="imagineer-thumb" '
         'loading="lazy" alt="">',
-        image.thumbnail_url,
+        thumbnail_url(image_id),
         size,
         px,
         px,
@@ -210,7 +211,7 @@ class ImageAdmin(ImagineerAdmin):
 
     @admin.display(description="")
     def thumbnail(self, obj: Image) -> str:
-        return thumbnail_tag(obj)
+        return thumbnail_tag(obj.pk)
 
     @admin.display(description="sha256", ordering="sha256")
     def sha_prefix(self, obj: Image) -> str:
@@ -234,7 +235,7 @@ class ImageAdmin(ImagineerAdmin):
             '<a href="{}" target="_blank" rel="noopener">{}</a>'
             '<div class="help">Click for the original ({}).</div>',
             obj.file_url,
-            thumbnail_tag(obj, 512, px=512),
+            thumbnail_tag(obj.pk, 512, px=512),
             filesizeformat(obj.bytes),
         )
 

@@ -42,6 +42,11 @@ class ImageQuerySet(models.QuerySet):
         return self.public()
 
 
+def thumbnail_url(image_id: int) -> str:
+    """An image's thumbnail, by id alone (rows that hold only the id)."""
+    return f"/api/images/{image_id}/thumbnail"
+
+
 class Image(models.Model):
     """One stored image, addressed by the sha256 of its (sanitised) bytes."""
 
@@ -124,7 +129,7 @@ class Image(models.Model):
 
     @property
     def thumbnail_url(self) -> str:
-        return f"/api/images/{self.pk}/thumbnail"
+        return thumbnail_url(self.pk)
 
     @property
     def file_url(self) -> str:

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from albums.admin import thumbnail_tag
 from imagineer_project.admin_pages import (
     RUN_HISTORY_FIELDS,
     RUN_STATE_FIELDS,
@@ -184,10 +185,9 @@ class ImportItemAdmin(ImagineerAdmin):
         if obj.image_id is None:
             return ""
         return format_html(
-            '<a href="{}"><img src="/api/images/{}/thumbnail?size=256" width="48" '
-            'height="48" class="imagineer-thumb" loading="lazy" alt=""></a>',
+            '<a href="{}">{}</a>',
             reverse("admin:albums_image_change", args=[obj.image_id]),
-            obj.image_id,
+            thumbnail_tag(obj.image_id, px=48),
         )
 
     @admin.display(description="album", ordering="album_name")

@@ -22,7 +22,7 @@ from django.http import (
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from albums.models import Album
+from albums.models import Album, thumbnail_url
 from imagineer_project.admin_pages import (
     RUN_HISTORY_FIELDS,
     RUN_STATE_FIELDS,
@@ -203,7 +203,7 @@ class DatasetVersionAdmin(ImagineerAdmin):
                 (
                     n,
                     reverse("admin:albums_image_change", args=[item["image_id"]]),
-                    f"/api/images/{item['image_id']}/thumbnail?size=256",
+                    f"{thumbnail_url(item['image_id'])}?size=256",
                     item["caption"],
                     item["caption_source"],
                 )

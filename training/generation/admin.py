@@ -14,6 +14,7 @@ from django.template.defaultfilters import truncatechars
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from albums.admin import thumbnail_tag
 from imagineer_project.errors import DomainError
 from imagineer_project.forms import add_domain_error
 from imagineer_project.run_admin import RunAdmin
@@ -116,11 +117,7 @@ class GenerationJobAdmin(RunAdmin):
         # The first image's id is on the row: no query per job.
         if not obj.image_ids:
             return ""
-        return format_html(
-            '<img src="/api/images/{}/thumbnail?size=256" width="48" height="48" '
-            'alt="" class="imagineer-thumb">',
-            obj.image_ids[0],
-        )
+        return thumbnail_tag(obj.image_ids[0], px=48)
 
     @admin.display(description="prompt", ordering="prompt")
     def excerpt(self, obj: GenerationJob) -> str:
