@@ -145,8 +145,10 @@ class JobRunner:
         self.plan = plan or plan_job(job)
         self.done = self.plan.done
         self.api_errors_in_a_row = 0
+        # What earlier deliveries spent, and on how many requests, so a resumed
+        # job's budget estimate starts from a true average.
         self.cost = job.cost_usd
-        self.requests = 0
+        self.requests = job.labeled_count + job.failed_count
         self.price_factor = Decimal(1)
 
     def run(self) -> str:
@@ -167,13 +169,16 @@ class JobRunner:
                     # this thread overlaps the requests in flight.
                     self._fill(pool, pending, busy=len(pending) - len(finished))
                     for future in finished:
-                        self._record(pending[future], future)
-                        del pending[future]
+                        # Out of `pending` first: if recording it aborts the
+                        # job, the drain must not record it a second time.
+                        self._record(pending.pop(future), future)
                     # And again with what the recorded results cost.
                     self._fill(pool, pending, busy=len(pending))
             except (RunCancelled, LabelingAborted):
-                # Requests already sent are paid for: keep their labels.
+                # Requests already sent are paid for: keep their labels, and
+                # let the job's progress count them.
                 self._drain(pending)
+                LabelingJob.objects.filter(pk=job.pk).update(progress_done=self.done)
                 raise
         return self._summary(final=True)
 
@@ -263,8 +268,6 @@ class JobRunner:
         cost = (
             claude.request_cost(input_tokens, output_tokens) * self.price_factor
         ).quantize(Decimal("0.000001"))
-        self.requests += 1
-        self.cost += cost
         with transaction.atomic():
             item, created = LabelingItem.objects.get_or_create(
                 job=job,
@@ -278,6 +281,8 @@ class JobRunner:
             )
             if not created:
                 return  # recorded by an earlier delivery of this job
+            self.requests += 1
+            self.cost += cost
             if result is not None:
                 image = Image.objects.get(pk=image_id)
                 labels_write_from_claude(
