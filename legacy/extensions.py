@@ -13,13 +13,13 @@ from albums.models import Image
 from imagineer_project.permissions import is_staff
 from legacy.models import ImportItem
 
-IMPORTED = ("created", "near_duplicate", "duplicate", "attached")
-
 
 def latest_import(image: Image) -> ImportItem | None:
     """The newest real import of the image's bytes (the import_item_image index)."""
     return (
-        ImportItem.objects.filter(image=image, outcome__in=IMPORTED, run__dry_run=False)
+        ImportItem.objects.filter(
+            image=image, outcome__in=ImportItem.IMPORTED, run__dry_run=False
+        )
         .order_by("-id")
         .first()
     )

@@ -71,6 +71,14 @@ class ImportItem(models.Model):
         # finds it and knows the image may be its own.
         PENDING = "pending", "Pending"
 
+    # The outcomes whose file is in the library (its image is the item's image).
+    IMPORTED = (
+        Outcome.CREATED,
+        Outcome.NEAR_DUPLICATE,
+        Outcome.DUPLICATE,
+        Outcome.ATTACHED,
+    )
+
     class Kind(models.TextChoices):
         SINGLE = "single", "Single"
         DECK = "deck", "Deck"

@@ -15,13 +15,8 @@ from legacy.collect import collect_outputs, collect_packs
 from legacy.models import ImportItem, ImportRun
 
 Outcome = ImportItem.Outcome
-IMAGE_OUTCOMES = [o.value for o in Outcome if o != Outcome.PENDING]
-IMPORTED = (
-    Outcome.CREATED,
-    Outcome.NEAR_DUPLICATE,
-    Outcome.DUPLICATE,
-    Outcome.ATTACHED,
-)
+# Every outcome a file ends with, in the order summaries list them.
+IMAGE_OUTCOMES = [*ImportItem.IMPORTED, Outcome.REJECTED, Outcome.SKIPPED]
 
 
 def import_summary(run: ImportRun) -> dict[str, Any]:
@@ -112,7 +107,7 @@ def reconcile(source: Path, *, pack: bool = False) -> dict[str, list[str]]:
     )
     for path, outcome, sha, reason in rows:
         latest[path] = (outcome, sha, reason)  # the newest import of a file wins
-    imported = {p: sha for p, (o, sha, _) in latest.items() if o in IMPORTED}
+    imported = {p: sha for p, (o, sha, _) in latest.items() if o in ImportItem.IMPORTED}
     changed = [
         path
         for path, sha in imported.items()

@@ -24,7 +24,7 @@ def import_roots() -> list[Path]:
 
 
 def _under_a_root(folder: Path) -> bool:
-    return any(folder == root or folder.is_relative_to(root) for root in import_roots())
+    return any(folder.is_relative_to(root) for root in import_roots())
 
 
 def _check(
@@ -88,9 +88,11 @@ def legacy_import_create(
 
 
 def legacy_import_again(*, run: ImportRun, created_by: User | None = None) -> ImportRun:
-    """A new run over the same folders (a real one, even after a dry run)."""
+    """A new run over the same folders (a real one, even after a dry run). Its
+    folders must still lie under LEGACY_IMPORT_ROOTS, as for any import started
+    from the admin: a run the command made elsewhere is imported again there."""
     return legacy_import_create(
-        sources=run.sources, packs=run.packs, created_by=created_by, roots_only=False
+        sources=run.sources, packs=run.packs, created_by=created_by, roots_only=True
     )
 
 
@@ -99,6 +101,6 @@ def relative_to_roots(folder: str) -> str:
     it ("<root name>/sub"), or its name alone."""
     path = Path(folder)
     for root in import_roots():
-        if path == root or path.is_relative_to(root):
+        if path.is_relative_to(root):
             return str(Path(root.name) / path.relative_to(root))
     return path.name

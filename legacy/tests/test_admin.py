@@ -80,3 +80,21 @@ def test_a_queued_import_page(admin_client: Any, tree: LegacyTree) -> None:
     page = admin_client.get(f"{RUNS}{run.pk}/change/").content.decode()
     assert 'http-equiv="refresh"' in page and "Cancel import" in page
     assert run_legacy_import(run.pk) == "succeeded"
+
+
+@pytest.mark.django_db
+def test_import_again_holds_to_the_roots(
+    admin_client: Any, tree: LegacyTree, settings: Any
+) -> None:
+    """A run the command made from a folder outside LEGACY_IMPORT_ROOTS cannot be
+    started again from the admin, whose imports stay inside the roots."""
+    from legacy.services import legacy_import_create
+
+    run = legacy_import_create(
+        sources=[str(tree.outputs)], roots_only=False, enqueue=False
+    )
+    settings.LEGACY_IMPORT_ROOTS = [str(tree.packs)]
+    again = admin_client.post(f"{RUNS}{run.pk}/again/", follow=True)
+    assert ImportRun.objects.count() == 1
+    shown = [str(m) for m in again.context["messages"]]
+    assert shown == ["sources[0]: not inside a LEGACY_IMPORT_ROOTS folder"]

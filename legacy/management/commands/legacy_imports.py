@@ -5,9 +5,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from legacy.models import ImportItem, ImportRun
-from legacy.selectors import import_runs, import_summary, outcome_counts
-
-SHOWN = ("created", "near_duplicate", "duplicate", "attached", "rejected", "skipped")
+from legacy.selectors import (
+    IMAGE_OUTCOMES,
+    import_runs,
+    import_summary,
+    outcome_counts,
+)
 
 
 class Command(BaseCommand):
@@ -32,7 +35,7 @@ class Command(BaseCommand):
             self.stdout.write("No legacy imports yet.")
         counts = outcome_counts(runs)
         for run in runs:
-            tally = ", ".join(f"{counts[run.pk][o]} {o}" for o in SHOWN)
+            tally = ", ".join(f"{counts[run.pk][o]} {o}" for o in IMAGE_OUTCOMES)
             when = run.created.strftime("%Y-%m-%d %H:%M")
             kind = "dry run" if run.dry_run else "import"
             self.stdout.write(f"#{run.pk} {when} {kind} {run.status}: {tally}")
