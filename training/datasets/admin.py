@@ -96,7 +96,10 @@ class DatasetBuildForm(forms.Form):
         image repeats across the albums (the build itself checks exactly)."""
         data = super().clean()
         if data.get("albums"):
-            rows = training_albums(include_nsfw=data.get("include_nsfw", False))
+            if data.get("include_nsfw"):
+                rows = training_albums(include_nsfw=True)
+            else:  # the counts shown beside the boxes
+                rows = self.fields["albums"].readiness.values()  # type: ignore[attr-defined]
             counts = {row["id"]: row["captioned_images"] for row in rows}
             most = sum(counts.get(album.pk, 0) for album in data["albums"])
             if most < min_captioned():
