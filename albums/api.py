@@ -1,9 +1,10 @@
 """JSON API for albums (/api/albums), images (/api/images) and bulk uploads
 (/api/uploads).
 
-Reads are open: anonymous and non-staff callers see public albums and public,
-non-NSFW images, and get 404 for anything else. Every write needs a staff
-user (`staff_required`). Handlers call a selector or a service and return a
+Reads are open: anonymous and non-staff callers see public albums, and images
+that are public, not NSFW and not held exclusively by private albums
+(`Image.objects.visible_to`); they get 404 for anything else. Every write needs
+a staff user (`staff_required`). Handlers call a selector or a service and return a
 schema; expected failures are domain errors (imagineer_project.errors),
 shaped once at the API root.
 """

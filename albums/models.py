@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 
 from imagineer_project.runs import BaseRun
@@ -33,8 +33,15 @@ class NsfwSource(models.TextChoices):
 
 class ImageQuerySet(models.QuerySet):
     def public(self) -> ImageQuerySet:
-        """What an anonymous visitor may see: public and not NSFW."""
-        return self.filter(visibility=Visibility.PUBLIC, is_nsfw=False)
+        """What a visitor (anonymous, or signed in without staff status) may
+        see: public, not NSFW, and not held exclusively by private albums. An
+        image in no album is not held by a private one, so it stays visible."""
+        held = AlbumImage.objects.filter(image=OuterRef("pk"))
+        return self.filter(
+            ~Exists(held) | Exists(held.filter(album__visibility=Visibility.PUBLIC)),
+            visibility=Visibility.PUBLIC,
+            is_nsfw=False,
+        )
 
     def visible_to(self, user: Viewer) -> ImageQuerySet:
         if getattr(user, "is_staff", False) and user.is_active:

@@ -1,8 +1,9 @@
 """Server-rendered pages: the album gallery, one album, one image.
 
 Anonymous visitors and signed-in users without staff status see only public
-albums and public, non-NSFW images; everything else is a 404 for them. Staff see
-everything, NSFW images blurred until they reveal them.
+albums, and only images that are public, not NSFW and not held exclusively by
+private albums (`Image.objects.visible_to`); everything else is a 404 for them.
+Staff see everything, NSFW images blurred until they reveal them.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _visible_members(request: HttpRequest) -> Q:
     """AlbumImage rows whose image this visitor may see."""
     if is_staff(request):
         return Q()
-    return Q(image__in=Image.objects.public())
+    return Q(image__in=Image.objects.visible_to(request.user))
 
 
 def _with_cover_ids(request: HttpRequest, albums: QuerySet) -> QuerySet:
