@@ -35,21 +35,24 @@ class TraceIdMiddleware:
 
 
 class ApiTokenMiddleware:
-    """Authenticate `Authorization: Bearer <token>` callers as the token's user.
+    """Authenticate `Authorization: Bearer <token>` callers of the JSON API
+    (`/api/...`) as the token's user.
 
     A token-authenticated request carries no cookies an attacker could ride, so it
     is exempt from CSRF; session callers still need the CSRF token for mutations.
+    Outside the API (the admin, the HTML pages) the header is ignored: a token
+    is for scripts, and must not open a site whose forms rely on CSRF.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from imagineer_project.tokens import user_for_bearer_header
+        from imagineer_project.tokens import token_scope_covers, user_for_bearer_header
 
         request.auth_via_token = False
         header = request.headers.get("Authorization", "")
-        if header:
+        if header and token_scope_covers(request.path_info):
             user = user_for_bearer_header(header)
             if user is not None:
                 request.user = user

@@ -1,4 +1,5 @@
-"""API tokens: `Authorization: Bearer imt_...` for scripts and the CLI."""
+"""API tokens: `Authorization: Bearer imt_...` for scripts and the CLI, valid
+for the JSON API (`/api/...`) only."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from django.utils import timezone
 from imagineer_project.models import ApiToken
 
 TOKEN_PREFIX = "imt_"
+# What a token authenticates: the JSON API only, never the admin or the pages.
+TOKEN_SCOPE = "/api/"
+
+
+def token_scope_covers(path: str) -> bool:
+    """Whether a request to `path` (its path_info) may authenticate by token."""
+    return path.startswith(TOKEN_SCOPE)
 
 
 def _hash(token: str) -> str:
