@@ -3,7 +3,7 @@
 Pure functions over a string of HTML (BeautifulSoup with the standard library's
 parser): no network, no Django. The crawler calls `extract_page` on every fetched or
 rendered page and follows `links`; the pipeline drops `looks_like_ui_asset`
-candidates before downloading.
+candidates before downloading (`ui_asset_reason` says why).
 """
 
 from __future__ import annotations
@@ -44,11 +44,24 @@ UI_WORDS = frozenset(
     | {"emoji", "avatar", "button", "arrow", "placeholder", "spinner", "loader", "1x1"}
 )
 UI_SIDE_MAX_PX = 64
+# A side this long on the page, or a caption of this many words, says a picture
+# is content even when its file is named like a logo or an icon.
+CONTENT_SIDE_MIN_PX = 200
+CONTENT_CAPTION_MIN_WORDS = 4
+# Page regions that hold a site's chrome (logos, buttons), not its content.
+CHROME_REGIONS = ("header", "nav", "footer")
 
 SRCSET_ATTRS = ("srcset", "data-srcset", "data-lazy-srcset")
 # Attributes that name a bigger version than the displayed one.
 LARGE_ATTRS = ("data-full", "data-large")
 LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original")
+# Elements whose data-src names something other than an image.
+NOT_IMAGE_HOLDERS = frozenset(
+    {"img", "source", "iframe", "script", "video", "audio", "embed", "track"}
+    | {"object", "link", "input", "frame"}
+)
+# Text fields that keep every distinct value when one image is named many times.
+MULTI_TEXT_FIELDS = ("alt", "title", "figcaption")
 META_IMAGE_KEYS = frozenset(
     {"og:image", "og:image:url", "og:image:secure_url", "twitter:image"}
     | {"twitter:image:src"}
@@ -66,7 +79,8 @@ ASKS_FOR_JS = re.compile(
 @dataclass(frozen=True)
 class ImageCandidate:
     url: str  # absolute, normalised
-    # "img", "srcset", "picture", "lazy", "noscript", "link", "og", "jsonld", "css"
+    # "img", "srcset", "picture", "lazy", "noscript", "link", "og", "jsonld",
+    # "css", "object"
     source: str
     alt: str = ""
     title: str = ""
@@ -78,6 +92,18 @@ class ImageCandidate:
     page_title: str = ""
     width_hint: int | None = None
     height_hint: int | None = None
+    # Further distinct (field, text) pairs for alt/title/figcaption when several
+    # elements name this image: every caption counts, not only the first.
+    more_texts: tuple[tuple[str, str], ...] = ()
+    # "header", "nav" or "footer" when the element sits in the page's chrome.
+    region: str = ""
+
+    def texts(self, name: str) -> list[str]:
+        """Every distinct value of the text field `name`, first one first."""
+        first = getattr(self, name)
+        values = [first] if first else []
+        values += [text for field, text in self.more_texts if field == name]
+        return values
 
 
 @dataclass(frozen=True)
@@ -258,12 +284,17 @@ class _Collector:
         self.markup_images = 0  # images a visitor would see, for `needs_js`
         self.last_heading: Tag | None = None
         self.last_meta_image: str | None = None
-        self.handled: set[int] = set()  # ids of <img> already read with a <picture>
+        # ids of <img> already read with a <picture>, or known to be previews
+        self.handled: set[int] = set()
+        # ids of elements whose inline background is a blur-up preview
+        self.preview_backgrounds: set[int] = set()
 
     def visit(self, element: Tag) -> None:
         name = element.name
         if name in HEADINGS:
             self.last_heading = element
+        if name not in NOT_IMAGE_HOLDERS and name != "picture":
+            self.visit_full_size_holder(element)
         if name == "picture":
             self.visit_picture(element)
         elif name == "img" and id(element) not in self.handled:
@@ -276,7 +307,11 @@ class _Collector:
             self.add(_attr(element, "href"), "link", element)
         elif name == "script" and _is_jsonld(element):
             self.visit_jsonld(element)
-        if element.has_attr("style"):
+        elif name == "style":
+            self.visit_stylesheet(element)
+        elif name == "object":
+            self.visit_object(element)
+        if element.has_attr("style") and id(element) not in self.preview_backgrounds:
             self.visit_style(element)
 
     def add(
@@ -288,13 +323,14 @@ class _Collector:
         if element is not None:
             text.setdefault("figcaption", _figcaption(element))
             text.setdefault("context", _context(element, self.last_heading))
+            text.setdefault("region", _region(element))
         texts = {k: _collapse(v) if isinstance(v, str) else v for k, v in text.items()}
         candidate = ImageCandidate(
             url=url, source=source, page_title=self.page_title, **texts
         )
         existing = self.found.get(url)
         self.found[url] = candidate if existing is None else _merge(existing, candidate)
-        if source in ("img", "srcset", "picture", "lazy", "css") and not (
+        if source in ("img", "srcset", "picture", "lazy", "css", "object") and not (
             looks_like_ui_asset(candidate)
         ):
             self.markup_images += 1
@@ -316,6 +352,9 @@ class _Collector:
         url, source, width, height = choice
         if _ancestor(img, "noscript") is not None:
             source = "noscript"
+        elif source == "img" and _noscript_twin(img) is not None:
+            # A script swaps this preview for the <noscript> image next to it.
+            return
         link = _ancestor(img, "a")
         title = _attr(img, "title") or _attr(link, "title")
         self.add(
@@ -328,6 +367,45 @@ class _Collector:
             height_hint=height,
         )
 
+    def visit_full_size_holder(self, element: Tag) -> None:
+        """An element that names its full-size image in a data attribute (blur-up
+        and lazy-background scripts): that image, not the preview it shows now
+        (its inline background, or the plain src of the <img> inside)."""
+        raw = next(
+            (
+                _attr(element, attr)
+                for attr in (*LARGE_ATTRS, *LAZY_SRC_ATTRS)
+                if normalize_url(_attr(element, attr), self.base)
+            ),
+            "",
+        )
+        url = normalize_url(raw, self.base) if raw else None
+        if url is None:
+            return
+        # data-large/data-full always mean an image; data-src on a <div> may
+        # name anything a script loads, so only an image file counts there.
+        named_large = any(_attr(element, attr) == raw for attr in LARGE_ATTRS)
+        if _path_extension(url) not in IMAGE_EXTENSIONS and not (
+            named_large and _path_extension(url) == ""
+        ):
+            return
+        previews = [
+            img
+            for img in element.find_all("img")
+            if not any(img.has_attr(a) for a in (*SRCSET_ATTRS, *LAZY_SRC_ATTRS))
+            and not any(img.has_attr(a) for a in LARGE_ATTRS)
+        ]
+        self.handled.update(id(img) for img in previews)
+        self.preview_backgrounds.add(id(element))
+        first = previews[0] if previews else None
+        self.add(
+            url,
+            "lazy",
+            element,
+            alt=_attr(first, "alt") or _attr(element, "aria-label"),
+            title=_attr(element, "title") or _attr(first, "title"),
+        )
+
     def visit_anchor(self, anchor: Tag) -> None:
         href = normalize_url(_attr(anchor, "href"), self.base)
         if href is None or _path_extension(href) not in IMAGE_EXTENSIONS:
@@ -335,6 +413,18 @@ class _Collector:
         inner = anchor.find("img")
         title = _attr(anchor, "title") or _attr(inner, "title")
         self.add(href, "link", anchor, alt=_attr(inner, "alt"), title=title)
+
+    def visit_object(self, obj: Tag) -> None:
+        media_type = _attr(obj, "type").split(";")[0].strip().lower()
+        if media_type.startswith("image/"):
+            # The fallback content is what the object shows without the image.
+            self.add(
+                _attr(obj, "data"),
+                "object",
+                obj,
+                alt=_attr(obj, "aria-label") or _text(obj),
+                title=_attr(obj, "title"),
+            )
 
     def visit_meta(self, meta: Tag) -> None:
         key = (_attr(meta, "property") or _attr(meta, "name")).strip().lower()
@@ -367,6 +457,14 @@ class _Collector:
         for url in _css_background_urls(_attr(element, "style")):
             alt = _attr(element, "aria-label")
             self.add(url, "css", element, alt=alt, title=_attr(element, "title"))
+
+    def visit_stylesheet(self, style: Tag) -> None:
+        """A <style> block's backgrounds, as if each rule were a style= attribute
+        (which element a selector picks is not worked out: no captions)."""
+        if _ancestor(style, "svg", "template") is not None:
+            return
+        for url in _css_background_urls(_stylesheet_declarations(style.get_text())):
+            self.add(url, "css")
 
 
 # --- Choosing among an image's URLs -------------------------------------------
@@ -416,12 +514,15 @@ def _descriptors(text: str) -> tuple[int | None, float | None]:
 def _choose_image_url(
     img: Tag, sources: list[Tag], base: str
 ) -> tuple[str, str, int | None, int | None] | None:
-    """The largest URL an <img> (and its <picture> sources) offers.
+    """The largest URL an <img> offers: what a wide screen shows.
 
     Widths (w descriptors) are the only real sizes, so they win; then the
     attributes that promise a large or full version; then density (x)
     descriptors and the lazy src attributes; the plain src comes last, so a
-    placeholder there never beats a lazy attribute.
+    placeholder there never beats a lazy attribute. A <picture>'s <source>s
+    are art direction (a narrow-screen crop) or format alternatives of the
+    same picture: they count only when the <img> names no URL of its own, and
+    then a source without a media query first.
     """
     options: list[tuple[tuple[int, float], str, str, int | None, float | None]] = []
 
@@ -431,25 +532,43 @@ def _choose_image_url(
         rank = (3, width) if width else (1, density or 1.0)
         options.append((rank, raw, source, width, density))
 
-    for element in sources:
+    if img.name == "img":
         for attr in SRCSET_ATTRS:
-            for raw, width, density in parse_srcset(_attr(element, attr)):
-                offer(raw, "picture", width, density)
-    for attr in SRCSET_ATTRS:
-        source = "srcset" if attr == "srcset" else "lazy"
-        for raw, width, density in parse_srcset(_attr(img, attr)):
-            offer(raw, source, width, density)
-    for attr in LARGE_ATTRS:
-        if normalize_url(_attr(img, attr), base):
-            options.append(((2, 0.0), _attr(img, attr), "lazy", None, None))
-    for attr in LAZY_SRC_ATTRS:
-        offer(_attr(img, attr), "lazy", None, None)
-    offer(_attr(img, "src"), "img", None, None)
+            source = "srcset" if attr == "srcset" else "lazy"
+            for raw, width, density in parse_srcset(_attr(img, attr)):
+                offer(raw, source, width, density)
+        for attr in LARGE_ATTRS:
+            if normalize_url(_attr(img, attr), base):
+                options.append(((2, 0.0), _attr(img, attr), "lazy", None, None))
+        for attr in LAZY_SRC_ATTRS:
+            offer(_attr(img, attr), "lazy", None, None)
+        offer(_attr(img, "src"), "img", None, None)
+    if not options and sources:
+        unconditional = [s for s in sources if not _attr(s, "media").strip()]
+        for element in unconditional or sources:
+            for attr in SRCSET_ATTRS:
+                for raw, width, density in parse_srcset(_attr(element, attr)):
+                    offer(raw, "picture", width, density)
     if not options:
         return None
-    # max() keeps the first of equal ranks: sources before the img, lazy before src.
+    # max() keeps the first of equal ranks: lazy before src, first source first.
     rank, raw, source, width, density = max(options, key=lambda option: option[0])
     return (raw, source, *_size_hints(img, rank[0], width, density))
+
+
+def _noscript_twin(img: Tag) -> Tag | None:
+    """The <img> in a <noscript> right next to `img`: the full image a script
+    shows in place of `img`'s preview."""
+    for sibling in (img.find_next_sibling(True), img.find_previous_sibling(True)):
+        if sibling is not None and sibling.name == "noscript":
+            twin = sibling.find("img")
+            sides = [_int(_attr(twin, a)) for a in ("width", "height")]
+            # A tracking pixel in <noscript> replaces nothing.
+            if twin is not None and not any(
+                side is not None and side <= UI_SIDE_MAX_PX for side in sides
+            ):
+                return twin
+    return None
 
 
 def _size_hints(
@@ -535,6 +654,15 @@ CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"\s]*))\s*\)""", re
 MASKED_URL = re.compile(r"url\((\d+)\)")
 
 
+CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+
+
+def _stylesheet_declarations(css: str) -> str:
+    """A stylesheet as one run of declarations: rule braces become separators,
+    so selectors and at-rule preludes are bits without a background property."""
+    return CSS_COMMENT.sub("", css).replace("{", ";").replace("}", ";")
+
+
 def _css_background_urls(style: str) -> list[str]:
     # Mask the url(...) values first: data: URLs contain ";" and would break the
     # split into declarations.
@@ -554,6 +682,12 @@ def _css_background_urls(style: str) -> list[str]:
 
 
 # --- Text ---------------------------------------------------------------------
+
+
+def _region(element: Tag) -> str:
+    """The page chrome region (header, nav, footer) `element` sits in, if any."""
+    region = _ancestor(element, *CHROME_REGIONS)
+    return region.name if region is not None else ""
 
 
 def _figcaption(element: Tag) -> str:
@@ -650,15 +784,30 @@ def _int(value: str) -> int | None:
 
 
 def _merge(kept: ImageCandidate, new: ImageCandidate) -> ImageCandidate:
-    """`kept` with its empty fields filled from `new` (url and source stay)."""
-    changes = {
+    """`kept` with its empty fields filled from `new` (url and source stay), and
+    every further distinct alt, title and figcaption of `new` kept as well."""
+    changes: dict[str, Any] = {
         f.name: getattr(new, f.name)
         for f in fields(ImageCandidate)
-        if f.name not in ("url", "source")
+        # The first element's region stands: filling it from a later one
+        # would make a picture shown in the content into chrome.
+        if f.name not in ("url", "source", "more_texts", "region")
         and getattr(kept, f.name) in ("", None)
         and getattr(new, f.name) not in ("", None)
     }
+    more = list(kept.more_texts)
+    for name in MULTI_TEXT_FIELDS:
+        known = set(kept.texts(name)) | {changes.get(name, "")}
+        for text in new.texts(name):
+            if text not in known:
+                known.add(text)
+                more.append((name, text))
+    if len(more) != len(kept.more_texts):
+        changes["more_texts"] = tuple(more)
     return replace(kept, **changes) if changes else kept
+
+
+merge_candidates = _merge
 
 
 def _is_jsonld(script: Tag) -> bool:
@@ -670,16 +819,50 @@ def _is_jsonld(script: Tag) -> bool:
 
 def looks_like_ui_asset(candidate: ImageCandidate) -> bool:
     """Icons, logos, sprites, spacers, tracking pixels and the like."""
+    return ui_asset_reason(candidate) is not None
+
+
+def ui_asset_reason(candidate: ImageCandidate) -> str | None:
+    """Why `candidate` is not content worth downloading, or None.
+
+    Size and context decide, not the name alone: a file named like a logo or an
+    icon is skipped only when nothing says it is content (a side of at least
+    CONTENT_SIDE_MIN_PX on the page, or a caption of a few words), or when it
+    sits in the page's header, nav or footer.
+    """
     url = candidate.url
     if url[:5].lower() == "data:":
-        return True
+        return "inline data: URL (a placeholder or icon)"
     path = unquote(urlsplit(url).path).lower()
-    if path.endswith((".svg", ".ico")):
-        return True
-    if any(_is_ui_word(token) for token in re.split(r"[^a-z0-9]+", path)):
-        return True
-    sides = (candidate.width_hint, candidate.height_hint)
-    return any(side is not None and side <= UI_SIDE_MAX_PX for side in sides)
+    if path.endswith((".svg", ".svgz")):
+        return "not a raster image (SVG)"
+    if path.endswith(".ico"):
+        return "an icon file (.ico)"
+    sides = [s for s in (candidate.width_hint, candidate.height_hint) if s]
+    if any(side <= UI_SIDE_MAX_PX for side in sides):
+        shown = "×".join(str(s) for s in sides)
+        return f"icon-sized on the page ({shown} px; {UI_SIDE_MAX_PX} px or less)"
+    word = next(
+        (t for t in re.split(r"[^a-z0-9]+", path) if _is_ui_word(t)),
+        None,
+    )
+    if word is None:
+        return None
+    if candidate.region:
+        return f"UI asset: named '{word}', in the page's {candidate.region}"
+    if any(side >= CONTENT_SIDE_MIN_PX for side in sides) or _is_described(candidate):
+        return None
+    return f"UI asset: named '{word}', with no size or caption saying it is content"
+
+
+def _is_described(candidate: ImageCandidate) -> bool:
+    texts = [
+        *candidate.texts("alt"),
+        *candidate.texts("title"),
+        *candidate.texts("figcaption"),
+        candidate.jsonld_caption,
+    ]
+    return any(len(text.split()) >= CONTENT_CAPTION_MIN_WORDS for text in texts)
 
 
 def _is_ui_word(token: str) -> bool:

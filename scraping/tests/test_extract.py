@@ -12,6 +12,7 @@ from scraping.extract import (
     normalize_url,
     parse_srcset,
     same_site,
+    ui_asset_reason,
 )
 
 BASE = "https://cards.example/decks/tarot/"
@@ -186,26 +187,41 @@ def test_parse_srcset() -> None:
     ]
 
 
-def test_picture_takes_the_largest_of_its_sources_and_img() -> None:
+def test_picture_takes_the_imgs_own_best_candidate_not_a_source() -> None:
+    """What a wide screen shows: the <img>'s largest srcset/src. A <source> is an
+    art-direction crop or a format alternative of the same picture."""
     found = images(
-        """<picture>
-          <source media="(max-width: 600px)" srcset="tower-600.webp 600w">
+        f"""<picture>
+          <source media="(max-width: 600px)" srcset="tower-crop.jpg 600w">
           <source type="image/webp"
                   srcset="tower-1200.webp 1200w, tower-2400.webp 2400w">
           <img src="tower.jpg" srcset="tower-1800.jpg 1800w" alt="The Tower">
         </picture>
         <picture>
+          <source media="(max-width: 799px)" srcset="sun-crop.jpg 480w">
+          <img src="sun.jpg" alt="The Sun">
+        </picture>
+        <picture>
           <source type="image/avif" srcset="star.avif">
           <img src="star.jpg" alt="The Star">
+        </picture>
+        <picture>
+          <source media="(max-width: 600px)" srcset="moon-crop.jpg 600w">
+          <source srcset="moon-1200.jpg 1200w, moon-2400.jpg 2400w">
+          <img src="{PIXEL}" alt="The Moon">
         </picture>"""
     )
 
     assert found == [
         make_candidate(
-            f"{BASE}tower-2400.webp", "picture", alt="The Tower", width_hint=2400
+            f"{BASE}tower-1800.jpg", "srcset", alt="The Tower", width_hint=1800
         ),
-        # No sizes at all: the first source is the browser's first choice too.
-        make_candidate(f"{BASE}star.avif", "picture", alt="The Star"),
+        make_candidate(f"{BASE}sun.jpg", "img", alt="The Sun"),
+        make_candidate(f"{BASE}star.jpg", "img", alt="The Star"),
+        # The img names no URL: the sources without a media query, largest.
+        make_candidate(
+            f"{BASE}moon-2400.jpg", "picture", alt="The Moon", width_hint=2400
+        ),
     ]
 
 
@@ -404,6 +420,65 @@ def test_inline_css_backgrounds() -> None:
     ]
 
 
+def test_style_block_backgrounds_count_like_inline_ones() -> None:
+    found = images(
+        """<div class="hero"></div>""",
+        head="""<style>
+          /* .old { background: url(commented-out.jpg) } */
+          .hero { background-image: url("hero.jpg"); color: #333 }
+          @media (min-width: 800px) { .wide{background:#000 url(wide.png) no-repeat} }
+          a:hover { background: none }
+          @font-face { font-family: Tarot; src: url(tarot.woff2) format("woff2"); }
+          li { list-style-image: url(bullet.png) }
+        </style>""",
+    )
+
+    assert found == [
+        make_candidate(f"{BASE}hero.jpg", "css"),
+        make_candidate(f"{BASE}wide.png", "css"),
+    ]
+
+
+def test_object_of_an_image_type_is_an_image() -> None:
+    found = images(
+        """<object data="chart.png" type="image/png">A chart of the suits</object>
+        <object data="deck.svg" type="image/svg+xml"></object>
+        <object data="intro.swf" type="application/x-shockwave-flash"></object>
+        <object data="page.html"></object>"""
+    )
+
+    assert [(c.url, c.source, c.alt) for c in found] == [
+        (f"{BASE}chart.png", "object", "A chart of the suits"),
+        (f"{BASE}deck.svg", "object", ""),
+    ]
+    assert ui_asset_reason(found[1]) == "not a raster image (SVG)"
+
+
+def test_blur_up_and_lazy_patterns_name_the_full_image_only() -> None:
+    found = images(
+        f"""<img class="lazyload" src="fox-tiny.jpg" alt="Fox">
+        <noscript><img src="fox.jpg" alt="Fox"></noscript>
+        <div class="progressive" data-large="hare.jpg"
+             style="background-image: url(hare-tiny.jpg)" aria-label="Hare"></div>
+        <a class="progressive replace" data-original="deer.jpg" href="/deer/">
+          <img src="deer-tiny.jpg" class="preview" alt="Deer"></a>
+        <figure data-src="heron.jpg"><img src="heron-tiny.jpg" alt="Heron">
+          <figcaption>A grey heron</figcaption></figure>
+        <img src="{PIXEL}" data-src="owl.jpg" alt="Owl">
+        <div data-src="/widgets/map"><img src="map.jpg" alt="Map"></div>"""
+    )
+
+    assert [(c.url.removeprefix(BASE), c.alt) for c in found] == [
+        ("fox.jpg", "Fox"),
+        ("hare.jpg", "Hare"),
+        ("deer.jpg", "Deer"),
+        ("heron.jpg", "Heron"),
+        ("owl.jpg", "Owl"),
+        ("map.jpg", "Map"),  # data-src that names no image: the img stands
+    ]
+    assert found[3].figcaption == "A grey heron"
+
+
 def test_duplicates_merge_into_the_first_candidate() -> None:
     found = images(
         """<figure><img src="/img/death.jpg" alt="Death"><figcaption>XIII</figcaption>
@@ -422,8 +497,24 @@ def test_duplicates_merge_into_the_first_candidate() -> None:
             figcaption="XIII",
             width_hint=900,
             height_hint=1400,
+            more_texts=(("alt", "Another alt"),),
         )
     ]
+
+
+def test_every_caption_of_an_image_named_many_times_is_kept_once() -> None:
+    (found,) = images(
+        """<figure><img src="/img/sun.jpg" alt="The Sun"><figcaption>XIX</figcaption>
+        </figure>
+        <a href="/img/sun.jpg" title="The Sun, full size"><img src="/img/sun.jpg"
+           alt="Sun card" title="Tarot XIX"></a>
+        <figure><img src="/img/sun.jpg" alt="The Sun"><figcaption>Rider-Waite
+        </figcaption></figure>"""
+    )
+
+    assert found.texts("alt") == ["The Sun", "Sun card"]
+    assert found.texts("title") == ["The Sun, full size", "Tarot XIX"]
+    assert found.texts("figcaption") == ["XIX", "Rider-Waite"]
 
 
 def test_base_href_resolves_relative_urls() -> None:
@@ -595,6 +686,66 @@ def test_ui_assets_by_size(width: int | None, height: int | None) -> None:
 def test_real_images_are_not_ui_assets(url: str) -> None:
     assert looks_like_ui_asset(make_candidate(url, width_hint=65)) is False
     assert looks_like_ui_asset(make_candidate(url)) is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"url": "https://cards.example/deck/fool.svg"}, "not a raster image (SVG)"),
+        ({"url": "https://cards.example/favicon.ico"}, "an icon file (.ico)"),
+        (
+            {"url": "https://cards.example/a.jpg", "width_hint": 16, "height_hint": 16},
+            "icon-sized on the page (16×16 px; 64 px or less)",
+        ),
+        (
+            {"url": "https://cards.example/img/site-logo.png", "alt": "Acme"},
+            "UI asset: named 'logo', with no size or caption saying it is content",
+        ),
+        (
+            {
+                "url": "https://cards.example/img/logo-mug.jpg",
+                "alt": "A white ceramic mug with our logo",
+                "region": "header",
+            },
+            "UI asset: named 'logo', in the page's header",
+        ),
+    ],
+)
+def test_every_ui_skip_says_its_true_reason(
+    fields: dict[str, Any], reason: str
+) -> None:
+    assert ui_asset_reason(make_candidate(**fields)) == reason
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"width_hint": 400, "height_hint": 400},
+        {"alt": "A white ceramic mug printed with our logo"},
+        {"figcaption": "The mug, in three colours and two sizes"},
+        {"title": "Our logo mug on a kitchen table"},
+    ],
+)
+def test_a_content_picture_named_like_a_logo_is_kept(fields: dict[str, Any]) -> None:
+    found = make_candidate("https://cards.example/shop/logo-mug.jpg", **fields)
+
+    assert ui_asset_reason(found) is None
+
+
+def test_page_chrome_is_found_from_the_markup() -> None:
+    found = images(
+        """<header><a href="/"><img src="/img/logo.png" alt="Cards"></a></header>
+        <main><img src="/img/logo-tee.jpg" alt="A t-shirt printed with our logo"
+        width="400" height="400"></main>
+        <footer><img src="/img/payment-icons.png" alt="We take cards"></footer>"""
+    )
+
+    assert [(c.url.rsplit("/", 1)[1], c.region) for c in found] == [
+        ("logo.png", "header"),
+        ("logo-tee.jpg", ""),
+        ("payment-icons.png", "footer"),
+    ]
+    assert [looks_like_ui_asset(c) for c in found] == [True, False, True]
 
 
 # --- needs_js -----------------------------------------------------------------
