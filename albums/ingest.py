@@ -4,10 +4,15 @@ Pure functions on bytes: no database, no storage. Upload, bulk upload, the
 folder importer and the scraper all go through `inspect_image`, so every image
 in the library passed the same checks:
 
-1. size caps and content sniffing (the extension and Content-Type are never
-   trusted; a known image extension that disagrees with the content is refused);
-2. lossless metadata stripping, refusing files that smuggle HTML/SVG/PDF;
-3. a pixel cap read from the header before any decoding (decompression bombs);
+1. size caps and content sniffing: the content decides the format; an
+   extension that disagrees with it is a warning (`extension_mismatch`), never
+   trusted and never a rejection;
+2. a pixel cap (IMAGINEER_MAX_IMAGE_PIXELS) read from the header before any
+   decoding, for every format (decompression bombs answer `too_many_pixels`);
+3. lossless metadata stripping: comments, text, XMP, EXIF (but orientation),
+   thumbnails and trailing data are dropped, so no stored file carries a script
+   in its metadata. Only a file whose remaining bytes still read as a document
+   (an HTML/SVG/PDF body in the header or pixels) is refused as a polyglot;
 4. a full decode of every frame (truncated or corrupt data fails here);
 5. EXIF orientation applied for the size, thumbnails and perceptual hash.
 """
@@ -26,7 +31,10 @@ from django.conf import settings
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from albums.sanitize import DOCUMENT_MARKERS as _DOCUMENT_MARKERS
 from albums.sanitize import MalformedContainer, sanitize
+
+PILImage.init()  # register every plugin once, so OPEN below is complete
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 EXTENSIONS = {
@@ -56,14 +64,8 @@ MIME_TYPES = {
     "BMP": "image/bmp",
 }
 MAX_FRAMES = 2000
-
-# Markers of documents a browser or reader would act on. Looked for in the first
-# kilobyte and in every byte we strip (metadata, trailing data): a valid image
-# carrying them is a polyglot.
-_DOCUMENT_MARKERS = re.compile(
-    rb"<\s*(?:script|html|svg|iframe|body|object|embed)\b|<!doctype\s+html|%PDF-|<\?php",
-    re.IGNORECASE,
-)
+# Sniffed only to give a true answer: the format is not accepted.
+_OTHER_FORMATS = {b"\x00\x00\x01\x00": "ICO", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 
 
 class ImageRejected(Exception):
@@ -85,6 +87,9 @@ class InspectedImage:
     is_animated: bool
     phash: int
     thumbnails: dict[int, bytes] = field(repr=False)
+    # Per-file notes that did not stop the ingest, e.g.
+    # {"code": "extension_mismatch", "detail": "named .png, content is JPEG"}.
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def extension(self) -> str:
@@ -118,7 +123,9 @@ def safe_display_name(filename: str | None) -> str:
 def inspect_image(data: bytes, filename: str | None = None) -> InspectedImage:
     """Validate and sanitise `data`; raise ImageRejected with a reason if unfit."""
     _check_size(data)
-    fmt = _check_format(data, filename)
+    fmt, notes = _check_format(data, filename)
+    if fmt == "BMP":  # its sanitising decodes: check the claimed size first
+        check_pixels(image_header(data, fmt))
     try:
         clean = sanitize(data, fmt)
     except MalformedContainer as exc:
@@ -126,16 +133,108 @@ def inspect_image(data: bytes, filename: str | None = None) -> InspectedImage:
             "corrupt", f"Corrupt or truncated {fmt} file: {exc}."
         ) from exc
     except Exception as exc:
-        raise ImageRejected("corrupt", f"Corrupt {fmt} file: {exc}.") from exc
-    if _DOCUMENT_MARKERS.search(data[:1024]) or _DOCUMENT_MARKERS.search(clean.dropped):
         raise ImageRejected(
-            "polyglot", "The file hides an HTML, SVG or PDF document inside the image."
+            "corrupt", f"Corrupt {fmt} file: {plain_reason(exc)}."
+        ) from exc
+    # The header of the sanitised file: its text chunks (a zlib bomb) are gone.
+    check_pixels(image_header(clean.data, fmt))
+    if _DOCUMENT_MARKERS.search(clean.data[:1024]):
+        # What is left is header and pixels: they themselves read as a document.
+        raise ImageRejected(
+            "polyglot",
+            "The image's own header or pixel data reads as an HTML, SVG or PDF "
+            "document.",
         )
     im = _decode(clean.data, fmt)
     try:
-        return _derive(clean.data, fmt, im)
+        inspected = _derive(clean.data, fmt, im)
     finally:
         im.close()
+    inspected.warnings.extend(notes)
+    return inspected
+
+
+@dataclass(frozen=True)
+class Header:
+    format: str
+    width: int
+    height: int
+    frames: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def frame_pixels(self) -> int:
+        """Pixels to decode for every frame: the measure of decoding work."""
+        return self.pixels * self.frames
+
+
+def image_header(data: bytes, fmt: str) -> Header:
+    """Size and frame count from the header alone, without decoding pixels and
+    without Pillow's own decompression-bomb limit (check_pixels applies ours)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = _open(data, fmt)
+            try:
+                width, height = im.size
+                if width * height > settings.IMAGINEER_MAX_IMAGE_PIXELS:
+                    return Header(fmt, width, height, 1)  # no need to count frames
+                return Header(fmt, width, height, getattr(im, "n_frames", 1))
+            finally:
+                im.close()
+    except PILImage.DecompressionBombError as exc:  # a container's inner image
+        cap = settings.IMAGINEER_MAX_IMAGE_PIXELS
+        raise ImageRejected(
+            "too_many_pixels",
+            f"The image claims more than {max(cap, 2 * PILImage.MAX_IMAGE_PIXELS):,}"
+            f" pixels; the limit is {cap:,} pixels (IMAGINEER_MAX_IMAGE_PIXELS, "
+            "decompression bomb protection).",
+        ) from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError...
+        raise ImageRejected(
+            "corrupt", f"Corrupt or truncated {fmt} header: {plain_reason(exc)}."
+        ) from exc
+
+
+def check_pixels(header: Header) -> None:
+    cap = settings.IMAGINEER_MAX_IMAGE_PIXELS
+    if header.pixels > cap:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"The image claims {header.width:,}×{header.height:,} = "
+            f"{header.pixels:,} pixels; the limit is {cap:,} pixels "
+            "(IMAGINEER_MAX_IMAGE_PIXELS, decompression bomb protection).",
+        )
+    if header.frames > MAX_FRAMES or header.frame_pixels > 4 * cap:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"The animation has {header.frames:,} frames of {header.pixels:,} "
+            f"pixels; the limit is {MAX_FRAMES:,} frames and {4 * cap:,} pixels "
+            "in all (4 × IMAGINEER_MAX_IMAGE_PIXELS).",
+        )
+
+
+def _open(data: bytes, fmt: str) -> PILImage.Image:
+    """Pillow's reader for `fmt` on `data`, parsing the header only. Called
+    directly rather than through Image.open, whose built-in bomb limit would
+    answer before (and differently from) IMAGINEER_MAX_IMAGE_PIXELS."""
+    factory, _accept = PILImage.OPEN[fmt]
+    return factory(io.BytesIO(data))
+
+
+_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>|<_io\.[^>]*>")
+
+
+def plain_reason(exc: BaseException) -> str:
+    """An exception's message fit for a caller: no object repr, no path."""
+    if isinstance(exc, PILImage.UnidentifiedImageError):
+        return "Pillow does not recognise the data"
+    text = _REPR.sub("the data", str(exc)).strip().rstrip(".")
+    text = re.sub(r"(?:/[\w.\-]+){2,}", "<path>", text)
+    return text or type(exc).__name__
 
 
 def _check_size(data: bytes) -> None:
@@ -148,9 +247,17 @@ def _check_size(data: bytes) -> None:
         )
 
 
-def _check_format(data: bytes, filename: str | None) -> str:
+def _check_format(
+    data: bytes, filename: str | None
+) -> tuple[str, list[dict[str, str]]]:
+    """The format the content says, and a warning when the name says another."""
     fmt = sniff_format(data)
     if fmt is None:
+        other = _OTHER_FORMATS.get(data[:4])
+        if other:
+            # A header bomb is named as one even in a format we do not take.
+            check_pixels(image_header(data, other))
+            raise ImageRejected("unsupported", f"{other} files are not accepted.")
         head = data[:1024].lstrip().lower()
         if head.startswith((b"<svg", b"<?xml")) or b"<svg" in head:
             raise ImageRejected("unsupported", "SVG files are not accepted.")
@@ -163,36 +270,22 @@ def _check_format(data: bytes, filename: str | None) -> str:
             "Not a recognised image (accepted: JPEG, PNG, WEBP, GIF, BMP).",
         )
     suffix = PurePosixPath(safe_display_name(filename)).suffix.lower()
-    claimed = EXTENSIONS.get(suffix)
-    if suffix and claimed is None:
-        raise ImageRejected(
-            "mismatch", f"The extension {suffix} is not an accepted image type."
-        )
-    if claimed and claimed != fmt:
-        raise ImageRejected(
-            "mismatch", f"The file is named {suffix} but its content is {fmt}."
-        )
-    return fmt
+    if suffix and EXTENSIONS.get(suffix) != fmt:
+        detail = f"named {suffix}, content is {fmt}; stored as .{FILE_EXTENSION[fmt]}"
+        return fmt, [{"code": "extension_mismatch", "message": detail}]
+    return fmt, []
 
 
 def _decode(data: bytes, fmt: str) -> PILImage.Image:
+    """Decode every frame (the header passed check_pixels already)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            im = PILImage.open(io.BytesIO(data), formats=[fmt])
-            width, height = im.size
-            cap = settings.IMAGINEER_MAX_IMAGE_PIXELS
-            if width * height > cap:
-                im.close()
-                raise ImageRejected(
-                    "too_many_pixels",
-                    f"The image claims {width}×{height} pixels; the limit is "
-                    f"{cap:,} pixels (decompression bomb protection).",
-                )
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            im = _open(data, fmt)
+            check_pixels(
+                Header(fmt, im.size[0], im.size[1], getattr(im, "n_frames", 1))
+            )
             frames = getattr(im, "n_frames", 1)
-            if frames > MAX_FRAMES or frames * width * height > 4 * cap:
-                im.close()
-                raise ImageRejected("too_many_pixels", "The animation is too large.")
             for index in range(frames):  # every frame, so a bad later frame fails
                 im.seek(index)
                 im.load()
@@ -202,11 +295,9 @@ def _decode(data: bytes, fmt: str) -> PILImage.Image:
             return im
     except ImageRejected:
         raise
-    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
-        raise ImageRejected("too_many_pixels", f"Decompression bomb: {exc}.") from exc
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError...
         raise ImageRejected(
-            "corrupt", f"Corrupt or truncated {fmt} data: {exc}."
+            "corrupt", f"Corrupt or truncated {fmt} data: {plain_reason(exc)}."
         ) from exc
 
 
@@ -234,7 +325,7 @@ def _derive(data: bytes, fmt: str, im: PILImage.Image) -> InspectedImage:
 
 def render_thumbnail(data: bytes, fmt: str, size: int) -> bytes:
     """A WEBP thumbnail of already-validated stored bytes (for sizes made lazily)."""
-    with PILImage.open(io.BytesIO(data), formats=[fmt]) as im:
+    with _open(data, fmt) as im:
         if fmt == "JPEG":
             im.draft("RGB", (size, size))  # let libjpeg decode at a reduced scale
         im.load()

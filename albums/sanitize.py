@@ -5,17 +5,36 @@ not re-encode (and degrade) its data. So each format's container is walked and
 rebuilt: pixel data and the chunks that change how pixels look (colour
 profiles, transparency, animation timing, EXIF orientation) are kept byte for
 byte; text, XMP, comments, unknown chunks and anything after the end marker are
-dropped. The dropped bytes are returned too, so the caller can look in them for
-smuggled documents (HTML, SVG, PDF).
+dropped. A kept block that could still carry a payload is rebuilt from its
+meaningful fields (a JFIF header without its thumbnail, the Adobe flags, a GIF
+loop count) or dropped when it holds a document marker (a colour profile with a
+script in it). So no stored file carries a script in its metadata, whatever the
+format; the caller refuses only files whose header or pixels read as a document.
+
+Compressed chunks are never inflated, except two, each through a cap
+(INFLATE_LIMIT): a PNG iCCP profile (dropped when it inflates past the cap or
+is not a profile) and a PNG "Raw profile type exif" text chunk, read for its
+orientation only. A zlib bomb in a PNG text chunk is therefore dropped, never
+inflated; the file is accepted without it.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import struct
+import zlib
 from dataclasses import dataclass
 
 from PIL import Image as PILImage
+
+# Markers of documents a browser, reader or interpreter would act on.
+DOCUMENT_MARKERS = re.compile(
+    rb"<\s*(?:script|html|svg|iframe|body|object|embed)\b|<!doctype\s+html|%PDF-|<\?php",
+    re.IGNORECASE,
+)
+# The most a kept compressed chunk may inflate to (an ICC profile, raw EXIF).
+INFLATE_LIMIT = 4 * 1024 * 1024
 
 
 class MalformedContainer(ValueError):
@@ -31,6 +50,16 @@ class Sanitized:
 def sanitize(data: bytes, fmt: str) -> Sanitized:
     walkers = {"JPEG": _jpeg, "PNG": _png, "WEBP": _webp, "GIF": _gif, "BMP": _bmp}
     return walkers[fmt](data)
+
+
+def inflate_bounded(data: bytes, limit: int = INFLATE_LIMIT) -> bytes | None:
+    """zlib-inflate at most `limit` bytes; None if it is larger or broken."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error:
+        return None
+    return None if len(out) > limit else out
 
 
 def minimal_exif(exif_payload: bytes) -> bytes | None:
@@ -55,11 +84,19 @@ _STANDALONE = {0x01, *range(0xD0, 0xD8)}
 
 
 def _jpeg(data: bytes) -> Sanitized:
-    out, dropped = bytearray(b"\xff\xd8"), bytearray()
+    parts: list[tuple[int, bytes]] = []  # (marker, bytes to write)
+    dropped = bytearray()
     pos, end = 2, len(data)
     while pos < end:
         if data[pos] != 0xFF:
-            raise MalformedContainer("JPEG marker expected")
+            # Junk where a marker should be (e.g. an APPn whose length is
+            # short): libjpeg and Pillow skip to the next marker; so do we,
+            # and the junk is not kept.
+            nxt = data.find(b"\xff", pos)
+            if nxt < 0:
+                raise MalformedContainer("JPEG ends without an end-of-image marker")
+            dropped += data[pos:nxt]
+            pos = nxt
         while pos < end and data[pos] == 0xFF:  # fill bytes
             pos += 1
         if pos >= end:
@@ -67,11 +104,10 @@ def _jpeg(data: bytes) -> Sanitized:
         marker = data[pos]
         pos += 1
         if marker == _EOI:
-            out += b"\xff\xd9"
             dropped += data[pos:]
-            return Sanitized(bytes(out), bytes(dropped))
+            return Sanitized(_jpeg_join(parts) + b"\xff\xd9", bytes(dropped))
         if marker in _STANDALONE:
-            out += bytes((0xFF, marker))
+            parts.append((marker, bytes((0xFF, marker))))
             continue
         if pos + 2 > end:
             raise MalformedContainer("truncated JPEG segment")
@@ -84,24 +120,33 @@ def _jpeg(data: bytes) -> Sanitized:
         if kept is None:
             dropped += segment
         else:
-            out += bytes((0xFF, marker)) + struct.pack(">H", len(kept) + 2) + kept
+            header = bytes((0xFF, marker)) + struct.pack(">H", len(kept) + 2)
+            parts.append((marker, header + kept))
         if marker == _SOS:
             scan_end = _jpeg_scan_end(data, pos)
-            out += data[pos:scan_end]
+            parts.append((-1, data[pos:scan_end]))
             pos = scan_end
     raise MalformedContainer("JPEG ends without an end-of-image marker")
+
+
+def _jpeg_join(parts: list[tuple[int, bytes]]) -> bytes:
+    """SOI and the kept parts. A colour profile split over several APP2
+    segments is kept whole or, if any piece holds a document marker, not at all."""
+    icc = b"".join(p for m, p in parts if m == 0xE2)
+    drop_icc = bool(DOCUMENT_MARKERS.search(icc))
+    return b"\xff\xd8" + b"".join(p for m, p in parts if not (drop_icc and m == 0xE2))
 
 
 def _jpeg_keep(marker: int, segment: bytes) -> bytes | None:
     if marker == 0xE1 and segment.startswith(b"Exif\x00\x00"):
         return minimal_exif(segment)
-    if marker == 0xE0 and segment.startswith((b"JFIF\x00", b"JFXX\x00")):
-        return segment
+    if marker == 0xE0 and segment.startswith(b"JFIF\x00") and len(segment) >= 12:
+        return segment[:12] + b"\x00\x00"  # density kept; the thumbnail is not
     if marker == 0xE2 and segment.startswith(b"ICC_PROFILE\x00"):
         return segment
     if marker == 0xEE and segment.startswith(b"Adobe"):  # colour transform flag
-        return segment
-    if 0xE0 <= marker <= 0xEF or marker == 0xFE:  # other APPn, comments
+        return segment[:12]
+    if 0xE0 <= marker <= 0xEF or marker == 0xFE:  # other APPn, JFXX, comments
         return None
     return segment
 
@@ -144,8 +189,13 @@ _PNG_KEEP = {
 }
 
 
+_RAW_EXIF = b"Raw profile type exif"
+
+
 def _png(data: bytes) -> Sanitized:
-    out, dropped = bytearray(_PNG_SIGNATURE), bytearray()
+    chunks: list[tuple[bytes, bytes]] = []  # (type, whole chunk)
+    dropped = bytearray()
+    orientation_exif: bytes | None = None  # a TIFF block for eXIf
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
         length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
@@ -153,23 +203,81 @@ def _png(data: bytes) -> Sanitized:
         if chunk_end > len(data):
             raise MalformedContainer("truncated PNG chunk")
         body = data[pos + 8 : pos + 8 + length]
-        if ctype in _PNG_KEEP:
-            out += data[pos:chunk_end]
-        elif ctype == b"eXIf" and (exif := minimal_exif(b"Exif\x00\x00" + body)):
-            tiff = exif[6:]
-            out += _png_chunk(b"eXIf", tiff)
+        if ctype == b"iCCP" and not _png_profile_ok(body):
+            dropped += body
+        elif ctype in _PNG_KEEP:
+            chunks.append((ctype, data[pos:chunk_end]))
+        elif ctype == b"eXIf":
+            if exif := minimal_exif(b"Exif\x00\x00" + body):
+                orientation_exif = exif[6:]
+            dropped += body
         else:
+            if orientation_exif is None and ctype in (b"tEXt", b"zTXt", b"iTXt"):
+                orientation_exif = _png_raw_profile_exif(ctype, body)
             dropped += body
         pos = chunk_end
         if ctype == b"IEND":
             dropped += data[pos:]
-            return Sanitized(bytes(out), bytes(dropped))
+            return Sanitized(_png_join(chunks, orientation_exif), bytes(dropped))
     raise MalformedContainer("PNG ends without an IEND chunk")
 
 
-def _png_chunk(ctype: bytes, body: bytes) -> bytes:
-    import zlib
+def _png_join(chunks: list[tuple[bytes, bytes]], exif: bytes | None) -> bytes:
+    """The kept chunks; the orientation (from eXIf or a raw profile) goes in
+    one eXIf chunk before the first image data, where readers look for it."""
+    out = bytearray(_PNG_SIGNATURE)
+    for ctype, chunk in chunks:
+        if exif is not None and ctype in (b"IDAT", b"fdAT", b"fcTL", b"IEND"):
+            out += _png_chunk(b"eXIf", exif)
+            exif = None
+        out += chunk
+    return bytes(out)
 
+
+def _png_profile_ok(body: bytes) -> bool:
+    """An iCCP chunk worth keeping: it inflates within the cap to an ICC
+    profile ('acsp' signature) holding no document marker."""
+    name_end = body.find(b"\x00")
+    if name_end < 0 or name_end + 2 > len(body):
+        return False
+    profile = inflate_bounded(body[name_end + 2 :])
+    return (
+        profile is not None
+        and profile[36:40] == b"acsp"
+        and not DOCUMENT_MARKERS.search(profile)
+    )
+
+
+def _png_raw_profile_exif(ctype: bytes, body: bytes) -> bytes | None:
+    """The orientation from an ImageMagick "Raw profile type exif" text chunk
+    (hex-encoded EXIF), as a TIFF block for eXIf; None when there is none."""
+    keyword, _, rest = body.partition(b"\x00")
+    if keyword != _RAW_EXIF:
+        return None
+    if ctype == b"tEXt":
+        text: bytes | None = rest
+    elif ctype == b"zTXt":
+        text = inflate_bounded(rest[1:])
+    else:  # iTXt: compression flag, method, language\0, translated keyword\0
+        flag = rest[:1]
+        parts = rest[2:].split(b"\x00", 2)
+        if len(parts) < 3:
+            return None
+        text = inflate_bounded(parts[2]) if flag == b"\x01" else parts[2]
+    if text is None:
+        return None
+    lines = text.split(b"\n")
+    try:
+        blob = bytes.fromhex(b"".join(lines[3:]).decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not blob.startswith(b"Exif\x00\x00"):
+        blob = b"Exif\x00\x00" + blob
+    exif = minimal_exif(blob)
+    return exif[6:] if exif else None
+
+
+def _png_chunk(ctype: bytes, body: bytes) -> bytes:
     crc = zlib.crc32(ctype + body) & 0xFFFFFFFF
     return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
 
@@ -194,15 +302,28 @@ def _webp(data: bytes) -> Sanitized:
         if pos + 8 + size > end:
             raise MalformedContainer("truncated WEBP chunk")
         chunk = bytearray(data[pos : pos + 8 + padded])
-        if fourcc == b"VP8X" and size >= 1:
-            chunk[8] &= ~(0x08 | 0x04) & 0xFF  # we drop EXIF and XMP: clear their flags
+        if fourcc == b"ICCP" and DOCUMENT_MARKERS.search(chunk):
+            fourcc = b"drop"  # a profile carrying a script is not a profile we keep
         if fourcc in _WEBP_KEEP:
             chunks += chunk
         else:
             dropped += chunk[8:]
         pos += 8 + padded
+    if chunks[:4] == b"VP8X" and len(chunks) >= 9:
+        # Clear the EXIF and XMP flags (dropped), and ICC's when it went too.
+        clear = 0x08 | 0x04 | (0 if b"ICCP" in _webp_fourccs(chunks) else 0x20)
+        chunks[8] &= ~clear & 0xFF
     header = b"RIFF" + struct.pack("<I", len(chunks) + 4) + b"WEBP"
     return Sanitized(header + bytes(chunks), bytes(dropped))
+
+
+def _webp_fourccs(chunks: bytes) -> set[bytes]:
+    found, pos = set(), 0
+    while pos + 8 <= len(chunks):
+        fourcc, size = struct.unpack("<4sI", chunks[pos : pos + 8])
+        found.add(fourcc)
+        pos += 8 + size + (size & 1)
+    return found
 
 
 # --- GIF ------------------------------------------------------------------------
@@ -229,10 +350,11 @@ def _gif(data: bytes) -> Sanitized:
             blocks_end = _gif_sub_blocks_end(data, pos + 2)
             ext = data[pos:blocks_end]
             app_id = data[pos + 3 : pos + 14] if label == 0xFF else b""
-            if label in (0xF9, 0x01) or app_id in _GIF_LOOP_APPS:
-                out += ext
-            else:
+            kept = _gif_rebuilt(label, app_id, ext)
+            if kept is None:
                 dropped += ext
+            else:
+                out += kept
             pos = blocks_end
         elif block == 0x2C:
             if pos + 10 > len(data):
@@ -245,6 +367,17 @@ def _gif(data: bytes) -> Sanitized:
         else:
             raise MalformedContainer("unknown GIF block")
     raise MalformedContainer("GIF ends without a trailer")
+
+
+def _gif_rebuilt(label: int, app_id: bytes, ext: bytes) -> bytes | None:
+    """A kept extension rebuilt from its meaningful fields only (extra
+    sub-blocks could carry anything); None for one we drop (comments, plain
+    text, other applications)."""
+    if label == 0xF9 and len(ext) >= 7 and ext[2] == 4:  # graphic control
+        return ext[:7] + b"\x00"
+    if app_id in _GIF_LOOP_APPS and len(ext) >= 19 and ext[14] >= 3:
+        return ext[:14] + b"\x03" + ext[15:18] + b"\x00"  # the loop count
+    return None
 
 
 def _gif_sub_blocks_end(data: bytes, pos: int) -> int:

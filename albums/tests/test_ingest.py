@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
 
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image as PILImage
 from PIL import ImageChops
 
 from albums.ingest import ImageRejected, hamming, inspect_image, safe_display_name
+from albums.tests import hostile
 from imagineer_project.testing import make_image_bytes
 
 
@@ -70,12 +72,25 @@ def test_text_renamed_png_is_rejected() -> None:
     )
 
 
-def test_extension_that_disagrees_with_content_is_rejected() -> None:
-    assert rejection(make_image_bytes("JPEG", seed=4), "photo.png") == "mismatch"
+def test_a_wrong_extension_is_a_warning_and_the_content_decides() -> None:
+    inspected = inspect_image(make_image_bytes("JPEG", seed=4), "photo.png")
+    assert inspected.format == "JPEG"
+    assert inspected.warnings == [
+        {
+            "code": "extension_mismatch",
+            "message": "named .png, content is JPEG; stored as .jpg",
+        }
+    ]
 
 
-def test_non_image_extension_is_rejected_even_with_image_content() -> None:
-    assert rejection(make_image_bytes("JPEG", seed=4), "photo.exe") == "mismatch"
+def test_a_non_image_extension_on_image_content_is_a_warning_too() -> None:
+    inspected = inspect_image(make_image_bytes("JPEG", seed=4), "photo.exe")
+    assert inspected.format == "JPEG"
+    assert [w["code"] for w in inspected.warnings] == ["extension_mismatch"]
+
+
+def test_a_right_extension_warns_nothing() -> None:
+    assert inspect_image(make_image_bytes("JPEG", seed=4), "photo.JPEG").warnings == []
 
 
 def test_missing_extension_is_fine_content_decides() -> None:
@@ -124,22 +139,102 @@ def test_documents_are_rejected(document: bytes) -> None:
     assert rejection(document, "picture.jpg") == "unsupported"
 
 
-def test_html_hidden_in_a_jpeg_comment_is_rejected() -> None:
+def test_html_hidden_in_a_jpeg_comment_is_stripped_not_stored() -> None:
     data = make_image_bytes("JPEG", seed=8)
     comment = b"<script>alert(document.cookie)</script>"
     payload = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
-    assert rejection(data[:2] + payload + data[2:], "x.jpg") == "polyglot"
+    inspected = inspect_image(data[:2] + payload + data[2:], "x.jpg")
+    assert inspected.data == data  # the photo, byte for byte, without the comment
 
 
-def test_pdf_appended_after_png_end_is_rejected() -> None:
-    data = make_image_bytes("PNG", seed=9) + b"%PDF-1.4\n1 0 obj<<>>endobj"
-    assert rejection(data, "x.png") == "polyglot"
+def test_pdf_appended_after_png_end_is_cut_off() -> None:
+    data = make_image_bytes("PNG", seed=9)
+    inspected = inspect_image(data + b"%PDF-1.4\n1 0 obj<<>>endobj", "x.png")
+    assert b"%PDF" not in inspected.data
+    assert pixels_equal(data, inspected.data)
 
 
-def test_html_in_a_png_text_chunk_is_rejected() -> None:
+def test_html_in_a_png_text_chunk_is_dropped() -> None:
     data = make_image_bytes("PNG", seed=10)
     chunk = _png_chunk(b"tEXt", b"Comment\x00<html><script>x()</script></html>")
-    assert rejection(data[:33] + chunk + data[33:], "x.png") == "polyglot"
+    inspected = inspect_image(data[:33] + chunk + data[33:], "x.png")
+    assert b"<script>" not in inspected.data and b"tEXt" not in inspected.data
+    assert pixels_equal(data, inspected.data)
+
+
+@pytest.mark.parametrize("case", hostile.CASES, ids=[c.name for c in hostile.CASES])
+def test_hostile_and_odd_files_get_the_right_verdict(case: hostile.Case) -> None:
+    """Accepted files keep no payload and their upright size; rejected ones get
+    the right code, a reason with no object repr, and bombs quote our limit."""
+    data = case.build()
+    assert hostile.verdict_problems(case, data, inspect_image) == []
+
+
+def test_a_jpeg_with_a_short_app14_is_the_photo_pillow_decodes() -> None:
+    data = hostile.jpeg_app14_junk()
+    with PILImage.open(io.BytesIO(data)) as original:
+        original.load()  # Pillow (libjpeg) reads the whole image
+        assert pixels_equal(data, inspect_image(data, "scan.jpg").data)
+
+
+def test_a_gif_comment_with_php_is_not_stored() -> None:
+    data = hostile.gif_with_comment(hostile.PHP)
+    inspected = inspect_image(data, "a.gif")
+    assert inspected.data != data and b"<?php" not in inspected.data
+    assert pixels_equal(data, inspected.data)
+
+
+def test_png_ztxt_bomb_is_dropped_without_inflating_it() -> None:
+    data = hostile.png_ztxt_bomb()
+    started = time.process_time()
+    inspected = inspect_image(data, "z.png")
+    assert time.process_time() - started < 2  # 200 MB were never inflated
+    assert b"zTXt" not in inspected.data and len(inspected.data) < 10_000
+
+
+def test_a_colour_profile_that_is_a_zlib_bomb_is_dropped() -> None:
+    inspected = inspect_image(hostile.png_iccp_bomb(), "i.png")
+    assert b"iCCP" not in inspected.data
+
+
+def test_a_real_colour_profile_is_kept() -> None:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = make_image_bytes("PNG", (40, 30), seed=30, icc_profile=icc)
+    assert b"iCCP" in inspect_image(data, "c.png").data
+
+
+def test_raw_profile_exif_orientation_in_a_png_is_applied() -> None:
+    inspected = inspect_image(hostile.png_raw_profile_orientation(), "r.png")
+    assert (inspected.width, inspected.height) == (40, 80)  # turned upright
+    assert b"Raw profile" not in inspected.data  # the text chunk itself is gone
+    with PILImage.open(io.BytesIO(inspected.data)) as stored:
+        assert stored.getexif().get(0x0112) == 6  # only the orientation is kept
+
+
+@pytest.mark.parametrize(
+    ("build", "fmt"),
+    [
+        (lambda: hostile.bmp_claiming(100_000, 100_000), "BMP"),
+        (lambda: hostile.gif_claiming(65_000, 65_000), "GIF"),
+        (lambda: hostile.jpeg_sof_claiming(60_000, 60_000), "JPEG"),
+        (lambda: hostile.ico_claiming(100_000, 100_000), "ICO"),
+    ],
+)
+def test_header_pixel_bombs_quote_the_configured_limit(build, fmt, settings) -> None:
+    settings.IMAGINEER_MAX_IMAGE_PIXELS = 1_234_567
+    with pytest.raises(ImageRejected) as err:
+        inspect_image(build(), "bomb")
+    assert err.value.code == "too_many_pixels"
+    assert "1,234,567" in err.value.reason
+    assert "178956970" not in err.value.reason  # not Pillow's own limit
+
+
+def test_no_reason_carries_an_object_repr() -> None:
+    with pytest.raises(ImageRejected) as err:
+        inspect_image(b"\xff\xd8\xff\xd9", "e.jpg")
+    assert "0x" not in err.value.reason and "_io" not in err.value.reason
 
 
 def test_jpeg_metadata_is_stripped_but_orientation_kept() -> None:
