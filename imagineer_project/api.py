@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI, Router, Schema
+from ninja import NinjaAPI, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from albums.api import images_router, uploads_router
@@ -97,10 +98,12 @@ class HealthOut(Schema):
 ops = Router(tags=["ops"])
 
 
-@ops.get("/health", response=HealthOut)
-def health(request: HttpRequest) -> dict:
-    """Liveness of the database, the worker queue and storage."""
-    return health_report()
+@ops.get("/health", response={200: HealthOut, 503: HealthOut})
+def health(request: HttpRequest) -> Any:
+    """Liveness of the database, the worker queue and storage; 503 with the
+    same report when any of them is down."""
+    report = health_report()
+    return Status(200 if report["status"] == "ok" else 503, report)
 
 
 api.add_router("", ops)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from typing import Any
@@ -17,8 +18,14 @@ logger = logging.getLogger(__name__)
 # A worker cluster that reported within this many seconds counts as alive.
 WORKER_FRESH_SECONDS = 60
 
+# The last storage probe per process: {storage settings: (monotonic time, result)}.
+_probe_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+_probe_lock = threading.Lock()
+
 
 def health_report() -> dict[str, Any]:
+    """Each check's result and the overall `status`: "ok" when every check
+    passed, else "degraded" (the view answers 503 then)."""
     checks = {
         "database": _database(),
         "queue": _queue(),
@@ -69,6 +76,23 @@ def _queue() -> dict[str, Any]:
 
 
 def _storage() -> dict[str, Any]:
+    """The storage probe's result, at most HEALTH_STORAGE_PROBE_SECONDS old: a
+    monitor (or anyone) polling /api/health must not write a file per call. The
+    lock makes callers that arrive together wait for one probe, not run many."""
+    # Keyed by the storage settings, so a changed backend is probed afresh.
+    key = repr(settings.STORAGES.get("default"))
+    with _probe_lock:
+        now = time.monotonic()
+        taken = _probe_cache.get(key)
+        if taken is None or now - taken[0] >= settings.HEALTH_STORAGE_PROBE_SECONDS:
+            taken = (now, _storage_probe())
+            _probe_cache.clear()
+            _probe_cache[key] = taken
+        return dict(taken[1])
+
+
+def _storage_probe() -> dict[str, Any]:
+    """Write, then delete, a tiny file: proof that storage takes writes."""
     # default_storage is a LazyObject: type() would name the wrapper
     # ("DefaultStorage"); __class__ is proxied to the real backend.
     backend = default_storage.__class__.__name__

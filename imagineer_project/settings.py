@@ -225,6 +225,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/admin/login/"
 LOGIN_REDIRECT_URL = "/"
+# /api/health writes a tiny file to check storage; it does so at most once per
+# this many seconds per process and reports the last result in between.
+HEALTH_STORAGE_PROBE_SECONDS = env_int("HEALTH_STORAGE_PROBE_SECONDS", 60, minimum=0)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
