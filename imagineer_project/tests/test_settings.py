@@ -123,6 +123,14 @@ def test_production_refuses_the_insecure_placeholder_key(tmp_path) -> None:
 def test_deploy_checks_are_clean_under_production_settings(tmp_path) -> None:
     result = run(["manage.py", "check", "--deploy"], PROD, tmp_path)
     assert result.returncode == 0, result.stderr
+    # The two silenced checks ask for HSTS includeSubDomains and preload, which
+    # are opt-in (test_hsts_subdomains_and_preload_are_opt_in).
+    assert "System check identified no issues (2 silenced)." in result.stdout
+    opted_in = PROD | {
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+        "SECURE_HSTS_PRELOAD": "true",
+    }
+    result = run(["manage.py", "check", "--deploy"], opted_in, tmp_path)
     assert "System check identified no issues (0 silenced)." in result.stdout
 
 
@@ -140,3 +148,33 @@ def test_web_process_does_not_import_the_ml_stack(tmp_path) -> None:
     result = run(["-c", code], {}, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+HSTS_PROBE = (
+    "import django; django.setup(); from django.test import Client; "
+    "r = Client().get('/api/openapi.json', secure=True, "
+    "HTTP_HOST='imagineer.example.com'); "
+    "print(r.status_code, r.headers.get('Strict-Transport-Security'))"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "header"),
+    [
+        ({}, "max-age=31536000"),
+        (
+            {"SECURE_HSTS_INCLUDE_SUBDOMAINS": "true"},
+            "max-age=31536000; includeSubDomains",
+        ),
+        (
+            {"SECURE_HSTS_INCLUDE_SUBDOMAINS": "true", "SECURE_HSTS_PRELOAD": "true"},
+            "max-age=31536000; includeSubDomains; preload",
+        ),
+    ],
+)
+def test_hsts_subdomains_and_preload_are_opt_in(env, header: str, tmp_path) -> None:
+    # Both bind every subdomain (and, once preloaded, browsers for months):
+    # an operator must ask for them.
+    result = run(["-c", HSTS_PROBE], PROD | env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(None, 1) == ["200", f"{header}\n"]
