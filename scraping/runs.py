@@ -41,8 +41,9 @@ from scraping.extract import (
     ImageCandidate,
     PageExtract,
     extract_page,
-    looks_like_ui_asset,
+    merge_candidates,
     same_site,
+    ui_asset_reason,
 )
 from scraping.models import COUNTER_FIELDS, CrawlLogEntry, ScrapeJob
 from scraping.safe_fetch import (
@@ -117,6 +118,13 @@ class StopCrawl(Exception):
     """A job-wide limit (time, bytes) was reached; what is done is kept."""
 
 
+# Its name starts the job's error: "StartURLRefused: <url> — <why>".
+class StartURLRefused(Exception):  # noqa: N818
+    """The start URL itself could not be crawled (a refused address, robots.txt,
+    a name that does not resolve, an HTTP error): the job fails with why, rather
+    than succeeding with an empty album."""
+
+
 def scrape_job_execute(
     job: ScrapeJob, on_progress: Callable[[ScrapeJob], None] | None = None
 ) -> str:
@@ -136,6 +144,7 @@ class ScrapeRun:
         self.seen_images: set[str] = set()
         self.stopped = ""
         self.hosts_announced: set[str] = set()
+        self.last_refusal = ""  # why the last page fetch gave nothing
         self.album: Album | None = job.album
 
     # --- the run --------------------------------------------------------------
@@ -252,6 +261,8 @@ class ScrapeRun:
             self._check_limits()
             page = self._fetch_page(url)
             if page is None:
+                if depth == 0:
+                    raise StartURLRefused(f"{url} — {self.last_refusal}")
                 continue
             self._collect_images(page)
             for link in page.links:
@@ -289,10 +300,14 @@ class ScrapeRun:
             result = self.runner.run(self.fetcher.fetch(url, purpose=purpose))
         except BlockedURL as exc:
             self._log(kind, url, Outcome.BLOCKED, exc.reason)
+            self.last_refusal = f"blocked: {exc.reason}"
         except FetchSkipped as exc:
             self._log(kind, url, Outcome.SKIPPED, exc.reason)
+            self.last_refusal = f"skipped: {exc.reason}"
         except FetchError as exc:
             self._log(kind, url, Outcome.FAILED, exc.reason, status=exc.status)
+            status = f" {exc.status}" if exc.status else ""
+            self.last_refusal = f"failed: {exc.reason}{status}"
         else:
             self._announce_host(url)
             return result
@@ -306,15 +321,22 @@ class ScrapeRun:
             return
         self.hosts_announced.add(host)
         delay = max(self.job.politeness_delay, self.fetcher.crawl_delay(url) or 0)
-        robots = (
-            "robots.txt honoured" if self.job.respect_robots else "robots.txt ignored"
-        )
+        state = self.fetcher.robots_state(url)
+        # What happened to robots.txt, told truly: read, absent, or not asked for.
+        if not self.job.respect_robots or state is None:
+            outcome, robots, status = Outcome.SKIPPED, "robots.txt ignored", None
+        elif state.status is not None and 200 <= state.status < 300:
+            outcome, robots = Outcome.FETCHED, "robots.txt read and honoured"
+            status = state.status
+        else:
+            outcome, robots, status = Outcome.FAILED, state.note, state.status
         self._log(
             Kind.ROBOTS,
             f"{host}/robots.txt",
-            Outcome.FETCHED,
+            outcome,
             f"{robots}; {delay:g}s between requests; at most "
             f"{self.job.per_host_concurrency} at a time",
+            status=status,
         )
 
     def _fetch_page(self, url: str) -> PageExtract | None:
@@ -323,13 +345,9 @@ class ScrapeRun:
             return None
         content_type = result.headers.get("content-type", "")
         if "html" not in content_type:
-            self._log(
-                Kind.PAGE,
-                url,
-                Outcome.SKIPPED,
-                f"not an HTML page ({content_type or 'no content type'})",
-                result=result,
-            )
+            why = f"not an HTML page ({content_type or 'no content type'})"
+            self._log(Kind.PAGE, url, Outcome.SKIPPED, why, result=result)
+            self.last_refusal = f"skipped: {why}"
             return None
         self.job.pages_fetched += 1
         self.job.bytes_downloaded += len(result.content)
@@ -377,6 +395,9 @@ class ScrapeRun:
                 "browser request refused (unsafe address or WebSocket)",
                 page_url=url,
             )
+        for failed in rendered.failed:
+            reason = f"browser {failed.resource_type} request failed: {failed.reason}"
+            self._log(Kind.PAGE, failed.url, Outcome.FAILED, reason, page_url=url)
         self._log(Kind.PAGE, url, Outcome.FETCHED, "rendered in Chromium")
         return extract_page(rendered.html, rendered.url)
 
@@ -398,15 +419,16 @@ class ScrapeRun:
         for candidate in page.images:
             url = candidate.url
             if url in self.seen_images:
+                # Named again (here or on another page): its captions count too.
+                kept = self.found.get(url)
+                if kept is not None:
+                    merged = merge_candidates(kept.candidate, candidate)
+                    self.found[url] = Found(merged, kept.page_url)
                 continue
             self.seen_images.add(url)  # each URL is considered and logged once
-            if looks_like_ui_asset(candidate):
+            if ui_reason := ui_asset_reason(candidate):
                 self._log(
-                    Kind.IMAGE,
-                    url,
-                    Outcome.SKIPPED,
-                    "UI asset (icon, logo, sprite or pixel)",
-                    page_url=page.url,
+                    Kind.IMAGE, url, Outcome.SKIPPED, ui_reason, page_url=page.url
                 )
             elif len(url) > MAX_URL_LENGTH:
                 self._log(
@@ -646,11 +668,15 @@ class ScrapeRun:
 
     def _label(self, image: Image, candidate: ImageCandidate) -> None:
         for field, kind in LABEL_FIELDS:
-            text = getattr(candidate, field).strip()
-            if text:
-                label_get_or_create(
-                    image=image, kind=kind, text=text, source=Label.Source.HTML
-                )
+            # Every distinct caption the page(s) gave this image, not only the first.
+            for text in candidate.texts(field):
+                if text.strip():
+                    label_get_or_create(
+                        image=image,
+                        kind=kind,
+                        text=text.strip(),
+                        source=Label.Source.HTML,
+                    )
 
 
 def _charset(content_type: str) -> str:

@@ -399,6 +399,17 @@ def _x_robots_opt_out(headers: httpx.Headers, token: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class RobotsState:
+    """What reading a host's robots.txt found: the crawl log's words for it, and
+    why a host whose robots.txt could not be read is not crawled."""
+
+    status: int | None = None  # robots.txt's HTTP status, if it answered
+    note: str = ""
+    blocked: str = ""  # the host (or a robots.txt redirect) is refused: why
+    unreachable: str = ""  # no answer: why
+
+
+@dataclass(frozen=True)
 class FetchResult:
     url: str  # final URL after redirects
     status: int
@@ -477,6 +488,7 @@ class SafeFetcher:
         self._global = asyncio.Semaphore(max_concurrency)
         self._hosts: dict[str, _Host] = {}
         self._robots: dict[tuple[str, str, int], Protego] = {}
+        self._robots_states: dict[tuple[str, str, int], RobotsState] = {}
         self._robots_locks: dict[tuple[str, str, int], asyncio.Lock] = {}
         self._client = httpx.AsyncClient(
             transport=_guarded_transport(
@@ -529,6 +541,10 @@ class SafeFetcher:
         robots = await self._robots_for(httpx.URL(url))
         return robots.can_fetch(url, self._robots_token)
 
+    def robots_state(self, url: str) -> RobotsState | None:
+        """What reading robots.txt of `url`'s host found, once it was read."""
+        return self._robots_states.get(_origin(httpx.URL(url)))
+
     def crawl_delay(self, url: str) -> float | None:
         """Seconds between requests that robots.txt asks of us (Crawl-delay or
         Request-rate), once robots.txt has been read for that host."""
@@ -574,10 +590,30 @@ class SafeFetcher:
         allowed = await self.robots_allows(url)
         timer.waited += time.monotonic() - started
         if not allowed:
-            raise FetchSkipped(ROBOTS_DISALLOWED)
+            raise self._robots_refusal(url)
         delay = self.crawl_delay(url)
         if delay is not None and delay > _MAX_CRAWL_DELAY:
             raise FetchSkipped(f"robots: Crawl-delay {delay:g}s is over our limit")
+
+    def _robots_refusal(self, url: str) -> Exception:
+        """Why robots.txt keeps us off `url`, told truly: a refused or unreachable
+        host is that, not "disallowed"."""
+        state = self.robots_state(url) or RobotsState()
+        if state.blocked:
+            return BlockedURL(state.blocked)
+        if state.unreachable.startswith("network error"):
+            return FetchError(state.unreachable)  # the host itself does not answer
+        if state.unreachable:
+            return FetchSkipped(
+                f"robots: robots.txt unreachable ({state.unreachable}), so the "
+                "host is not crawled"
+            )
+        if state.status is not None and not 200 <= state.status < 500:
+            return FetchSkipped(
+                f"robots: robots.txt answered HTTP {state.status}, so the host is "
+                "not crawled"
+            )
+        return FetchSkipped(ROBOTS_DISALLOWED)
 
     async def _with_retries(
         self, url: str, *, purpose: str, timer: _Timer, retries: int | None
@@ -588,7 +624,9 @@ class SafeFetcher:
                 answer = await self._exchange(url, purpose=purpose, timer=timer)
             except httpx.TransportError as exc:
                 if attempt == retries:
-                    raise FetchError(f"network error: {exc!r}") from exc
+                    # str, not repr: the reason reaches the crawl log and the API.
+                    why = str(exc) or type(exc).__name__
+                    raise FetchError(f"network error: {why}") from exc
                 wait = self._backoff(attempt, None)
             except httpx.HTTPError as exc:  # e.g. a broken gzip body
                 raise FetchError(f"bad response: {exc!r}") from exc
@@ -697,6 +735,7 @@ class SafeFetcher:
 
     async def _read_robots(self, robots_url: httpx.URL) -> Protego:
         """Google's rules: 2xx parse, 4xx allow all, 429/5xx/unreachable deny all."""
+        key = _origin(robots_url)
         try:
             answer, _ = await self._follow(
                 str(robots_url),
@@ -705,12 +744,23 @@ class SafeFetcher:
                 timer=_Timer(),
                 retries=0,
             )
-        except (BlockedURL, FetchError, FetchSkipped) as exc:
+        except BlockedURL as exc:
+            self._robots_states[key] = RobotsState(blocked=exc.reason)
+            logger.info("%s refused (%s); not crawling the host", robots_url, exc)
+            return _DISALLOW_ALL
+        except (FetchError, FetchSkipped) as exc:
+            self._robots_states[key] = RobotsState(unreachable=exc.reason)
             logger.info("%s unreachable (%s); not crawling the host", robots_url, exc)
             return _DISALLOW_ALL
-        if 200 <= answer.status < 300:
+        status = answer.status
+        if 200 <= status < 300:
+            self._robots_states[key] = RobotsState(status, "robots.txt read")
             return Protego.parse(answer.content.decode("utf-8", errors="replace"))
-        if 400 <= answer.status < 500 and answer.status != 429:
+        if 400 <= status < 500 and status != 429:
+            note = f"no robots.txt (HTTP {status}): all allowed"
+            self._robots_states[key] = RobotsState(status, note)
             return _ALLOW_ALL
-        logger.info("%s answered %d; not crawling the host", robots_url, answer.status)
+        note = f"robots.txt answered HTTP {status}: nothing may be crawled"
+        self._robots_states[key] = RobotsState(status, note)
+        logger.info("%s answered %d; not crawling the host", robots_url, status)
         return _DISALLOW_ALL
