@@ -340,7 +340,8 @@ class ScrapeJobAdmin(RunAdmin):
 
     @admin.display(description="last entries")
     def crawl_log(self, obj: ScrapeJob) -> str:
-        entries = selectors.crawl_log_recent(job=obj, limit=LOG_SHOWN)
+        # A log reads oldest first: the last entries, in the order they happened.
+        entries = selectors.crawl_log_recent(job=obj, limit=LOG_SHOWN)[::-1]
         if not entries:
             return "Nothing crawled yet."
         rows = format_html_join(
@@ -351,7 +352,7 @@ class ScrapeJobAdmin(RunAdmin):
         )
         full = reverse("admin:scraping_crawllogentry_changelist")
         return format_html(
-            '<p class="imagineer-note">The last {} entries, newest first. '
+            '<p class="imagineer-note">The last {} entries, oldest first. '
             '<a href="{}?job__id__exact={}">The whole log</a></p>'
             '<table class="imagineer-results"><thead><tr><th>Time</th><th>Kind</th>'
             "<th>Outcome</th><th>Status</th><th>Bytes</th><th>ms</th><th>URL</th>"
@@ -471,7 +472,7 @@ class CrawlLogEntryAdmin(ImagineerAdmin):
     list_per_page = 200
     # A big crawl logs millions of rows; skip the unfiltered COUNT(*).
     show_full_result_count = False
-    ordering = ("-id",)
+    ordering = ("id",)  # a log reads oldest first, in crawl order
     fields = (
         "job",
         "kind",

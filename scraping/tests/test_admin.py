@@ -238,7 +238,7 @@ def test_active_job_page_refreshes_and_shows_progress_and_the_log(
     assert f'href="/admin/albums/album/{album.pk}/change/"' in text
 
 
-def test_the_live_log_shows_the_last_200_entries_newest_first(
+def test_the_live_log_shows_the_last_200_entries_oldest_first(
     admin_client: Any,
 ) -> None:
     job = make_job(status="running")
@@ -251,11 +251,11 @@ def test_the_live_log_shows_the_last_200_entries_newest_first(
 
     text = admin_client.get(f"{JOBS}{job.pk}/change/").text
 
-    assert "The last 200 entries" in text
+    assert "The last 200 entries, oldest first" in text
     assert "https://cards.example/p209/" in text
     assert "https://cards.example/p10/" in text
     assert "https://cards.example/p9/" not in text
-    assert text.index("/p209/") < text.index("/p208/")
+    assert text.index("/p10/") < text.index("/p11/") < text.index("/p209/")
 
 
 def test_change_page_queries_do_not_grow_with_the_log(admin_client: Any) -> None:
@@ -283,6 +283,28 @@ def test_failed_job_page_is_still_and_offers_retry_and_clean_up(
     assert f'action="{JOBS}{job.pk}/retry/"' in text
     assert f'href="{JOBS}{job.pk}/cleanup/"' in text
     assert "Nothing crawled yet." in text
+
+
+def test_a_failed_jobs_reason_is_at_the_top_of_its_page(admin_client: Any) -> None:
+    reason = (
+        "StartURLRefused: http://gallery.example/ — blocked: gallery.example "
+        "resolves to 10.0.0.7 is a private or loopback address"
+    )
+    job = make_job(status="failed", error=reason)
+
+    text = admin_client.get(f"{JOBS}{job.pk}/change/").text
+
+    banner = text.index('<p class="errornote">')
+    assert text.index(reason, banner) < text.index("<fieldset")
+    assert "This job failed" in text[banner : text.index("<fieldset")]
+
+
+def test_a_succeeded_job_has_no_failure_banner(admin_client: Any) -> None:
+    job = make_job(status="succeeded")
+
+    text = admin_client.get(f"{JOBS}{job.pk}/change/").text
+
+    assert "This job failed" not in text
 
 
 def test_succeeded_job_page_offers_clean_up_but_no_retry(admin_client: Any) -> None:
@@ -518,9 +540,18 @@ def test_log_changelist_filters_and_searches(admin_client: Any) -> None:
     assert listed(admin_client.get(LOG, {"outcome__exact": "skipped"})) == [skipped.pk]
     assert listed(admin_client.get(LOG, {"q": "elsewhere"})) == [skipped.pk]
     assert listed(admin_client.get(LOG, {"job__id__exact": job.pk})) == [
-        skipped.pk,
-        saved.pk,
         page.pk,
+        saved.pk,
+        skipped.pk,
+    ]
+
+
+def test_the_whole_log_reads_oldest_first(admin_client: Any) -> None:
+    job = make_job()
+    entries = [log(job, n) for n in range(5)]
+
+    assert listed(admin_client.get(LOG, {"job__id__exact": job.pk})) == [
+        e.pk for e in entries
     ]
 
 
