@@ -3,8 +3,19 @@
 Playwright's sync API: the worker and the management commands are synchronous.
 Playwright is imported inside `render_page` only, so the web process never loads it.
 
-Request interception leaves holes (perf-reliability B8); this is how each is
-handled here:
+Two layers keep the browser off refused addresses:
+- Egress: Chromium's only way out is a local checking proxy (`egress_proxy`), for
+  every scheme, loopback included, so Chromium never dials anything itself: the
+  proxy resolves each host, checks every address with the same policy as the
+  httpx guard and dials only a checked address. Navigations that Chromium starts
+  before a route handler sees them, preconnects, WebSockets (from workers too) and
+  DNS rebinding all end at the proxy. WebRTC is off: the RTCPeerConnection
+  constructors are removed from every frame, and `--webrtc-ip-handling-policy=
+  disable_non_proxied_udp` leaves ICE only TURN over TCP through the proxy (no STUN
+  or TURN over UDP). Playwright's own fetches for the routes use the proxy too.
+- Requests: a route handler checks every request with `guard`, and sees what it
+  refused (for the crawl log). Interception alone leaves holes (perf-reliability
+  B8); this is how each is handled here:
 - Route handlers never see redirect hops: Chromium follows a redirect by itself,
   even one a handler fulfils. So the handler fetches every request itself with
   redirects off and walks the chain hop by hop through the guard. A main-frame
@@ -13,21 +24,26 @@ handled here:
 - Service workers could fetch past the routes: blocked.
 - WebSockets are not routed like requests: refused with `route_web_socket`.
 - DNS: the guard resolves a host, then the fetch resolves it again, so a host that
-  rebinds in between gets through; so can preconnects and WebRTC. Only an egress
-  proxy or firewall around the browser closes those.
+  rebinds in between would get through; so would preconnects and WebRTC. The egress
+  proxy closes those.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
+
+from django.conf import settings
 
 from imagineer_project.lib.chromium import CHROMIUM_ARGS, chromium_executable
+from scraping.egress_proxy import EGRESS_HEADER, EgressProxy, Resolver
+from scraping.safe_fetch import resolve_checked
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +52,18 @@ MAX_REDIRECTS = 10
 SKIPPED_RESOURCE_TYPES = frozenset({"media", "eventsource"})
 QUIET_S = 0.5  # network idle: no request in flight for this long (as Playwright)
 SCROLL_PAUSE_MS = 200
+
+# No WebRTC at all: a scraper never needs it, and ICE would reach for STUN/TURN
+# servers the page names. The flag leaves ICE only TURN/TCP through the proxy.
+RENDER_ARGS = [
+    *CHROMIUM_ARGS,
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+]
+NO_WEBRTC_SCRIPT = """
+for (const name of ["RTCPeerConnection", "webkitRTCPeerConnection"]) {
+  delete globalThis[name];
+}
+"""
 
 Guard = Callable[[str], str | None]
 
@@ -50,11 +78,21 @@ class RenderError(Exception):
 
 
 @dataclass(frozen=True)
+class FailedRequest:
+    url: str
+    resource_type: str  # Playwright's: "image", "stylesheet", "script", ...
+    reason: str  # "HTTP 404", or the network error
+
+
+@dataclass(frozen=True)
 class RenderResult:
     url: str  # final URL, after redirects
     html: str  # the document after its scripts ran
-    blocked: list[str]  # request URLs refused (by the guard; WebSockets always)
+    # Request URLs refused (by the guard; WebSockets always), then "host:port" of
+    # connections the egress proxy refused that no refused URL accounts for.
+    blocked: list[str]
     status: int | None = None  # HTTP status of the final document
+    failed: list[FailedRequest] = field(default_factory=list)  # subresources
 
 
 def render_page(
@@ -65,13 +103,16 @@ def render_page(
     scroll_steps: int = 6,
     executable_path: str | None = None,
     user_agent: str | None = None,
+    resolve: Resolver | None = None,
 ) -> RenderResult:
     """Load `url` in Chromium, let scripts and lazy loading run, return the DOM.
 
     `guard(url)` returns None to allow a request or a reason to refuse it; it sees
-    every request, redirect hop and WebSocket the page attempts. Browser start-up
-    counts against `timeout`; only starting Playwright's driver (about half a
-    second) comes on top.
+    every request, redirect hop and WebSocket the page attempts. `resolve(host,
+    port)` is the egress proxy's address policy: the addresses it may dial, or
+    BlockedURL; by default safe_fetch's, under SCRAPER_ALLOW_PRIVATE_ADDRESSES.
+    Browser start-up counts against `timeout`; only starting Playwright's driver
+    (about half a second) comes on top.
     """
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
@@ -82,12 +123,20 @@ def render_page(
     session = _Session(guard, time.monotonic() + timeout)
     if session.refuse(url):  # before paying for a browser
         raise RenderError(url, f"refused: {session.refusals[url]}")
-    with sync_playwright() as playwright:
+    if resolve is None:
+        resolve = functools.partial(
+            resolve_checked, allow_private=settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES
+        )
+    with EgressProxy(resolve) as proxy, sync_playwright() as playwright:
+        session.proxy = proxy
         try:
             browser = playwright.chromium.launch(
                 executable_path=executable,
                 headless=True,
-                args=CHROMIUM_ARGS,
+                args=RENDER_ARGS,
+                # Explicitly nothing bypasses it: "<-loopback>" takes loopback out
+                # of Chromium's implicit bypass list.
+                proxy={"server": proxy.server, "bypass": "<-loopback>"},
                 timeout=session.remaining_ms(),
             )
         except PlaywrightError as exc:
@@ -97,6 +146,7 @@ def render_page(
             context = browser.new_context(
                 service_workers="block", accept_downloads=False, user_agent=user_agent
             )
+            context.add_init_script(NO_WEBRTC_SCRIPT)
             context.route("**/*", session.handle)
             context.route_web_socket(lambda _url: True, session.refuse_websocket)
             page = context.new_page()
@@ -105,16 +155,39 @@ def render_page(
             session.wait_for_idle(page)
             _scroll(page, session, scroll_steps)
             session.wait_for_idle(page)
-            return RenderResult(
-                url=page.url,
-                html=page.content(),
-                blocked=list(session.blocked),
-                status=status,
-            )
+            html = page.content()
+            final_url = page.url
         except PlaywrightError as exc:
             raise RenderError(url, session.explain(exc)) from exc
         finally:
             browser.close()
+    return RenderResult(
+        url=final_url,
+        html=html,
+        blocked=session.blocked + _unaccounted(proxy.refused, session.blocked),
+        status=status,
+        failed=list(session.failed),
+    )
+
+
+def _unaccounted(refused: list[tuple[str, str]], blocked: list[str]) -> list[str]:
+    """Proxy refusals whose host:port no refused URL names, each once."""
+    seen = {_host_port(url) for url in blocked}
+    found: list[str] = []
+    for target, reason in refused:
+        if target not in seen and target not in found:
+            logger.info("render: the egress proxy refused %s (%s)", target, reason)
+            found.append(target)
+    return found
+
+
+def _host_port(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "wss": 443}.get(parts.scheme, 80)
+    except ValueError:
+        return None
+    return f"{parts.hostname}:{port}"
 
 
 def _scroll(page: Any, session: _Session, steps: int) -> None:
@@ -142,7 +215,9 @@ class _Session:
     guard: Guard
     deadline: float
     blocked: list[str] = field(default_factory=list)
+    failed: list[FailedRequest] = field(default_factory=list)
     refusals: dict[str, str] = field(default_factory=dict)
+    proxy: EgressProxy | None = None
     redirect_to: str | None = None
     navigation_error: str | None = None  # why the page's own fetch failed
     in_flight: set[Any] = field(default_factory=set)
@@ -184,8 +259,11 @@ class _Session:
             # The fetch failed or timed out, or the page went away meanwhile.
             logger.debug("render: %s failed: %s", request.url, exc.message)
             timed_out = isinstance(exc, PlaywrightTimeoutError)
+            reason = exc.message.splitlines()[0] if exc.message else "failed"
             if _is_page_navigation(request):
-                self.navigation_error = exc.message.splitlines()[0]
+                self.navigation_error = reason
+            else:
+                self.fail(request, "timed out" if timed_out else reason)
             with contextlib.suppress(PlaywrightError):
                 route.abort("timedout" if timed_out else "failed")
 
@@ -210,7 +288,37 @@ class _Session:
             response = route.fetch(
                 url=url, method=method, max_redirects=0, timeout=self.remaining_ms()
             )
+        egress = response.headers.get(EGRESS_HEADER.lower())
+        if egress == "refused":
+            self.refused_by_proxy(url)
+            route.abort("blockedbyclient")
+            return
+        if egress == "unreachable":  # as a network error, not an HTTP answer
+            reason = f"cannot connect to {urlsplit(url).netloc}"
+            if _is_page_navigation(request):
+                self.navigation_error = reason
+            else:
+                self.fail(request, reason)
+            route.abort("connectionfailed")
+            return
+        if response.status >= 400 and not _is_page_navigation(request):
+            self.fail(request, f"HTTP {response.status}")
         route.fulfill(response=response)
+
+    def refused_by_proxy(self, url: str) -> None:
+        """The egress proxy refused `url`'s address: the guard allowed the URL,
+        but its host resolved to a refused address at connect time."""
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        why = self.proxy.refusal(parts.hostname or "", port) if self.proxy else None
+        reason = why or "refused by the egress proxy"
+        logger.info("render: refused %s at connect time (%s)", url, reason)
+        self.blocked.append(url)
+        self.refusals[url] = reason
+
+    def fail(self, request: Any, reason: str) -> None:
+        logger.debug("render: %s failed: %s", request.url, reason)
+        self.failed.append(FailedRequest(request.url, request.resource_type, reason))
 
     def refuse_websocket(self, websocket: Any) -> None:
         # Images never need a WebSocket, and routes do not see them: refuse all.

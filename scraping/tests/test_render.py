@@ -1,22 +1,34 @@
-"""render_page in a real Chromium against a site served on 127.0.0.1 by the test."""
+"""render_page in a real Chromium against a site served on 127.0.0.1 by the test.
+
+The site is on loopback, so the fixtures allow private addresses, as an operator
+would with SCRAPER_ALLOW_PRIVATE_ADDRESSES; test_browser_egress covers refusals.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
+from imagineer_project.runs import BaseRun
 from imagineer_project.testing import make_image_bytes, require_chromium
 from scraping.extract import ImageCandidate, extract_page
+from scraping.models import CrawlLogEntry
 from scraping.render import (
     MAX_REDIRECTS,
+    FailedRequest,
     RenderError,
     render_page,
 )
+from scraping.services import scrape_job_create
+from scraping.tasks import run_scrape_job
 
 pytestmark = pytest.mark.browser
 
@@ -49,6 +61,15 @@ try { new WebSocket(`ws://${location.host}/socket`); } catch (e) {}
 </script>
 </body></html>"""
 
+# Needs JavaScript (an empty body that a script fills), with two images that fail.
+BROKEN = """<!doctype html>
+<html><head><title>Broken</title></head><body><div id="cards"></div>
+<script>
+document.getElementById("cards").innerHTML =
+  '<img src="/missing.png" alt="Not there"><img src="{gone}" alt="Nobody home">'
+  + '<img src="/img/hermit.png" alt="The Hermit">';
+</script></body></html>"""
+
 REDIRECTS = {
     "/start": "/gallery",
     "/hop": "/blocked/redirected.png",
@@ -72,6 +93,9 @@ class SiteHandler(BaseHTTPRequestHandler):
             self.server.release.wait(10)  # never answers while the test runs
         elif self.path == "/gallery":
             self.reply("text/html; charset=utf-8", GALLERY.encode())
+        elif self.path == "/broken":
+            page = BROKEN.replace("{gone}", self.server.gone_url)
+            self.reply("text/html; charset=utf-8", page.encode())
         elif self.path.startswith("/img/"):
             self.reply("image/png", make_image_bytes("PNG", (200, 300), seed=1))
         else:
@@ -95,12 +119,21 @@ class SiteServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), SiteHandler)
         self.requested: list[str] = []
         self.release = threading.Event()
+        self.gone_url = f"http://127.0.0.1:{closed_port()}/gone.png"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @dataclass
 class Site:
     url: str
     requested: list[str]
+    gone_url: str
 
 
 @pytest.fixture
@@ -109,12 +142,15 @@ def chromium() -> str:
 
 
 @pytest.fixture
-def site() -> Iterator[Site]:
+def site(settings: Any) -> Iterator[Site]:
+    settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES = True  # the egress proxy's policy
     server = SiteServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Site(f"http://127.0.0.1:{server.server_port}", server.requested)
+        yield Site(
+            f"http://127.0.0.1:{server.server_port}", server.requested, server.gone_url
+        )
     finally:
         server.release.set()
         server.shutdown()
@@ -192,3 +228,69 @@ def test_a_page_that_never_answers_fails_within_the_timeout(
     # "timed out starting Chromium" on a machine too busy to start it in time.
     assert caught.value.reason.startswith("timed out")
     assert time.monotonic() - started < 5
+
+
+def test_failed_subresources_are_reported_with_why(chromium: str, site: Site) -> None:
+    result = render_page(f"{site.url}/broken", guard=refuse_blocked, timeout=15)
+
+    gone = site.gone_url.removesuffix("/gone.png").removeprefix("http://")
+    assert set(result.failed) == {
+        FailedRequest(site.gone_url, "image", f"cannot connect to {gone}"),
+        FailedRequest(f"{site.url}/missing.png", "image", "HTTP 404"),
+    }
+    assert "/img/hermit.png" in site.requested
+
+
+def test_an_address_refused_at_connect_time_is_never_dialled(
+    chromium: str, site: Site, settings: Any
+) -> None:
+    # The route check lets everything through, as it would a host that resolved
+    # to a public address and then rebinds to loopback; the egress proxy, which
+    # resolves again and dials only what it checked, still refuses.
+    settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES = False
+
+    with pytest.raises(RenderError) as caught:
+        render_page(f"{site.url}/gallery", guard=lambda _url: None, timeout=10)
+
+    assert caught.value.reason == (
+        f"refused {site.url}/gallery: 127.0.0.1 is a private or loopback address "
+        "(SCRAPER_ALLOW_PRIVATE_ADDRESSES allows it)"
+    )
+    assert site.requested == []
+
+
+@pytest.mark.django_db
+def test_the_crawl_log_names_the_failed_subresources_of_a_rendered_page(
+    chromium: str, site: Site
+) -> None:
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API
+    try:
+        job = scrape_job_create(
+            url=f"{site.url}/broken",
+            album_name="Broken",
+            enqueue=False,
+            politeness_delay=0,
+            render="always",
+        )
+        run_scrape_job(job.pk)
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+    job.refresh_from_db()
+    assert job.status == BaseRun.Status.SUCCEEDED
+    failed = job.log.filter(
+        kind=CrawlLogEntry.Kind.PAGE, outcome=CrawlLogEntry.Outcome.FAILED
+    )
+    gone = site.gone_url.removesuffix("/gone.png").removeprefix("http://")
+    assert set(failed.values_list("url", "page_url", "reason")) == {
+        (
+            site.gone_url,
+            f"{site.url}/broken",
+            f"browser image request failed: cannot connect to {gone}",
+        ),
+        (
+            f"{site.url}/missing.png",
+            f"{site.url}/broken",
+            "browser image request failed: HTTP 404",
+        ),
+    }
