@@ -63,8 +63,12 @@ class EgressProxy:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._server = _Server(self)
+        # A short poll: closing waits for the serving loop to notice.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="egress-proxy", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="egress-proxy",
+            daemon=True,
         )
 
     @property

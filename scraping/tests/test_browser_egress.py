@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from imagineer_project.testing import make_image_bytes, require_chromium
+from scraping.egress_proxy import EgressProxy
 from scraping.render import RenderError, RenderResult, render_page
 from scraping.safe_fetch import BlockedURL, check_url, resolve_checked
 
@@ -262,4 +263,50 @@ def test_a_top_level_navigation_to_a_refused_address_never_connects(
         render(f"{site}/away/{route.replace(' ', '-')}", timeout=8, scroll_steps=1)
 
         counts = settled(canary)
+    assert counts == dict.fromkeys(counts, 0)
+
+
+def ask(proxy: EgressProxy, request: bytes) -> bytes:
+    """Send one raw request to the proxy; everything it answers until it closes."""
+    host, port = proxy.server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_the_proxy_forwards_allowed_requests_and_refuses_before_connecting() -> None:
+    with serving(("connect", "forward")) as (site, canary):
+        port = site.rsplit(":", 1)[1]
+        with EgressProxy(refused_canary) as proxy:
+            forwarded = ask(
+                proxy,
+                f"GET {site}/img/allowed.png HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Proxy-Connection: keep-alive\r\n\r\n".encode(),
+            )
+            refused = [
+                ask(
+                    proxy,
+                    f"CONNECT {CANARY_HOST}:{canary.ports['connect']} "
+                    "HTTP/1.1\r\n\r\n".encode(),
+                ),
+                ask(proxy, f"GET {canary.url('forward')} HTTP/1.1\r\n\r\n".encode()),
+            ]
+            malformed = ask(proxy, b"GET /relative HTTP/1.1\r\n\r\n")
+            refusals = list(proxy.refused)
+
+        counts = settled(canary)
+    assert forwarded.startswith(b"HTTP/1.0 200 ")
+    assert forwarded.endswith(make_image_bytes("PNG", (64, 64), seed=2))
+    assert [answer.split(b"\r\n", 1)[0] for answer in refused] == [
+        b"HTTP/1.1 403 Forbidden"
+    ] * 2
+    assert all(b"X-Imagineer-Egress: refused" in answer for answer in refused)
+    assert malformed.startswith(b"HTTP/1.1 400 ")
+    assert refusals == [
+        (f"{CANARY_HOST}:{canary.ports[route]}", f"{CANARY_HOST} is the refused canary")
+        for route in ("connect", "forward")
+    ]
     assert counts == dict.fromkeys(counts, 0)
