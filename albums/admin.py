@@ -26,7 +26,14 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from albums.models import Album, AlbumImage, Image, UploadRun, thumbnail_url
+from albums.models import (
+    Album,
+    AlbumImage,
+    Image,
+    NearDuplicates,
+    UploadRun,
+    thumbnail_url,
+)
 from albums.services import (
     album_add_images,
     album_create,
@@ -405,6 +412,14 @@ class AlbumUploadForm(forms.Form):
         help_text="Every file in the folder and its subfolders; non-images are "
         "reported as rejected.",
     )
+    near_duplicates = forms.ChoiceField(
+        label="Near duplicates",
+        choices=NearDuplicates.choices,
+        required=False,  # left out: the default, as at every door
+        initial=NearDuplicates.REPLACE_SMALLER,
+        help_text="A file that looks like a library image (the same picture "
+        "resized or re-encoded): keep both, skip the file, or keep the larger.",
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -527,7 +542,10 @@ class AlbumAdmin(ImagineerAdmin):
         def save(form: AlbumUploadForm) -> HttpResponse:
             uploads = form.uploads()
             run = upload_run_create(
-                files=uploads, album=album, uploaded_by=request.user
+                files=uploads,
+                album=album,
+                uploaded_by=request.user,
+                near_duplicates=form.cleaned_data["near_duplicates"] or None,
             )
             self.message_user(
                 request,
@@ -583,6 +601,7 @@ class UploadRunAdmin(RunAdmin):
         "duplicate_count",
         "rejected_count",
         "sidecar_count",
+        "near_duplicates",
         "cancel_requested",
         *RUN_HISTORY_FIELDS,
         "results_table",
@@ -616,7 +635,8 @@ class UploadRunAdmin(RunAdmin):
         more = len(obj.results) - RESULTS_SHOWN
         return format_html(
             '<table class="imagineer-results"><thead><tr><th>File</th><th>Status</th>'
-            "<th>Image</th><th>Reason</th></tr></thead><tbody>{}</tbody></table>{}",
+            "<th>Image</th><th>Reason or warnings</th></tr></thead>"
+            "<tbody>{}</tbody></table>{}",
             rows,
             format_html("<p>…and {} more.</p>", more) if more > 0 else "",
         )
@@ -637,5 +657,14 @@ def _result_cells(result: dict[str, Any]) -> tuple[str, str, str, str]:
         result.get("filename", ""),
         result.get("status", ""),
         link,
-        result.get("reason", ""),
+        # A rejection's reason, or what the warnings say (extension_mismatch,
+        # near_duplicate) about a file that was kept or linked.
+        "; ".join(
+            text
+            for text in (
+                result.get("reason", ""),
+                *(w.get("message", "") for w in result.get("warnings", ())),
+            )
+            if text
+        ),
     )

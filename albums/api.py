@@ -31,7 +31,7 @@ from ninja.files import UploadedFile
 
 from albums import selectors, services
 from albums.ingest import EXTENSIONS, FILE_EXTENSION, MIME_TYPES, safe_display_name
-from albums.models import Album, Image, UploadRun
+from albums.models import Album, Image, NearDuplicates, UploadRun
 from albums.schemas import (
     AlbumDeleteOut,
     AlbumIn,
@@ -315,11 +315,18 @@ def image_upload(
     files: File[list[UploadedFile]],
     album_id: Form[int | None] = None,
     album_name: Form[str | None] = None,
+    near_duplicates: Form[NearDuplicates] = NearDuplicates.REPLACE_SMALLER,
 ) -> Any:
-    """Ingest images now, answering per file: created, duplicate or rejected.
-    Answers 201 when at least one image was created."""
+    """Ingest images now, answering per file: created, duplicate or rejected,
+    with its warnings (extension_mismatch, near_duplicate). Answers 201 when at
+    least one image was created."""
     album = _upload_album(request, album_id, album_name)
-    results = services.images_upload(files=files, album=album, uploaded_by=request.user)
+    results = services.images_upload(
+        files=files,
+        album=album,
+        uploaded_by=request.user,
+        near_duplicates=near_duplicates,
+    )
     counts = Counter(result.status for result in results)
     body = {
         "album": album,
@@ -337,10 +344,16 @@ def image_bulk_upload(
     files: File[list[UploadedFile]],
     album_id: Form[int | None] = None,
     album_name: Form[str | None] = None,
+    near_duplicates: Form[NearDuplicates] = NearDuplicates.REPLACE_SMALLER,
 ) -> Any:
     """Stage images and zip archives for the worker; watch /api/uploads/{id}."""
     album = _upload_album(request, album_id, album_name)
-    run = upload_run_create(files=files, album=album, uploaded_by=request.user)
+    run = upload_run_create(
+        files=files,
+        album=album,
+        uploaded_by=request.user,
+        near_duplicates=near_duplicates,
+    )
     return Status(202, selectors.upload_run_detail_rows().get(pk=run.pk))
 
 

@@ -26,6 +26,16 @@ class Visibility(models.TextChoices):
     PRIVATE = "private", "Private"
 
 
+class NearDuplicates(models.TextChoices):
+    """What every door (upload, bulk upload, folder import, scrape) does with a
+    file whose perceptual hash is within the near-duplicate distance of a
+    library image. One policy, one default: docs/api.md "Duplicates and formats"."""
+
+    KEEP = "keep", "Keep both"
+    SKIP = "skip", "Skip the new file (link the library's copy)"
+    REPLACE_SMALLER = "replace_smaller", "Keep the larger of the two"
+
+
 class NsfwSource(models.TextChoices):
     HUMAN = "human", "A person"
     MODEL = "model", "The labeler"
@@ -266,6 +276,12 @@ class UploadRun(BaseRun):
     # What the sidecar readers recorded from files beside a folder's images
     # (captions from .txt files).
     sidecar_count = models.PositiveIntegerField(default=0)
+    near_duplicates = models.CharField(
+        max_length=16,
+        choices=NearDuplicates,
+        default=NearDuplicates.REPLACE_SMALLER,
+        help_text="What to do with a file that is a near duplicate of a library image.",
+    )
 
     task_path = "albums.tasks.process_upload_run"
     # Staged files go once the run has ended, however it ended.

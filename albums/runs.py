@@ -26,7 +26,11 @@ from django.core.files.storage import default_storage
 from albums.extensions import read_sidecars
 from albums.ingest import EXTENSIONS, safe_display_name
 from albums.models import SourceKind, UploadRun
-from albums.services import image_ingest
+from albums.services import (
+    NearDuplicatePolicy,
+    image_ingest,
+    near_duplicate_policy,
+)
 from imagineer_project.runs import run_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,7 @@ def upload_run_execute(run: UploadRun) -> str:
     else:
         entries = list(_entries(run.staged_files))
     results = list(run.results)
+    policy = near_duplicate_policy(run.near_duplicates)
     run_checkpoint(
         run,
         done=len(results),
@@ -60,7 +65,7 @@ def upload_run_execute(run: UploadRun) -> str:
     )
     for index in range(len(results), len(entries)):
         entry = entries[index]
-        results.append(_ingest_entry(entry, run))
+        results.append(_ingest_entry(entry, run, policy))
         UploadRun.objects.filter(pk=run.pk).update(results=results, **_counts(results))
         run_checkpoint(
             run, done=index + 1, message=f"{index + 1}/{len(entries)}: {entry.name}"
@@ -75,7 +80,9 @@ def upload_run_execute(run: UploadRun) -> str:
     return summary
 
 
-def _ingest_entry(entry: Entry, run: UploadRun) -> dict[str, Any]:
+def _ingest_entry(
+    entry: Entry, run: UploadRun, policy: NearDuplicatePolicy | None = None
+) -> dict[str, Any]:
     try:
         data = entry.read()
     except ValueError as exc:
@@ -91,6 +98,7 @@ def _ingest_entry(entry: Entry, run: UploadRun) -> dict[str, Any]:
         source_kind=SourceKind.UPLOAD,
         album=run.album,
         uploaded_by=run.uploaded_by,
+        near_duplicates=policy,
     )
     outcome = result.as_dict()
     if entry.path is not None and result.image is not None:

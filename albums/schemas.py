@@ -192,12 +192,25 @@ class ImagePatchIn(Schema):
 # --- uploads ----------------------------------------------------------------------
 
 
+class IngestWarningOut(Schema):
+    code: str = Field(description="extension_mismatch or near_duplicate")
+    message: str
+    image_id: int | None = Field(
+        None, description="near_duplicate: the library image it is near"
+    )
+    distance: int | None = Field(None, description="near_duplicate: pHash bits apart")
+    action: str | None = Field(
+        None, description="near_duplicate: kept (both), skipped or replaced"
+    )
+
+
 class UploadResultOut(Schema):
     filename: str
     status: str
     image_id: int | None = None
     code: str | None = None
     reason: str | None = None
+    warnings: list[IngestWarningOut] = []
 
 
 class UploadCountsOut(Schema):
@@ -227,6 +240,7 @@ class UploadRunOut(ModelSchema):
             "message",
             "error",
             "cancel_requested",
+            "near_duplicates",
             "created",
             "started_at",
             "finished_at",

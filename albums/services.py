@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from django.core.files.base import ContentFile, File
@@ -16,7 +16,10 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
+from albums.dedup import HashIndex, library_index
 from albums.ingest import (
+    EXTENSIONS,
+    FILE_EXTENSION,
     ImageRejected,
     InspectedImage,
     inspect_image,
@@ -27,6 +30,7 @@ from albums.models import (
     Album,
     AlbumImage,
     Image,
+    NearDuplicates,
     NsfwSource,
     SourceKind,
     UploadRun,
@@ -45,13 +49,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What happened to one file: created, duplicate (existing image) or rejected."""
+    """What happened to one file: created, duplicate (an existing image, linked
+    instead) or rejected; with the warnings of a file that was not rejected
+    (`extension_mismatch` from inspection, `near_duplicate` from the policy),
+    each a dict with at least `code` and `message`."""
 
     status: str
     filename: str
     image: Image | None = None
     code: str = ""
     reason: str = ""
+    warnings: tuple[dict[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"filename": self.filename, "status": self.status}
@@ -60,7 +68,121 @@ class IngestResult:
         if self.status == "rejected":
             out["code"] = self.code
             out["reason"] = self.reason
+        out["warnings"] = [dict(w) for w in self.warnings]
         return out
+
+    def near_duplicate(self) -> dict[str, Any] | None:
+        """The near_duplicate warning, if the policy found one."""
+        return next((w for w in self.warnings if w["code"] == "near_duplicate"), None)
+
+
+# --- near duplicates --------------------------------------------------------------
+
+
+@dataclass
+class NearDuplicatePolicy:
+    """One door's near-duplicate rule over one batch of files (a request, an
+    upload run, a scrape job): `mode` is a NearDuplicates value, `max_distance`
+    the pHash distance (bits of 64) within which a library image is the same
+    picture (IMAGINEER_NEAR_DUPLICATE_DISTANCE unless the door sets its own).
+
+    The library's hashes are read once, on the first file that needs them, and
+    every image the batch stores is added, so a batch also catches its own near
+    duplicates. Images the batch replaced are never matched again.
+    """
+
+    mode: str = NearDuplicates.REPLACE_SMALLER
+    max_distance: int | None = None
+    index: HashIndex | None = None
+    replaced: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.mode not in NearDuplicates.values:
+            raise Invalid(
+                f"near_duplicates must be one of {', '.join(NearDuplicates.values)}.",
+                errors={"near_duplicates": "unknown choice"},
+            )
+        if self.max_distance is None:
+            from django.conf import settings
+
+            self.max_distance = settings.IMAGINEER_NEAR_DUPLICATE_DISTANCE
+
+    def nearest(self, phash: int) -> tuple[Image, int] | None:
+        """The nearest library image within the distance, and how far it is."""
+        if self.index is None:
+            self.index = library_index()
+        for image_id, distance in self.index.nearest(phash, self.max_distance):
+            if image_id in self.replaced:
+                continue
+            image = Image.objects.filter(pk=image_id).first()
+            if image is not None:  # gone since the index was read: look further
+                return image, distance
+        return None
+
+    def added(self, image: Image) -> None:
+        if self.index is not None:
+            self.index.add(image.pk, image.phash)
+
+
+def near_duplicate_policy(
+    mode: str | None = None, *, max_distance: int | None = None
+) -> NearDuplicatePolicy:
+    """The policy for one batch; `mode` None is the documented default
+    (replace_smaller). Invalid for an unknown mode."""
+    return NearDuplicatePolicy(
+        mode or NearDuplicates.REPLACE_SMALLER, max_distance=max_distance
+    )
+
+
+def _near_warning(library: Image, distance: int, action: str, note: str) -> dict:
+    return {
+        "code": "near_duplicate",
+        "image_id": library.pk,
+        "distance": distance,
+        "action": action,
+        "message": f"Near duplicate of image #{library.pk} ({distance} bits "
+        f"apart); {note}",
+    }
+
+
+def near_duplicate_replace(
+    *,
+    smaller: Image,
+    larger: Image,
+    album: Album | None,
+    on_delete: Callable[[Image, Image], None] | None = None,
+) -> bool:
+    """`larger` takes `smaller`'s place (its position) in `album`; `smaller` is
+    then deleted when no album holds it any more. `on_delete(smaller, larger)`
+    runs just before that delete (an upper layer moves what it keeps about the
+    smaller copy, e.g. the scraper's captions). Returns whether it was deleted."""
+    if album is not None:
+        with transaction.atomic():
+            Album.objects.select_for_update().filter(pk=album.pk).exists()
+            there = AlbumImage.objects.filter(album=album, image=smaller)
+            if AlbumImage.objects.filter(album=album, image=larger).exists():
+                there.delete()
+            else:
+                there.update(image=larger)
+    if smaller.memberships.exists():
+        return False
+    if on_delete is not None:
+        on_delete(smaller, larger)
+    images_delete(images=[smaller])
+    return True
+
+
+def content_filename(name: str, fmt: str) -> str:
+    """`name` with the extension its content has: content decides the format,
+    so WebP bytes fetched as `photo.jpg` are kept as `photo.webp`."""
+    path = PurePosixPath(name)
+    extension = FILE_EXTENSION[fmt]
+    suffix = path.suffix.lower()
+    if EXTENSIONS.get(suffix) == fmt:
+        return name
+    if suffix in EXTENSIONS:
+        return f"{name[: -len(suffix)]}.{extension}"
+    return f"{name}.{extension}" if name else ""
 
 
 # --- storage keys -----------------------------------------------------------------
@@ -90,12 +212,15 @@ def image_ingest(
     album: Album | None = None,
     uploaded_by: User | None = None,
     provenance: dict[str, Any] | None = None,
+    near_duplicates: NearDuplicatePolicy | None = None,
 ) -> IngestResult:
     """Validate, store and register one image; link it into `album`.
 
     An exact duplicate (same sha256) is not stored again: the existing image is
-    linked into the album and reported as a duplicate. A rejected file leaves
-    neither a file nor a row behind.
+    linked into the album and reported as a duplicate. With a `near_duplicates`
+    policy (every door that takes files from people or sites), a near duplicate
+    of a library image is handled and reported as image_store says. A rejected
+    file leaves neither a file nor a row behind.
     """
     display = safe_display_name(filename)
     try:
@@ -109,6 +234,7 @@ def image_ingest(
         album=album,
         uploaded_by=uploaded_by,
         provenance=provenance,
+        near_duplicates=near_duplicates,
     )
 
 
@@ -120,20 +246,90 @@ def image_store(
     album: Album | None = None,
     uploaded_by: User | None = None,
     provenance: dict[str, Any] | None = None,
+    near_duplicates: NearDuplicatePolicy | None = None,
+    on_delete: Callable[[Image, Image], None] | None = None,
 ) -> IngestResult:
     """Register an already inspected image (or find its exact duplicate) and link
-    it into `album`. For callers that inspect first to decide (the scraper)."""
+    it into `album`. For callers that inspect first to decide (the scraper).
+
+    With a `near_duplicates` policy, a file within its distance of a library
+    image #N carries a `near_duplicate` warning and the policy's mode decides:
+    keep (store it too: created), skip (store nothing, link #N: duplicate), or
+    replace_smaller (the one with more pixels stays: a smaller or equal file is
+    skipped; a larger one is created and takes #N's place in `album`, #N going
+    when no album holds it any more, see near_duplicate_replace).
+    """
     display = safe_display_name(filename)
+    warnings = list(getattr(inspected, "warnings", ()) or ())
     existing = Image.objects.filter(sha256=inspected.sha256).first()
-    if existing is None:
-        image, created = _image_create(
-            inspected, display, source_kind, uploaded_by, provenance or {}
-        )
-    else:
+    near = None
+    if existing is None and near_duplicates is not None:
+        near = near_duplicates.nearest(inspected.phash)
+    if existing is not None:
         image, created = existing, False
+    elif near is not None and _skips(near_duplicates, near[0], inspected):
+        library, distance = near
+        larger = near_duplicates.mode == NearDuplicates.REPLACE_SMALLER
+        note = (
+            "the library's copy is as large or larger, so it is kept and linked"
+            if larger
+            else "not stored; the library's copy is linked instead"
+        )
+        warnings.append(_near_warning(library, distance, "skipped", note))
+        image, created = library, False
+    else:
+        image, created = _image_create(
+            inspected,
+            content_filename(display, inspected.format),
+            source_kind,
+            uploaded_by,
+            provenance or {},
+        )
+        if created and near_duplicates is not None:
+            near_duplicates.added(image)
+        if near is not None:
+            warnings.append(
+                _near_action(near_duplicates, near, image, album, on_delete)
+            )
+            if near_duplicates.mode == NearDuplicates.REPLACE_SMALLER:
+                album = None  # it already holds #N's place there
     if album is not None:
         album_add_images(album=album, images=[image], added_by=uploaded_by)
-    return IngestResult("created" if created else "duplicate", display, image)
+    status = "created" if created else "duplicate"
+    return IngestResult(status, display, image, warnings=tuple(warnings))
+
+
+def _skips(
+    policy: NearDuplicatePolicy, library: Image, inspected: InspectedImage
+) -> bool:
+    if policy.mode == NearDuplicates.SKIP:
+        return True
+    if policy.mode == NearDuplicates.REPLACE_SMALLER:
+        return library.width * library.height >= inspected.width * inspected.height
+    return False
+
+
+def _near_action(
+    policy: NearDuplicatePolicy,
+    near: tuple[Image, int],
+    image: Image,
+    album: Album | None,
+    on_delete: Callable[[Image, Image], None] | None,
+) -> dict[str, Any]:
+    """Keep both, or (replace_smaller, the new one larger) replace #N."""
+    library, distance = near
+    if policy.mode == NearDuplicates.KEEP:
+        return _near_warning(library, distance, "kept", "both are kept")
+    policy.replaced.add(library.pk)
+    if album is not None:
+        album_add_images(album=album, images=[library])  # so there is a place
+    deleted = near_duplicate_replace(
+        smaller=library, larger=image, album=album, on_delete=on_delete
+    )
+    note = f"this larger copy replaces it{' (deleted)' if deleted else ''}"
+    warning = _near_warning(library, distance, "replaced", note)
+    warning["deleted"] = deleted
+    return warning
 
 
 def _image_create(
@@ -420,16 +616,27 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def images_upload(
-    *, files: Iterable[Any], album: Album, uploaded_by: User | None = None
+    *,
+    files: Iterable[Any],
+    album: Album,
+    uploaded_by: User | None = None,
+    near_duplicates: str | None = None,
 ) -> list[IngestResult]:
     """Ingest the files of one request into `album`, each on its own: a bad file
     is reported as rejected and never stops the others. Each file is read through
     a cap one byte over the limit, so an oversized one is rejected as too_large
-    without being read whole."""
-    return [_upload_one(upload, album, uploaded_by) for upload in files]
+    without being read whole. `near_duplicates`: a NearDuplicates mode (None:
+    the default), one policy for the whole request."""
+    policy = near_duplicate_policy(near_duplicates)
+    return [_upload_one(upload, album, uploaded_by, policy) for upload in files]
 
 
-def _upload_one(upload: Any, album: Album, uploaded_by: User | None) -> IngestResult:
+def _upload_one(
+    upload: Any,
+    album: Album,
+    uploaded_by: User | None,
+    policy: NearDuplicatePolicy | None = None,
+) -> IngestResult:
     from django.conf import settings
 
     name = safe_display_name(upload.name)
@@ -449,6 +656,7 @@ def _upload_one(upload: Any, album: Album, uploaded_by: User | None) -> IngestRe
             source_kind=SourceKind.UPLOAD,
             album=album,
             uploaded_by=uploaded_by,
+            near_duplicates=policy,
         )
     except Exception:
         logger.exception("Could not store the upload %r", name)
@@ -464,9 +672,14 @@ def _upload_one(upload: Any, album: Album, uploaded_by: User | None) -> IngestRe
 
 
 def upload_run_create(
-    *, files: Iterable[File], album: Album, uploaded_by: User | None = None
+    *,
+    files: Iterable[File],
+    album: Album,
+    uploaded_by: User | None = None,
+    near_duplicates: str | None = None,
 ) -> UploadRun:
     """Stage uploaded files and queue their ingest; returns the run to watch."""
+    mode = near_duplicate_policy(near_duplicates).mode  # Invalid before staging
     batch = uuid.uuid4().hex
     staged = []
     for n, upload in enumerate(files):
@@ -477,6 +690,7 @@ def upload_run_create(
             album=album,
             uploaded_by=person(uploaded_by),
             staged_files=staged,
+            near_duplicates=mode,
             message=f"{len(staged)} file(s) waiting for the worker",
         )
         run_enqueue(run)
@@ -489,10 +703,12 @@ def folder_import_create(
     album: Album,
     uploaded_by: User | None = None,
     enqueue: bool = True,
+    near_duplicates: str | None = None,
 ) -> UploadRun:
     """An upload run that imports every image under `folder` (on the worker's
     machine) into `album`; files beside an image go to the sidecar readers
     (a `.txt` caption). Raises Invalid when `folder` is not a folder."""
+    mode = near_duplicate_policy(near_duplicates).mode
     root = Path(folder).expanduser().resolve()
     if not root.is_dir():
         raise Invalid(f"{folder} is not a folder.", errors={"folder": "not a folder"})
@@ -501,6 +717,7 @@ def folder_import_create(
             album=album,
             uploaded_by=person(uploaded_by),
             source_folder=str(root),
+            near_duplicates=mode,
             message="Waiting for the worker",
         )
         if enqueue:

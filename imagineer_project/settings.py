@@ -212,6 +212,12 @@ IMAGINEER_MAX_ZIP_MEMBERS = env_int("IMAGINEER_MAX_ZIP_MEMBERS", 20_000)
 IMAGINEER_THUMBNAIL_SIZES = (256, 512)
 # Made during ingest (galleries need them at once); the others on first request.
 IMAGINEER_INGEST_THUMBNAIL_SIZES = (256,)
+# Bits (of 64) within which two perceptual hashes are the same picture: uploads,
+# bulk uploads and folder imports report a file this close to a library image as
+# `near_duplicate` (a scrape job has its own near_duplicate_distance option).
+IMAGINEER_NEAR_DUPLICATE_DISTANCE = env_int(
+    "IMAGINEER_NEAR_DUPLICATE_DISTANCE", 6, minimum=0
+)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("IMAGINEER_MAX_FILES_PER_REQUEST", 1000)
 

@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from albums.models import Image
+from albums.models import Image, NearDuplicates
 from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import Invalid
 from imagineer_project.forms import add_domain_error
@@ -80,6 +80,14 @@ class ScrapeJobAddForm(forms.ModelForm):
         required=False,
         help_text="Tick none to keep every accepted format.",
     )
+    near_duplicates = forms.ChoiceField(
+        label="Near duplicates",
+        choices=NearDuplicates.choices,
+        initial=NearDuplicates.REPLACE_SMALLER,
+        required=False,  # left out: the default, as at every door
+        help_text="An image that looks like a library image (within the "
+        "near-duplicate distance): keep both, skip it, or keep the larger.",
+    )
 
     class Meta:
         model = ScrapeJob
@@ -88,6 +96,9 @@ class ScrapeJobAddForm(forms.ModelForm):
             "album_name": "A scrape album with this name is reused; otherwise a "
             "new one is made (never a manual or upload album).",
         }
+
+    def clean_near_duplicates(self) -> str:
+        return self.cleaned_data["near_duplicates"] or NearDuplicates.REPLACE_SMALLER
 
     def clean(self) -> dict[str, Any]:
         """The checks of scraping.services.scrape_job_create, so every door
@@ -157,6 +168,7 @@ class ScrapeJobAdmin(RunAdmin):
                     "max_aspect_ratio",
                     "formats",
                     "near_duplicate_distance",
+                    "near_duplicates",
                 )
             },
         ),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from albums.models import NearDuplicates
 from imagineer_project.runs import BaseRun
 
 # The options a caller sets on a job (API, admin, CLI, retry copy them by name).
@@ -17,6 +18,7 @@ OPTION_FIELDS = (
     "max_aspect_ratio",
     "formats",
     "near_duplicate_distance",
+    "near_duplicates",
     "respect_robots",
     "politeness_delay",
     "per_host_concurrency",
@@ -85,6 +87,13 @@ class ScrapeJob(BaseRun):
         default=6,
         help_text="Hamming distance (of 64 bits) under which two images "
         "count as the same picture.",
+    )
+    near_duplicates = models.CharField(
+        max_length=16,
+        choices=NearDuplicates,
+        default=NearDuplicates.REPLACE_SMALLER,
+        help_text="What to do with an image that is a near duplicate of a "
+        "library image (within near_duplicate_distance).",
     )
     respect_robots = models.BooleanField(default=True)
     politeness_delay = models.FloatField(

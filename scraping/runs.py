@@ -24,15 +24,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils import timezone
 
-from albums.dedup import generated_phash_index, library_index
+from albums.dedup import generated_phash_index
 from albums.ingest import ImageRejected, InspectedImage, inspect_image
 from albums.models import Album, Image, SourceKind
-from albums.services import (
-    album_add_images,
-    album_remove_images,
-    image_store,
-    images_delete,
-)
+from albums.services import image_store, near_duplicate_policy
 from imagineer_project.lib.chromium import chromium_executable
 from imagineer_project.runs import run_checkpoint
 from labeling.models import Label
@@ -70,11 +65,6 @@ KEPT_HEADERS = (
     "cache-control",
     "x-robots-tag",
 )
-# How the crawl log says which library image a download was (then "#id").
-SAME_AS = {
-    Outcome.DUPLICATE: "same bytes as image",
-    Outcome.NEAR_DUPLICATE: "near duplicate of image",
-}
 # Which scraped text becomes which label kind.
 LABEL_FIELDS = (
     ("alt", Label.Kind.ALT_TEXT),
@@ -452,9 +442,10 @@ class ScrapeRun:
         job = self.job
         job.stage = ScrapeJob.Stage.DOWNLOADING
         items = list(self.found.values())
-        self.index = library_index()
+        self.dedup = near_duplicate_policy(
+            job.near_duplicates, max_distance=job.near_duplicate_distance
+        )
         self.generated = generated_phash_index()
-        self.replaced: set[int] = set()
         total = len(items)
         self._report(f"Downloading {total} image(s)", done=0, total=total)
         window = max(8, job.per_host_concurrency * 4)
@@ -500,7 +491,8 @@ class ScrapeRun:
         self.job.images_downloaded += 1
         self.job.bytes_downloaded += len(result.content)
         try:
-            inspected = inspect_image(result.content)  # content decides, never the URL
+            # Content decides the format; a URL naming another is a warning.
+            inspected = inspect_image(result.content, _filename(result.url))
             self._check_options(inspected)
         except ImageRejected as exc:
             return self._failed(item, Outcome.INVALID, exc.reason, result=result)
@@ -552,44 +544,40 @@ class ScrapeRun:
     def _store(
         self, item: Found, result: FetchResult, inspected: InspectedImage
     ) -> None:
-        """Exact duplicate: link it. Near duplicate: keep the larger copy."""
-        job, album = self.job, self.album
+        """Exact duplicate: link it. Near duplicate: the job's near_duplicates
+        mode decides, through the one policy every door shares
+        (albums.services.image_store)."""
+        job = self.job
         warning = self._generated_warning(item, inspected.phash)
-        exact = Image.objects.filter(sha256=inspected.sha256).first()
-        if exact is not None:
-            album_add_images(album=album, images=[exact])
-            return self._kept_existing(item, result, exact, Outcome.DUPLICATE, warning)
-        near = self._nearest(inspected.phash)
-        if (
-            near is not None
-            and near.width * near.height >= inspected.width * inspected.height
-        ):
-            album_add_images(album=album, images=[near])
-            return self._kept_existing(
-                item, result, near, Outcome.NEAR_DUPLICATE, warning
-            )
         stored = image_store(
             inspected=inspected,
             filename=_filename(result.url),
             source_kind=SourceKind.SCRAPE,
-            album=album,
+            album=self.album,
             provenance=_provenance(result, item.page_url),
+            near_duplicates=self.dedup,
+            on_delete=self._replaced,
         )
         image = stored.image
-        reason = ""
-        if near is not None:
-            reason = (
-                f"larger copy of near duplicate image #{near.pk}, which it replaces"
-            )
-            self._replace(near, image)
-        self.index.add(image.pk, image.phash)
+        notes = [
+            w["message"]
+            if w["code"] == "near_duplicate"
+            else f"{w['code']}: {w['message']}"
+            for w in stored.warnings
+        ]
+        if stored.status == "duplicate":
+            near = stored.near_duplicate() is not None
+            outcome = Outcome.NEAR_DUPLICATE if near else Outcome.DUPLICATE
+            if not near:
+                notes.insert(0, f"same bytes as image #{image.pk}")
+            return self._kept_existing(item, result, image, outcome, notes, warning)
         job.images_saved += 1
         self._label(image, item.candidate)
         self._log(
             Kind.IMAGE,
             item.candidate.url,
             Outcome.SAVED,
-            "; ".join(r for r in (reason, warning) if r),
+            "; ".join(r for r in (*notes, warning) if r),
             result=result,
             page_url=item.page_url,
             image=image,
@@ -601,16 +589,16 @@ class ScrapeRun:
         result: FetchResult,
         image: Image,
         outcome: str,
+        notes: list[str],
         warning: str,
     ) -> None:
         self.job.images_duplicate += 1
         self._label(image, item.candidate)
-        why = SAME_AS[outcome]
         self._log(
             Kind.IMAGE,
             item.candidate.url,
             outcome,
-            "; ".join(r for r in (f"{why} #{image.pk}", warning) if r),
+            "; ".join(r for r in (*notes, warning) if r),
             result=result,
             page_url=item.page_url,
             image=image,
@@ -635,36 +623,21 @@ class ScrapeRun:
             "apart); training on it trains on this system's own output"
         )
 
-    def _nearest(self, phash: int) -> Image | None:
-        limit = self.job.near_duplicate_distance
-        for image_id, _distance in self.index.nearest(phash, limit):
-            if image_id in self.replaced:
-                continue
-            image = Image.objects.filter(pk=image_id).first()
-            if image is not None:
-                return image
-        return None
-
-    def _replace(self, smaller: Image, larger: Image) -> None:
-        """The new, larger copy takes the smaller one's place in this album; the
-        smaller one goes entirely if this job brought it and nothing else holds it.
-
-        Its captions move to the larger copy first: they describe the same
-        picture, and a re-run (which finds the larger copy first) would put them
-        there too, so the result does not depend on download order.
-        """
-        self.replaced.add(smaller.pk)
-        album_remove_images(album=self.album, image_ids=[smaller.pk])
-        brought_here = self.job.log.filter(
-            image=smaller, outcome=Outcome.SAVED
-        ).exists()
-        if brought_here and not smaller.memberships.exists():
-            for label in smaller.labels.filter(source=Label.Source.HTML):
-                label_get_or_create(
-                    image=larger, kind=label.kind, text=label.text, source=label.source
-                )
+    def _replaced(self, smaller: Image, larger: Image) -> None:
+        """Just before a smaller near duplicate that a larger download replaced
+        is deleted: its captions move to the larger copy (they describe the
+        same picture, and a re-run, which finds the larger copy first, would put
+        them there too, so the result does not depend on download order); if
+        this job saved it, it no longer counts as saved and its log entry says
+        what became of it."""
+        for label in smaller.labels.filter(source=Label.Source.HTML):
+            label_get_or_create(
+                image=larger, kind=label.kind, text=label.text, source=label.source
+            )
+        saved_here = self.job.log.filter(image=smaller, outcome=Outcome.SAVED)
+        if saved_here.exists():
             self.job.images_saved -= 1
-            images_delete(images=[smaller])
+            saved_here.update(reason=f"replaced by #{larger.pk}, a larger copy")
 
     def _label(self, image: Image, candidate: ImageCandidate) -> None:
         for field, kind in LABEL_FIELDS:

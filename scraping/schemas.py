@@ -8,7 +8,7 @@ from django.conf import settings
 from ninja import ModelSchema, Schema
 from pydantic import Field, StringConstraints, field_validator
 
-from albums.models import Image
+from albums.models import Image, NearDuplicates
 from albums.schemas import AlbumRefOut
 from scraping.models import OPTION_FIELDS, CrawlLogEntry, ScrapeJob
 from scraping.selectors import crawl_log_recent
@@ -50,6 +50,12 @@ class ScrapeJobIn(Schema):
         description="Formats to keep; empty keeps every accepted format.",
     )
     near_duplicate_distance: int = _option("near_duplicate_distance")
+    near_duplicates: NearDuplicates = Field(
+        option_default("near_duplicates"),
+        description="A near duplicate of a library image (within "
+        "near_duplicate_distance): keep both, skip the new one, or keep the "
+        "larger (replace_smaller). See 'Duplicates and formats' in docs/api.md.",
+    )
     respect_robots: bool = option_default("respect_robots")
     politeness_delay: float = _option("politeness_delay")
     per_host_concurrency: int = _option("per_host_concurrency")
@@ -69,6 +75,7 @@ class ScrapeJobIn(Schema):
     def options(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in OPTION_FIELDS}
         values["formats"] = [str(f) for f in self.formats]
+        values["near_duplicates"] = str(self.near_duplicates)
         return values
 
 
@@ -100,6 +107,7 @@ class ScrapeOptionsOut(Schema):
     max_aspect_ratio: float
     formats: list[str]
     near_duplicate_distance: int
+    near_duplicates: str
     respect_robots: bool
     politeness_delay: float
     per_host_concurrency: int

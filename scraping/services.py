@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import transaction
 
-from albums.models import Album, Image
+from albums.models import Album, Image, NearDuplicates
 from albums.services import album_get_or_create
 from imagineer_project.errors import Invalid
 from imagineer_project.permissions import person
@@ -56,6 +56,14 @@ def http_url_problem(url: str) -> str | None:
         return "url must name a host."
     if any(c.isspace() for c in url):
         return "url must not contain spaces."
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "url has an invalid port (1 to 65535)."
+    if not hostname.startswith("[") and "" in hostname.rstrip(".").split("."):
+        return "url has an invalid host name (an empty label)."
     return None
 
 
@@ -78,6 +86,9 @@ def _url_problem(url: str) -> str | None:
 def _option_problem(name: str, value: Any) -> str | None:
     if name == "render":
         choices = ScrapeJob.Render.values
+        return None if value in choices else f"one of {', '.join(choices)}"
+    if name == "near_duplicates":
+        choices = NearDuplicates.values
         return None if value in choices else f"one of {', '.join(choices)}"
     if name == "respect_robots":
         return None if isinstance(value, bool) else "true or false"

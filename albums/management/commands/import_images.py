@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from albums.models import Album, UploadRun
+from albums.models import Album, NearDuplicates, UploadRun
 from albums.runs import upload_run_execute
 from albums.services import album_get_or_create, folder_import_create
 from imagineer_project.cli import run_in_foreground
@@ -27,6 +27,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
         parser.add_argument(
+            "--near-duplicates",
+            choices=NearDuplicates.values,
+            default=NearDuplicates.REPLACE_SMALLER,
+            help="a file within IMAGINEER_NEAR_DUPLICATE_DISTANCE of a library "
+            "image: keep both, skip it, or keep the larger (default "
+            "replace_smaller)",
+        )
+        parser.add_argument(
             "--enqueue",
             action="store_true",
             help="queue the import for the worker and return",
@@ -39,13 +47,19 @@ class Command(BaseCommand):
         album: str,
         quiet: bool,
         enqueue: bool,
+        near_duplicates: str = NearDuplicates.REPLACE_SMALLER,
         **options: Any,
     ) -> None:
         if not dir.expanduser().is_dir():
             raise CommandError(f"{dir} is not a folder.")
         target = album_get_or_create(name=album, source_kind=Album.Kind.UPLOAD)
         try:
-            run = folder_import_create(folder=dir, album=target, enqueue=enqueue)
+            run = folder_import_create(
+                folder=dir,
+                album=target,
+                enqueue=enqueue,
+                near_duplicates=near_duplicates,
+            )
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         if enqueue:
@@ -67,6 +81,10 @@ class Command(BaseCommand):
         for result in run.results:
             if result["status"] == "rejected":
                 self.stderr.write(f"rejected {result['filename']}: {result['reason']}")
+            for warning in result.get("warnings", ()):
+                self.stderr.write(
+                    f"{warning['code']} {result['filename']}: {warning['message']}"
+                )
         if run.status != UploadRun.Status.SUCCEEDED:
             raise CommandError(f"Folder import #{run.pk} {run.status}: {run.error}")
         self.stdout.write(

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from albums.models import NearDuplicates
 from imagineer_project.cli import run_in_foreground
 from imagineer_project.errors import Invalid
 from scraping.models import ScrapeJob
@@ -18,6 +19,7 @@ OPTION = {
     "max_pages": "--max-pages",
     "max_images": "--max-images",
     "politeness_delay": "--delay",
+    "near_duplicates": "--near-duplicates",
 }
 
 
@@ -44,6 +46,13 @@ class Command(BaseCommand):
             help="seconds between requests to one host (default 1)",
         )
         parser.add_argument(
+            "--near-duplicates",
+            choices=NearDuplicates.values,
+            default=NearDuplicates.REPLACE_SMALLER,
+            help="an image within the near-duplicate distance of a library image: "
+            "keep both, skip it, or keep the larger (default replace_smaller)",
+        )
+        parser.add_argument(
             "--enqueue",
             action="store_true",
             help="queue the job for the worker and return",
@@ -60,6 +69,7 @@ class Command(BaseCommand):
                 max_images=options["max_images"],
                 render=options["render"],
                 politeness_delay=options["delay"],
+                near_duplicates=options["near_duplicates"],
             )
         except Invalid as exc:
             lines = (f"{OPTION.get(k, k)}: {v}" for k, v in exc.errors.items())
