@@ -210,17 +210,19 @@ def check_url(url: str, *, allow_private: bool) -> None:
     """
     try:
         parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
+        host = parsed.host  # decodes IDNA: "xn--" raises here
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        # ValueError: idna's errors (UnicodeError) for a malformed A-label.
         raise BlockedURL(f"invalid URL: {exc}") from None
     if parsed.scheme not in ("http", "https"):
         raise BlockedURL(f"scheme {parsed.scheme or '(none)'!r} is not http or https")
-    if not parsed.host:
+    if not host:
         raise BlockedURL("URL has no host")
-    ip = _ip_literal(parsed.host)
+    ip = _ip_literal(host)
     if ip is not None:
         check_address(ip, allow_private=allow_private)
-    elif not allow_private and _is_localhost_name(parsed.host):
-        raise BlockedURL(f"{parsed.host} is a loopback name")
+    elif not allow_private and _is_localhost_name(host):
+        raise BlockedURL(f"{host} is a loopback name")
 
 
 def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[str]:

@@ -56,6 +56,14 @@ def http_url_problem(url: str) -> str | None:
         return "url must name a host."
     if any(c.isspace() for c in url):
         return "url must not contain spaces."
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "url has an invalid port (1 to 65535)."
+    if ":" not in hostname and "" in hostname.rstrip(".").split("."):
+        return "url has an invalid host name (an empty label)."
     return None
 
 

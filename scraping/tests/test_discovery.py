@@ -91,6 +91,9 @@ PAGES = {
       <object data="/img/diagram.png" type="image/png">A diagram</object>
       <object data="/img/vector.svg" type="image/svg+xml"></object>
       <object data="/movie.swf" type="application/x-shockwave-flash"></object>""",
+    "/hostile.html": """<title>Hostile</title>
+      <img src="http://xn--/broken-label.jpg" alt="A malformed host name">
+      <img src="/img/harbour.jpg" alt="The harbour at dusk">""",
     "/logos.html": """<title>Shop</title>
       <header><a href="/"><img src="/img/site-logo.png" alt="Acme"></a></header>
       <img src="/img/logo-mug.jpg" width="400" height="400"
@@ -240,6 +243,16 @@ def test_ui_assets_are_judged_by_size_and_context_and_say_why(site: str) -> None
     assert "logo" in log["site-logo.png"][1]
     assert log["vector.svg"] == ("skipped", "not a raster image (SVG)")
     assert "/img/vector.svg" not in Site.requests
+
+
+def test_an_image_url_no_client_can_parse_is_refused_not_a_crash(site: str) -> None:
+    job = scrape(site + "/hostile.html")
+
+    assert job.status == BaseRun.Status.SUCCEEDED
+    assert saved(job) == {"harbour.jpg"}
+    outcome, reason = image_log(job)["broken-label.jpg"]
+    assert outcome == "blocked"
+    assert reason.startswith("invalid URL")
 
 
 # --- the crawl log ----------------------------------------------------------------
