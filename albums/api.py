@@ -26,7 +26,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotModified
 from django.http.multipartparser import MultiPartParserError
 from django.utils.http import parse_etags
-from ninja import File, Form, Query, Router, Status
+from ninja import Field, File, Form, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 
 from albums import selectors, services
@@ -49,8 +49,14 @@ from albums.schemas import (
     UploadRunOut,
 )
 from albums.services import upload_run_create
-from imagineer_project.errors import DomainError, Invalid, NotFound, TooLarge
-from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
+from imagineer_project.errors import (
+    DomainError,
+    Invalid,
+    NotFound,
+    TooLarge,
+    error_responses,
+)
+from imagineer_project.pagination import PageIn, PageOut, PairPageIn, keyset_paginate
 from imagineer_project.permissions import is_staff, staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
 
@@ -106,7 +112,9 @@ def album_delete(
 
 
 @router.get("/{album_ref}/images", response=PageOut[ImageOut])
-def album_image_list(request: HttpRequest, album_ref: str, page: Query[PageIn]) -> Any:
+def album_image_list(
+    request: HttpRequest, album_ref: str, page: Query[PairPageIn]
+) -> Any:
     """The album's images in album order."""
     album = selectors.album_get(user=request.user, ref=album_ref)
     images = selectors.album_images(user=request.user, album=album)
@@ -143,6 +151,7 @@ def album_images_remove(
 
 
 @images_router.get("", response=PageOut[ImageOut])
+@error_responses(404)
 def image_list(
     request: HttpRequest, filters: Query[ImageFilterIn], page: Query[PageIn]
 ) -> Any:
@@ -205,11 +214,21 @@ def _download_name(image: Image) -> str:
     return name
 
 
+class ThumbnailIn(Schema):
+    # The configured sizes, as the schema's enum; any other is invalid_size.
+    size: int = Field(
+        256, json_schema_extra={"enum": list(settings.IMAGINEER_THUMBNAIL_SIZES)}
+    )
+
+
 @images_router.get("/{int:image_id}/thumbnail")
 def image_thumbnail(
-    request: HttpRequest, image_id: int, size: int = 256
+    request: HttpRequest,
+    image_id: int,
+    thumbnail: Query[ThumbnailIn],
 ) -> HttpResponse:
     """A WebP thumbnail fitting in size×size (256 or 512)."""
+    size = thumbnail.size
     sizes = settings.IMAGINEER_THUMBNAIL_SIZES
     if size not in sizes:
         raise Invalid(
@@ -310,6 +329,7 @@ def _upload_album(
 @images_router.post(
     "/upload", response={200: UploadOut, 201: UploadOut}, auth=staff_upload_required
 )
+@error_responses(413)
 def image_upload(
     request: HttpRequest,
     files: File[list[UploadedFile]],
@@ -339,6 +359,7 @@ def image_upload(
 @images_router.post(
     "/bulk-upload", response={202: UploadRunDetailOut}, auth=staff_upload_required
 )
+@error_responses(413)
 def image_bulk_upload(
     request: HttpRequest,
     files: File[list[UploadedFile]],

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.schema import OpenAPISchema
+from ninja.operation import Operation
 
 from albums.api import images_router, uploads_router
 from albums.api import router as albums_router
 from imagineer_project import __version__
 from imagineer_project.errors import (
+    MEANINGS,
     DomainError,
+    ErrorOut,
     domain_error_response,
     error_response,
 )
@@ -34,7 +41,151 @@ from training.sets import api as sets_api
 
 logger = logging.getLogger(__name__)
 
-api = NinjaAPI(
+ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+
+
+def security_schemes() -> dict[str, Any]:
+    """How the API really authenticates (imagineer_project.middleware and
+    permissions.staff_required): a staff session, or an API token."""
+    return {
+        "sessionCookie": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "A staff user's session (sign in at /admin/). "
+            "Writes (POST, PUT, PATCH, DELETE) also need the CSRF token in the "
+            "X-CSRFToken header, else 403.",
+        },
+        "bearerToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "imt_…",
+            "description": "`Authorization: Bearer imt_…`, a staff user's API "
+            "token (`manage.py create_api_token USERNAME`); no CSRF needed.",
+        },
+    }
+
+
+def inferred_error_statuses(operation: Operation, details: dict[str, Any]) -> set[int]:
+    """The error statuses an operation can answer, from what it takes: 401/403
+    when it needs a staff user, 404 with a path parameter, 422 with any input,
+    400 with a body (not JSON); plus what its handler declares with
+    errors.error_responses (409, 413, 429, 503, a 404 for an id in the body)."""
+    statuses: set[int] = set()
+    if operation.auth_callbacks:
+        statuses |= {401, 403}
+    parameters = details.get("parameters") or []
+    if any(p.get("in") == "path" for p in parameters):
+        statuses.add(404)
+    if parameters or details.get("requestBody"):
+        statuses.add(422)
+    if details.get("requestBody"):
+        statuses.add(400)
+    statuses |= set(getattr(operation.view_func, "error_statuses", ()))
+    return statuses
+
+
+def _renamed(value: Any, renames: dict[str, str]) -> Any:
+    """`value` with each `$ref` to a renamed definition pointing at its new name."""
+    if not renames:
+        return value
+    if isinstance(value, list):
+        return [_renamed(item, renames) for item in value]
+    if not isinstance(value, dict):
+        return value
+    result = {k: _renamed(v, renames) for k, v in value.items()}
+    ref = result.get("$ref")
+    prefix = "#/components/schemas/"
+    if isinstance(ref, str) and ref.startswith(prefix):
+        result["$ref"] = prefix + renames.get(ref[len(prefix) :], ref[len(prefix) :])
+    return result
+
+
+class ImagineerOpenAPISchema(OpenAPISchema):
+    """ninja's schema, plus what it cannot see: the error envelope on every
+    status an operation can answer, and the security each operation needs
+    (anonymous reads say `{}` first: no credentials needed)."""
+
+    def operation_details(self, operation: Operation) -> dict[str, Any]:
+        tag = (operation.tags or ["api"])[0]
+        self._prefix = "".join(word.capitalize() for word in tag.split())
+        details = super().operation_details(operation)
+        responses = details["responses"]
+        for status in sorted(inferred_error_statuses(operation, details)):
+            responses.setdefault(
+                status,
+                {
+                    "description": MEANINGS[status],
+                    "content": {"application/json": {"schema": ERROR_REF}},
+                },
+            )
+        schemes: list[dict[str, list]] = [{"sessionCookie": []}, {"bearerToken": []}]
+        details["security"] = schemes if operation.auth_callbacks else [{}, *schemes]
+        return details
+
+    # ninja files every model's definitions under their bare class names, so a
+    # second `Kind` or `LabelOut` silently replaced the first and operations
+    # showed another enum's values. A definition whose name is taken by a
+    # different one is filed under "<Tag><name>" (ScrapingKind) and its
+    # references follow.
+    _renames: list[dict[str, str]]
+
+    def add_schema_definitions(self, definitions: dict) -> None:
+        renames = self._renames[-1] if getattr(self, "_renames", None) else {}
+        for name, definition in definitions.items():
+            taken = self.schemas.get(name)
+            if taken is not None and taken != definition:
+                same = [k for k, v in self.schemas.items() if v == definition]
+                prefix = getattr(self, "_prefix", "") or self._model
+                renames[name] = same[0] if same else f"{prefix}{name}"
+        for name, definition in definitions.items():
+            self.schemas[renames.get(name, name)] = _renamed(definition, renames)
+
+    def _create_schema_from_model(
+        self, model: Any, *args: Any, **kwargs: Any
+    ) -> tuple[dict[str, Any], bool]:
+        with self._renaming(model) as renames:
+            schema, required = super()._create_schema_from_model(model, *args, **kwargs)
+        return _renamed(schema, renames), required
+
+    def _extract_parameters(self, model: Any) -> list[dict[str, Any]]:
+        with self._renaming(model) as renames:
+            parameters = super()._extract_parameters(model)
+        return _renamed(parameters, renames)
+
+    @contextlib.contextmanager
+    def _renaming(self, model: Any) -> Iterator[dict[str, str]]:
+        if not hasattr(self, "_renames"):
+            self._renames = []
+        outer = getattr(self, "_model", "")
+        self._model = getattr(model, "__name__", "Model")
+        self._renames.append({})
+        try:
+            yield self._renames[-1]
+        finally:
+            self._model = outer
+            self._renames.pop()
+
+    def get_components(self) -> dict[str, Any]:
+        components = super().get_components()
+        components["schemas"]["ErrorOut"] = ErrorOut.model_json_schema()
+        components["securitySchemes"] = security_schemes()
+        return components
+
+
+class ImagineerAPI(NinjaAPI):
+    def get_openapi_schema(
+        self,
+        *,
+        path_prefix: str | None = None,
+        path_params: dict[str, Any] | None = None,
+    ) -> OpenAPISchema:
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        return ImagineerOpenAPISchema(self, path_prefix)
+
+
+api = ImagineerAPI(
     title="Imagineer API",
     version=__version__,
     description="Albums, images, labels, scraping, training and generation. "
@@ -127,3 +278,17 @@ api.add_router("/generation-jobs", generation_jobs_router)
 api.add_router("/set-templates", sets_api.templates_router)
 api.add_router("/set-runs", sets_api.runs_router)
 api.add_router("/admin/legacy-imports", legacy_imports_router)
+
+# Last, so it matches only what no operation does (an unknown path, or an id
+# that is not a number): the error envelope, not Django's HTML 404 page.
+unmatched = Router()
+
+
+@unmatched.api_operation(
+    ["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", include_in_schema=False
+)
+def no_such_endpoint(request: HttpRequest, rest: str) -> HttpResponse:
+    return error_response(request, 404, f"No API endpoint at {request.path}.")
+
+
+api.add_router("", unmatched)

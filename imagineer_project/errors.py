@@ -14,7 +14,8 @@ their text: subclass instead.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -37,6 +38,42 @@ CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+# What each error status means, in the OpenAPI schema (imagineer_project.api
+# adds them to the operations that can answer them).
+MEANINGS = {
+    400: "The body is not JSON, or asks for something that cannot be done.",
+    401: "Not signed in: sign in as a staff user or send an API token.",
+    403: "Signed in without staff status, or a session write without the CSRF header.",
+    404: "Nothing with that id, slug or name (or not visible to the caller).",
+    409: "It exists but is in the wrong state for this (a run that ended).",
+    413: "The upload is larger than the configured limit.",
+    422: "The request is not valid: details.errors names each field and why.",
+    429: "Too many requests: wait the Retry-After seconds.",
+    503: "A service this needs is not configured or not reachable.",
+}
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def error_responses(*statuses: int) -> Callable[[Handler], Handler]:
+    """Declare the error statuses a handler answers beyond those the API root
+    infers from its signature (401/403 with auth, 404 with a path parameter,
+    422 with input, 400 with a body): 409, 413, 429, 503, or a 404 for an id
+    that comes in the body or query. Put it below the router decorator."""
+    unknown = set(statuses) - set(MEANINGS)
+    if unknown:
+        raise ValueError(
+            f"No meaning for status {sorted(unknown)}: add it to MEANINGS."
+        )
+
+    def mark(handler: Handler) -> Handler:
+        declared = getattr(handler, "error_statuses", frozenset())
+        handler.error_statuses = frozenset(declared) | frozenset(statuses)  # type: ignore[attr-defined]
+        return handler
+
+    return mark
 
 
 class DomainError(Exception):

@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 
-from imagineer_project.errors import get_or_404
+from imagineer_project.errors import error_responses, get_or_404
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.runs import BaseRun, run_cancel, run_retry
 
@@ -83,9 +83,11 @@ def add_run_routes(router: Router, kind: RunRoutes) -> None:
     def run_detail(request: HttpRequest, run_id: int) -> Any:
         return kind.get(run_id)
 
+    @error_responses(409)
     def run_stop(request: HttpRequest, run_id: int) -> Any:
         return run_cancel(kind.get(run_id))  # refreshed, relations kept
 
+    @error_responses(409)
     def run_again(request: HttpRequest, response: HttpResponse, run_id: int) -> Any:
         return kind.accepted(response, run_retry(kind.get(run_id)))
 

@@ -12,6 +12,7 @@ from ninja import Field, Query, Router, Schema
 
 from albums.models import Album
 from albums.selectors import album_get
+from imagineer_project.errors import error_responses
 from imagineer_project.permissions import staff_required
 from labeling import analytics
 from labeling.models import Label
@@ -124,6 +125,7 @@ def top_tags(request: HttpRequest, filters: Query[TopTagsIn]) -> Any:
 
 
 @labels_router.get("/distribution", response=LabelDistributionOut)
+@error_responses(404)
 def label_distribution(request: HttpRequest, scope: Query[AlbumScopeIn]) -> Any:
     """Histograms of labels, tags and caption words per image; NSFW ratings."""
     return analytics.label_distribution(album=_scope(request, scope.album))

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router, Status
 
 from albums.selectors import album_get, image_get
-from imagineer_project.errors import get_or_404
+from imagineer_project.errors import error_responses, get_or_404
 from imagineer_project.permissions import staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
 from labeling import selectors, services
@@ -40,6 +40,7 @@ jobs_router = Router(tags=["labeling"], auth=staff_required)
 @images_router.post(
     "/{int:image_id}/label", response={202: LabelingJobDetailOut}, auth=staff_required
 )
+@error_responses(503)
 def image_label(
     request: HttpRequest, response: HttpResponse, image_id: int, payload: LabelJobIn
 ) -> Any:
@@ -57,6 +58,7 @@ def image_label(
 
 
 @albums_router.post("/{album_ref}/label", response={202: LabelingJobDetailOut})
+@error_responses(503)
 def album_label(
     request: HttpRequest,
     response: HttpResponse,

@@ -15,6 +15,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
 from albums.selectors import album_get
+from imagineer_project.errors import error_responses
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
@@ -49,6 +50,7 @@ def training_album_list(request: HttpRequest, filters: Query[TrainingAlbumsIn]) 
 
 
 @router.post("/datasets", response={200: DatasetOut, 201: DatasetOut})
+@error_responses(404)
 def dataset_create(request: HttpRequest, payload: DatasetIn) -> Any:
     """Build a dataset version (201), or find the identical one (200)."""
     albums = [album_get(user=request.user, ref=ref) for ref in payload.albums]

@@ -10,6 +10,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
+from imagineer_project.errors import error_responses
 from imagineer_project.permissions import staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
 from training.generation.schemas import (
@@ -48,6 +49,7 @@ JOBS = RunRoutes(
 
 
 @generate_router.post("", response={202: GenerationJobDetailOut})
+@error_responses(429)
 def generate(request: HttpRequest, response: HttpResponse, payload: GenerateIn) -> Any:
     """Queue text-to-image with any stack of registered LoRAs; poll the job at
     the Location header. 422 names every bad field; 429 (with Retry-After) when
