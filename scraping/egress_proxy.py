@@ -54,7 +54,7 @@ _HOP_HEADERS = frozenset(
 
 class EgressProxy:
     """Run with `with EgressProxy(resolve) as proxy:`; point the browser at
-    `proxy.server`. `refused` lists (host:port, reason) for every refusal."""
+    `proxy.server`. `refused` lists (authority, reason) for every refusal."""
 
     def __init__(self, resolve: Resolver, *, connect_timeout: float = 10.0) -> None:
         self.resolve = resolve
@@ -108,7 +108,7 @@ class EgressProxy:
 
         Raises BlockedURL when refused, OSError when it cannot be reached.
         """
-        target = f"{host}:{port}"
+        target = authority(host, port)
         try:
             addresses = self.resolve(host, port)
         except BlockedURL as exc:
@@ -132,7 +132,7 @@ class EgressProxy:
 
     def refusal(self, host: str, port: int) -> str | None:
         """Why `host:port` was refused, if it was."""
-        target = f"{host}:{port}"
+        target = authority(host, port)
         with self._lock:
             return next((why for t, why in self.refused if t == target), None)
 
@@ -140,6 +140,11 @@ class EgressProxy:
         logger.info("egress proxy: refused %s (%s)", target, reason)
         with self._lock:
             self.refused.append((target, reason))
+
+
+def authority(host: str, port: int) -> str:
+    """host:port as a URL writes it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Server(socketserver.ThreadingTCPServer):

@@ -42,7 +42,7 @@ from urllib.parse import urljoin, urlsplit
 from django.conf import settings
 
 from imagineer_project.lib.chromium import CHROMIUM_ARGS, chromium_executable
-from scraping.egress_proxy import EGRESS_HEADER, EgressProxy, Resolver
+from scraping.egress_proxy import EGRESS_HEADER, EgressProxy, Resolver, authority
 from scraping.safe_fetch import resolve_checked
 
 logger = logging.getLogger(__name__)
@@ -88,8 +88,9 @@ class FailedRequest:
 class RenderResult:
     url: str  # final URL, after redirects
     html: str  # the document after its scripts ran
-    # Request URLs refused (by the guard; WebSockets always), then "host:port" of
-    # connections the egress proxy refused that no refused URL accounts for.
+    # Request URLs refused (by the guard; WebSockets always), then tcp://host:port
+    # for connections the egress proxy refused that no refused URL accounts for
+    # (the proxy sees only where a connection goes, not what it is for).
     blocked: list[str]
     status: int | None = None  # HTTP status of the final document
     failed: list[FailedRequest] = field(default_factory=list)  # subresources
@@ -171,23 +172,23 @@ def render_page(
 
 
 def _unaccounted(refused: list[tuple[str, str]], blocked: list[str]) -> list[str]:
-    """Proxy refusals whose host:port no refused URL names, each once."""
-    seen = {_host_port(url) for url in blocked}
+    """tcp://host:port of each proxy refusal that no refused URL names, once."""
+    seen = {_authority(url) for url in blocked}
     found: list[str] = []
     for target, reason in refused:
-        if target not in seen and target not in found:
+        if target not in seen and f"tcp://{target}" not in found:
             logger.info("render: the egress proxy refused %s (%s)", target, reason)
-            found.append(target)
+            found.append(f"tcp://{target}")
     return found
 
 
-def _host_port(url: str) -> str | None:
+def _authority(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         port = parts.port or {"https": 443, "wss": 443}.get(parts.scheme, 80)
     except ValueError:
         return None
-    return f"{parts.hostname}:{port}"
+    return authority(parts.hostname or "", port)
 
 
 def _scroll(page: Any, session: _Session, steps: int) -> None:

@@ -252,7 +252,10 @@ def test_a_hostile_page_opens_no_connection_to_a_refused_address(
     assert result is not None
     assert 'data-ran="yes"' in result.html
     assert f"{site}/img/allowed.png" not in result.blocked
-    assert canary.url("fetch") in result.blocked
+    assert canary.url("fetch") in result.blocked  # refused by the route check
+    # Routes never see a worker's WebSocket: the proxy refused its connection.
+    worker_socket = f"tcp://{CANARY_HOST}:{canary.ports['worker websocket']}"
+    assert worker_socket in result.blocked
 
 
 @pytest.mark.parametrize("route", TOP_LEVEL_ROUTES)
