@@ -327,11 +327,14 @@ def _upload_album(
 
 
 @images_router.post(
-    "/upload", response={200: UploadOut, 201: UploadOut}, auth=staff_upload_required
+    "/upload",
+    response={200: UploadOut, 201: UploadOut, 202: UploadOut},
+    auth=staff_upload_required,
 )
 @error_responses(413)
 def image_upload(
     request: HttpRequest,
+    response: HttpResponse,
     files: File[list[UploadedFile]],
     album_id: Form[int | None] = None,
     album_name: Form[str | None] = None,
@@ -339,20 +342,29 @@ def image_upload(
 ) -> Any:
     """Ingest images now, answering per file: created, duplicate or rejected,
     with its warnings (extension_mismatch, near_duplicate). Answers 201 when at
-    least one image was created."""
+    least one image was created, else 200. A file whose header claims more
+    pixels (all frames) than IMAGINEER_UPLOAD_INLINE_PIXELS is not decoded here:
+    it is `queued` for an upload run and the answer is 202, with the run's
+    location (Location header and `run.url`)."""
     album = _upload_album(request, album_id, album_name)
-    results = services.images_upload(
+    outcome = services.images_upload(
         files=files,
         album=album,
         uploaded_by=request.user,
         near_duplicates=near_duplicates,
     )
-    counts = Counter(result.status for result in results)
-    body = {
+    counts = Counter(result.status for result in outcome.results)
+    body: dict[str, Any] = {
         "album": album,
-        "results": [result.as_dict() for result in results],
+        "results": [result.as_dict() for result in outcome.results],
         "counts": {s: counts[s] for s in ("created", "duplicate", "rejected")},
+        "queued": counts["queued"],
     }
+    if outcome.run is not None:
+        url = f"/api/uploads/{outcome.run.pk}"
+        body["run"] = {"id": outcome.run.pk, "url": url}
+        response.headers["Location"] = url
+        return Status(202, body)
     return Status(201 if counts["created"] else 200, body)
 
 

@@ -217,6 +217,22 @@ def check_pixels(header: Header) -> None:
         )
 
 
+def needs_worker(data: bytes) -> bool:
+    """Whether decoding `data` is heavy enough to leave to the worker: its
+    header (read without decoding) claims more pixels, over all frames, than
+    IMAGINEER_UPLOAD_INLINE_PIXELS. A file the header check refuses anyway (too
+    many pixels, corrupt, not an image) is not heavy: it is answered at once."""
+    fmt = sniff_format(data)
+    if fmt is None:
+        return False
+    try:
+        header = image_header(data, fmt)
+        check_pixels(header)
+    except ImageRejected:
+        return False
+    return header.frame_pixels > settings.IMAGINEER_UPLOAD_INLINE_PIXELS
+
+
 def _open(data: bytes, fmt: str) -> PILImage.Image:
     """Pillow's reader for `fmt` on `data`, parsing the header only. Called
     directly rather than through Image.open, whose built-in bomb limit would

@@ -9,11 +9,18 @@ for display). The worker expands zip archives, ingests every entry through
 a re-delivered task resumes where the last one stopped instead of starting
 over. Files beside a folder's images go to the sidecar readers the upper apps
 register (a `.txt` caption: albums.extensions).
+
+Every file the run does not import has a result with a reason: hidden files
+and folders, archive members whose path climbs out (`..`), files that are no
+image (the content decides, not the extension), and the files left when the
+run has spent its CPU budget (IMAGINEER_UPLOAD_RUN_CPU_SECONDS). Results name
+a file by its path inside the folder or archive.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +31,8 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from albums.extensions import read_sidecars
-from albums.ingest import EXTENSIONS, safe_display_name
-from albums.models import SourceKind, UploadRun
+from albums.ingest import EXTENSIONS
+from albums.models import Image, SourceKind, UploadRun
 from albums.services import (
     NearDuplicatePolicy,
     image_ingest,
@@ -46,6 +53,8 @@ class Entry:
     name: str
     read: Any  # () -> bytes, raising ValueError with a reason
     path: Path | None = None
+    # Not to be read: the (code, reason) it is reported with instead.
+    skip: tuple[str, str] | None = None
 
 
 def upload_run_execute(run: UploadRun) -> str:
@@ -63,9 +72,21 @@ def upload_run_execute(run: UploadRun) -> str:
         total=len(entries),
         message=f"Ingesting {len(entries)} image(s)",
     )
-    for index in range(len(results), len(entries)):
+    first = len(results)
+    budget = settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS
+    spent = sum(r.get("cpu_s", 0.0) for r in results)
+    for index in range(first, len(entries)):
         entry = entries[index]
-        results.append(_ingest_entry(entry, run, policy))
+        started = time.thread_time()
+        if spent > budget:
+            outcome = _over_budget(entry, budget, index, len(entries))
+        else:
+            outcome = _ingest_entry(entry, run, policy)
+            if index == first and first_after_crash(run, outcome):
+                outcome["status"] = "created"  # ours, stored before the crash
+        outcome["cpu_s"] = round(time.thread_time() - started, 3)
+        spent += outcome["cpu_s"]
+        results.append(outcome)
         UploadRun.objects.filter(pk=run.pk).update(results=results, **_counts(results))
         run_checkpoint(
             run, done=index + 1, message=f"{index + 1}/{len(entries)}: {entry.name}"
@@ -80,9 +101,43 @@ def upload_run_execute(run: UploadRun) -> str:
     return summary
 
 
+def _over_budget(entry: Entry, budget: int, index: int, total: int) -> dict[str, Any]:
+    return {
+        "filename": entry.name,
+        "status": "rejected",
+        "code": "budget",
+        "reason": f"Not imported: the run spent its {budget:,} s of processing "
+        f"(IMAGINEER_UPLOAD_RUN_CPU_SECONDS) before file {index + 1} of {total}. "
+        "Upload the files left in another run.",
+    }
+
+
+def first_after_crash(run: UploadRun, outcome: dict[str, Any]) -> bool:
+    """Whether the first file of a resumed attempt, found as a duplicate, is the
+    image this run stored just before it crashed (its result unrecorded): an
+    image made since the run was created, by its uploader, already in its
+    album. Counted as created, not as a duplicate."""
+    if run.attempts < 2 or outcome.get("status") != "duplicate":
+        return False
+    image = Image.objects.filter(pk=outcome.get("image_id")).first()
+    return (
+        image is not None
+        and image.created >= run.created
+        and image.uploaded_by_id == run.uploaded_by_id
+    )
+
+
 def _ingest_entry(
     entry: Entry, run: UploadRun, policy: NearDuplicatePolicy | None = None
 ) -> dict[str, Any]:
+    if entry.skip is not None:
+        code, reason = entry.skip
+        return {
+            "filename": entry.name,
+            "status": "rejected",
+            "code": code,
+            "reason": reason,
+        }
     try:
         data = entry.read()
     except ValueError as exc:
@@ -101,6 +156,7 @@ def _ingest_entry(
         near_duplicates=policy,
     )
     outcome = result.as_dict()
+    outcome["filename"] = entry.name  # the path inside the folder or archive
     if entry.path is not None and result.image is not None:
         outcome["sidecars"] = read_sidecars(result.image, entry.path)
     return outcome
@@ -115,24 +171,58 @@ def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def image_files(root: Path) -> Iterator[Path]:
-    """Image files under root, sorted, skipping hidden files and folders. The
-    order is the resume point of a folder import: it never changes between
-    attempts over the same tree."""
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file() and path.suffix.lower() in EXTENSIONS:
-            yield path
-
-
 def _folder_entries(root: Path) -> Iterator[Entry]:
+    """Every file under root, sorted (the order is the resume point of a folder
+    import: it never changes between attempts over the same tree). A file
+    beside an image with the same stem (a `.txt` caption) is the sidecar
+    readers'; a hidden file or folder is one skipped entry; any other file is
+    ingested, so the content decides whether it is an image."""
     if not root.is_dir():
         raise FileNotFoundError(f"The folder {root} is not there any more.")
-    for path in image_files(root):
-        name = str(path.relative_to(root))
+    paths = sorted(root.rglob("*"))
+    image_stems = {(p.parent, p.stem) for p in paths if p.suffix.lower() in EXTENSIONS}
+    hidden: set[Path] = set()
+    for path in paths:
+        rel = path.relative_to(root)
+        top_hidden = next(
+            (i for i, part in enumerate(rel.parts) if part.startswith(".")), None
+        )
+        if top_hidden is not None:
+            mark = Path(*rel.parts[: top_hidden + 1])
+            if mark not in hidden:
+                hidden.add(mark)
+                kind = "folder" if (root / mark).is_dir() else "file"
+                yield Entry(
+                    display_path(str(mark)) + ("/" if kind == "folder" else ""),
+                    None,
+                    skip=("hidden", f"A hidden {kind}; not imported."),
+                )
+            continue
+        if not path.is_file():
+            continue
+        name = display_path(str(rel))
+        if (
+            path.suffix.lower() not in EXTENSIONS
+            and (
+                path.parent,
+                path.stem,
+            )
+            in image_stems
+        ):
+            continue  # beside an image: read by the sidecar readers
         yield Entry(name, lambda path=path: _read_file(path), path)
+
+
+def display_path(path: str) -> str:
+    """A path inside a folder or archive, for display: forward slashes, no
+    control characters, no empty or `.` parts."""
+    parts = path.replace("\\", "/").split("/")
+    shown = "/".join(
+        "".join(ch for ch in part if ch.isprintable())
+        for part in parts
+        if part not in ("", ".")
+    )
+    return shown[:500]
 
 
 def _read_file(path: Path) -> bytes:
@@ -169,21 +259,31 @@ def _read_staged(key: str) -> bytes:
 
 
 def _zip_entries(item: dict[str, str]) -> Iterator[Entry]:
-    """Image members of a zip, in archive order; other members are skipped.
+    """Every file member of a zip, in archive order. Hidden members (and macOS
+    resource forks) and members whose path climbs out of the archive (`..`)
+    are reported, not read; the others are ingested, the content deciding.
 
     Each member is read through a cap, so a zip bomb cannot exhaust memory: its
     declared size is not trusted.
     """
     archive = _open_zip(item)
-    members = [m for m in archive.infolist() if _is_image_member(m)]
+    members = [m for m in archive.infolist() if not m.is_dir()]
     if len(members) > settings.IMAGINEER_MAX_ZIP_MEMBERS:
         raise ValueError(
             f"{item['name']} holds more than "
-            f"{settings.IMAGINEER_MAX_ZIP_MEMBERS} images."
+            f"{settings.IMAGINEER_MAX_ZIP_MEMBERS} files."
         )
     for member in members:
-        name = f"{item['name']}/{safe_display_name(member.filename)}"
-        yield Entry(name, lambda m=member: _read_member(archive, m))
+        parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+        name = f"{item['name']}/{display_path(member.filename)}"
+        if ".." in parts or member.filename.startswith(("/", "\\")):
+            reason = "Its path climbs out of the archive (.. or /); not imported."
+            yield Entry(name, None, skip=("unsafe_path", reason))
+        elif any(part.startswith((".", "__MACOSX")) for part in parts):
+            reason = "A hidden file or macOS resource fork; not imported."
+            yield Entry(name, None, skip=("hidden", reason))
+        else:
+            yield Entry(name, lambda m=member: _read_member(archive, m))
 
 
 def _open_zip(item: dict[str, str]) -> zipfile.ZipFile:
@@ -194,12 +294,6 @@ def _open_zip(item: dict[str, str]) -> zipfile.ZipFile:
     except zipfile.BadZipFile as exc:
         fh.close()
         raise ValueError(f"{item['name']} is not a readable zip archive") from exc
-
-
-def _is_image_member(member: zipfile.ZipInfo) -> bool:
-    path = PurePosixPath(member.filename.replace("\\", "/"))
-    hidden = any(part.startswith((".", "__MACOSX")) for part in path.parts)
-    return not member.is_dir() and not hidden and path.suffix.lower() in EXTENSIONS
 
 
 def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:

@@ -219,10 +219,21 @@ class UploadCountsOut(Schema):
     rejected: int
 
 
+class UploadRunRefOut(Schema):
+    id: int
+    url: str = Field(description="where to follow it: /api/uploads/{id}")
+
+
 class UploadOut(Schema):
     album: AlbumRefOut
     results: list[UploadResultOut]
     counts: UploadCountsOut
+    queued: int = Field(
+        0, description="files left to the worker (status queued): see `run`"
+    )
+    run: UploadRunRefOut | None = Field(
+        None, description="the upload run decoding the queued files (202 only)"
+    )
 
 
 class UploadRunOut(ModelSchema):

@@ -23,6 +23,7 @@ from albums.ingest import (
     ImageRejected,
     InspectedImage,
     inspect_image,
+    needs_worker,
     render_thumbnail,
     safe_display_name,
 )
@@ -615,20 +616,45 @@ __all__ = ["IngestResult", "SourceKind", "image_ingest"]
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+@dataclass(frozen=True)
+class UploadOutcome:
+    """The answer to one upload request: a result per file, and the upload run
+    that decodes its heavy files (status "queued" in `results`), if any."""
+
+    results: list[IngestResult]
+    run: UploadRun | None = None
+
+
 def images_upload(
     *,
     files: Iterable[Any],
     album: Album,
     uploaded_by: User | None = None,
     near_duplicates: str | None = None,
-) -> list[IngestResult]:
+) -> UploadOutcome:
     """Ingest the files of one request into `album`, each on its own: a bad file
     is reported as rejected and never stops the others. Each file is read through
     a cap one byte over the limit, so an oversized one is rejected as too_large
     without being read whole. `near_duplicates`: a NearDuplicates mode (None:
-    the default), one policy for the whole request."""
+    the default), one policy for the whole request.
+
+    Only header checks happen for a file whose header claims more pixels (all
+    frames) than IMAGINEER_UPLOAD_INLINE_PIXELS: it is "queued" and goes to one
+    upload run for the worker to decode, never decoded inside the request."""
     policy = near_duplicate_policy(near_duplicates)
-    return [_upload_one(upload, album, uploaded_by, policy) for upload in files]
+    heavy: list[ContentFile] = []
+    results = [
+        _upload_one(upload, album, uploaded_by, policy, heavy) for upload in files
+    ]
+    run = None
+    if heavy:
+        run = upload_run_create(
+            files=heavy,
+            album=album,
+            uploaded_by=uploaded_by,
+            near_duplicates=policy.mode,
+        )
+    return UploadOutcome(results, run)
 
 
 def _upload_one(
@@ -636,11 +662,16 @@ def _upload_one(
     album: Album,
     uploaded_by: User | None,
     policy: NearDuplicatePolicy | None = None,
+    heavy: list[ContentFile] | None = None,
 ) -> IngestResult:
     from django.conf import settings
 
     name = safe_display_name(upload.name)
     data = upload.read(settings.IMAGINEER_MAX_UPLOAD_BYTES + 1)
+    fits = len(data) <= settings.IMAGINEER_MAX_UPLOAD_BYTES
+    if heavy is not None and fits and needs_worker(data):
+        heavy.append(ContentFile(data, name=name))
+        return IngestResult("queued", name)
     if name.lower().endswith(".zip") or data.startswith(_ZIP_MAGIC):
         return IngestResult(
             "rejected",

@@ -209,6 +209,17 @@ IMAGINEER_MAX_REQUEST_BYTES = env_int("IMAGINEER_MAX_REQUEST_BYTES", 1024 * 1024
 # Below Pillow's own bomb threshold (89.5 MP); checked from the header before decoding.
 IMAGINEER_MAX_IMAGE_PIXELS = env_int("IMAGINEER_MAX_IMAGE_PIXELS", 80_000_000)
 IMAGINEER_MAX_ZIP_MEMBERS = env_int("IMAGINEER_MAX_ZIP_MEMBERS", 20_000)
+# CPU seconds one upload run (bulk upload, zip, folder import) may spend; the
+# files left when it is spent are reported as not imported (code `budget`).
+IMAGINEER_UPLOAD_RUN_CPU_SECONDS = env_int(
+    "IMAGINEER_UPLOAD_RUN_CPU_SECONDS", 1800, minimum=1
+)
+# A file sent to POST /api/images/upload whose header claims more pixels than
+# this (width × height × frames) is decoded by the worker (an upload run, 202),
+# not inside the request.
+IMAGINEER_UPLOAD_INLINE_PIXELS = env_int(
+    "IMAGINEER_UPLOAD_INLINE_PIXELS", 40_000_000, minimum=1
+)
 IMAGINEER_THUMBNAIL_SIZES = (256, 512)
 # Made during ingest (galleries need them at once); the others on first request.
 IMAGINEER_INGEST_THUMBNAIL_SIZES = (256,)

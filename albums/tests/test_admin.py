@@ -428,7 +428,7 @@ def test_album_upload_ingests_jpegs_and_a_zip(
     ]
     page = admin_client.get(response["Location"])
     assert "Uploaded 3 file(s)" in page.text
-    assert "<td>c.jpg</td><td>created</td>" in page.text
+    assert "<td>deck.zip/deck/c.jpg</td><td>created</td>" in page.text
 
 
 def test_album_upload_takes_a_folder(

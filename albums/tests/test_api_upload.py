@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image as PILImage
 
 from albums.models import Album, Image, UploadRun
 from albums.services import image_key
@@ -158,7 +159,7 @@ def test_each_file_gets_its_own_answer(staff_client, settings) -> None:
     assert len(files_under(Path(settings.MEDIA_ROOT))) == 2
 
 
-def test_text_named_as_jpeg_is_a_mismatch_or_unsupported(staff_client) -> None:
+def test_content_decides_a_wrong_extension_is_a_warning(staff_client) -> None:
     png = make_image_bytes("PNG", seed=3)
     response = post_files(
         staff_client,
@@ -166,10 +167,17 @@ def test_text_named_as_jpeg_is_a_mismatch_or_unsupported(staff_client) -> None:
         [("photo.jpg", png), ("readme.txt", b"hello")],
         album_name="A",
     )
-    codes = [r["code"] for r in response.json()["results"]]
-    assert response.status_code == 200  # nothing was created
-    assert codes == ["mismatch", "unsupported"]
-    assert Image.objects.count() == 0
+    assert response.status_code == 201
+    photo, readme = response.json()["results"]
+    assert (photo["status"], readme["status"], readme["code"]) == (
+        "created",
+        "rejected",
+        "unsupported",
+    )
+    assert [w["code"] for w in photo["warnings"]] == ["extension_mismatch"]
+    assert "content is PNG" in photo["warnings"][0]["message"]
+    image = Image.objects.get()
+    assert (image.format, image.file.name.endswith(".png")) == ("PNG", True)
 
 
 def test_directories_in_a_filename_are_dropped(staff_client, settings) -> None:
@@ -313,13 +321,14 @@ def test_bulk_upload_of_a_zip_runs_to_completion(
         k: run[k] for k in ("status", "progress_done", "progress_total", "percent")
     } == {
         "status": "succeeded",
-        "progress_done": 3,
-        "progress_total": 3,
+        "progress_done": 4,
+        "progress_total": 4,
         "percent": 100,
     }
-    assert run["counts"] == {"created": 3, "duplicate": 0, "rejected": 0}
+    assert run["counts"] == {"created": 3, "duplicate": 0, "rejected": 1}
     assert run["album"] == {"id": album.pk, "slug": "deck", "name": "Deck"}
-    assert run["results"] == [
+    names = ["deck.zip/deck/one.jpg", "deck.zip/deck/two.png", "deck.zip/three.jpg"]
+    assert run["results"][:3] == [
         {
             "filename": name,
             "status": "created",
@@ -328,9 +337,14 @@ def test_bulk_upload_of_a_zip_runs_to_completion(
             "reason": None,
             "warnings": [],
         }
-        for name, image in zip(["one.jpg", "two.png", "three.jpg"], images, strict=True)
+        for name, image in zip(names, images, strict=True)
     ]
-    assert (run["message"], run["error"]) == ("3 created, 0 duplicate, 0 rejected", "")
+    readme = run["results"][3]
+    assert (readme["filename"], readme["code"]) == (
+        "deck.zip/README.txt",
+        "unsupported",
+    )
+    assert (run["message"], run["error"]) == ("3 created, 0 duplicate, 1 rejected", "")
     assert album.images.count() == 3
     # The staged archive is gone once the run is done.
     assert not any(
@@ -405,3 +419,154 @@ def test_a_malformed_multipart_body_is_400(staff_client) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error_code"] == "bad_request"
+
+
+# --- every file gets a verdict ------------------------------------------------------
+
+
+def run_of(staff_client, response) -> dict[str, Any]:
+    assert response.status_code == 202, response.content
+    return staff_client.get(f"/api/uploads/{response.json()['id']}").json()
+
+
+def test_zip_members_that_are_not_imported_are_reported(
+    staff_client, django_capture_on_commit_callbacks
+) -> None:
+    archive = zip_of(
+        {
+            "ok.jpg": jpeg(1),
+            "../../escape.jpg": jpeg(2),
+            "deck/../../up.png": make_image_bytes("PNG", seed=3),
+            "__MACOSX/._ok.jpg": b"\x00\x05\x16\x07",
+            ".hidden.jpg": jpeg(4),
+            "named.txt": jpeg(5),  # content decides: a JPEG, with a warning
+        }
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_files(staff_client, BULK, [("a.zip", archive)], album_name="Z")
+    results = {r["filename"]: r for r in run_of(staff_client, response)["results"]}
+    verdicts = {name: (r["status"], r["code"]) for name, r in results.items()}
+    assert verdicts == {
+        "a.zip/ok.jpg": ("created", None),
+        "a.zip/../../escape.jpg": ("rejected", "unsafe_path"),
+        "a.zip/deck/../../up.png": ("rejected", "unsafe_path"),
+        "a.zip/__MACOSX/._ok.jpg": ("rejected", "hidden"),
+        "a.zip/.hidden.jpg": ("rejected", "hidden"),
+        "a.zip/named.txt": ("created", None),
+    }
+    assert all(r["reason"] for r in results.values() if r["status"] == "rejected")
+    warnings = results["a.zip/named.txt"]["warnings"]
+    assert [w["code"] for w in warnings] == ["extension_mismatch"]
+    assert Image.objects.count() == 2
+
+
+def test_a_run_stops_decoding_when_its_cpu_budget_is_spent(
+    staff_client, django_capture_on_commit_callbacks, settings
+) -> None:
+    settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS = 0  # spent by the first file
+    archive = zip_of({f"{n}.png": make_image_bytes("PNG", seed=n) for n in range(4)})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_files(staff_client, BULK, [("a.zip", archive)], album_name="B")
+    run = run_of(staff_client, response)
+    assert run["status"] == "succeeded"
+    assert [r["code"] for r in run["results"]] == [None, "budget", "budget", "budget"]
+    reason = run["results"][1]["reason"]
+    assert "IMAGINEER_UPLOAD_RUN_CPU_SECONDS" in reason and "file 2 of 4" in reason
+    assert run["counts"] == {"created": 1, "duplicate": 0, "rejected": 3}
+
+
+def apng(size: tuple[int, int], frames: int) -> bytes:
+    first, *rest = (
+        PILImage.new("RGB", size, (n * 40 % 256, 90, 200)) for n in range(frames)
+    )
+    buf = io.BytesIO()
+    first.save(buf, "PNG", save_all=True, append_images=rest)
+    return buf.getvalue()
+
+
+def test_a_heavy_file_is_decoded_by_the_worker_not_the_request(
+    staff_client, django_capture_on_commit_callbacks, settings
+) -> None:
+    settings.IMAGINEER_UPLOAD_INLINE_PIXELS = 200 * 200 * 3
+    heavy = apng((200, 200), 4)  # 160,000 pixels over its frames
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post_files(
+            staff_client,
+            UPLOAD,
+            [("light.jpg", jpeg(1)), ("heavy.png", heavy)],
+            album_name="H",
+        )
+    assert response.status_code == 202
+    body = response.json()
+    run_id = body["run"]["id"]
+    assert response["Location"] == body["run"]["url"] == f"/api/uploads/{run_id}"
+    assert [r["status"] for r in body["results"]] == ["created", "queued"]
+    assert (body["counts"]["created"], body["queued"]) == (1, 1)
+    # The request stored the light file only: the heavy one waits for the worker.
+    assert Image.objects.count() == 1
+    for callback in callbacks:
+        callback()
+    run = staff_client.get(body["run"]["url"]).json()
+    assert run["status"] == "succeeded"
+    assert [(r["filename"], r["status"]) for r in run["results"]] == [
+        ("heavy.png", "created")
+    ]
+    stored = Image.objects.get(pk=run["results"][0]["image_id"])
+    assert (stored.is_animated, stored.width) == (True, 200)
+
+
+def test_an_ordinary_upload_still_answers_201_without_a_run(staff_client) -> None:
+    response = post_files(staff_client, UPLOAD, [("a.jpg", jpeg(1))], album_name="O")
+    assert response.status_code == 201
+    assert (response.json()["run"], response.json()["queued"]) == (None, 0)
+    assert not response.has_header("Location")
+
+
+def test_a_resumed_run_counts_the_file_in_flight_at_the_crash_as_created(
+    staff_client, django_capture_on_commit_callbacks
+) -> None:
+    """The state a `kill -9` leaves mid-file: the first result checkpointed,
+    the second image stored but its result not; the worker then resumes."""
+    from albums.runs import upload_run_execute
+    from albums.services import image_ingest
+    from imagineer_project.runs import run_claim
+
+    archive = zip_of({"1.jpg": jpeg(1), "2.jpg": jpeg(2), "3.jpg": jpeg(3)})
+    with django_capture_on_commit_callbacks(execute=False):
+        response = post_files(staff_client, BULK, [("a.zip", archive)], album_name="R")
+    run = UploadRun.objects.get(pk=response.json()["id"])
+    run = run_claim(UploadRun, run.pk)  # attempt 1
+    by = {"source_kind": "upload", "album": run.album, "uploaded_by": run.uploaded_by}
+    first = image_ingest(data=jpeg(1), filename="1.jpg", **by)
+    in_flight = image_ingest(data=jpeg(2), filename="2.jpg", **by)
+    UploadRun.objects.filter(pk=run.pk).update(
+        results=[first.as_dict() | {"filename": "a.zip/1.jpg"}],
+        created_count=1,
+        status="queued",  # what the reaper makes of a dead worker's run
+    )
+    run = run_claim(UploadRun, run.pk)  # attempt 2 resumes at file 2
+    assert run.attempts == 2
+    upload_run_execute(run)
+    run.refresh_from_db()
+    assert [r["status"] for r in run.results] == ["created", "created", "created"]
+    assert run.results[1]["image_id"] == in_flight.image.pk
+    assert (run.created_count, run.duplicate_count) == (3, 0)
+
+
+def test_a_real_duplicate_after_a_resume_is_still_a_duplicate(
+    staff_client, django_capture_on_commit_callbacks
+) -> None:
+    from albums.runs import upload_run_execute
+    from albums.services import image_ingest
+    from imagineer_project.runs import run_claim
+
+    known = image_ingest(data=jpeg(7), filename="old.jpg", source_kind="upload")
+    archive = zip_of({"1.jpg": jpeg(7), "2.jpg": jpeg(8)})
+    with django_capture_on_commit_callbacks(execute=False):
+        response = post_files(staff_client, BULK, [("a.zip", archive)], album_name="R")
+    UploadRun.objects.filter(pk=response.json()["id"]).update(attempts=1)
+    run = run_claim(UploadRun, response.json()["id"])
+    upload_run_execute(run)
+    run.refresh_from_db()
+    assert [r["status"] for r in run.results] == ["duplicate", "created"]
+    assert run.results[0]["image_id"] == known.image.pk

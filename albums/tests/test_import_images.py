@@ -37,8 +37,26 @@ def test_imports_a_folder_recursively_with_sidecar_captions(tmp_path, capsys) ->
         "The Fool, a young traveller at a cliff edge",
     )
     out, err = capsys.readouterr()
-    assert "2 new, 0 already known, 1 rejected, 1 caption(s)" in out
-    assert "rejected broken.jpg" in err
+    assert "2 new, 0 already known, 3 rejected, 1 caption(s)" in out
+    # Every file not imported, by its path in the folder, with the reason.
+    assert "rejected major/broken.jpg: Corrupt" in err
+    assert "rejected major/notes.md: Not a recognised image" in err
+    assert "rejected .hidden/: A hidden folder; not imported." in err
+    assert "fool.txt" not in err  # a caption beside its image, not a reject
+
+
+def test_files_of_the_same_name_are_told_apart_by_their_path(tmp_path, capsys) -> None:
+    root = tmp_path / "deck"
+    for folder in ("minor", "major"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "card.gif").write_bytes(b"GIF89a not really")
+    (root / "scan.jpg").write_bytes(make_image_bytes("PNG", seed=9))
+    call_command("import_images", str(root), album="Deck", quiet=True)
+    err = capsys.readouterr().err
+    assert "rejected major/card.gif" in err and "rejected minor/card.gif" in err
+    # The content decides: a PNG named .jpg is imported, with a warning.
+    assert "extension_mismatch scan.jpg: named .jpg, content is PNG" in err
+    assert Image.objects.get().format == "PNG"
 
 
 def test_running_the_import_twice_duplicates_nothing(tmp_path, capsys) -> None:

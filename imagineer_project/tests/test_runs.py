@@ -146,13 +146,16 @@ def test_bulk_upload_runs_twice_without_duplicating_anything(
     with django_capture_on_commit_callbacks(execute=True):
         run = upload_run_create(files=files, album=album)
     run.refresh_from_db()
-    assert (run.status, run.progress_done, run.progress_total) == (S.SUCCEEDED, 4, 4)
-    assert (run.created_count, run.duplicate_count, run.rejected_count) == (3, 0, 1)
-    assert [r["status"] for r in run.results] == [
-        "created",
-        "created",
-        "created",
-        "rejected",
+    assert (run.status, run.progress_done, run.progress_total) == (S.SUCCEEDED, 6, 6)
+    assert (run.created_count, run.duplicate_count, run.rejected_count) == (3, 0, 3)
+    # Every file gets a verdict, the archive's readme and resource fork too.
+    assert [(r["status"], r.get("code")) for r in run.results] == [
+        ("created", None),
+        ("created", None),
+        ("created", None),
+        ("rejected", "unsupported"),
+        ("rejected", "hidden"),
+        ("rejected", "corrupt"),
     ]
     assert not list(Path(settings.MEDIA_ROOT, "staging").rglob("*.*"))
 
