@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,11 @@ from albums.models import AlbumImage, Image, SourceKind
 from albums.services import (
     album_add_images,
     album_delete,
+    content_filename,
     image_ingest,
     image_thumbnail_key,
     images_delete,
+    near_duplicate_policy,
     thumbnail_key,
 )
 from albums.tests.builders import make_album, make_image
@@ -134,3 +137,56 @@ def test_storage_writes_leave_no_temporary_files(settings) -> None:
     for n in range(3):
         make_image(seed=10 + n)
     assert not list(Path(settings.MEDIA_ROOT).rglob(".tmp-*"))
+
+
+# --- one duplicate and format policy (the doors: test_duplicate_policy.py) -------
+
+
+def test_content_names_the_stored_file_and_the_name_is_a_warning(settings) -> None:
+    """WebP bytes named .jpg: accepted, stored and named as .webp, and the
+    inspection's extension_mismatch reaches the caller's result."""
+    result = image_ingest(
+        data=make_image_bytes("WEBP", seed=21),
+        filename="photo.jpg",
+        source_kind=SourceKind.UPLOAD,
+    )
+    image = result.image
+    assert result.status == "created"
+    assert image.file.name.endswith(f"{image.sha256}.webp")
+    assert image.original_filename == "photo.webp"
+    assert result.filename == "photo.jpg"  # the answer names what was sent
+    codes = [w["code"] for w in result.as_dict()["warnings"]]
+    assert codes == ["extension_mismatch"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "expected"),
+    [
+        ("photo.jpg", "WEBP", "photo.webp"),
+        ("photo.JPEG", "JPEG", "photo.JPEG"),
+        ("scan.png", "JPEG", "scan.jpg"),
+        ("image", "PNG", "image.png"),
+        ("render.php", "GIF", "render.php.gif"),
+        ("", "PNG", ""),
+    ],
+)
+def test_content_filename(name: str, fmt: str, expected: str) -> None:
+    assert content_filename(name, fmt) == expected
+
+
+def test_without_a_policy_only_exact_copies_are_caught() -> None:
+    """Callers that store the system's own images (generation, training
+    previews) pass no policy: a near duplicate is stored as it is."""
+    picture = make_image_bytes("JPEG", (480, 360), seed=101)
+    with PILImage.open(io.BytesIO(picture)) as im:
+        buf = io.BytesIO()
+        im.resize((240, 180)).save(buf, "JPEG", quality=70)
+    first = image_ingest(data=picture, filename="a.jpg", source_kind="generated")
+    second = image_ingest(
+        data=buf.getvalue(), filename="b.jpg", source_kind="generated"
+    )
+    assert (first.status, second.status) == ("created", "created")
+    assert second.warnings == ()
+    policy = near_duplicate_policy()
+    assert policy.mode == "replace_smaller"
+    assert policy.nearest(second.image.phash)[0] in (first.image, second.image)
