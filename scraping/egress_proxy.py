@@ -155,6 +155,10 @@ class _Server(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.proxy = proxy
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # To the log, not socketserver's print to stderr; the connection is closed.
+        logger.exception("egress proxy: a connection failed")
+
 
 class _Handler(socketserver.BaseRequestHandler):
     server: _Server
