@@ -27,6 +27,7 @@ from imagineer_project.errors import Invalid
 from imagineer_project.permissions import person
 from training.ml.kohya import kohya_key_problems
 from training.models import Lora, TrainingRun
+from training.paths import base_model_name
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -300,7 +301,7 @@ def lora_register_from_run(*, run: TrainingRun, lora_path: Path) -> Lora:
         "sha256": sha256,
         "size": path.stat().st_size,
         "trigger_words": [trigger] if trigger else [],
-        "base_model": run.base_model,
+        "base_model": base_model_name(run.base_model),
         "rank": run.config.get("rank") or _rank(info),
         "alpha": run.config.get("alpha") or _alpha(info),
         "metadata": info.metadata,

@@ -39,6 +39,7 @@ from imagineer_project.runs import (
 from training.datasets.files import caption_with_trigger, dataset_materialize
 from training.ml.config import StepReport, TrainConfig, TrainResult, TrainSample
 from training.models import DatasetVersion, TrainingRun
+from training.paths import base_model_name, without_paths
 from training.registry import lora_register_from_run
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ def _train_config(run: TrainingRun, output_dir: Path) -> TrainConfig:
     fields = {name: run.config[name] for name in _ML_FIELDS if name in run.config}
     return TrainConfig(
         base_model=run.base_model,
+        base_model_name=base_model_name(run.base_model),
         output_dir=str(output_dir),
         device=settings.TRAINING_DEVICE,
         trigger_word=run.dataset.trigger_word,
@@ -209,7 +211,8 @@ def training_manifest(run: TrainingRun, config: TrainConfig) -> dict[str, Any]:
             "images": run.dataset.captioned_count,
             "trigger_word": run.dataset.trigger_word,
         },
-        "base_model": {"id": run.base_model, "sha256": base_hash},
+        # Its name and hash identify the model; where it lies does not.
+        "base_model": {"id": base_model_name(run.base_model), "sha256": base_hash},
         "libraries": library_versions(),
         "device": _device_name(),
         "seed": config.seed,
@@ -303,6 +306,8 @@ class _Tracker:
 
     def log(self, line: str) -> None:
         logger.info("Training run %s: %s", self.run.pk, line)
+        # The server log keeps the paths; the run's log is shown to callers.
+        line = without_paths(line, base_model=self.run.base_model)
         self.lines.append(f"{timezone.now():%H:%M:%S} {line}")
         self._save(log_tail="\n".join(self.lines))
 

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from imagineer_project.run_api import RunFilterIn
 from training.models import DatasetVersion, Lora, TrainingRun
+from training.paths import base_model_name
 from training.services import training_run_can_start
 
 AlbumRef = Annotated[str, StringConstraints(min_length=1, max_length=220)] | int
@@ -124,6 +125,11 @@ class TrainingRunOut(ModelSchema):
             "finished_at",
             "heartbeat_at",
         ]
+
+    @staticmethod
+    def resolve_base_model(run: TrainingRun) -> str:
+        # A local folder by its name: no response shows a filesystem path.
+        return base_model_name(run.base_model)
 
     @staticmethod
     def resolve_lora_id(run: TrainingRun) -> int | None:

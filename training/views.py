@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from training.models import Lora, TrainingRun
+from training.paths import base_model_name
 from training.selectors import training_run_log_lines, training_runs
 from training.services import training_run_can_start
 
@@ -76,6 +77,7 @@ def run_report(run: TrainingRun) -> dict[str, Any]:
         ]
     return {
         "run": run,
+        "base_model": base_model_name(run.base_model),  # a name, never a path
         "chart": loss_chart(run.loss_curve, run.progress_total),
         "eta": duration(run.eta_seconds),
         "log_lines": training_run_log_lines(run),

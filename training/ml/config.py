@@ -50,6 +50,9 @@ class TrainConfig:
     sample_seed: int = 0
     sample_steps: int = 20
     output_name: str = "lora"
+    # How the LoRA's metadata names the base model (a local folder's name, not
+    # its path); `base_model` when empty.
+    base_model_name: str = ""
 
     def problems(self) -> list[str]:
         """Human-readable reasons this config cannot run; empty when it can."""

@@ -594,8 +594,10 @@ def _metadata(
     sample_count: int,
     precision: str,
 ) -> dict[str, str]:
+    # Written into the file: the model's name, never where it lies on disk.
+    base_model = config.base_model_name or config.base_model
     ours = {
-        "base_model": config.base_model,
+        "base_model": base_model,
         "base_model_hash": base_hash,
         "rank": str(config.rank),
         "alpha": repr(float(config.alpha)),
@@ -621,7 +623,7 @@ def _metadata(
     }
     return kohya_metadata(
         output_name=config.output_name,
-        base_model=config.base_model,
+        base_model=base_model,
         rank=config.rank,
         alpha=config.alpha,
         steps=steps_done,
