@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,8 +43,8 @@ FILES = {
 }
 PAGES = {
     "/webp.html": '<html><body><img src="/img/photo.jpg"></body></html>',
-    # The small copy first: one request at a time, it is saved before the big
-    # one arrives and replaces it.
+    # The small copy first: the big one answers later (Site.do_GET), so the
+    # small one is saved before the big one arrives and replaces it.
     "/pair.html": '<html><body><img src="/img/small.jpg"> '
     '<p>text</p> <img src="/img/big.jpg"></body></html>',
 }
@@ -57,6 +58,8 @@ class Site(BaseHTTPRequestHandler):
         if self.path in PAGES:
             body, kind = PAGES[self.path].encode(), "text/html; charset=utf-8"
         elif self.path in FILES:
+            if self.path == "/img/big.jpg":
+                time.sleep(0.8)  # the small copy is stored first
             body, kind = FILES[self.path], "image/jpeg"  # the type lies too
         else:
             self.send_error(404)
