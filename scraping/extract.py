@@ -389,10 +389,14 @@ class _Collector:
             named_large and _path_extension(url) == ""
         ):
             return
+        # A preview wrapper holds one picture; a section with a lazy background
+        # and several images inside holds content, not previews.
+        inner = element.find_all("img", limit=2)
         previews = [
             img
-            for img in element.find_all("img")
-            if not any(img.has_attr(a) for a in (*SRCSET_ATTRS, *LAZY_SRC_ATTRS))
+            for img in inner
+            if len(inner) == 1
+            and not any(img.has_attr(a) for a in (*SRCSET_ATTRS, *LAZY_SRC_ATTRS))
             and not any(img.has_attr(a) for a in LARGE_ATTRS)
         ]
         self.handled.update(id(img) for img in previews)

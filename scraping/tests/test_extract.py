@@ -465,7 +465,9 @@ def test_blur_up_and_lazy_patterns_name_the_full_image_only() -> None:
         <figure data-src="heron.jpg"><img src="heron-tiny.jpg" alt="Heron">
           <figcaption>A grey heron</figcaption></figure>
         <img src="{PIXEL}" data-src="owl.jpg" alt="Owl">
-        <div data-src="/widgets/map"><img src="map.jpg" alt="Map"></div>"""
+        <div data-src="/widgets/map"><img src="map.jpg" alt="Map"></div>
+        <section data-src="sea.jpg"><img src="gull.jpg" alt="Gull">
+          <img src="tern.jpg" alt="Tern"></section>"""
     )
 
     assert [(c.url.removeprefix(BASE), c.alt) for c in found] == [
@@ -475,6 +477,10 @@ def test_blur_up_and_lazy_patterns_name_the_full_image_only() -> None:
         ("heron.jpg", "Heron"),
         ("owl.jpg", "Owl"),
         ("map.jpg", "Map"),  # data-src that names no image: the img stands
+        # A lazy background behind several pictures: all of them are content.
+        ("sea.jpg", ""),
+        ("gull.jpg", "Gull"),
+        ("tern.jpg", "Tern"),
     ]
     assert found[3].figcaption == "A grey heron"
 
