@@ -570,3 +570,19 @@ def test_a_real_duplicate_after_a_resume_is_still_a_duplicate(
     run.refresh_from_db()
     assert [r["status"] for r in run.results] == ["duplicate", "created"]
     assert run.results[0]["image_id"] == known.image.pk
+
+
+def test_no_stored_file_carries_a_hostile_payload(staff_client, settings) -> None:
+    """The whole hostile table through the upload API: each file gets its
+    verdict, and no file written to storage holds a script or document."""
+    from albums.tests import hostile
+
+    cases = hostile.CASES
+    files = [(case.filename, case.build()) for case in cases]
+    response = post_files(staff_client, UPLOAD, files, album_name="Hostile")
+    results = response.json()["results"]
+    verdicts = [r["code"] or "accept" for r in results]
+    assert verdicts == [case.expect for case in cases]
+    stored = [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+    assert stored  # the accepted files and their thumbnails
+    assert [p.name for p in stored if hostile.PAYLOAD.search(p.read_bytes())] == []
