@@ -691,7 +691,13 @@ def _css_background_urls(style: str) -> list[str]:
 def _region(element: Tag) -> str:
     """The page chrome region (header, nav, footer) `element` sits in, if any."""
     region = _ancestor(element, *CHROME_REGIONS)
-    return region.name if region is not None else ""
+    if region is None:
+        return ""
+    # An <article>'s own header or footer is part of the content (its hero
+    # picture), not the site's chrome.
+    if region.name != "nav" and _ancestor(region, "article", "main", "section"):
+        return ""
+    return region.name
 
 
 def _figcaption(element: Tag) -> str:

@@ -743,15 +743,18 @@ def test_page_chrome_is_found_from_the_markup() -> None:
         """<header><a href="/"><img src="/img/logo.png" alt="Cards"></a></header>
         <main><img src="/img/logo-tee.jpg" alt="A t-shirt printed with our logo"
         width="400" height="400"></main>
-        <footer><img src="/img/payment-icons.png" alt="We take cards"></footer>"""
+        <footer><img src="/img/payment-icons.png" alt="We take cards"></footer>
+        <article><header><img src="/img/logo-launch.jpg" alt="Launch"></header>
+        </article>"""
     )
 
     assert [(c.url.rsplit("/", 1)[1], c.region) for c in found] == [
         ("logo.png", "header"),
         ("logo-tee.jpg", ""),
         ("payment-icons.png", "footer"),
+        ("logo-launch.jpg", ""),  # an article's header is content
     ]
-    assert [looks_like_ui_asset(c) for c in found] == [True, False, True]
+    assert [looks_like_ui_asset(c) for c in found] == [True, False, True, True]
 
 
 # --- needs_js -----------------------------------------------------------------
