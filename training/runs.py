@@ -96,7 +96,18 @@ def training_run_execute(
         raise
     except Exception as exc:
         tracker.log(f"Failed: {type(exc).__name__}: {exc}")
+        _hide_paths(exc, run)
         raise
+
+
+def _hide_paths(exc: Exception, run: TrainingRun) -> None:
+    """The failure's message becomes the run's `error`, which callers see: name
+    paths in it as the run's log does (the server log above keeps them). Only a
+    plain one-message exception is reworded; its type stays, so whether the run
+    is retried does not change."""
+    plain = type(exc).__str__ is BaseException.__str__
+    if plain and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        exc.args = (without_paths(exc.args[0], base_model=run.base_model),)
 
 
 def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) -> str:
