@@ -185,13 +185,16 @@ def image_header(data: bytes, fmt: str) -> Header:
                 return Header(fmt, width, height, getattr(im, "n_frames", 1))
             finally:
                 im.close()
-    except PILImage.DecompressionBombError as exc:  # a container's inner image
+    except PILImage.DecompressionBombError as exc:  # Pillow's check inside a reader
+        # Its message carries the claimed size ("Image size (N pixels) ...");
+        # our answer quotes our limit, never Pillow's.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        claim = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
         cap = settings.IMAGINEER_MAX_IMAGE_PIXELS
         raise ImageRejected(
             "too_many_pixels",
-            f"The image claims more than {max(cap, 2 * PILImage.MAX_IMAGE_PIXELS):,}"
-            f" pixels; the limit is {cap:,} pixels (IMAGINEER_MAX_IMAGE_PIXELS, "
-            "decompression bomb protection).",
+            f"The image claims {claim}; the limit is {cap:,} pixels "
+            "(IMAGINEER_MAX_IMAGE_PIXELS, decompression bomb protection).",
         ) from exc
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError...
         raise ImageRejected(

@@ -181,6 +181,15 @@ def webp_with_xmp(xmp: bytes) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+def webp_claiming(width: int, height: int) -> bytes:
+    """A small lossless WEBP behind a VP8X header claiming a width×height canvas."""
+    data = make_image_bytes("WEBP", (40, 30), seed=27, lossless=True)
+    vp8x = struct.pack("<4sI", b"VP8X", 10) + bytes(4)
+    vp8x += (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    body = b"WEBP" + vp8x + data[12:]
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -285,6 +294,12 @@ CASES = [
         "jpeg-sof-bomb",
         lambda: jpeg_sof_claiming(60_000, 60_000),
         "s.jpg",
+        "too_many_pixels",
+    ),
+    Case(
+        "webp-vp8x-bomb",
+        lambda: webp_claiming(16_000, 16_000),
+        "w.webp",
         "too_many_pixels",
     ),
     Case(
