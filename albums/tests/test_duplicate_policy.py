@@ -64,8 +64,9 @@ class Site(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path == "/":
-            body, kind = b'<html><body><img src="/img/picture.jpg"></body></html>', (
-                "text/html; charset=utf-8"
+            body, kind = (
+                b'<html><body><img src="/img/picture.jpg"></body></html>',
+                ("text/html; charset=utf-8"),
             )
         elif self.path == "/img/picture.jpg":
             body, kind = Site.image, "image/jpeg"
@@ -148,6 +149,8 @@ def door(
         out, err = capsys.readouterr()
         result = _from_result(UploadRun.objects.latest("id").results[0])
         result["text"] = err  # what the command says about the file
+        if result["near"] is not None:
+            assert f"1 near duplicate(s) of library images ({mode})" in out
         return result
 
     def scrape(data: bytes, mode: str) -> dict[str, Any]:

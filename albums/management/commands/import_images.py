@@ -87,11 +87,21 @@ class Command(BaseCommand):
                 )
         if run.status != UploadRun.Status.SUCCEEDED:
             raise CommandError(f"Folder import #{run.pk} {run.status}: {run.error}")
+        near = sum(
+            any(w["code"] == "near_duplicate" for w in r.get("warnings", ()))
+            for r in run.results
+        )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Album '{album.name}' (/albums/{album.slug}/): "
                 f"{run.created_count} new, {run.duplicate_count} already known, "
                 f"{run.rejected_count} rejected, "
-                f"{run.sidecar_count} caption(s) from .txt files."
+                f"{run.sidecar_count} caption(s) from .txt files"
+                + (
+                    f"; {near} near duplicate(s) of library images "
+                    f"({run.near_duplicates})."
+                    if near
+                    else "."
+                )
             )
         )
