@@ -229,9 +229,13 @@ def needs_worker(data: bytes) -> bool:
     if fmt is None:
         return False
     try:
-        header = image_header(data, fmt)
+        # The header of the sanitised file, as inspect_image reads it: a text
+        # chunk Pillow refuses to read must not make a heavy file look light.
+        # (Sanitising walks chunks only, except BMP's, which decodes.)
+        clean = data if fmt == "BMP" else sanitize(data, fmt).data
+        header = image_header(clean, fmt)
         check_pixels(header)
-    except ImageRejected:
+    except Exception:  # refused or broken: answered at once by inspect_image
         return False
     return header.frame_pixels > settings.IMAGINEER_UPLOAD_INLINE_PIXELS
 

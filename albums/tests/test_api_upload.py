@@ -515,6 +515,22 @@ def test_a_heavy_file_is_decoded_by_the_worker_not_the_request(
     assert (stored.is_animated, stored.width) == (True, 200)
 
 
+def test_a_text_chunk_bomb_does_not_hide_a_heavy_file(
+    staff_client, django_capture_on_commit_callbacks, settings
+) -> None:
+    from albums.tests.hostile import png_chunk, png_insert
+
+    settings.IMAGINEER_UPLOAD_INLINE_PIXELS = 200 * 200 * 3
+    z = zlib.compressobj(9)
+    bomb = z.compress(b" " * (64 * 1024 * 1024)) + z.flush()
+    heavy = png_insert(apng((200, 200), 4), png_chunk(b"zTXt", b"c\x00\x00" + bomb))
+    with django_capture_on_commit_callbacks(execute=False):
+        response = post_files(staff_client, UPLOAD, [("h.png", heavy)], album_name="H")
+    assert response.status_code == 202
+    assert response.json()["results"][0]["status"] == "queued"
+    assert Image.objects.count() == 0
+
+
 def test_an_ordinary_upload_still_answers_201_without_a_run(staff_client) -> None:
     response = post_files(staff_client, UPLOAD, [("a.jpg", jpeg(1))], album_name="O")
     assert response.status_code == 201
