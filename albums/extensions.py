@@ -3,8 +3,9 @@
 Albums is the bottom app layer: it may not import labeling, scraping, training
 or legacy. Those apps still have something to say on an image's page (its
 labels, the recipe it was generated with), in the image API (the recipe), on
-an album's page (labeling coverage) and about the files beside an imported
-image (a `.txt` caption). Each registers its piece here from its
+an album's page (labeling coverage), about the files beside an imported
+image (a `.txt` caption) and about an image a larger near duplicate replaces
+(its labels move). Each registers its piece here from its
 `AppConfig.ready()`; albums renders whatever is registered, in `order`.
 
 Registration is explicit and happens once per process, before any request:
@@ -53,6 +54,9 @@ class DetailField:
 
 # (image, the image file's path on disk) -> things recorded from files beside it
 SidecarReader = Callable[["Image", Path], int]
+# (smaller, larger): a larger near duplicate replaces `smaller`, which is about to
+# be deleted; move what the app keeps about it (its labels) to `larger`.
+ImageReplacer = Callable[["Image", "Image"], None]
 
 
 class Extensions:
@@ -61,6 +65,7 @@ class Extensions:
         self.album_page: dict[str, PagePart] = {}
         self.image_detail: dict[str, DetailField] = {}
         self.sidecar_readers: dict[str, SidecarReader] = {}
+        self.image_replacers: dict[str, ImageReplacer] = {}
 
     def add_image_page_part(self, part: PagePart) -> None:
         self.image_page[part.name] = part
@@ -73,6 +78,9 @@ class Extensions:
 
     def add_sidecar_reader(self, name: str, reader: SidecarReader) -> None:
         self.sidecar_readers[name] = reader
+
+    def add_image_replacer(self, name: str, replacer: ImageReplacer) -> None:
+        self.image_replacers[name] = replacer
 
 
 registry = Extensions()
@@ -103,6 +111,13 @@ def image_detail_value(name: str, image: Image, request: HttpRequest | None) -> 
     """A registered detail field's value; None when no app registered it."""
     field = registry.image_detail.get(name)
     return None if field is None else field.value(image, request)
+
+
+def image_replaced(smaller: Image, larger: Image) -> None:
+    """Let every registered app move what it keeps about `smaller` (a near
+    duplicate about to be deleted) to `larger`, the copy that replaces it."""
+    for replacer in registry.image_replacers.values():
+        replacer(smaller, larger)
 
 
 def read_sidecars(image: Image, path: Path) -> int:

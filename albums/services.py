@@ -155,8 +155,10 @@ def near_duplicate_replace(
 ) -> bool:
     """`larger` takes `smaller`'s place (its position) in `album`; `smaller` is
     then deleted when no album holds it any more. `on_delete(smaller, larger)`
-    runs just before that delete (an upper layer moves what it keeps about the
-    smaller copy, e.g. the scraper's captions). Returns whether it was deleted."""
+    runs just before that delete (the caller updates what it keeps about the
+    smaller copy, e.g. the scraper's counters), after the apps registered in
+    albums.extensions moved theirs (labeling: its labels). Returns whether it
+    was deleted."""
     if album is not None:
         with transaction.atomic():
             Album.objects.select_for_update().filter(pk=album.pk).exists()
@@ -167,6 +169,9 @@ def near_duplicate_replace(
                 there.update(image=larger)
     if smaller.memberships.exists():
         return False
+    from albums.extensions import image_replaced
+
+    image_replaced(smaller, larger)
     if on_delete is not None:
         on_delete(smaller, larger)
     images_delete(images=[smaller])

@@ -14,7 +14,7 @@ from albums.extensions import PagePart, registry
 from albums.models import Album, Image
 from imagineer_project.permissions import is_staff
 from labeling.analytics import album_labeling_analytics
-from labeling.models import Label
+from labeling.models import IMPORTED_SOURCES, Label
 from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
 from labeling.services import label_get_or_create
 
@@ -61,6 +61,22 @@ def caption_sidecar(image: Image, path: Path) -> int:
     return int(created)
 
 
+def labels_to_larger_copy(smaller: Image, larger: Image) -> None:
+    """A larger near duplicate replaces `smaller` (albums.services
+    near_duplicate_replace): its labels describe the same picture, so they move
+    to `larger`, whoever wrote them; an imported text the larger copy already
+    has is not repeated (it goes with the smaller copy)."""
+    for label in smaller.labels.all():
+        twin = (
+            label.source in IMPORTED_SOURCES
+            and larger.labels.filter(
+                kind=label.kind, source=label.source, text_sha256=label.text_sha256
+            ).exists()
+        )
+        if not twin:
+            Label.objects.filter(pk=label.pk).update(image=larger)
+
+
 def register() -> None:
     registry.add_image_page_part(
         PagePart("labels", "labeling/_image_labels.html", image_labels_context, 10)
@@ -69,3 +85,4 @@ def register() -> None:
         PagePart("coverage", "labeling/_coverage.html", album_coverage_context, 10)
     )
     registry.add_sidecar_reader("caption", caption_sidecar)
+    registry.add_image_replacer("labels", labels_to_larger_copy)

@@ -625,15 +625,9 @@ class ScrapeRun:
 
     def _replaced(self, smaller: Image, larger: Image) -> None:
         """Just before a smaller near duplicate that a larger download replaced
-        is deleted: its captions move to the larger copy (they describe the
-        same picture, and a re-run, which finds the larger copy first, would put
-        them there too, so the result does not depend on download order); if
-        this job saved it, it no longer counts as saved and its log entry says
-        what became of it."""
-        for label in smaller.labels.filter(source=Label.Source.HTML):
-            label_get_or_create(
-                image=larger, kind=label.kind, text=label.text, source=label.source
-            )
+        is deleted (its captions have moved to the larger copy: labeling's
+        replacer, see albums.extensions): if this job saved it, it no longer
+        counts as saved and its log entry says what became of it."""
         saved_here = self.job.log.filter(image=smaller, outcome=Outcome.SAVED)
         if saved_here.exists():
             self.job.images_saved -= 1

@@ -401,3 +401,23 @@ def test_a_replaced_copy_held_by_another_album_stays_there(staff_client) -> None
     assert list(other.images.values_list("pk", flat=True)) == [small.pk]
     target = Album.objects.get(name="Target")
     assert list(target.images.values_list("pk", flat=True)) == [result["image_id"]]
+
+
+def test_a_replaced_copys_labels_move_to_the_larger_one(staff_client) -> None:
+    """A person's caption and a sidecar caption of the smaller copy describe the
+    same picture: replace_smaller moves them, it does not delete them with it."""
+    from labeling.models import Label
+    from labeling.services import label_create, label_get_or_create
+
+    album = target_album("upload")
+    small = library_holds(SMALL, album)
+    label_create(image=small, kind="caption", text="The Fool at the cliff edge")
+    label_get_or_create(image=small, kind="caption", text="fool", source="sidecar")
+    response = post_files(
+        staff_client, "/api/images/upload", [("p.jpg", PICTURE)], album_name="Target"
+    )
+    (result,) = response.json()["results"]
+    assert result["warnings"][0]["action"] == "replaced"
+    assert set(
+        Label.objects.filter(image_id=result["image_id"]).values_list("source", "text")
+    ) == {("human", "The Fool at the cliff edge"), ("sidecar", "fool")}
