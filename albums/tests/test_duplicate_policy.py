@@ -346,7 +346,9 @@ def test_the_cli_flag_refuses_an_unknown_mode(tmp_path) -> None:
             call_command(*command, "--near-duplicates", "merge")
 
 
-def test_the_admin_upload_form_offers_the_choice(admin_client) -> None:
+def test_the_admin_upload_form_offers_the_choice(
+    admin_client, django_capture_on_commit_callbacks
+) -> None:
     album = target_album("upload")
     small = library_holds(SMALL, album)
     page = admin_client.get(f"/admin/albums/album/{album.pk}/upload/")
@@ -355,18 +357,23 @@ def test_the_admin_upload_form_offers_the_choice(admin_client) -> None:
         assert f'value="{value}"' in page.content.decode()
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = admin_client.post(
-        f"/admin/albums/album/{album.pk}/upload/",
-        {
-            "files": [SimpleUploadedFile("p.jpg", PICTURE)],
-            "near_duplicates": "skip",
-        },
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            f"/admin/albums/album/{album.pk}/upload/",
+            {
+                "files": [SimpleUploadedFile("p.jpg", PICTURE)],
+                "near_duplicates": "skip",
+            },
+        )
     assert response.status_code == 302
     from albums.models import UploadRun
 
-    assert UploadRun.objects.get().near_duplicates == "skip"
-    assert Image.objects.filter(pk=small.pk).exists()
+    run = UploadRun.objects.get()
+    assert run.near_duplicates == "skip"
+    assert list(Image.objects.values_list("pk", flat=True)) == [small.pk]
+    # The run's page says which library image the file was near.
+    page = admin_client.get(response["Location"]).content.decode()
+    assert f"Near duplicate of image #{small.pk}" in page
 
 
 def test_a_batch_catches_its_own_near_duplicates(staff_client) -> None:
