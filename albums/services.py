@@ -96,6 +96,8 @@ class NearDuplicatePolicy:
     max_distance: int | None = None
     index: HashIndex | None = None
     replaced: set[int] = field(default_factory=set)
+    # What this batch stored: only these may be deleted when replaced.
+    created: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.mode not in NearDuplicates.values:
@@ -121,6 +123,7 @@ class NearDuplicatePolicy:
         return None
 
     def added(self, image: Image) -> None:
+        self.created.add(image.pk)
         if self.index is not None:
             self.index.add(image.pk, image.phash)
 
@@ -152,9 +155,13 @@ def near_duplicate_replace(
     larger: Image,
     album: Album | None,
     on_delete: Callable[[Image, Image], None] | None = None,
+    may_delete: bool = True,
 ) -> bool:
     """`larger` takes `smaller`'s place (its position) in `album`; `smaller` is
-    then deleted when no album holds it any more. `on_delete(smaller, larger)`
+    then deleted when no album holds it any more and `may_delete` (a door
+    passes it only for a copy the same batch stored: an image the library held
+    before, album or not, may be a dataset's, a set's or a generation's, and
+    stays). `on_delete(smaller, larger)`
     runs just before that delete (the caller updates what it keeps about the
     smaller copy, e.g. the scraper's counters), after the apps registered in
     albums.extensions moved theirs (labeling: its labels). Returns whether it
@@ -167,7 +174,7 @@ def near_duplicate_replace(
                 there.delete()
             else:
                 there.update(image=larger)
-    if smaller.memberships.exists():
+    if not may_delete or smaller.memberships.exists():
         return False
     from albums.extensions import image_replaced
 
@@ -263,7 +270,8 @@ def image_store(
     keep (store it too: created), skip (store nothing, link #N: duplicate), or
     replace_smaller (the one with more pixels stays: a smaller or equal file is
     skipped; a larger one is created and takes #N's place in `album`, #N going
-    when no album holds it any more, see near_duplicate_replace).
+    only when this batch stored it and no album holds it any more, see
+    near_duplicate_replace).
     """
     display = safe_display_name(filename)
     warnings = list(getattr(inspected, "warnings", ()) or ())
@@ -330,7 +338,11 @@ def _near_action(
     if album is not None:
         album_add_images(album=album, images=[library])  # so there is a place
     deleted = near_duplicate_replace(
-        smaller=library, larger=image, album=album, on_delete=on_delete
+        smaller=library,
+        larger=image,
+        album=album,
+        on_delete=on_delete,
+        may_delete=library.pk in policy.created,
     )
     note = f"this larger copy replaces it{' (deleted)' if deleted else ''}"
     warning = _near_warning(library, distance, "replaced", note)
