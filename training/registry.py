@@ -254,9 +254,10 @@ def lora_import(
                 size=size,
                 trigger_words=words,
                 default_weight=default_weight,
-                base_model=(base_model.strip() or info.metadata.get("base_model", ""))[
-                    :500
-                ],
+                # Named as a run names it: a file made elsewhere may hold a path.
+                base_model=base_model_name(
+                    base_model.strip() or info.metadata.get("base_model", "")
+                )[:500],
                 rank=_rank(info),
                 alpha=_alpha(info),
                 metadata=info.metadata,

@@ -189,9 +189,24 @@ class LoraOut(ModelSchema):
         ]
 
     @staticmethod
+    def resolve_base_model(lora: Lora) -> str:
+        return base_model_name(lora.base_model)
+
+    @staticmethod
     def resolve_download_url(lora: Lora) -> str:
         return f"/api/loras/{lora.pk}/download"
 
 
+# Metadata keys that name the base model: a file made elsewhere may hold a path.
+BASE_MODEL_KEYS = ("base_model", "ss_sd_model_name")
+
+
 class LoraDetailOut(LoraOut):
     metadata: dict[str, str]
+
+    @staticmethod
+    def resolve_metadata(lora: Lora) -> dict[str, str]:
+        return {
+            key: base_model_name(value) if key in BASE_MODEL_KEYS else value
+            for key, value in lora.metadata.items()
+        }

@@ -287,7 +287,9 @@ def test_loras_list_detail_and_download(call_as: Any, trained_lora: Any) -> None
     assert client.get("/api/loras?q=BLOCKS").json()["items"][0]["id"] == lora.pk
     assert client.get("/api/loras?q=other").json()["items"] == []
     detail = client.get(f"/api/loras/{lora.pk}").json()
-    assert detail == {**expected, "metadata": lora.metadata}
+    # The file's metadata, the base model named rather than located.
+    named = {"base_model": "tiny-sd", "ss_sd_model_name": "tiny-sd"}
+    assert detail == {**expected, "metadata": {**lora.metadata, **named}}
     assert lora.file.name not in json.dumps(detail)  # no storage keys
 
     download = client.get(f"/api/loras/{lora.pk}/download")

@@ -12,6 +12,7 @@ import pytest
 
 from training.ml.kohya import read_lora_metadata
 from training.models import Lora
+from training.registry import lora_import
 from training.tasks import run_training
 from training.tests.builders import make_tiny_run
 
@@ -72,3 +73,18 @@ def test_staff_responses_of_a_finished_run_show_no_filesystem_path(
     lines = token.get(f"/api/training/runs/{run.pk}/logs").json()["lines"]
     assert any(f"run-{run.pk}/out/" in line for line in lines), lines
     assert read_lora_metadata(str(lora_file))["base_model"] == train_env.name
+
+
+def test_a_lora_made_elsewhere_is_shown_with_its_base_model_named(
+    call_as: Any, trained_lora: Any, tiny_base: Path
+) -> None:
+    # Trained by the ML code directly, its file's metadata names the path.
+    assert read_lora_metadata(trained_lora.lora_path)["base_model"] == str(tiny_base)
+    lora = lora_import(file=trained_lora.lora_path, name="from elsewhere")
+    token = call_as("token")
+    for url in (f"/api/loras/{lora.pk}", "/api/loras"):
+        assert str(tiny_base) not in token.get(url).content.decode(), url
+    body = token.get(f"/api/loras/{lora.pk}").json()
+    assert body["base_model"] == tiny_base.name
+    assert body["metadata"]["base_model"] == tiny_base.name
+    assert body["metadata"]["ss_sd_model_name"] == tiny_base.name
