@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ADDR   ?= 127.0.0.1:8000
 
-.PHONY: run test setup migrate chromium lint bench clean demo
+.PHONY: run test setup migrate chromium lint bench clean demo apicheck
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: setup chromium
 # dataset -> LoRA -> generation (labels with Claude too when ANTHROPIC_API_KEY is set).
 demo: migrate
 	$(PY) manage.py demo
+
+# schemathesis against the live app on a free loopback port, with a fresh
+# SQLite database, as staff and anonymously (docs/api.md).
+apicheck: setup
+	$(PY) bin/apicheck
 
 lint: setup
 	$(VENV)/bin/ruff check .

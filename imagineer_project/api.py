@@ -10,10 +10,12 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import register_converter
 from ninja import NinjaAPI, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
 from ninja.operation import Operation
+from ninja.parser import Parser
 
 from albums.api import images_router, uploads_router
 from albums.api import router as albums_router
@@ -68,8 +70,9 @@ def security_schemes() -> dict[str, Any]:
 
 def inferred_error_statuses(operation: Operation, details: dict[str, Any]) -> set[int]:
     """The error statuses an operation can answer, from what it takes: 401/403
-    when it needs a staff user, 404 with a path parameter, 422 with any input,
-    400 with a body (not JSON); plus what its handler declares with
+    when it needs a staff user, 404 with a path parameter, 422 with input that
+    is validated (a query, a body, a path parameter without a converter), 400
+    with a body (not a JSON object); plus what its handler declares with
     errors.error_responses (409, 413, 429, 503, a 404 for an id in the body)."""
     statuses: set[int] = set()
     if operation.auth_callbacks:
@@ -77,7 +80,19 @@ def inferred_error_statuses(operation: Operation, details: dict[str, Any]) -> se
     parameters = details.get("parameters") or []
     if any(p.get("in") == "path" for p in parameters):
         statuses.add(404)
-    if parameters or details.get("requestBody"):
+    # A path parameter with a URL converter ({int:id}) never reaches
+    # validation (a non-number is a 404: no such endpoint), and any text is a
+    # valid plain string one: neither can be a 422.
+    checked = [
+        p
+        for p in parameters
+        if p.get("in") != "path"
+        or (
+            f"{{{p['name']}}}" in operation.path
+            and p.get("schema", {}).get("type") != "string"
+        )
+    ]
+    if checked or details.get("requestBody"):
         statuses.add(422)
     if details.get("requestBody"):
         statuses.add(400)
@@ -119,6 +134,13 @@ class ImagineerOpenAPISchema(OpenAPISchema):
                     "content": {"application/json": {"schema": ERROR_REF}},
                 },
             )
+        # An optional JSON body is sent or left out; `null` is no object.
+        body = details.get("requestBody", {}).get("content", {})
+        json_body = body.get("application/json", {})
+        options = json_body.get("schema", {}).get("anyOf", [])
+        if {"type": "null"} in options:
+            rest = [o for o in options if o != {"type": "null"}]
+            json_body["schema"] = rest[0] if len(rest) == 1 else {"anyOf": rest}
         schemes: list[dict[str, list]] = [{"sessionCookie": []}, {"bearerToken": []}]
         details["security"] = schemes if operation.auth_callbacks else [{}, *schemes]
         return details
@@ -173,6 +195,19 @@ class ImagineerOpenAPISchema(OpenAPISchema):
         return components
 
 
+class ObjectBodyParser(Parser):
+    """Every request body the API takes is a JSON object (the schema says so);
+    anything else (`[null]`, `3`) is a 400 like malformed JSON, not an empty
+    object that a PATCH would accept. An optional body is left out, not `null`
+    (the schema says so: see ImagineerOpenAPISchema.operation_details)."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        data = super().parse_body(request)
+        if not isinstance(data, dict):
+            raise ValueError("the body must be a JSON object")
+        return data
+
+
 class ImagineerAPI(NinjaAPI):
     def get_openapi_schema(
         self,
@@ -194,6 +229,7 @@ api = ImagineerAPI(
     "(`manage.py create_api_token USERNAME`).",
     docs_url="/docs",
     urls_namespace="api",
+    parser=ObjectBodyParser(),
 )
 
 
@@ -284,8 +320,26 @@ api.add_router("/admin/legacy-imports", legacy_imports_router)
 unmatched = Router()
 
 
+class _Anything:
+    """A path converter for any rest of a path, newlines and all (Django's
+    `path` stops at them)."""
+
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(_Anything, "anything")
+
+
 @unmatched.api_operation(
-    ["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", include_in_schema=False
+    ["GET", "POST", "PUT", "PATCH", "DELETE"],
+    "/{anything:rest}",
+    include_in_schema=False,
 )
 def no_such_endpoint(request: HttpRequest, rest: str) -> HttpResponse:
     return error_response(request, 404, f"No API endpoint at {request.path}.")

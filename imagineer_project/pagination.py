@@ -34,7 +34,8 @@ _KEY = r"-?[0-9]{1,18}"
 
 
 def _cursor_pattern(keys: int) -> str:
-    return "^" + r"\.".join([_KEY] * keys) + "$"
+    # Empty is no cursor: the first page.
+    return "^(" + r"\.".join([_KEY] * keys) + ")?$"
 
 
 class PageIn(Schema):
@@ -77,7 +78,7 @@ def encode_cursor(values: Sequence[int]) -> str:
 
 def decode_cursor(cursor: str, length: int) -> list[int]:
     """The key values in `cursor`; Invalid when it is not one of ours."""
-    if not re.fullmatch(_cursor_pattern(length).strip("^$"), cursor or ""):
+    if not cursor or not re.fullmatch(_cursor_pattern(length), cursor):
         raise Invalid(
             "The cursor is malformed: pass back the next_cursor of the previous "
             "page unchanged, or omit it for the first page.",

@@ -109,12 +109,14 @@ def _scope(request: HttpRequest, ref: str | None) -> Album | None:
 
 
 @labels_router.get("/stats", response=LabelStatsOut)
+@error_responses(404)
 def label_stats(request: HttpRequest, scope: Query[AlbumScopeIn]) -> Any:
     """Label totals, per kind and per source; `album` scopes them to one album."""
     return analytics.label_stats(album=_scope(request, scope.album))
 
 
 @labels_router.get("/top-tags", response=TopTagsOut)
+@error_responses(404)
 def top_tags(request: HttpRequest, filters: Query[TopTagsIn]) -> Any:
     """Tags by the number of images carrying them (trimmed, case-insensitive)."""
     return analytics.top_tags(

@@ -34,7 +34,16 @@ def _check(
     by its position only (a path outside the roots is never echoed)."""
     resolved = []
     for n, given in enumerate(folders):
-        folder = Path(given).expanduser().resolve()
+        try:
+            folder = Path(given).expanduser().resolve()
+        except (RuntimeError, ValueError, OSError):
+            # "~nobody" (no such home), a NUL byte: no folder anyone can name.
+            errors[f"{field}[{n}]"] = (
+                "not inside a LEGACY_IMPORT_ROOTS folder"
+                if roots_only
+                else "not a folder"
+            )
+            continue
         if roots_only and not _under_a_root(folder):
             errors[f"{field}[{n}]"] = "not inside a LEGACY_IMPORT_ROOTS folder"
         elif not folder.is_dir():

@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from ninja import Query, Router
 
 from albums.selectors import album_get
-from imagineer_project.errors import get_or_404
+from imagineer_project.errors import error_responses, get_or_404
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
@@ -67,6 +67,7 @@ def training_config_fields(request: HttpRequest) -> Any:
 
 
 @runs_router.post("", response={202: TrainingRunDetailOut})
+@error_responses(404)
 def training_run_new(
     request: HttpRequest, response: HttpResponse, payload: TrainingRunIn
 ) -> Any:

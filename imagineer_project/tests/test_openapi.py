@@ -101,7 +101,10 @@ def test_inferred_and_declared_statuses(schema) -> None:
 
     # A path parameter can be unknown; input can be invalid; a body can be
     # malformed JSON. Nothing to look up and no input: neither 404 nor 422.
-    assert {404, 422} <= codes("/api/images/{image_id}", "get")
+    # An {int:id} path parameter is never validated (a non-number matches no
+    # endpoint: 404), so it alone makes no 422.
+    assert codes("/api/images/{image_id}", "get") == {200, 404}
+    assert {404, 422} <= codes("/api/images/{image_id}/thumbnail", "get")
     assert {400, 401, 403, 422} <= codes("/api/albums", "post")
     assert codes("/api/training/runs/config", "get") == {200, 401, 403}
     # What only the handler knows, declared on it.
@@ -226,3 +229,30 @@ def test_a_declared_status_is_what_the_live_api_answers(client) -> None:
             "timestamp",
             "details",
         }
+
+
+@pytest.mark.parametrize("body", ["[null, null]", "null", "3", '"name"'])
+def test_a_body_that_is_not_an_object_is_a_400(client, staff_token, body) -> None:
+    """Before, ninja read `[null, null]` or `null` as an empty object, and a
+    PATCH with it answered 200 having changed nothing."""
+    album = make_album(name="Cards")
+    for method, url in [
+        ("post", "/api/albums"),
+        ("patch", f"/api/albums/{album.slug}"),
+    ]:
+        response = getattr(client, method)(
+            url,
+            body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {staff_token}",
+        )
+        assert response.status_code == 400, (method, url)
+        assert response.json()["error_code"] == "bad_request"
+
+
+def test_an_optional_body_is_an_object_or_nothing(schema) -> None:
+    body = schema["paths"]["/api/albums/{album_ref}/images"]["delete"]["requestBody"]
+    assert body["required"] is False
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ImageIdsIn"
+    }

@@ -125,3 +125,16 @@ def test_an_imported_image_shows_where_it_came_from(
     assert visitor["recipe"]["prompt"] == "a red fox in snow"
     page = call_as("staff").get(f"/images/{fox.image_id}/").content.decode()
     assert "Imported from the old system" in page and "a red fox in snow" in page
+
+
+@pytest.mark.parametrize("given", ["~no-such-user-here/outputs", "out\x00puts"])
+def test_a_folder_that_cannot_be_resolved_is_a_clear_422(
+    call_as: Any, tree: LegacyTree, given: str
+) -> None:
+    """Found by bin/apicheck: '~someone' with no such user made expanduser
+    raise, and the request ended in a 500."""
+    response = post(call_as("token"), {"sources": [given]})
+    assert response.status_code == 422
+    assert response.json()["details"]["errors"] == {
+        "sources[0]": "not inside a LEGACY_IMPORT_ROOTS folder"
+    }

@@ -76,6 +76,7 @@ class TemplateLoraOut(Schema):
 
 
 class TemplateOut(ModelSchema):
+    columns: list[str]  # a JSONField, which ninja would declare an object
     slot_count: int
     run_count: int
 
