@@ -256,3 +256,16 @@ def test_an_optional_body_is_an_object_or_nothing(schema) -> None:
     assert body["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ImageIdsIn"
     }
+
+
+def test_generation_limits_are_the_settings(schema, settings) -> None:
+    """The generation service checks its limits from settings; the schema now
+    declares the same ones (it said only "integer" before)."""
+    body = schema["components"]["schemas"]["GenerateIn"]["properties"]
+    assert body["width"]["maximum"] == settings.GENERATION_MAX_SIZE
+    assert body["width"]["minimum"] == settings.GENERATION_MIN_SIZE
+    assert body["width"]["multipleOf"] == 8
+    assert body["steps"]["maximum"] == settings.GENERATION_MAX_STEPS
+    assert body["num_images"]["maximum"] == settings.GENERATION_MAX_IMAGES
+    assert body["prompt"]["maxLength"] == settings.GENERATION_MAX_PROMPT_CHARS
+    assert "ddim" in body["scheduler"]["enum"]
