@@ -36,7 +36,7 @@ def recipe_context(request: HttpRequest, image: Image) -> dict[str, Any] | None:
     context: dict[str, Any] = {"recipe": recipe_for_viewer(recipe, staff=staff)}
     if staff:
         context["generate_again_url"] = (
-            f"{reverse('generate-page')}?{recipe_form_query(recipe)}"
+            f"{reverse('generate-page')}?{recipe_form_query(context['recipe'])}"
         )
     return context
 

@@ -28,6 +28,21 @@ def base_model_name(base_model: str) -> str:
         return PurePath(model.replace("\\", "/").rstrip("/")).name
 
 
+def base_model_location(shown: str) -> str:
+    """The folder a shown name stands for, so what a caller saw can be sent
+    back: a configured base model (GENERATION_ or TRAINING_BASE_MODEL) by its
+    shown name, a path inside the data directory when that folder exists
+    there; anything else as it is (a hub id, a path)."""
+    model = shown.strip()
+    if not model or _LOCAL.match(model) or Path(model).is_absolute():
+        return model
+    for configured in (settings.GENERATION_BASE_MODEL, settings.TRAINING_BASE_MODEL):
+        if configured and configured != model and base_model_name(configured) == model:
+            return configured
+    inside = Path(settings.VAR_DIR) / model
+    return str(inside) if inside.is_dir() else model
+
+
 def without_paths(text: str, *, base_model: str = "") -> str:
     """`text` (a log line, an error) with the training work folder shown as
     nothing (`run-7/out/lora.safetensors`), the data directory likewise, and

@@ -15,6 +15,7 @@ from training.generation.services import (
     scheduler_names,
 )
 from training.models import Lora
+from training.paths import base_model_name
 
 FIELDS = (
     "prompt",
@@ -75,7 +76,9 @@ class GenerateForm(forms.Form):
         self.fields["album"].widget.attrs["placeholder"] = (
             settings.GENERATION_DEFAULT_ALBUM
         )
-        self.fields["base_model"].widget.attrs["placeholder"] = default_base_model()
+        self.fields["base_model"].widget.attrs["placeholder"] = base_model_name(
+            default_base_model()
+        )
         low, high = settings.GENERATION_MIN_SIZE, settings.GENERATION_MAX_SIZE
         for side in ("width", "height"):
             self.fields[side].help_text = f"A multiple of 8 from {low} to {high}."

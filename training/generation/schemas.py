@@ -17,6 +17,7 @@ from training.generation.services import (
     scheduler_names,
 )
 from training.models import GenerationJob
+from training.paths import base_model_name
 
 
 class LoraChoiceIn(Schema):
@@ -145,6 +146,10 @@ class GenerationJobOut(ModelSchema):
     @staticmethod
     def resolve_effective_prompt(job: GenerationJob) -> str:
         return effective_prompt(job)
+
+    @staticmethod
+    def resolve_base_model(job: GenerationJob) -> str:
+        return base_model_name(job.base_model)
 
 
 class GeneratedImageOut(Schema):

@@ -3,13 +3,13 @@ viewer may see it."""
 
 from __future__ import annotations
 
-import re
+from pathlib import PurePath
 from typing import Any
 from urllib.parse import urlencode
 
 from albums.models import Image
-from training.generation.services import path_parts
 from training.models import GenerationJob
+from training.paths import base_model_name
 
 
 def generation_job_images(job: GenerationJob) -> list[Image]:
@@ -24,13 +24,15 @@ def image_recipe(image: Image) -> dict[str, Any] | None:
 
 
 def recipe_for_viewer(recipe: dict[str, Any], *, staff: bool) -> dict[str, Any]:
-    """The recipe as a viewer may see it: whole for staff; for others a local
-    base model folder is named by its last part only (public reads show no
-    filesystem paths). Hub ids are shown as they are."""
+    """The recipe as a viewer may see it, with no filesystem path: a local base
+    model folder is named, for staff, by its place in the data directory (which
+    a new request takes back), for others by its last part only. Hub ids are
+    shown as they are."""
     base_model = recipe.get("base_model", "")
-    if staff or not re.match(r"^(?:[/~.\\]|[A-Za-z]:[/\\])", base_model):
+    shown = base_model_name(base_model)
+    if shown == base_model:
         return recipe
-    return {**recipe, "base_model": (path_parts(base_model) or [""])[-1]}
+    return {**recipe, "base_model": shown if staff else PurePath(shown).name}
 
 
 def recipe_form_query(recipe: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from imagineer_project.permissions import person
 from imagineer_project.ratelimit import Rate, RateInvalid, parse_rate, rate_limit_hit
 from imagineer_project.runs import run_enqueue
 from training.models import GenerationJob, Lora
+from training.paths import base_model_location, base_model_name
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -158,8 +159,9 @@ def _check_loras(
             problems.append(f"{lora.name!r} is listed twice; give it one weight")
         elif not same_base_model(lora.base_model, base_model):
             problems.append(
-                f"{lora.name!r} was made for base model {lora.base_model!r}, "
-                f"not {base_model!r}"
+                f"{lora.name!r} was made for base model "
+                f"{base_model_name(lora.base_model)!r}, "
+                f"not {base_model_name(base_model)!r}"
             )
         else:
             chosen.append((lora, weight))
@@ -220,7 +222,7 @@ def generation_validate(
     errors: dict[str, str] = {}
     _check_text(request, errors)
     _check_numbers(request, errors)
-    base_model = (request.base_model or default_base_model()).strip()
+    base_model = base_model_location(request.base_model or default_base_model())
     if not base_model:
         errors["base_model"] = (
             "no base model: set GENERATION_BASE_MODEL, or name a local diffusers "

@@ -171,13 +171,18 @@ def test_the_image_detail_shows_the_recipe(call_as: Any, gen_env: Path) -> None:
     image_id = job.image_ids[0]
     staff = call_as("token").get(f"/api/images/{image_id}").json()
     assert staff["recipe"]["seed"] == 7
-    assert staff["recipe"]["base_model"] == str(gen_env)
+    # No filesystem path, staff included: the configured model by its name.
+    assert staff["recipe"]["base_model"] == gen_env.name
     # Visitors see the recipe without the worker's filesystem path.
     public = call_as("anon").get(f"/api/images/{image_id}").json()
     assert public["recipe"]["base_model"] == gen_env.name
     assert {k: v for k, v in public["recipe"].items() if k != "base_model"} == {
         k: v for k, v in staff["recipe"].items() if k != "base_model"
     }
+    # What staff saw can be sent back: the name stands for the configured folder.
+    again = post(call_as("token"), {**small_payload(), "base_model": gen_env.name})
+    assert again.json()["base_model"] == gen_env.name
+    assert GenerationJob.objects.get(pk=again.json()["id"]).base_model == str(gen_env)
 
 
 def test_an_image_without_a_recipe_says_null(call_as: Any, db: Any) -> None:

@@ -57,5 +57,7 @@ def test_the_scraper_warns_about_a_copy_of_a_generated_image(
     }
     assert f"WARNING: looks like generated image #{generated.pk}" in reasons["copy.jpg"]
     assert "WARNING" not in reasons["other.png"]
-    assert reasons["copy.jpg"].startswith(f"near duplicate of image #{generated.pk}")
+    assert reasons["copy.jpg"].startswith(
+        f"Near duplicate of image #{generated.pk} (0 bits apart)"
+    )
     assert "looks like generated image" in caplog.text
