@@ -15,11 +15,20 @@ from django.conf import settings
 _LOCAL = re.compile(r"^(?:[/~.\\]|[A-Za-z]:[/\\])")
 
 
+def _is_folder(path: Path) -> bool:
+    """Whether `path` is a folder; a name the OS cannot even look up (too
+    long, a NUL byte) is none."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def base_model_name(base_model: str) -> str:
     """A hub id as it is; a local folder by its path inside the data directory
     (IMAGINEER_VAR_DIR) when it lies there, else by its own name."""
     model = base_model.strip()
-    if not model or not (_LOCAL.match(model) or Path(model).is_dir()):
+    if not model or not (_LOCAL.match(model) or _is_folder(Path(model))):
         return model
     path = Path(model).expanduser()
     try:
@@ -40,7 +49,7 @@ def base_model_location(shown: str) -> str:
         if configured and configured != model and base_model_name(configured) == model:
             return configured
     inside = Path(settings.VAR_DIR) / model
-    return str(inside) if inside.is_dir() else model
+    return str(inside) if _is_folder(inside) else model
 
 
 def without_paths(text: str, *, base_model: str = "") -> str:

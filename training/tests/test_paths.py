@@ -88,3 +88,14 @@ def test_a_lora_made_elsewhere_is_shown_with_its_base_model_named(
     assert body["base_model"] == tiny_base.name
     assert body["metadata"]["base_model"] == tiny_base.name
     assert body["metadata"]["ss_sd_model_name"] == tiny_base.name
+
+
+def test_a_name_too_long_for_a_path_is_a_name_not_a_500(settings: Any) -> None:
+    """Found by bin/apicheck: POST /api/generate with a 500-character
+    base_model asked the disk whether such a folder exists, and the OS error
+    (file name too long) ended the request in a 500."""
+    from training.paths import base_model_location, base_model_name
+
+    long_name = "0" * 500
+    assert base_model_location(long_name) == long_name
+    assert base_model_name(long_name) == long_name
