@@ -37,7 +37,6 @@ from scraping.extract import (
     PageExtract,
     extract_page,
     merge_candidates,
-    same_site,
     ui_asset_reason,
 )
 from scraping.models import COUNTER_FIELDS, CrawlLogEntry, ScrapeJob
@@ -51,6 +50,7 @@ from scraping.safe_fetch import (
     resolve_checked,
 )
 from scraping.services import MAX_URL_LENGTH
+from scraping.urls import same_site
 
 logger = logging.getLogger(__name__)
 

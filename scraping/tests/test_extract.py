@@ -9,11 +9,10 @@ from scraping.extract import (
     PageExtract,
     extract_page,
     looks_like_ui_asset,
-    normalize_url,
     parse_srcset,
-    same_site,
     ui_asset_reason,
 )
+from scraping.urls import normalize_url, same_site
 
 BASE = "https://cards.example/decks/tarot/"
 PIXEL = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
