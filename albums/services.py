@@ -111,14 +111,18 @@ class NearDuplicatePolicy:
             self.max_distance = settings.IMAGINEER_NEAR_DUPLICATE_DISTANCE
 
     def nearest(self, phash: int) -> tuple[Image, int] | None:
-        """The nearest library image within the distance, and how far it is."""
+        """The nearest library image within the distance, and how far it is.
+        Flat pictures are never near anything (see _is_flat)."""
+        if _is_flat(phash):
+            return None
         if self.index is None:
             self.index = library_index()
         for image_id, distance in self.index.nearest(phash, self.max_distance):
             if image_id in self.replaced:
                 continue
             image = Image.objects.filter(pk=image_id).first()
-            if image is not None:  # gone since the index was read: look further
+            # None: gone since the index was read; look further.
+            if image is not None and not _is_flat(image.phash):
                 return image, distance
         return None
 
@@ -126,6 +130,19 @@ class NearDuplicatePolicy:
         self.created.add(image.pk)
         if self.index is not None:
             self.index.add(image.pk, image.phash)
+
+
+# A pHash keeps the signs of 64 low frequencies against their median: a picture
+# of one colour hashes to a single bit (0x8000000000000000) whatever the colour,
+# and a few flat blocks to a handful, so two such pictures look "the same".
+FLAT_HASH_BITS = 8
+
+
+def _is_flat(phash: int) -> bool:
+    """Whether a hash has too little structure to compare (fewer than
+    FLAT_HASH_BITS of its 64 bits set, or of them clear)."""
+    ones = (phash & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
+    return min(ones, 64 - ones) < FLAT_HASH_BITS
 
 
 def near_duplicate_policy(

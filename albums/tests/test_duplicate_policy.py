@@ -304,6 +304,28 @@ def test_a_different_picture_is_no_near_duplicate(door, name: str) -> None:
     assert album.images.count() == 2
 
 
+def flat(colour: tuple[int, int, int], fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (320, 240), colour).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def test_pictures_of_one_colour_are_not_near_each_other(staff_client) -> None:
+    """Every flat picture hashes alike (one bit of 64): a red card back and a
+    black one are two pictures, and skip must not swallow the second."""
+    response = post_files(
+        staff_client,
+        "/api/images/upload",
+        [("red.png", flat((200, 10, 10))), ("black.png", flat((5, 5, 5)))],
+        album_name="Target",
+        near_duplicates="skip",
+    )
+    red, black = response.json()["results"]
+    assert (red["status"], black["status"]) == ("created", "created")
+    assert black["warnings"] == []
+    assert red["image_id"] != black["image_id"]
+
+
 # --- the options, as each door spells them ----------------------------------------
 
 
