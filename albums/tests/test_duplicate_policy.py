@@ -8,12 +8,8 @@ it are near duplicates (a few bits apart in pHash), a different picture is not.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,7 @@ from albums.services import (
 from albums.tests.test_api_upload import post_files
 from imagineer_project.errors import Invalid
 from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing.site import SiteHandler, serve_site
 
 pytestmark = pytest.mark.django_db
 
@@ -54,13 +51,10 @@ MODES = ["keep", "skip", "replace_smaller"]
 # --- the four doors, each answering what it reports per file ---------------------
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(SiteHandler):
     """A one-page site whose page shows one picture (the scrape door)."""
 
     image = b""
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path == "/":
@@ -73,28 +67,13 @@ class Site(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
             return
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError):
-            self.wfile.write(body)
+        self.answer(body, kind)
 
 
 @pytest.fixture
 def site(settings: Any) -> Iterator[str]:
-    settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES = True
-    settings.SCRAPER_REQUEST_TIMEOUT = 5.0
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with serve_site(Site, settings) as url:
+        yield url + "/"
 
 
 @pytest.fixture

@@ -4,13 +4,9 @@ truth. One page per pattern; the server records every request it answers."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +15,7 @@ from PIL import Image as PILImage
 from albums.models import Image
 from imagineer_project.runs import BaseRun
 from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing.site import SiteHandler, serve_site
 from scraping.models import CrawlLogEntry, ScrapeJob
 from scraping.services import scrape_job_create
 from scraping.tasks import run_scrape_job
@@ -104,52 +101,31 @@ PAGES = {
 }
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(SiteHandler):
     requests: list[str] = []
     robots: bytes | None = None  # None: robots.txt answers 404
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         Site.requests.append(self.path)
         if self.path == "/robots.txt" and Site.robots is not None:
-            return self._send(Site.robots, "text/plain")
+            return self.answer(Site.robots, "text/plain")
         if self.path in PAGES:
             html = f"<html><head></head><body>{PAGES[self.path]}</body></html>"
-            return self._send(html.encode(), "text/html; charset=utf-8")
+            return self.answer(html.encode(), "text/html; charset=utf-8")
         if self.path in IMAGES:
-            return self._send(IMAGES[self.path], "image/jpeg")
+            return self.answer(IMAGES[self.path], "image/jpeg")
         if self.path == "/img/vector.svg":
-            return self._send(SVG, "image/svg+xml")
+            return self.answer(SVG, "image/svg+xml")
         self.send_error(404)
         return None
-
-    def _send(self, body: bytes, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError):
-            self.wfile.write(body)
 
 
 @pytest.fixture
 def site(settings: Any) -> Iterator[str]:
-    settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES = True
-    settings.SCRAPER_REQUEST_TIMEOUT = 5.0
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     Site.requests = []
     Site.robots = None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with serve_site(Site, settings) as url:
+        yield url
 
 
 def scrape(url: str, **options: Any) -> ScrapeJob:

@@ -5,13 +5,9 @@ loopback, real images made with Pillow."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,6 +16,7 @@ from PIL import Image as PILImage
 
 from albums.models import Image
 from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing.site import SiteHandler, serve_site
 from scraping.models import CrawlLogEntry, ScrapeJob
 from scraping.services import scrape_job_create
 from scraping.tasks import run_scrape_job
@@ -50,10 +47,7 @@ PAGES = {
 }
 
 
-class Site(BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
+class Site(SiteHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path in PAGES:
             body, kind = PAGES[self.path].encode(), "text/html; charset=utf-8"
@@ -64,28 +58,13 @@ class Site(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
             return
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError):
-            self.wfile.write(body)
+        self.answer(body, kind)
 
 
 @pytest.fixture
 def site(settings: Any) -> Iterator[str]:
-    settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES = True
-    settings.SCRAPER_REQUEST_TIMEOUT = 5.0
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with serve_site(Site, settings) as url:
+        yield url
 
 
 def scrape(url: str, **options: Any) -> ScrapeJob:

@@ -3,14 +3,10 @@ that builds its gallery with JavaScript."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +15,7 @@ from PIL import Image as PILImage
 from albums.models import Image
 from imagineer_project.runs import BaseRun
 from imagineer_project.testing import make_image_bytes, require_chromium
+from imagineer_project.testing.site import SiteHandler, serve_site
 from labeling.models import Label
 from scraping.models import CrawlLogEntry, ScrapeJob
 from scraping.services import scrape_job_create
@@ -91,16 +88,13 @@ PAGES = {
 }
 
 
-class TarotSite(BaseHTTPRequestHandler):
+class TarotSite(SiteHandler):
     requests: list[str] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         TarotSite.requests.append(self.path)
         if self.path == "/robots.txt":
-            return self._send(b"User-agent: *\nDisallow: /private/\n", "text/plain")
+            return self.answer(b"User-agent: *\nDisallow: /private/\n", "text/plain")
         if self.path == "/img/redirect.jpg":
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
@@ -108,41 +102,22 @@ class TarotSite(BaseHTTPRequestHandler):
             return None
         if self.path == "/img/slow.jpg":
             time.sleep(4)  # past the scraper's 2 s request timeout
-            return self._send(IMAGES["/img/fool.jpg"], "image/jpeg")
+            return self.answer(IMAGES["/img/fool.jpg"], "image/jpeg")
         if self.path in PAGES:
-            return self._send(PAGES[self.path].encode(), "text/html; charset=utf-8")
+            return self.answer(PAGES[self.path].encode(), "text/html; charset=utf-8")
         if self.path in IMAGES:
-            return self._send(
-                IMAGES[self.path], "image/jpeg"
-            )  # type deliberately vague
+            return self.answer(IMAGES[self.path], "image/jpeg")  # type vague
         self.send_error(404)
         return None
-
-    def _send(self, body: bytes, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        # The scraper gives up on the slow URL, as it should.
-        with contextlib.suppress(BrokenPipeError):
-            self.wfile.write(body)
 
 
 @pytest.fixture
 def site(settings: Any) -> Iterator[str]:
     require_chromium()
-    settings.SCRAPER_ALLOW_PRIVATE_ADDRESSES = True
-    settings.SCRAPER_REQUEST_TIMEOUT = 2.0
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     TarotSite.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), TarotSite)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    # 2 s: the scraper gives up on the slow URL, as it should.
+    with serve_site(TarotSite, settings, timeout=2.0) as url:
+        yield url + "/"
 
 
 def scrape(url: str) -> ScrapeJob:
