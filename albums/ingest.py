@@ -220,14 +220,15 @@ def check_pixels(header: Header) -> None:
         )
 
 
-def needs_worker(data: bytes) -> bool:
-    """Whether decoding `data` is heavy enough to leave to the worker: its
-    header (read without decoding) claims more pixels, over all frames, than
-    IMAGINEER_UPLOAD_INLINE_PIXELS. A file the header check refuses anyway (too
-    many pixels, corrupt, not an image) is not heavy: it is answered at once."""
+def decode_pixels(data: bytes) -> int:
+    """How many pixels decoding `data` would produce, over all frames, from its
+    header alone (no decoding): what a request weighs before it decides to
+    decode a file itself or leave it to the worker. 0 for a file the header
+    check refuses anyway (too many pixels, corrupt, not an image): it is
+    answered at once."""
     fmt = sniff_format(data)
     if fmt is None:
-        return False
+        return 0
     try:
         # The header of the sanitised file, as inspect_image reads it: a text
         # chunk Pillow refuses to read must not make a heavy file look light.
@@ -236,8 +237,8 @@ def needs_worker(data: bytes) -> bool:
         header = image_header(clean, fmt)
         check_pixels(header)
     except Exception:  # refused or broken: answered at once by inspect_image
-        return False
-    return header.frame_pixels > settings.IMAGINEER_UPLOAD_INLINE_PIXELS
+        return 0
+    return header.frame_pixels
 
 
 def _open(data: bytes, fmt: str) -> PILImage.Image:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -22,8 +23,8 @@ from albums.ingest import (
     FILE_EXTENSION,
     ImageRejected,
     InspectedImage,
+    decode_pixels,
     inspect_image,
-    needs_worker,
     render_thumbnail,
     safe_display_name,
 )
@@ -106,8 +107,6 @@ class NearDuplicatePolicy:
                 errors={"near_duplicates": "unknown choice"},
             )
         if self.max_distance is None:
-            from django.conf import settings
-
             self.max_distance = settings.IMAGINEER_NEAR_DUPLICATE_DISTANCE
 
     def nearest(self, phash: int) -> tuple[Image, int] | None:
@@ -451,8 +450,6 @@ def images_delete(*, images: Iterable[Image]) -> int:
 
 
 def _image_keys(image: Image) -> list[str]:
-    from django.conf import settings
-
     sizes = settings.IMAGINEER_THUMBNAIL_SIZES
     return [image.file.name, *(thumbnail_key(image.sha256, s) for s in sizes)]
 
@@ -673,12 +670,15 @@ def images_upload(
     the default), one policy for the whole request.
 
     Only header checks happen for a file whose header claims more pixels (all
-    frames) than IMAGINEER_UPLOAD_INLINE_PIXELS: it is "queued" and goes to one
-    upload run for the worker to decode, never decoded inside the request."""
+    frames) than IMAGINEER_UPLOAD_INLINE_PIXELS, or that would take the pixels
+    the request decodes past IMAGINEER_UPLOAD_REQUEST_PIXELS: it is "queued"
+    and goes to one upload run for the worker to decode."""
     policy = near_duplicate_policy(near_duplicates)
     heavy: list[ContentFile] = []
+    budget = _InlineBudget()
     results = [
-        _upload_one(upload, album, uploaded_by, policy, heavy) for upload in files
+        _upload_one(upload, album, uploaded_by, policy, heavy, budget)
+        for upload in files
     ]
     run = None
     if heavy:
@@ -691,19 +691,36 @@ def images_upload(
     return UploadOutcome(results, run)
 
 
+@dataclass
+class _InlineBudget:
+    """The pixels one request may still decode itself."""
+
+    left: int = field(default_factory=lambda: settings.IMAGINEER_UPLOAD_REQUEST_PIXELS)
+
+    def takes(self, pixels: int) -> bool:
+        """Whether the request decodes a file of `pixels` (and counts them)."""
+        if pixels > min(settings.IMAGINEER_UPLOAD_INLINE_PIXELS, self.left):
+            return False
+        self.left -= pixels
+        return True
+
+
 def _upload_one(
     upload: Any,
     album: Album,
     uploaded_by: User | None,
     policy: NearDuplicatePolicy | None = None,
     heavy: list[ContentFile] | None = None,
+    budget: _InlineBudget | None = None,
 ) -> IngestResult:
-    from django.conf import settings
-
     name = safe_display_name(upload.name)
     data = upload.read(settings.IMAGINEER_MAX_UPLOAD_BYTES + 1)
     fits = len(data) <= settings.IMAGINEER_MAX_UPLOAD_BYTES
-    if heavy is not None and fits and needs_worker(data):
+    if (
+        heavy is not None
+        and fits
+        and not (budget or _InlineBudget()).takes(decode_pixels(data))
+    ):
         heavy.append(ContentFile(data, name=name))
         return IngestResult("queued", name)
     if name.lower().endswith(".zip") or data.startswith(_ZIP_MAGIC):

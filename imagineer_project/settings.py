@@ -220,6 +220,12 @@ IMAGINEER_UPLOAD_RUN_CPU_SECONDS = env_int(
 IMAGINEER_UPLOAD_INLINE_PIXELS = env_int(
     "IMAGINEER_UPLOAD_INLINE_PIXELS", 40_000_000, minimum=1
 )
+# And all of one request's files together: past this many pixels decoded, the
+# rest of the request's files go to the worker too (a hundred 30 MP photos are
+# each light, but not together).
+IMAGINEER_UPLOAD_REQUEST_PIXELS = env_int(
+    "IMAGINEER_UPLOAD_REQUEST_PIXELS", 200_000_000, minimum=1
+)
 IMAGINEER_THUMBNAIL_SIZES = (256, 512)
 # Made during ingest (galleries need them at once); the others on first request.
 IMAGINEER_INGEST_THUMBNAIL_SIZES = (256,)

@@ -515,6 +515,35 @@ def test_a_heavy_file_is_decoded_by_the_worker_not_the_request(
     assert (stored.is_animated, stored.width) == (True, 200)
 
 
+def test_light_files_past_the_request_budget_go_to_the_worker(
+    staff_client, django_capture_on_commit_callbacks, settings
+) -> None:
+    """Each file is light, but the request decodes no more than
+    IMAGINEER_UPLOAD_REQUEST_PIXELS in all: the rest wait for the worker."""
+    settings.IMAGINEER_UPLOAD_REQUEST_PIXELS = 2 * 200 * 200
+    files = [
+        (f"{n}.png", make_image_bytes("PNG", (200, 200), seed=n)) for n in range(4)
+    ]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post_files(staff_client, UPLOAD, files, album_name="B")
+    assert response.status_code == 202
+    body = response.json()
+    assert [r["status"] for r in body["results"]] == [
+        "created",
+        "created",
+        "queued",
+        "queued",
+    ]
+    assert Image.objects.count() == 2
+    for callback in callbacks:
+        callback()
+    run = staff_client.get(body["run"]["url"]).json()
+    assert [(r["filename"], r["status"]) for r in run["results"]] == [
+        ("2.png", "created"),
+        ("3.png", "created"),
+    ]
+
+
 def test_a_text_chunk_bomb_does_not_hide_a_heavy_file(
     staff_client, django_capture_on_commit_callbacks, settings
 ) -> None:
