@@ -26,21 +26,13 @@ from albums.services import (
 )
 from albums.tests.test_api_upload import post_files
 from imagineer_project.errors import Invalid
-from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing import make_image_bytes, smaller_copy
 from imagineer_project.testing.site import SiteHandler, serve_site
 
 pytestmark = pytest.mark.django_db
 
 PICTURE = make_image_bytes("JPEG", (480, 360), seed=101)
 OTHER = make_image_bytes("JPEG", (480, 360), seed=555)
-
-
-def smaller_copy(data: bytes) -> bytes:
-    """The same picture at half the size, re-encoded: a near duplicate."""
-    with PILImage.open(io.BytesIO(data)) as im:
-        buf = io.BytesIO()
-        im.resize((im.width // 2, im.height // 2)).save(buf, "JPEG", quality=70)
-        return buf.getvalue()
 
 
 SMALL = smaller_copy(PICTURE)

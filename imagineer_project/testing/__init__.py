@@ -53,6 +53,17 @@ def make_image_bytes(
     return buf.getvalue()
 
 
+def smaller_copy(data: bytes) -> bytes:
+    """The same picture at half the size, re-encoded as a JPEG: a near
+    duplicate of `data` (a few bits of pHash apart)."""
+    from PIL import Image as PILImage
+
+    with PILImage.open(io.BytesIO(data)) as im:
+        buf = io.BytesIO()
+        im.resize((im.width // 2, im.height // 2)).save(buf, "JPEG", quality=70)
+        return buf.getvalue()
+
+
 def make_user(*, username: str = "user", staff: bool = False, **extra: Any) -> Any:
     from django.contrib.auth import get_user_model
 

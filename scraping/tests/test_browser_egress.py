@@ -15,12 +15,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
-from imagineer_project.testing import make_image_bytes, require_chromium
+from imagineer_project.testing import make_image_bytes, require_chromium, site
 from scraping.egress_proxy import EgressProxy
 from scraping.render import RenderError, RenderResult, render_page
 from scraping.safe_fetch import BlockedURL, check_url, resolve_checked
@@ -165,13 +165,13 @@ def top_level_page(route: str, target: str) -> str:
     return f"<!doctype html><html><head><title>Away</title></head><body>{body}</body>"
 
 
-class SiteHandler(BaseHTTPRequestHandler):
+class SiteHandler(site.SiteHandler):
     server: SiteServer
 
     def do_GET(self) -> None:
         canary = self.server.canary
         if self.path == "/hostile":
-            self.reply("text/html", hostile_page(canary).encode())
+            self.answer(hostile_page(canary).encode(), "text/html")
         elif self.path == "/redirect-to-canary":
             self.redirect(canary.url("image redirect"))
         elif self.path == "/away/redirect":
@@ -179,9 +179,9 @@ class SiteHandler(BaseHTTPRequestHandler):
         elif self.path.startswith("/away/"):
             route = self.path.removeprefix("/away/").replace("-", " ")
             page = top_level_page(route, canary.url(route))
-            self.reply("text/html", page.encode())
+            self.answer(page.encode(), "text/html")
         elif self.path == "/img/allowed.png":
-            self.reply("image/png", make_image_bytes("PNG", (64, 64), seed=2))
+            self.answer(make_image_bytes("PNG", (64, 64), seed=2), "image/png")
         else:
             self.send_error(404)
 
@@ -190,16 +190,6 @@ class SiteHandler(BaseHTTPRequestHandler):
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
-
-    def reply(self, content_type: str, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 class SiteServer(ThreadingHTTPServer):

@@ -5,17 +5,15 @@ loopback, real images made with Pillow."""
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core.management import call_command
-from PIL import Image as PILImage
 
 from albums.models import Image
-from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing import make_image_bytes, smaller_copy
 from imagineer_project.testing.site import SiteHandler, serve_site
 from scraping.models import CrawlLogEntry, ScrapeJob
 from scraping.services import scrape_job_create
@@ -24,13 +22,6 @@ from scraping.tasks import run_scrape_job
 pytestmark = pytest.mark.django_db
 
 BIG = make_image_bytes("JPEG", (480, 360), seed=101)
-
-
-def smaller_copy(data: bytes) -> bytes:
-    with PILImage.open(io.BytesIO(data)) as im:
-        buf = io.BytesIO()
-        im.resize((im.width // 2, im.height // 2)).save(buf, "JPEG", quality=70)
-        return buf.getvalue()
 
 
 FILES = {

@@ -12,13 +12,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from imagineer_project.runs import BaseRun
-from imagineer_project.testing import make_image_bytes, require_chromium
+from imagineer_project.testing import make_image_bytes, require_chromium, site
 from scraping.extract import ImageCandidate, extract_page
 from scraping.models import CrawlLogEntry
 from scraping.render import (
@@ -78,7 +78,7 @@ REDIRECTS = {
 }
 
 
-class SiteHandler(BaseHTTPRequestHandler):
+class SiteHandler(site.SiteHandler):
     server: SiteServer
 
     def do_GET(self) -> None:
@@ -92,24 +92,14 @@ class SiteHandler(BaseHTTPRequestHandler):
         if self.path == "/hang":
             self.server.release.wait(10)  # never answers while the test runs
         elif self.path == "/gallery":
-            self.reply("text/html; charset=utf-8", GALLERY.encode())
+            self.answer(GALLERY.encode(), "text/html; charset=utf-8")
         elif self.path == "/broken":
             page = BROKEN.replace("{gone}", self.server.gone_url)
-            self.reply("text/html; charset=utf-8", page.encode())
+            self.answer(page.encode(), "text/html; charset=utf-8")
         elif self.path.startswith("/img/"):
-            self.reply("image/png", make_image_bytes("PNG", (200, 300), seed=1))
+            self.answer(make_image_bytes("PNG", (200, 300), seed=1), "image/png")
         else:
             self.send_error(404)
-
-    def reply(self, content_type: str, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 class SiteServer(ThreadingHTTPServer):

@@ -3,18 +3,16 @@ that builds its gallery with JavaScript."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from PIL import Image as PILImage
 
 from albums.models import Image
 from imagineer_project.runs import BaseRun
-from imagineer_project.testing import make_image_bytes, require_chromium
+from imagineer_project.testing import make_image_bytes, require_chromium, smaller_copy
 from imagineer_project.testing.site import SiteHandler, serve_site
 from labeling.models import Label
 from scraping.models import CrawlLogEntry, ScrapeJob
@@ -26,18 +24,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.browser]
 PIXEL = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
 
 
-def _smaller_copy(data: bytes) -> bytes:
-    with PILImage.open(io.BytesIO(data)) as im:
-        small = im.resize((im.width // 2, im.height // 2))
-        buf = io.BytesIO()
-        small.save(buf, "JPEG", quality=70)
-        return buf.getvalue()
-
-
 FOOL = make_image_bytes("JPEG", (480, 360), seed=101)
 IMAGES = {
     "/img/fool.jpg": FOOL,
-    "/img/fool-small.jpg": _smaller_copy(FOOL),  # a re-encoded near duplicate
+    "/img/fool-small.jpg": smaller_copy(FOOL),  # a re-encoded near duplicate
     "/img/magician-small.jpg": make_image_bytes("JPEG", (160, 120), seed=102),
     "/img/magician-large.jpg": make_image_bytes("JPEG", (640, 480), seed=102),
     "/img/priestess.jpg": make_image_bytes("JPEG", (400, 300), seed=103),
