@@ -18,7 +18,7 @@ from django.core.management import call_command
 from PIL import Image as PILImage
 
 from albums.dedup import hamming
-from albums.models import Album, Image, NearDuplicates, SourceKind
+from albums.models import Album, Image, SourceKind
 from albums.services import (
     album_get_or_create,
     image_ingest,
@@ -38,6 +38,7 @@ OTHER = make_image_bytes("JPEG", (480, 360), seed=555)
 SMALL = smaller_copy(PICTURE)
 DOORS = ["upload", "bulk_upload", "folder_import", "scrape"]
 MODES = ["keep", "skip", "replace_smaller"]
+DEFAULT = "replace_smaller"  # the documented default of every door
 
 
 # --- the four doors, each answering what it reports per file ---------------------
@@ -71,23 +72,27 @@ def site(settings: Any) -> Iterator[str]:
 @pytest.fixture
 def door(
     request: Any, staff_client: Any, tmp_path: Path, capsys: Any, site: str
-) -> Callable[[str, bytes, str], dict[str, Any]]:
+) -> Callable[[str, bytes, str | None], dict[str, Any]]:
     """door(name, picture bytes, mode) -> what that door reported for the file:
     {"status", "image_id", "near": the near_duplicate warning or None, "text":
-    what a person reads}. The target album is target_album(name)."""
+    what a person reads}. The target album is target_album(name). Mode None:
+    the option left out, so the door's own default decides."""
 
-    def upload(data: bytes, mode: str) -> dict[str, Any]:
+    def option(mode: str | None) -> dict[str, str]:
+        return {} if mode is None else {"near_duplicates": mode}
+
+    def upload(data: bytes, mode: str | None) -> dict[str, Any]:
         response = post_files(
             staff_client,
             "/api/images/upload",
             [("picture.jpg", data)],
             album_name="Target",
-            near_duplicates=mode,
+            **option(mode),
         )
         assert response.status_code in (200, 201), response.content
         return _from_result(response.json()["results"][0])
 
-    def bulk_upload(data: bytes, mode: str) -> dict[str, Any]:
+    def bulk_upload(data: bytes, mode: str | None) -> dict[str, Any]:
         capture = request.getfixturevalue("django_capture_on_commit_callbacks")
         with capture(execute=True):
             response = post_files(
@@ -95,15 +100,15 @@ def door(
                 "/api/images/bulk-upload",
                 [("picture.jpg", data)],
                 album_name="Target",
-                near_duplicates=mode,
+                **option(mode),
             )
         assert response.status_code == 202, response.content
-        assert response.json()["near_duplicates"] == mode
+        assert response.json()["near_duplicates"] == (mode or DEFAULT)
         run = staff_client.get(f"/api/uploads/{response.json()['id']}").json()
         assert run["status"] == "succeeded", run
         return _from_result(run["results"][0])
 
-    def folder_import(data: bytes, mode: str) -> dict[str, Any]:
+    def folder_import(data: bytes, mode: str | None) -> dict[str, Any]:
         folder = tmp_path / f"folder-{mode}"
         folder.mkdir()
         (folder / "picture.jpg").write_bytes(data)
@@ -113,7 +118,7 @@ def door(
             str(folder),
             album="Target",
             quiet=True,
-            near_duplicates=mode,
+            **option(mode),
         )
         from albums.models import UploadRun
 
@@ -121,10 +126,10 @@ def door(
         result = _from_result(UploadRun.objects.latest("id").results[0])
         result["text"] = err  # what the command says about the file
         if result["near"] is not None:
-            assert f"1 near duplicate(s) of library images ({mode})" in out
+            assert f"1 near duplicate(s) of library images ({mode or DEFAULT})" in out
         return result
 
-    def scrape(data: bytes, mode: str) -> dict[str, Any]:
+    def scrape(data: bytes, mode: str | None) -> dict[str, Any]:
         from scraping.models import CrawlLogEntry
         from scraping.services import scrape_job_create
         from scraping.tasks import run_scrape_job
@@ -136,7 +141,7 @@ def door(
             enqueue=False,
             politeness_delay=0,
             render="never",
-            near_duplicates=mode,
+            **option(mode),
         )
         run_scrape_job(job.pk)
         job.refresh_from_db()
@@ -253,15 +258,10 @@ def test_replace_smaller_keeps_a_larger_library_copy(door, name: str) -> None:
 def test_the_default_is_replace_smaller_at_every_door(door, name: str) -> None:
     album = target_album(name)
     small = library_holds(SMALL, album)
-    # The same request without the option: each door's own default.
-    if name == "scrape":
-        from scraping.models import ScrapeJob
-
-        assert ScrapeJob._meta.get_field("near_duplicates").default == (
-            NearDuplicates.REPLACE_SMALLER
-        )
-    result = door(name, PICTURE, NearDuplicates.REPLACE_SMALLER)
+    result = door(name, PICTURE, None)  # the option left out
     assert result["near"]["image_id"] == small.pk
+    # replace_smaller: the larger new copy takes the smaller one's place.
+    assert result["status"] == "created"
     assert set(album.images.values_list("pk", flat=True)) == {result["image_id"]}
 
 
