@@ -44,7 +44,6 @@ class MalformedContainer(ValueError):
 @dataclass(frozen=True)
 class Sanitized:
     data: bytes
-    dropped: bytes
 
 
 def sanitize(data: bytes, fmt: str) -> Sanitized:
@@ -85,7 +84,6 @@ _STANDALONE = {0x01, *range(0xD0, 0xD8)}
 
 def _jpeg(data: bytes) -> Sanitized:
     parts: list[tuple[int, bytes]] = []  # (marker, bytes to write)
-    dropped = bytearray()
     pos, end = 2, len(data)
     while pos < end:
         if data[pos] != 0xFF:
@@ -95,7 +93,6 @@ def _jpeg(data: bytes) -> Sanitized:
             nxt = data.find(b"\xff", pos)
             if nxt < 0:
                 raise MalformedContainer("JPEG ends without an end-of-image marker")
-            dropped += data[pos:nxt]
             pos = nxt
         while pos < end and data[pos] == 0xFF:  # fill bytes
             pos += 1
@@ -104,8 +101,7 @@ def _jpeg(data: bytes) -> Sanitized:
         marker = data[pos]
         pos += 1
         if marker == _EOI:
-            dropped += data[pos:]
-            return Sanitized(_jpeg_join(parts) + b"\xff\xd9", bytes(dropped))
+            return Sanitized(_jpeg_join(parts) + b"\xff\xd9")
         if marker in _STANDALONE:
             parts.append((marker, bytes((0xFF, marker))))
             continue
@@ -117,9 +113,7 @@ def _jpeg(data: bytes) -> Sanitized:
         segment = data[pos + 2 : pos + length]
         pos += length
         kept = _jpeg_keep(marker, segment)
-        if kept is None:
-            dropped += segment
-        else:
+        if kept is not None:
             header = bytes((0xFF, marker)) + struct.pack(">H", len(kept) + 2)
             parts.append((marker, header + kept))
         if marker == _SOS:
@@ -194,7 +188,6 @@ _RAW_EXIF = b"Raw profile type exif"
 
 def _png(data: bytes) -> Sanitized:
     chunks: list[tuple[bytes, bytes]] = []  # (type, whole chunk)
-    dropped = bytearray()
     orientation_exif: bytes | None = None  # a TIFF block for eXIf
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
@@ -204,21 +197,17 @@ def _png(data: bytes) -> Sanitized:
             raise MalformedContainer("truncated PNG chunk")
         body = data[pos + 8 : pos + 8 + length]
         if ctype == b"iCCP" and not _png_profile_ok(body):
-            dropped += body
+            pass  # dropped
         elif ctype in _PNG_KEEP:
             chunks.append((ctype, data[pos:chunk_end]))
         elif ctype == b"eXIf":
             if exif := minimal_exif(b"Exif\x00\x00" + body):
                 orientation_exif = exif[6:]
-            dropped += body
-        else:
-            if orientation_exif is None and ctype in (b"tEXt", b"zTXt", b"iTXt"):
-                orientation_exif = _png_raw_profile_exif(ctype, body)
-            dropped += body
+        elif orientation_exif is None and ctype in (b"tEXt", b"zTXt", b"iTXt"):
+            orientation_exif = _png_raw_profile_exif(ctype, body)
         pos = chunk_end
         if ctype == b"IEND":
-            dropped += data[pos:]
-            return Sanitized(_png_join(chunks, orientation_exif), bytes(dropped))
+            return Sanitized(_png_join(chunks, orientation_exif))
     raise MalformedContainer("PNG ends without an IEND chunk")
 
 
@@ -294,7 +283,7 @@ def _webp(data: bytes) -> Sanitized:
     end = 8 + riff_size
     if end > len(data):
         raise MalformedContainer("truncated WEBP file")
-    chunks, dropped = bytearray(), bytearray(data[end:])
+    chunks = bytearray()
     pos = 12
     while pos + 8 <= end:
         fourcc, size = struct.unpack("<4sI", data[pos : pos + 8])
@@ -306,15 +295,13 @@ def _webp(data: bytes) -> Sanitized:
             fourcc = b"drop"  # a profile carrying a script is not a profile we keep
         if fourcc in _WEBP_KEEP:
             chunks += chunk
-        else:
-            dropped += chunk[8:]
         pos += 8 + padded
     if chunks[:4] == b"VP8X" and len(chunks) >= 9:
         # Clear the EXIF and XMP flags (dropped), and ICC's when it went too.
         clear = 0x08 | 0x04 | (0 if b"ICCP" in _webp_fourccs(chunks) else 0x20)
         chunks[8] &= ~clear & 0xFF
     header = b"RIFF" + struct.pack("<I", len(chunks) + 4) + b"WEBP"
-    return Sanitized(header + bytes(chunks), bytes(dropped))
+    return Sanitized(header + bytes(chunks))
 
 
 def _webp_fourccs(chunks: bytes) -> set[bytes]:
@@ -336,13 +323,12 @@ def _gif(data: bytes) -> Sanitized:
         raise MalformedContainer("truncated GIF header")
     flags = data[10]
     pos = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
-    out, dropped = bytearray(data[:pos]), bytearray()
+    out = bytearray(data[:pos])
     while pos < len(data):
         block = data[pos]
         if block == 0x3B:  # trailer
             out.append(0x3B)
-            dropped += data[pos + 1 :]
-            return Sanitized(bytes(out), bytes(dropped))
+            return Sanitized(bytes(out))
         if block == 0x21:
             if pos + 2 > len(data):
                 break
@@ -351,9 +337,7 @@ def _gif(data: bytes) -> Sanitized:
             ext = data[pos:blocks_end]
             app_id = data[pos + 3 : pos + 14] if label == 0xFF else b""
             kept = _gif_rebuilt(label, app_id, ext)
-            if kept is None:
-                dropped += ext
-            else:
+            if kept is not None:
                 out += kept
             pos = blocks_end
         elif block == 0x2C:
@@ -402,4 +386,4 @@ def _bmp(data: bytes) -> Sanitized:
             im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
         buf = io.BytesIO()
         im.save(buf, "BMP")
-    return Sanitized(buf.getvalue(), data)
+    return Sanitized(buf.getvalue())
