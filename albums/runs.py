@@ -128,7 +128,7 @@ def first_after_crash(run: UploadRun, outcome: dict[str, Any]) -> bool:
 
 
 def _ingest_entry(
-    entry: Entry, run: UploadRun, policy: NearDuplicatePolicy | None = None
+    entry: Entry, run: UploadRun, policy: NearDuplicatePolicy
 ) -> dict[str, Any]:
     if entry.skip is not None:
         code, reason = entry.skip

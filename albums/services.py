@@ -290,7 +290,7 @@ def image_store(
     near_duplicate_replace).
     """
     display = safe_display_name(filename)
-    warnings = list(getattr(inspected, "warnings", ()) or ())
+    warnings = list(inspected.warnings)
     existing = Image.objects.filter(sha256=inspected.sha256).first()
     near = None
     if existing is None and near_duplicates is not None:
@@ -709,18 +709,14 @@ def _upload_one(
     upload: Any,
     album: Album,
     uploaded_by: User | None,
-    policy: NearDuplicatePolicy | None = None,
-    heavy: list[ContentFile] | None = None,
-    budget: _InlineBudget | None = None,
+    policy: NearDuplicatePolicy,
+    heavy: list[ContentFile],
+    budget: _InlineBudget,
 ) -> IngestResult:
     name = safe_display_name(upload.name)
     data = upload.read(settings.IMAGINEER_MAX_UPLOAD_BYTES + 1)
     fits = len(data) <= settings.IMAGINEER_MAX_UPLOAD_BYTES
-    if (
-        heavy is not None
-        and fits
-        and not (budget or _InlineBudget()).takes(decode_pixels(data))
-    ):
+    if fits and not budget.takes(decode_pixels(data)):
         heavy.append(ContentFile(data, name=name))
         return IngestResult("queued", name)
     if name.lower().endswith(".zip") or data.startswith(_ZIP_MAGIC):
