@@ -231,7 +231,9 @@ class _Collector:
             url=url, source=source, page_title=self.page_title, **texts
         )
         existing = self.found.get(url)
-        self.found[url] = candidate if existing is None else _merge(existing, candidate)
+        self.found[url] = (
+            candidate if existing is None else merge_candidates(existing, candidate)
+        )
         if source in ("img", "srcset", "picture", "lazy", "css", "object") and not (
             looks_like_ui_asset(candidate)
         ):
@@ -695,7 +697,7 @@ def _int(value: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _merge(kept: ImageCandidate, new: ImageCandidate) -> ImageCandidate:
+def merge_candidates(kept: ImageCandidate, new: ImageCandidate) -> ImageCandidate:
     """`kept` with its empty fields filled from `new` (url and source stay), and
     every further distinct alt, title and figcaption of `new` kept as well."""
     changes: dict[str, Any] = {
@@ -717,9 +719,6 @@ def _merge(kept: ImageCandidate, new: ImageCandidate) -> ImageCandidate:
     if len(more) != len(kept.more_texts):
         changes["more_texts"] = tuple(more)
     return replace(kept, **changes) if changes else kept
-
-
-merge_candidates = _merge
 
 
 def _is_jsonld(script: Tag) -> bool:

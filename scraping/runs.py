@@ -632,9 +632,8 @@ class ScrapeRun:
         replacer, see albums.extensions): if this job saved it, it no longer
         counts as saved and its log entry says what became of it."""
         saved_here = self.job.log.filter(image=smaller, outcome=Outcome.SAVED)
-        if saved_here.exists():
+        if saved_here.update(reason=f"replaced by #{larger.pk}, a larger copy"):
             self.job.images_saved -= 1
-            saved_here.update(reason=f"replaced by #{larger.pk}, a larger copy")
 
     def _label(self, image: Image, candidate: ImageCandidate) -> None:
         for field, kind in LABEL_FIELDS:
