@@ -223,7 +223,7 @@ def training_manifest(run: TrainingRun, config: TrainConfig) -> dict[str, Any]:
             "trigger_word": run.dataset.trigger_word,
         },
         # Its name and hash identify the model; where it lies does not.
-        "base_model": {"id": base_model_name(run.base_model), "sha256": base_hash},
+        "base_model": {"id": config.base_model_name, "sha256": base_hash},
         "libraries": library_versions(),
         "device": _device_name(),
         "seed": config.seed,
