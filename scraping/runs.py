@@ -318,7 +318,7 @@ class ScrapeRun:
         elif state.status is not None and 200 <= state.status < 300:
             outcome, robots = Outcome.FETCHED, "robots.txt read and honoured"
             status = state.status
-        elif state.status is not None and 400 <= state.status < 500:
+        elif state.absent:
             # Absent: nothing to honour, and nothing went wrong.
             outcome, robots, status = Outcome.SKIPPED, state.note, state.status
         else:

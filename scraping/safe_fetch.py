@@ -409,6 +409,7 @@ class RobotsState:
     note: str = ""
     blocked: str = ""  # the host (or a robots.txt redirect) is refused: why
     unreachable: str = ""  # no answer: why
+    absent: bool = False  # answered 4xx (not 429): no rules, all allowed
 
 
 @dataclass(frozen=True)
@@ -610,7 +611,8 @@ class SafeFetcher:
                 f"robots: robots.txt unreachable ({state.unreachable}), so the "
                 "host is not crawled"
             )
-        if state.status is not None and not 200 <= state.status < 500:
+        if state.status is not None and not 200 <= state.status < 300:
+            # Answered neither rules nor "absent" (a 5xx, a 429): nothing is allowed.
             return FetchSkipped(
                 f"robots: robots.txt answered HTTP {state.status}, so the host is "
                 "not crawled"
@@ -760,7 +762,7 @@ class SafeFetcher:
             return Protego.parse(answer.content.decode("utf-8", errors="replace"))
         if 400 <= status < 500 and status != 429:
             note = f"no robots.txt (HTTP {status}): all allowed"
-            self._robots_states[key] = RobotsState(status, note)
+            self._robots_states[key] = RobotsState(status, note, absent=True)
             return _ALLOW_ALL
         note = f"robots.txt answered HTTP {status}: nothing may be crawled"
         self._robots_states[key] = RobotsState(status, note)

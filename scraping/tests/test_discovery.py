@@ -104,9 +104,16 @@ PAGES = {
 class Site(SiteHandler):
     requests: list[str] = []
     robots: bytes | None = None  # None: robots.txt answers 404
+    robots_status: int | None = None  # an HTTP status for robots.txt instead
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         Site.requests.append(self.path)
+        if self.path == "/robots.txt" and Site.robots_status is not None:
+            self.send_response(Site.robots_status)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if self.path == "/robots.txt" and Site.robots is not None:
             return self.answer(Site.robots, "text/plain")
         if self.path in PAGES:
@@ -124,6 +131,7 @@ class Site(SiteHandler):
 def site(settings: Any) -> Iterator[str]:
     Site.requests = []
     Site.robots = None
+    Site.robots_status = None
     with serve_site(Site, settings) as url:
         yield url
 
@@ -240,6 +248,16 @@ def test_a_missing_robots_txt_reads_as_all_allowed(site: str) -> None:
     robots = job.log.get(kind=CrawlLogEntry.Kind.ROBOTS)
     assert robots.reason.startswith("no robots.txt (HTTP 404): all allowed")
     assert (robots.outcome, robots.status_code) == ("skipped", 404)
+
+
+def test_a_robots_txt_that_says_slow_down_is_no_permission(site: str) -> None:
+    """429 is a 4xx but not an absent robots.txt: nothing is crawled, and the
+    job says why instead of reading it as 'all allowed'."""
+    Site.robots_status = 429
+    job = scrape(site + "/picture.html")
+    assert job.status == "failed"
+    assert "HTTP 429" in job.error
+    assert Site.requests == ["/robots.txt"] * Site.requests.count("/robots.txt")
 
 
 def test_a_robots_txt_that_was_read_says_so(site: str) -> None:
