@@ -23,3 +23,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
         # The plain token exists only at creation; `manage.py create_api_token`
         # prints it once. Deleting a token here revokes it.
         return False
+
+
+# Registered by importing: bug reports and maintenance runs have admins of their own.
+from imagineer_project.bug_reports import admin as _bug_reports_admin  # noqa: E402, F401
+from imagineer_project.maintenance import admin as _maintenance_admin  # noqa: E402, F401

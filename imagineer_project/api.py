@@ -20,6 +20,9 @@ from ninja.parser import Parser
 from albums.api import images_router, uploads_router
 from albums.api import router as albums_router
 from imagineer_project import __version__
+from imagineer_project.bug_reports.api import admin_router as bug_reports_admin_router
+from imagineer_project.bug_reports.api import router as bug_reports_router
+from imagineer_project.disk_api import router as disk_router
 from imagineer_project.errors import (
     MEANINGS,
     DomainError,
@@ -314,6 +317,9 @@ api.add_router("/generation-jobs", generation_jobs_router)
 api.add_router("/set-templates", sets_api.templates_router)
 api.add_router("/set-runs", sets_api.runs_router)
 api.add_router("/admin/legacy-imports", legacy_imports_router)
+api.add_router("/bug-reports", bug_reports_router)
+api.add_router("/admin/bug-reports", bug_reports_admin_router)
+api.add_router("/admin", disk_router)
 
 # Last, so it matches only what no operation does (an unknown path, or an id
 # that is not a number): the error envelope, not Django's HTML 404 page.

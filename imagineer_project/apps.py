@@ -12,6 +12,10 @@ class ImagineerConfig(AppConfig):
     verbose_name = "Imagineer operations"
 
     def ready(self) -> None:
+        # Register the project's own maintenance passes and storage.
+        from imagineer_project import disk  # noqa: F401
+        from imagineer_project.bug_reports import services  # noqa: F401
+        from imagineer_project.maintenance import storage  # noqa: F401
         from imagineer_project.schedules import ensure_schedules
 
         post_migrate.connect(ensure_schedules, sender=self)

@@ -453,3 +453,38 @@ LABELING_BATCH_DISCOUNT = env_float("LABELING_BATCH_DISCOUNT", 0.5, minimum=0)
 # `import_legacy` command imports. Never echoed: callers see paths relative to
 # these.
 LEGACY_IMPORT_ROOTS = env_list("LEGACY_IMPORT_ROOTS")
+
+# --- bug reports (docs/bug-reports.md) ------------------------------------------------
+# Resolved and won't-fix reports older than this many days are purged nightly;
+# open ones never are.
+BUG_REPORT_RETENTION_DAYS = env_int("BUG_REPORT_RETENTION_DAYS", 30, minimum=1)
+# How often one user may file a report ("N/unit", as GENERATION_RATE_LIMIT).
+BUG_REPORT_RATE_LIMIT = env_str("BUG_REPORT_RATE_LIMIT", "20/hour")
+# The log lines a report captures: the last records of each of the most recent
+# traces, kept in each process's memory (and in the cache for failed requests).
+BUG_REPORT_LOG_TRACES = env_int("BUG_REPORT_LOG_TRACES", 500, minimum=1)
+BUG_REPORT_LOG_RECORDS = env_int("BUG_REPORT_LOG_RECORDS", 100, minimum=1)
+
+# --- maintenance (docs/operations.md, "Maintenance") ----------------------------------
+# Every scheduled pass only reports what it would remove.
+MAINTENANCE_DRY_RUN = env_bool("MAINTENANCE_DRY_RUN", False)
+# Crawl log rows of finished scrape jobs older than this many days are purged.
+CRAWL_LOG_RETENTION_DAYS = env_int("CRAWL_LOG_RETENTION_DAYS", 90, minimum=1)
+# Work dirs of failed, cancelled and deleted training runs go after this many
+# days; a succeeded run's keeps only its final checkpoint (all of it with
+# TRAINING_WORKDIR_KEEP_SUCCEEDED on).
+TRAINING_WORKDIR_RETENTION_DAYS = env_int(
+    "TRAINING_WORKDIR_RETENTION_DAYS", 14, minimum=0
+)
+TRAINING_WORKDIR_KEEP_SUCCEEDED = env_bool("TRAINING_WORKDIR_KEEP_SUCCEEDED", False)
+# A stored file no row references is deleted only once it is this old, so a
+# file written by an ingest still in flight is never touched.
+STORAGE_ORPHAN_GRACE_HOURS = env_int("STORAGE_ORPHAN_GRACE_HOURS", 24, minimum=0)
+
+# --- disk (docs/disk.md) ------------------------------------------------------------
+# /api/health turns degraded (and the admin shows a banner) when a filesystem
+# we write to has less free space than this percentage or this many bytes (0: off).
+DISK_FREE_ALERT_PERCENT = env_float("DISK_FREE_ALERT_PERCENT", 10.0, minimum=0)
+DISK_FREE_ALERT_BYTES = env_int("DISK_FREE_ALERT_BYTES", 0, minimum=0)
+# Below this many free bytes, training runs and bulk uploads refuse to start.
+DISK_FREE_FLOOR_BYTES = env_int("DISK_FREE_FLOOR_BYTES", 1024**3, minimum=0)

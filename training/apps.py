@@ -9,3 +9,5 @@ class TrainingConfig(AppConfig):
         from training import extensions
 
         extensions.register()
+        # Register what training owns for maintenance (storage prefixes, passes).
+        from training import maintenance, storage_owners  # noqa: F401

@@ -1,0 +1,1 @@
+"""Maintenance passes this app registers (imagineer_project.maintenance.registry)."""

@@ -1,0 +1,1 @@
+"""Admin for bug reports: triage, the timeline, the captured log lines."""

@@ -1,0 +1,1 @@
+"""Filing, triaging and purging bug reports."""

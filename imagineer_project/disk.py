@@ -1,0 +1,1 @@
+"""Disk usage, the low-space alert and the hard floor (docs/operations.md)."""

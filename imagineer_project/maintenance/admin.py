@@ -1,0 +1,1 @@
+"""Admin for maintenance runs: each pass, its report, and running one now."""

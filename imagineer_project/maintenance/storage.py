@@ -1,0 +1,1 @@
+"""Reconciling default storage with the rows that reference its files."""
