@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
@@ -31,6 +32,7 @@ from imagineer_project.forms import add_domain_error
 from imagineer_project.run_admin import RunAdmin
 from scraping import selectors
 from scraping.cleanup import ScrapeJobBusy, scrape_job_cleanup
+from scraping.maintenance import crawl_log_purged
 from scraping.models import OPTION_FIELDS, CrawlLogEntry, ScrapeJob
 from scraping.services import scrape_job_create, scrape_job_validate
 
@@ -355,6 +357,12 @@ class ScrapeJobAdmin(RunAdmin):
         # A log reads oldest first: the last entries, in the order they happened.
         entries = selectors.crawl_log_recent(job=obj, limit=LOG_SHOWN)[::-1]
         if not entries:
+            if crawl_log_purged(job=obj):
+                return (
+                    "The crawl log was purged: logs are kept "
+                    f"{settings.CRAWL_LOG_RETENTION_DAYS} days after a job ends "
+                    "(CRAWL_LOG_RETENTION_DAYS). The counts above stay."
+                )
             return "Nothing crawled yet."
         rows = format_html_join(
             "",
@@ -397,7 +405,7 @@ class ScrapeJobAdmin(RunAdmin):
         return self._cleanup_page(request, jobs, action="clean_up_jobs")
 
     def _clean_up(self, request: HttpRequest, jobs: list[ScrapeJob]) -> None:
-        deleted = kept = done = 0
+        deleted = kept = rows = done = 0
         for job in jobs:
             try:
                 counts = scrape_job_cleanup(job=job)
@@ -407,11 +415,12 @@ class ScrapeJobAdmin(RunAdmin):
             done += 1
             deleted += counts["images_deleted"]
             kept += counts["images_kept"]
+            rows += counts["crawl_log_rows"]
         if done:
             self.message_user(
                 request,
                 f"Cleaned up {done} job(s): deleted {deleted} image(s); kept {kept} "
-                "that other albums hold.",
+                f"that other albums hold; removed {rows} crawl log row(s).",
                 messages.SUCCESS,
             )
 
@@ -423,6 +432,9 @@ class ScrapeJobAdmin(RunAdmin):
             for job in jobs
             if not job.is_active
         ]
+        for job, _counts in rows:
+            # What goes with the job row itself: its crawl log (index count).
+            job.crawl_log_rows = job.log.count()
         context = {
             **self.admin_site.each_context(request),
             "title": "Clean up scrape jobs",

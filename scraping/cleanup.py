@@ -23,7 +23,8 @@ class ScrapeJobBusy(Conflict):
 
 def scrape_job_cleanup(*, job: ScrapeJob) -> dict[str, int]:
     """Delete an ended job's album with the images no other album holds (files
-    and thumbnails too), then the job itself; its crawl log goes with it.
+    and thumbnails too), then the job itself; its crawl log goes with it
+    (counted in `crawl_log_rows`).
 
     Refused while the job is queued or running, or while another job (a retry)
     is still filling the same album: deleting the album under a live crawl
@@ -34,11 +35,13 @@ def scrape_job_cleanup(*, job: ScrapeJob) -> dict[str, int]:
         # the job gone, rather than delete the album twice.
         locked = ScrapeJob.objects.select_for_update().filter(pk=job.pk).first()
         if locked is None:
-            return {"images_deleted": 0, "images_kept": 0}
+            return {"images_deleted": 0, "images_kept": 0, "crawl_log_rows": 0}
         _check_ended(locked)
         counts = {"images_deleted": 0, "images_kept": 0}
         if locked.album is not None:
             counts = album_delete(album=locked.album)
+        # The log cascades in one DELETE (nothing refers to its rows).
+        counts["crawl_log_rows"] = locked.log.count()
         locked.delete()
     logger.info("Cleaned up scrape job %s: %s", job.pk, counts)
     return counts
