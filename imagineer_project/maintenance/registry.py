@@ -32,10 +32,17 @@ class PassReport:
     items_removed: int = 0
     bytes_freed: int = 0
     problems: list[str] = field(default_factory=list)
+    problem_count: int = 0  # all of them; `problems` lists the first MAX_LISTED
     # Figures of the pass's own (disk readings, rows scanned, ...).
     facts: dict[str, Any] = field(default_factory=dict)
     # (done, total, message) -> None: the run's checkpoint (heartbeat, cancel).
     on_progress: Callable[[int, int, str], None] | None = None
+    # What a caller asked of this one run beyond dry_run (reconcile_storage's
+    # {"grace_hours": N}); a pass reads the options it knows.
+    options: dict[str, Any] = field(default_factory=dict)
+    # How many of each kind of thing were removed ({"file": 12}), for the
+    # run's one-line message.
+    kinds: dict[str, int] = field(default_factory=dict)
 
     def remove(self, what: str, name: str, *, size: int = 0, count: int = 1) -> None:
         """Record one thing removed: `what` kind of thing ("file", "crawl log
@@ -43,6 +50,7 @@ class PassReport:
         path relative to its configured root, never an absolute path)."""
         self.items_removed += count
         self.bytes_freed += size
+        self.kinds[what] = self.kinds.get(what, 0) + count
         if len(self.removed) < MAX_LISTED:
             self.removed.append(
                 {"what": what, "name": name, "size": size, "count": count}
@@ -51,6 +59,7 @@ class PassReport:
     def problem(self, text: str) -> None:
         """Something a person should look at that the pass does not fix (a row
         whose file is missing)."""
+        self.problem_count += 1
         if len(self.problems) < MAX_LISTED:
             self.problems.append(text)
 
@@ -63,9 +72,11 @@ class PassReport:
             "dry_run": self.dry_run,
             "items_removed": self.items_removed,
             "bytes_freed": self.bytes_freed,
+            "kinds": self.kinds,
             "removed": self.removed,
             "listed": len(self.removed),
             "problems": self.problems,
+            "problem_count": self.problem_count,
             "facts": self.facts,
         }
 
