@@ -283,6 +283,8 @@ class HealthOut(Schema):
     database: dict
     queue: dict
     storage: dict
+    # {"ok", "filesystems": [{"roles", "percent_free", "low"}]}: no sizes or paths.
+    disk: dict
 
 
 ops = Router(tags=["ops"])

@@ -37,6 +37,7 @@ CODES = {
     429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -52,6 +53,7 @@ MEANINGS = {
     422: "The request is not valid: details.errors names each field and why.",
     429: "Too many requests: wait the Retry-After seconds.",
     503: "A service this needs is not configured or not reachable.",
+    507: "Too little free disk space to start this (DISK_FREE_FLOOR_BYTES).",
 }
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -153,6 +155,13 @@ class Unavailable(DomainError):
     """A service this needs is not configured or not reachable."""
 
     status, code = 503, "unavailable"
+
+
+class InsufficientStorage(DomainError):
+    """Too little free disk space to start something that writes a lot
+    (imagineer_project.disk.disk_floor_check)."""
+
+    status, code = 507, "insufficient_storage"
 
 
 class ErrorOut(Schema):

@@ -13,6 +13,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
 
+from imagineer_project.disk import disk_health
+
 logger = logging.getLogger(__name__)
 
 # A worker cluster that reported within this many seconds counts as alive.
@@ -30,6 +32,9 @@ def health_report() -> dict[str, Any]:
         "database": _database(),
         "queue": _queue(),
         "storage": _storage(),
+        # Cheap (statvfs and one SELECT), so read on every call; low free
+        # space on any filesystem we write to is "degraded".
+        "disk": disk_health(),
     }
     ok = all(check["ok"] for check in checks.values())
     return {
