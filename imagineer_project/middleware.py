@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from imagineer_project.logcapture import trace_persist
 from imagineer_project.trace import new_trace_id, reset_trace_id, set_trace_id
 
 logger = logging.getLogger(__name__)
@@ -13,7 +14,11 @@ TRACE_HEADER = "X-Trace-Id"
 
 
 class TraceIdMiddleware:
-    """Give each request a trace id: in the response header, the logs and errors."""
+    """Give each request a trace id: in the response header, the logs and errors.
+
+    A request that failed (5xx) or logged a warning has its log lines copied
+    to the cache as it ends, for a bug report filed through another process
+    (imagineer_project.logcapture)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -29,6 +34,7 @@ class TraceIdMiddleware:
                 logger.error(
                     "%s %s -> %s", request.method, request.path, response.status_code
                 )
+            trace_persist(trace_id, failed=response.status_code >= 500)
             return response
         finally:
             reset_trace_id(token)

@@ -294,8 +294,13 @@ LOGGING = {
             "filters": ["trace_id"],
             "formatter": "text",
         },
+        # Each request's recent records, for bug reports (docs/bug-reports.md).
+        "trace_logs": {
+            "class": "imagineer_project.logcapture.TraceLogHandler",
+            "filters": ["trace_id"],
+        },
     },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console", "trace_logs"], "level": LOG_LEVEL},
     "loggers": {
         # django-q2 logs one INFO line per enqueued task.
         "django-q": {"level": "WARNING"},

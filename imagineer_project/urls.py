@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("imagineer_project.bug_reports.urls")),
     path("", include("training.urls")),
     path("", include("training.generation.urls")),
     path("", include("albums.urls")),
