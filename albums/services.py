@@ -38,6 +38,7 @@ from albums.models import (
     UploadRun,
     Visibility,
 )
+from imagineer_project.disk import disk_floor_check
 from imagineer_project.errors import Invalid
 from imagineer_project.lib.locks import lock_name
 from imagineer_project.permissions import person
@@ -756,8 +757,13 @@ def upload_run_create(
     uploaded_by: User | None = None,
     near_duplicates: str | None = None,
 ) -> UploadRun:
-    """Stage uploaded files and queue their ingest; returns the run to watch."""
+    """Stage uploaded files and queue their ingest; returns the run to watch.
+    Raises InsufficientStorage, staging nothing, when media's disk is below
+    DISK_FREE_FLOOR_BYTES."""
     mode = near_duplicate_policy(near_duplicates).mode  # Invalid before staging
+    # Refused below the floor before a byte is staged (InsufficientStorage);
+    # remote storage (S3) has no local floor.
+    disk_floor_check("media")
     batch = uuid.uuid4().hex
     staged = []
     for n, upload in enumerate(files):
@@ -785,11 +791,13 @@ def folder_import_create(
 ) -> UploadRun:
     """An upload run that imports every image under `folder` (on the worker's
     machine) into `album`; files beside an image go to the sidecar readers
-    (a `.txt` caption). Raises Invalid when `folder` is not a folder."""
+    (a `.txt` caption). Raises Invalid when `folder` is not a folder, and
+    InsufficientStorage below the disk floor (DISK_FREE_FLOOR_BYTES)."""
     mode = near_duplicate_policy(near_duplicates).mode
     root = Path(folder).expanduser().resolve()
     if not root.is_dir():
         raise Invalid(f"{folder} is not a folder.", errors={"folder": "not a folder"})
+    disk_floor_check("media")
     with transaction.atomic():
         run = UploadRun.objects.create(
             album=album,

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from albums.models import Album
+from imagineer_project.disk import disk_floor_check
 from imagineer_project.errors import Conflict, Invalid
 from imagineer_project.permissions import person
 from imagineer_project.runs import BaseRun, run_enqueue, run_retry
@@ -44,12 +45,15 @@ def training_run_create(
     `config` is checked and completed by training.config.config_validate
     (raises ConfigInvalid naming each bad field and its range). With `enqueue`
     the run goes to the gpu worker once the transaction commits; otherwise it
-    waits for training_run_start.
+    waits for training_run_start. Raises InsufficientStorage, creating
+    nothing, when the training work dir's disk is below DISK_FREE_FLOOR_BYTES.
     """
     full, warnings = config_validate(config, allow_below_minimum=allow_below_minimum)
     base_model = (base_model or settings.TRAINING_BASE_MODEL).strip()
     if not base_model:
         raise Invalid("Name a base model: a local diffusers folder or a hub id.")
+    # Even unqueued: `manage.py train` runs it in the foreground at once.
+    disk_floor_check("training")
     now = timezone.now()
     with transaction.atomic():
         run = TrainingRun.objects.create(
@@ -84,6 +88,7 @@ def training_run_create_from_albums(
         kwargs.get("config"),
         allow_below_minimum=kwargs.get("allow_below_minimum", False),
     )
+    disk_floor_check("training")  # before the dataset is built
     dataset = dataset_version_build(
         albums=albums,
         trigger_word=trigger_word,
@@ -105,8 +110,10 @@ def training_run_start(*, run: TrainingRun) -> TrainingRun:
 
     A failed or cancelled run is queued again through run_retry and resumes
     from its latest checkpoint, with a fresh set of attempts. Raises
-    RunNotStartable for a run that is queued, running or succeeded.
+    RunNotStartable for a run that is queued, running or succeeded, and
+    InsufficientStorage below the disk floor (DISK_FREE_FLOOR_BYTES).
     """
+    disk_floor_check("training")
     now = timezone.now()
     with transaction.atomic():
         if run.can_retry:
