@@ -141,9 +141,10 @@ def _reconcile_owner(
 ) -> None:
     # A set of every referenced key: one pass over the rows, then one over
     # the files. Keys are short, so even a large library's set fits in memory.
-    expected = {key for key in owner.expected_keys() if key}
+    expected = _expected(owner)
     inner = [o.prefix for o in owners if o.prefix.startswith(owner.prefix)]
     counts = {"files": 0, "bytes": 0, "referenced": len(expected), "orphans": 0}
+    due: list[StoredFile] = []
     for n, stored in enumerate(storage_files(owner.prefix), start=1):
         if _deeper_owner(stored.key, owner.prefix, inner):
             continue  # a prefix inside this one has an owner of its own
@@ -151,10 +152,23 @@ def _reconcile_owner(
         counts["bytes"] += stored.size
         if stored.key in expected:
             expected.discard(stored.key)
-        elif _orphan(report, stored, cutoff):
-            counts["orphans"] += 1
+        elif _past_grace(report, stored, cutoff):
+            due.append(stored)
         if n % BATCH == 0:
             _tick(report, f"{owner.prefix}: {n} files checked")
+    if due or (expected and owner.report_missing):
+        # Ask the rows again before acting: content-addressed keys mean an
+        # ingest may have just given an old orphan a row again (its file
+        # already existed, so it was not rewritten), and a row may have gone
+        # with its file while we listed.
+        now_referenced = _expected(owner)
+        due = [stored for stored in due if stored.key not in now_referenced]
+        expected &= now_referenced
+    for n, stored in enumerate(due, start=1):
+        _remove(report, stored)
+        if n % BATCH == 0:
+            _tick(report, f"{owner.prefix}: {n} orphans removed")
+    counts["orphans"] = len(due)
     counts["missing"] = len(expected) if owner.report_missing else 0
     if owner.report_missing:
         report.facts["missing files"] += len(expected)
@@ -163,19 +177,27 @@ def _reconcile_owner(
     report.facts.setdefault("prefixes", {})[owner.prefix] = counts
 
 
+def _expected(owner: StorageOwner) -> set[str]:
+    return {key for key in owner.expected_keys() if key}
+
+
 def _deeper_owner(key: str, prefix: str, inner: list[str]) -> bool:
     return any(p != prefix and key.startswith(p) for p in inner)
 
 
-def _orphan(report: PassReport, stored: StoredFile, cutoff: datetime) -> bool:
-    """Remove `stored` if it is past the grace period; count it kept if not."""
+def _past_grace(report: PassReport, stored: StoredFile, cutoff: datetime) -> bool:
+    """Whether an unreferenced file is due; one still in its grace period is
+    counted as kept."""
     if stored.modified > cutoff:
         report.facts[KEPT_YOUNG] += 1
         return False
+    return True
+
+
+def _remove(report: PassReport, stored: StoredFile) -> None:
     if not report.dry_run:
         default_storage.delete(stored.key)
     report.remove("file", stored.key, size=stored.size)
-    return True
 
 
 def _scan_unowned(
@@ -196,7 +218,8 @@ def _scan_unowned(
             if any(stored.key.startswith(p) for p in prefixes):
                 continue
             if posixpath.basename(stored.key).startswith(TEMP_PREFIX):
-                _orphan(report, stored, cutoff)
+                if _past_grace(report, stored, cutoff):
+                    _remove(report, stored)
             else:
                 unowned[top] = unowned.get(top, 0) + 1
     report.facts["files under no owner"] = unowned
