@@ -49,6 +49,11 @@ from training.datasets.admin import (
 )
 from training.datasets.services import DatasetInvalid
 from training.generation.admin import GenerationJobAdmin
+from training.maintenance import (
+    TrainingRunActive,
+    training_run_delete,
+    training_run_work_dir_size,
+)
 from training.models import (
     DatasetBuild,
     DatasetExport,
@@ -233,6 +238,41 @@ class TrainingRunAdmin(RunAdmin):
         return bool(obj is None or not obj.is_active) and super().has_delete_permission(
             request, obj
         )
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """Django's list of what a delete takes, plus each run's work dir (both
+        the delete page and "delete selected" show it). An active run among
+        the selection blocks the delete, as a protected object would."""
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        dirs = 0
+        for run in objs:
+            if run.is_active:
+                protected.append(f"{run} — cancel it first")
+                if super().has_delete_permission(request):
+                    # Refused for being active, not for a missing permission.
+                    perms_needed.discard(self.opts.verbose_name)
+                continue
+            size = training_run_work_dir_size(run=run)
+            if size:
+                dirs += 1
+                to_delete.append(
+                    f"The work dir of training run #{run.pk} ({filesizeformat(size)})"
+                )
+        if dirs:
+            model_count["work dirs"] = dirs
+        return to_delete, model_count, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj: TrainingRun) -> None:
+        training_run_delete(run=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for run in queryset:
+            try:
+                training_run_delete(run=run)
+            except TrainingRunActive as exc:
+                self.message_user(request, exc.message, messages.WARNING)
 
     def get_urls(self) -> list[Any]:
         start = self.object_url("start", self.start_view, post_only=True)
