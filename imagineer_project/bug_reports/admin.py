@@ -149,6 +149,14 @@ class BugReportAdmin(ImagineerAdmin):
         # Reports are filed by people from the pages or the API.
         return False
 
+    def formfield_for_dbfield(
+        self, db_field: Any, request: HttpRequest, **kwargs: Any
+    ) -> Any:
+        if db_field.name == "assignee":
+            # A plain choice of staff: no add/change/delete-user buttons here.
+            return db_field.formfield(required=False)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("reporter", "assignee")
 
