@@ -101,9 +101,7 @@ def test_a_long_message_keeps_its_start_and_end() -> None:
     assert "characters left out" in record["message"]
 
 
-def test_a_failed_request_s_records_reach_another_process_through_the_cache() -> (
-    None
-):
+def test_a_failed_request_s_records_reach_another_process_through_the_cache() -> None:
     log_in_trace("trace-fail", logging.INFO, "about to fail")
     assert trace_persist("trace-fail", failed=True)
     STORE.clear()  # another process: nothing in its memory
