@@ -26,6 +26,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from albums.maintenance import albums_delete_preview
 from albums.models import (
     Album,
     AlbumImage,
@@ -519,14 +520,28 @@ class AlbumAdmin(ImagineerAdmin):
             created.created,
         )
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """Django's list of what a delete takes (the albums and their
+        memberships), plus the images only these albums hold, which
+        album_delete deletes with their files and thumbnails; on the delete
+        page and on "delete selected" alike."""
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        preview = albums_delete_preview(album_ids=[album.pk for album in objs])
+        if preview["images_deleted"]:
+            model_count["images"] = preview["images_deleted"]
+            to_delete.append(
+                f"{preview['images_deleted']} image(s) no other album holds, with "
+                f"their files ({filesizeformat(preview['bytes_deleted'])}) and "
+                "thumbnails"
+            )
+        return to_delete, model_count, perms_needed, protected
+
     def render_delete_form(
         self, request: HttpRequest, context: dict[str, Any]
     ) -> HttpResponse:
-        album = context["object"]
-        others = AlbumImage.objects.exclude(album=album).values("image_id")
-        context["images_only_here"] = album.memberships.exclude(
-            image_id__in=others
-        ).count()
+        context["preview"] = albums_delete_preview(album_ids=[context["object"].pk])
         return super().render_delete_form(request, context)
 
     def delete_model(self, request: HttpRequest, obj: Album) -> None:
