@@ -181,8 +181,11 @@ def _purge_one(
 def _trim_to_final_checkpoint(report: PassReport, folder: Path) -> None:
     """Everything in a succeeded run's dir but out/checkpoints/<latest>/."""
     final = latest_checkpoint(checkpoints_root(folder / "out"))
-    keep = [final.path] if final is not None else []
-    for path in _outside(folder, keep):
+    if final is None:
+        # Nothing to keep: its LoRA and samples are in storage already.
+        _remove(report, "work dir", folder)
+        return
+    for path in _outside(folder, [final.path]):
         _remove(report, "work dir part", path)
 
 

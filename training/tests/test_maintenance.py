@@ -162,6 +162,19 @@ def test_purge_removes_what_is_due_and_keeps_the_rest(
     assert again.removed == []
 
 
+def test_a_succeeded_run_without_checkpoints_loses_its_whole_dir(
+    work: Path, dataset: Any
+) -> None:
+    run = make_run(dataset, "succeeded", 30)
+    fill(run_work_dir(run), steps=())
+
+    report = PassReport(dry_run=False)
+    workdirs_purge(report)
+
+    assert names(report) == {f"run-{run.pk}": 1000 + 5 + 300 + 50}
+    assert not run_work_dir(run).exists()
+
+
 def test_succeeded_runs_keep_everything_when_configured(
     work: Path, dataset: Any, settings: Any
 ) -> None:
