@@ -331,7 +331,7 @@ def _upload_album(
     response={200: UploadOut, 201: UploadOut, 202: UploadOut},
     auth=staff_upload_required,
 )
-@error_responses(404, 413)
+@error_responses(404, 413, 507)
 def image_upload(
     request: HttpRequest,
     response: HttpResponse,
@@ -371,7 +371,7 @@ def image_upload(
 @images_router.post(
     "/bulk-upload", response={202: UploadRunDetailOut}, auth=staff_upload_required
 )
-@error_responses(404, 413)
+@error_responses(404, 413, 507)
 def image_bulk_upload(
     request: HttpRequest,
     files: File[list[UploadedFile]],

@@ -673,7 +673,10 @@ def images_upload(
     Only header checks happen for a file whose header claims more pixels (all
     frames) than IMAGINEER_UPLOAD_INLINE_PIXELS, or that would take the pixels
     the request decodes past IMAGINEER_UPLOAD_REQUEST_PIXELS: it is "queued"
-    and goes to one upload run for the worker to decode."""
+    and goes to one upload run for the worker to decode. Refused whole below
+    the disk floor, before any file is stored (a heavy one would go to an
+    upload run, which refuses then too)."""
+    disk_floor_check("media")
     policy = near_duplicate_policy(near_duplicates)
     heavy: list[ContentFile] = []
     budget = _InlineBudget()

@@ -57,7 +57,8 @@ def security_schemes() -> dict[str, Any]:
             "type": "apiKey",
             "in": "cookie",
             "name": settings.SESSION_COOKIE_NAME,
-            "description": "A staff user's session (sign in at /admin/). "
+            "description": "A signed-in user's session (sign in at /admin/); "
+            "every operation but filing a bug report needs a staff user. "
             "Writes (POST, PUT, PATCH, DELETE) also need the CSRF token in the "
             "X-CSRFToken header, else 403.",
         },
@@ -65,8 +66,9 @@ def security_schemes() -> dict[str, Any]:
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "imt_…",
-            "description": "`Authorization: Bearer imt_…`, a staff user's API "
-            "token (`manage.py create_api_token USERNAME`); no CSRF needed.",
+            "description": "`Authorization: Bearer imt_…`, a user's API token "
+            "(`manage.py create_api_token USERNAME`); no CSRF needed. As with "
+            "sessions, every operation but filing a bug report needs a staff user.",
         },
     }
 

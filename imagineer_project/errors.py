@@ -45,7 +45,8 @@ CODES = {
 # adds them to the operations that can answer them).
 MEANINGS = {
     400: "The body is not JSON, or asks for something that cannot be done.",
-    401: "Not signed in: sign in as a staff user or send an API token.",
+    401: "Not signed in: sign in (as a staff user, but to file a bug report) or "
+    "send an API token.",
     403: "Signed in without staff status, or a session write without the CSRF header.",
     404: "Nothing with that id, slug or name (or not visible to the caller).",
     409: "It exists but is in the wrong state for this (a run that ended).",

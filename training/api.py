@@ -67,7 +67,7 @@ def training_config_fields(request: HttpRequest) -> Any:
 
 
 @runs_router.post("", response={202: TrainingRunDetailOut})
-@error_responses(404)
+@error_responses(404, 507)
 def training_run_new(
     request: HttpRequest, response: HttpResponse, payload: TrainingRunIn
 ) -> Any:
@@ -96,6 +96,7 @@ def training_run_new(
 
 
 @runs_router.post("/{int:run_id}/start", response={202: TrainingRunDetailOut})
+@error_responses(507)
 def training_run_begin(
     request: HttpRequest, response: HttpResponse, run_id: int
 ) -> Any:
