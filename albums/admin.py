@@ -52,6 +52,8 @@ from imagineer_project.admin_pages import (
     RUN_STATE_FIELDS,
     ImagineerAdmin,
 )
+from imagineer_project.errors import DomainError
+from imagineer_project.forms import add_domain_error
 from imagineer_project.run_admin import RunAdmin
 
 logger = logging.getLogger(__name__)
@@ -554,14 +556,18 @@ class AlbumAdmin(ImagineerAdmin):
     def upload_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         album = self.object_or_404(request, object_id)
 
-        def save(form: AlbumUploadForm) -> HttpResponse:
+        def save(form: AlbumUploadForm) -> HttpResponse | None:
             uploads = form.uploads()
-            run = upload_run_create(
-                files=uploads,
-                album=album,
-                uploaded_by=request.user,
-                near_duplicates=form.cleaned_data["near_duplicates"] or None,
-            )
+            try:
+                run = upload_run_create(
+                    files=uploads,
+                    album=album,
+                    uploaded_by=request.user,
+                    near_duplicates=form.cleaned_data["near_duplicates"] or None,
+                )
+            except DomainError as exc:  # below the disk floor: said on the form
+                add_domain_error(form, exc)
+                return None
             self.message_user(
                 request,
                 f"Uploaded {len(uploads)} file(s) into “{album}”; "

@@ -172,7 +172,6 @@ class TrainingRun(BaseRun):
 
     task_path = "training.tasks.run_training"
     task_cluster = "gpu"
-    resume_note = "Queued again; resumes from the latest checkpoint"
 
     class Meta(BaseRun.Meta):
         ordering = ["-id"]
@@ -182,6 +181,13 @@ class TrainingRun(BaseRun):
 
     def get_absolute_url(self) -> str:
         return reverse("admin:training_trainingrun_change", args=[self.pk])
+
+    @property
+    def resume_note(self) -> str:  # type: ignore[override]
+        """What run_retry says: a run whose work dir was purged starts over."""
+        if self.last_checkpoint_step:
+            return "Queued again; resumes from the latest checkpoint"
+        return "Queued again; starts from the first step (no checkpoint is kept)"
 
 
 class Lora(models.Model):

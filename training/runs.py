@@ -32,6 +32,7 @@ from albums.services import (
     image_ingest,
     image_update,
 )
+from imagineer_project.disk import disk_floor_check
 from imagineer_project.runs import (
     RunCancelled,
     run_checkpoint,
@@ -113,6 +114,9 @@ def _hide_paths(exc: Exception, run: TrainingRun) -> None:
 def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) -> str:
     from training.ml.trainer import train_lora
 
+    # Checked again here: the gpu worker's disk may be another machine's than
+    # the one that accepted the run, and a retry skips the create-time check.
+    disk_floor_check("training")
     work = run_work_dir(run)
     dataset = run.dataset
     tracker.log(

@@ -94,3 +94,31 @@ def test_remote_storage_has_no_local_floor(staff_client, low_disk, settings) -> 
     )
     assert response.status_code == 202
     assert Album.objects.filter(name="Cards").exists()
+
+
+def test_an_inline_upload_below_the_floor_is_refused_and_stores_nothing(
+    staff_client, low_disk, settings
+) -> None:
+    photo = make_image_bytes("JPEG", (40, 30), seed=1)
+    response = staff_client.post(
+        "/api/images/upload",
+        {"files": [SimpleUploadedFile("a.jpg", photo)], "album_name": "Cards"},
+    )
+    assert response.status_code == 507
+    assert response.json()["error"] == REFUSAL
+    assert files_under(Path(settings.MEDIA_ROOT)) == []
+
+
+def test_the_admin_upload_page_says_why_below_the_floor(
+    admin_client, low_disk, settings
+) -> None:
+    album = Album.objects.create(name="Cards", slug="cards")
+    photo = make_image_bytes("JPEG", (40, 30), seed=1)
+    response = admin_client.post(
+        f"/admin/albums/album/{album.pk}/upload/",
+        {"files": [SimpleUploadedFile("a.jpg", photo, "image/jpeg")]},
+    )
+    assert response.status_code == 200
+    assert REFUSAL in response.text
+    assert UploadRun.objects.count() == 0
+    assert files_under(Path(settings.MEDIA_ROOT)) == []

@@ -13,6 +13,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from training.models import DatasetVersion, TrainingRun
+from training.runs import run_work_dir
+from training.tasks import run_training
 from training.tests.builders import make_tiny_run, make_training_album
 
 pytestmark = pytest.mark.django_db
@@ -85,3 +87,14 @@ def test_manage_py_train_says_why_it_will_not_start(disk) -> None:
         call_command("train", "--album", album.slug, "--steps", "10")
     assert str(refused.value) == REFUSAL
     assert TrainingRun.objects.count() == 0
+
+
+def test_a_run_whose_worker_is_below_the_floor_fails_saying_why(disk) -> None:
+    """The gpu worker may be another machine, and a retry skips the create-time
+    check: the run's body checks its own disk before copying anything."""
+    run = make_tiny_run()
+    disk.free = 512 * 1024**2
+    assert run_training(run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.error == f"InsufficientStorage: {REFUSAL}"
+    assert not (run_work_dir(run) / "data").exists()

@@ -156,7 +156,10 @@ def test_start_hands_over_a_new_run_once_and_resumes_failed_or_cancelled_ones(
         training_run_start(run=run)
     assert len(callbacks) == 1
     assert (run.status, run.error, run.attempts) == ("queued", "", 0)
-    assert run.message == "Queued again; resumes from the latest checkpoint"
+    # It never wrote a checkpoint (or its work dir was purged): it starts over.
+    assert run.message == (
+        "Queued again; starts from the first step (no checkpoint is kept)"
+    )
 
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
     run.refresh_from_db()
