@@ -78,7 +78,9 @@ def scrape_job_log(
     filters: Query[CrawlLogFilterIn],
     page: Query[PageIn],
 ) -> Any:
-    """The job's crawl log in crawl order: every URL, what happened and why."""
+    """The job's crawl log in crawl order: every URL, what happened and why.
+    Empty once purged, CRAWL_LOG_RETENTION_DAYS after the job ended (the job's
+    counts stay)."""
     entries = selectors.crawl_log(
         job=JOBS.get(job_id), kind=filters.kind, outcome=filters.outcome
     )
