@@ -136,7 +136,6 @@ class MaintenanceRun(BaseRun):
     report = models.JSONField(default=dict, blank=True)
 
     task_path = "imagineer_project.tasks.run_maintenance"
-    max_attempts = 1
 
     class Meta(BaseRun.Meta):
         indexes = [

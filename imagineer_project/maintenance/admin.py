@@ -112,7 +112,11 @@ class MaintenanceRunAdmin(RunAdmin):
             '<table class="imagineer-results"><thead><tr><th>What</th><th>Name</th>'
             "<th>Count</th><th>Size</th></tr></thead><tbody>{}</tbody></table>{}",
             rows,
-            _more(obj.items_removed, sum(i.get("count", 1) for i in removed), verb),
+            _more(
+                obj.items_removed,
+                sum(i.get("count", 1) for i in removed[:SHOWN]),
+                verb,
+            ),
         )
 
     @admin.display(description="problems")

@@ -160,14 +160,32 @@ def maintenance_run_lines(run: MaintenanceRun, *, limit: int = 20) -> list[str]:
         size = f" ({_size(item['size'])})" if item.get("size") else ""
         count = f" x{item['count']}" if item.get("count", 1) != 1 else ""
         lines.append(f"  {verb} {item['what']}{count}: {item['name']}{size}")
-    lines += _more(report.get("items_removed", 0), min(len(removed), limit), verb)
+    shown = sum(item.get("count", 1) for item in removed[:limit])
+    lines += _more(report.get("items_removed", 0), shown, verb)
     problems = report.get("problems", [])
     lines += [f"  problem: {text}" for text in problems[:limit]]
     lines += _more(report.get("problem_count", 0), min(len(problems), limit), "found")
     for name, value in (report.get("facts") or {}).items():
         if name != "prefixes":
-            lines.append(f"  {name}: {value}")
+            lines += _fact_lines(name, value, "  ")
     return lines
+
+
+def _fact_lines(name: str, value: Any, indent: str) -> list[str]:
+    """A figure as lines: nested ones (disk-usage's roles) one level deeper."""
+    if isinstance(value, dict) and value:
+        lines = [f"{indent}{name}:"]
+        for key, inner in value.items():
+            lines += _fact_lines(str(key), inner, indent + "  ")
+        return lines
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        lines = [f"{indent}{name}:"]
+        for inner in value:
+            lines.append(
+                f"{indent}  - " + ", ".join(f"{k} {v}" for k, v in inner.items())
+            )
+        return lines
+    return [f"{indent}{name}: {value}"]
 
 
 def _more(total: int, shown: int, verb: str) -> list[str]:

@@ -236,8 +236,12 @@ def test_health_reports_without_paths(client, settings) -> None:
         "database",
         "queue",
         "storage",
+        "disk",
     }
     assert body["status"] == "ok"
+    # The disk check names roles, never folders.
+    roles = {role for fs in body["disk"]["filesystems"] for role in fs["roles"]}
+    assert roles >= {"media", "training"}
     assert body["version"] == settings.IMAGINEER_VERSION
     assert body["database"] == {"ok": True, "vendor": body["database"]["vendor"]}
     assert body["storage"] == {"ok": True, "backend": "AtomicFileSystemStorage"}

@@ -18,6 +18,7 @@ from albums.models import UploadRun
 from albums.services import upload_run_create
 from albums.tests.builders import make_album
 from imagineer_project import runs
+from imagineer_project.models import MaintenanceRun
 from imagineer_project.runs import (
     BaseRun,
     RunNotRetryable,
@@ -60,6 +61,7 @@ MAKERS = {
     DatasetExport: lambda: DatasetExport(dataset=_dataset(), layout="flat"),
     ImportRun: lambda: ImportRun(sources=[]),
     SetRun: lambda: SetRun(template=SetTemplate.objects.get(slug="zodiac"), set_seed=1),
+    MaintenanceRun: lambda: MaintenanceRun(task="disk-usage"),
 }
 KINDS = list(MAKERS)
 
