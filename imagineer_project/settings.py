@@ -75,6 +75,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "imagineer_project.middleware.TraceIdMiddleware",
+    # Requests by route and status, with latency (GET /metrics).
+    "imagineer_project.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -127,6 +129,8 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
         }
     }
+    # Rate-limit counters: shared by every web process and host.
+    CACHES["ratelimit"] = CACHES["default"]
 else:
     # A file cache, not the per-process default: the web process reads the worker
     # cluster's liveness stats from here (django-q2 keeps them in the cache).
@@ -134,7 +138,13 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(VAR_DIR / "cache"),
-        }
+        },
+        # Rate-limit counters in the database: atomic increments shared by every
+        # web process (its table is made on migrate: createcachetable).
+        "ratelimit": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "imagineer_ratelimit_cache",
+        },
     }
 
 Q_CLUSTER = {
@@ -275,29 +285,44 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# --- Logging ----------------------------------------------------------------------
+# --- Logging (docs/operations.md, "Logs") -------------------------------------------
 LOG_LEVEL = env_str("IMAGINEER_LOG_LEVEL", "INFO").upper()
+# "json" (one object per line; the production default) or "text".
+LOG_FORMAT = env_str("IMAGINEER_LOG_FORMAT", "text" if DEBUG else "json").lower()
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(
+        f"IMAGINEER_LOG_FORMAT must be json or text, not {LOG_FORMAT!r}"
+    )
+# Prompts, captions, keys, tokens, cookies, passwords and query strings are
+# masked in every log line (on whenever DEBUG is off).
+LOG_REDACT = env_bool("IMAGINEER_LOG_REDACT", not DEBUG)
+# Per-logger levels: "django.db.backends=DEBUG,scraping=WARNING".
+LOG_LEVELS = env_list("IMAGINEER_LOG_LEVELS")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"trace_id": {"()": "imagineer_project.logging.TraceIdFilter"}},
+    "filters": {
+        "trace_id": {"()": "imagineer_project.logging.TraceIdFilter"},
+        "redact": {"()": "imagineer_project.logredact.RedactFilter"},
+    },
     "formatters": {
         "text": {
             "format": "%(asctime)s %(levelname)s %(name)s [trace=%(trace_id)s] "
             "%(message)s"
         },
+        "json": {"()": "imagineer_project.logformat.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "stream": sys.stderr,
-            "filters": ["trace_id"],
-            "formatter": "text",
+            "filters": ["trace_id", "redact"],
+            "formatter": LOG_FORMAT,
         },
         # Each request's recent records, for bug reports (docs/bug-reports.md).
         "trace_logs": {
             "class": "imagineer_project.logcapture.TraceLogHandler",
-            "filters": ["trace_id"],
+            "filters": ["trace_id", "redact"],
         },
     },
     "root": {"handlers": ["console", "trace_logs"], "level": LOG_LEVEL},
@@ -310,6 +335,13 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},  # the anthropic SDK's copy of httpx
     },
 }
+for _entry in LOG_LEVELS:
+    _name, _, _level = _entry.partition("=")
+    if not _name.strip() or not _level.strip():
+        raise ImproperlyConfigured(
+            f"IMAGINEER_LOG_LEVELS entries read logger=LEVEL, not {_entry!r}"
+        )
+    LOGGING["loggers"][_name.strip()] = {"level": _level.strip().upper()}
 
 IMAGINEER_VERSION = __import__("imagineer_project").__version__
 
@@ -493,3 +525,23 @@ DISK_FREE_ALERT_PERCENT = env_float("DISK_FREE_ALERT_PERCENT", 10.0, minimum=0)
 DISK_FREE_ALERT_BYTES = env_int("DISK_FREE_ALERT_BYTES", 0, minimum=0)
 # Below this many free bytes, training runs and bulk uploads refuse to start.
 DISK_FREE_FLOOR_BYTES = env_int("DISK_FREE_FLOOR_BYTES", 1024**3, minimum=0)
+
+# --- rate limits (docs/api.md, "Rate limits") -----------------------------------------
+# One setting for every limit, per user (per IP for anonymous callers):
+# "generate=200/h,upload_files=2000/h,upload_bytes=2GB/h,train=5/h,..."; a name
+# left out keeps its default (imagineer_project.ratelimit), "off" turns one off.
+# GENERATION_RATE_LIMIT and BUG_REPORT_RATE_LIMIT above are read as the defaults
+# of `generate` and `bug_report`.
+RATE_LIMITS = env_str("IMAGINEER_RATE_LIMITS")
+# The limits staff skip: "generate,upload_files" (empty: staff are limited too;
+# GENERATION_RATE_LIMIT_EXEMPT_STAFF adds `generate` and `set_generate`).
+RATE_LIMITS_STAFF_EXEMPT = env_list("IMAGINEER_RATE_LIMITS_STAFF_EXEMPT")
+
+# --- metrics (docs/operations.md, "Metrics") ------------------------------------------
+# GET /metrics answers a Bearer token equal to this, or a staff session; 404
+# while it is empty.
+METRICS_TOKEN = env_str("IMAGINEER_METRICS_TOKEN")
+
+# --- production serving (docs/deploy.md) ----------------------------------------------
+# `manage.py serve --production`: gunicorn worker processes (0: 2 per core + 1).
+WEB_WORKERS = env_int("IMAGINEER_WEB_WORKERS", 0, minimum=0)
