@@ -100,3 +100,37 @@ def fake_anthropic(settings: Any) -> Any:
         settings.ANTHROPIC_BASE_URL = fake.base_url
         settings.ANTHROPIC_MAX_RETRIES = 2
         yield fake
+
+
+@pytest.fixture
+def s3_location() -> str:
+    """The key prefix `s3_bucket` stores under (S3_PREFIX); a module overrides
+    this fixture to test a storage with a location."""
+    return ""
+
+
+@pytest.fixture
+def s3_bucket(settings: Any, monkeypatch: Any, s3_location: str) -> Any:
+    """Default storage on django-storages' S3 backend, with moto standing in
+    for S3: yields a boto3 client of the bucket "media"."""
+    moto = pytest.importorskip("moto")
+    import boto3
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    with moto.mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="media")
+        options = {"bucket_name": "media", "region_name": "us-east-1"}
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "default": {
+                "BACKEND": "storages.backends.s3.S3Storage",
+                "OPTIONS": {
+                    **options,
+                    "file_overwrite": True,
+                    **({"location": s3_location} if s3_location else {}),
+                },
+            },
+        }
+        yield client

@@ -137,29 +137,6 @@ def test_a_purged_upload_still_refuses_a_retry_and_says_why(uploads: Any) -> Non
     assert run.status == "failed"
 
 
-@pytest.fixture
-def s3_bucket(settings: Any, monkeypatch: Any) -> Any:
-    moto = pytest.importorskip("moto")
-    import boto3
-
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    with moto.mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="media")
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "storages.backends.s3.S3Storage",
-                "OPTIONS": {
-                    "bucket_name": "media",
-                    "region_name": "us-east-1",
-                    "file_overwrite": True,
-                },
-            },
-        }
-        yield boto3.client("s3", region_name="us-east-1")
-
-
 def test_purge_works_on_s3(s3_bucket: Any, settings: Any) -> None:
     settings.STORAGE_ORPHAN_GRACE_HOURS = 24
     make_upload("failed", "aaa", [10, 20])

@@ -11,29 +11,6 @@ from imagineer_project.testing import make_image_bytes
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def s3_bucket(settings, monkeypatch):
-    moto = pytest.importorskip("moto")
-    import boto3
-
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    with moto.mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="media")
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "storages.backends.s3.S3Storage",
-                "OPTIONS": {
-                    "bucket_name": "media",
-                    "region_name": "us-east-1",
-                    "file_overwrite": True,
-                },
-            },
-        }
-        yield boto3.client("s3", region_name="us-east-1")
-
-
 def bucket_keys(client) -> set[str]:
     listing = client.list_objects_v2(Bucket="media")
     return {obj["Key"] for obj in listing.get("Contents", [])}

@@ -145,28 +145,8 @@ def test_an_orphan_that_gets_a_row_during_the_pass_stays(monkeypatch) -> None:
 
 
 @pytest.fixture
-def s3(settings, monkeypatch):
-    moto = pytest.importorskip("moto")
-    import boto3
-
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    with moto.mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="media")
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "storages.backends.s3.S3Storage",
-                "OPTIONS": {
-                    "bucket_name": "media",
-                    "region_name": "us-east-1",
-                    "file_overwrite": True,
-                    "location": "lib",
-                },
-            },
-        }
-        yield client
+def s3_location() -> str:
+    return "lib"
 
 
 def bucket_keys(client) -> set[str]:
@@ -174,7 +154,7 @@ def bucket_keys(client) -> set[str]:
     return {obj["Key"] for obj in listing.get("Contents", [])}
 
 
-def test_on_s3_orphans_go_once_past_the_grace_period(s3) -> None:
+def test_on_s3_orphans_go_once_past_the_grace_period(s3_bucket) -> None:
     # moto dates every object now, so the grace period is moved instead of
     # the files: 24 h keeps a fresh orphan, 0 h makes it due.
     assert _s3_bucket(default_storage) is not None  # one listing per prefix
@@ -194,11 +174,11 @@ def test_on_s3_orphans_go_once_past_the_grace_period(s3) -> None:
 
     dry = reconcile(dry_run=True, grace_hours=0)
     assert {item["name"] for item in dry.report["removed"]} == {orphan, leftover}
-    assert f"lib/{orphan}" in bucket_keys(s3)
+    assert f"lib/{orphan}" in bucket_keys(s3_bucket)
 
     real = reconcile(dry_run=False, grace_hours=0)
     assert real.message == "Removed 2 files (1007 bytes); 1 problem to look at"
-    keys = bucket_keys(s3)
+    keys = bucket_keys(s3_bucket)
     assert f"lib/{orphan}" not in keys
     assert f"lib/{leftover}" not in keys
     assert f"lib/{unowned}" in keys
