@@ -6,6 +6,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from imagineer_project.logcapture import trace_persist
+from imagineer_project.logging import log_request
 from imagineer_project.trace import new_trace_id, reset_trace_id, set_trace_id
 
 logger = logging.getLogger(__name__)
@@ -27,13 +28,18 @@ class TraceIdMiddleware:
         trace_id = new_trace_id(request.headers.get(TRACE_HEADER))
         request.trace_id = trace_id
         token = set_trace_id(trace_id)
+        # Log lines name the user once authentication (further down) knows it.
         try:
-            response = self.get_response(request)
-            response[TRACE_HEADER] = trace_id
-            if response.status_code >= 500:
-                logger.error(
-                    "%s %s -> %s", request.method, request.path, response.status_code
-                )
+            with log_request(request):
+                response = self.get_response(request)
+                response[TRACE_HEADER] = trace_id
+                if response.status_code >= 500:
+                    logger.error(
+                        "%s %s -> %s",
+                        request.method,
+                        request.path,
+                        response.status_code,
+                    )
             trace_persist(trace_id, failed=response.status_code >= 500)
             return response
         finally:

@@ -47,6 +47,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from imagineer_project.errors import Conflict
+from imagineer_project.logging import log_run
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +328,12 @@ def run_body(run: R, body: Callable[[R], str]) -> str:
     """Run `body(run)` under a heartbeat and end the run by how it came back:
     "succeeded", "failed", "cancelled", or "waiting" (still running, handed to
     a poller). run_execute's second half, and a poller's whole turn."""
+    # Every line logged while it runs (the failure's too) names the run.
+    with log_run(f"{run._meta.model_name}:{run.pk}"):
+        return _run_body(run, body)
+
+
+def _run_body(run: R, body: Callable[[R], str]) -> str:
     try:
         with run_heartbeat(run):
             message = body(run)
