@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from imagineer_project.api import api
+from imagineer_project.metrics.views import metrics
 
 admin.site.site_header = "Imagineer"
 admin.site.site_title = "Imagineer admin"
@@ -12,6 +13,9 @@ admin.site.index_title = "Datasets, labels and runs"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    # Prometheus scrapes here (docs/operations.md, "Metrics"); outside /api/:
+    # not part of the API, its text format and its own token.
+    path("metrics", metrics, name="metrics"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("imagineer_project.bug_reports.urls")),
     path("", include("training.urls")),
