@@ -242,6 +242,10 @@ class JobRunner:
             logger.exception("Labeling image %s failed", image_id)
             self._save(image_id, None, f"{type(exc).__name__}: {exc}", 0, 0)
         else:
+            # The caption goes in a field the redact filter masks.
+            logger.debug(
+                "Labeled image %s", image_id, extra={"caption": result.caption}
+            )
             self._save(image_id, result, "", result.input_tokens, result.output_tokens)
             self.api_errors_in_a_row = 0
         self.done += 1

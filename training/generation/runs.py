@@ -281,6 +281,14 @@ def generation_job_execute(
             num_images=job.num_images - len(done),
             loras=lora_specs(job.loras),
         )
+        # The texts go in fields the redact filter masks (docs/operations.md).
+        logger.info(
+            "Generation %s: rendering %s image(s) from seed %s",
+            job.pk,
+            spec.num_images,
+            spec.seed,
+            extra={"prompt": spec.prompt, "negative_prompt": spec.negative_prompt},
+        )
         if cut := prompt_overflow(holder, spec.prompt):
             # The pipeline truncates silently; say so where the user looks.
             note = f"; the prompt's last {cut} token(s) were cut (the model reads 77)"
