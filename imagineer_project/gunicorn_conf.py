@@ -1,0 +1,46 @@
+"""gunicorn settings for `manage.py serve --production` (docs/deploy.md).
+
+`serve` passes --bind and --workers; everything else is here. To run gunicorn
+yourself: `gunicorn -c python:imagineer_project.gunicorn_conf
+imagineer_project.wsgi:application`. Any value can be overridden per host
+through gunicorn's own GUNICORN_CMD_ARGS (e.g. "--timeout 300").
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+wsgi_app = "imagineer_project.wsgi:application"
+# Loopback: the reverse proxy in front is the only client (docs/deploy.md).
+bind = "127.0.0.1:8000"
+# Sync workers: Django code is blocking, and the reverse proxy buffers slow
+# clients (uploads included) so a worker is never held by a slow network.
+worker_class = "sync"
+# Uploads decode and hash images inside the request (up to
+# IMAGINEER_UPLOAD_INLINE_PIXELS); past this a worker is killed and restarted.
+timeout = 120
+# SIGTERM lets requests in flight finish for this long.
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then: a slow leak (image libraries) cannot grow forever.
+max_requests = 2000
+max_requests_jitter = 200
+# The heartbeat file on tmpfs: a worker blocked on a slow disk is not killed
+# for not touching it in time.
+worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None
+# Access lines would repeat what the app logs (and the metrics count);
+# gunicorn's own errors go to stderr beside the app's log lines.
+accesslog = None
+errorlog = "-"
+proc_name = "imagineer-web"
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges leave /metrics (prometheus-client's
+    multiprocess mode; `serve --production` sets the folder)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
