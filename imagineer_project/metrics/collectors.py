@@ -26,9 +26,10 @@ from django.db.models import (
     Q,
     Sum,
 )
+from django.utils import timezone
 from prometheus_client.core import (
+    GaugeHistogramMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 
@@ -42,6 +43,10 @@ _sources: dict[str, Source] = {}
 
 # Run durations span a second (a tiny import) to a day (a long training run).
 DURATION_BUCKETS = (1, 5, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 86400)
+# The windows of "runs that ended lately": an hour for the failure rate, a day
+# for durations (a training run may take hours).
+RECENT = timedelta(hours=1)
+DURATION_WINDOW = timedelta(hours=24)
 # A worker cluster that reported within this many seconds counts as alive
 # (the same rule as /api/health).
 WORKER_FRESH_SECONDS = 60
@@ -96,17 +101,40 @@ def runs_by_status() -> Iterator[Metric]:
     yield family
 
 
+def runs_ended_recently() -> Iterator[Metric]:
+    """Runs that ended in the last hour, by kind and final status: a failure
+    rate needs no rate() over a figure that retries and deletions shrink."""
+    family = GaugeMetricFamily(
+        "imagineer_runs_ended_last_hour",
+        "Runs that ended in the last hour, by kind and final status.",
+        labels=["kind", "status"],
+    )
+    since = timezone.now() - RECENT
+    for model in run_models():
+        counts = dict(
+            model.objects.filter(status__in=BaseRun.TERMINAL, finished_at__gte=since)
+            .values_list("status")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        for status in BaseRun.TERMINAL:
+            family.add_metric([kind_of(model), status], counts.get(status, 0))
+    yield family
+
+
 def run_durations() -> Iterator[Metric]:
-    """Every ended run's last attempt (finished_at - started_at), as a
-    histogram by kind and final status: one aggregate query per kind.
+    """How long the runs that ended in the last day took (their last attempt:
+    finished_at - started_at), by kind and final status: one aggregate query
+    per kind.
 
     Read from the rows rather than observed at run end: a run ends in a worker
-    process, often on another host, that serves no /metrics. The figures only
-    grow as runs end; a retried or deleted run leaves them (Prometheus reads
-    that as a counter reset, which rate() and increase() tolerate)."""
-    family = HistogramMetricFamily(
+    process, often on another host, that serves no /metrics. A window, not a
+    running total, because a retried or deleted run leaves the rows; so it is
+    a gauge histogram (buckets, _gcount, _gsum), read without rate()."""
+    family = GaugeHistogramMetricFamily(
         "imagineer_run_duration_seconds",
-        "Duration of ended runs' last attempt, by kind and final status.",
+        "Duration of the runs that ended in the last 24 hours (last attempt), "
+        "by kind and final status.",
         labels=["kind", "status"],
     )
     duration = ExpressionWrapper(
@@ -116,12 +144,13 @@ def run_durations() -> Iterator[Metric]:
         f"le{i}": Count("pk", filter=Q(duration__lte=timedelta(seconds=bound)))
         for i, bound in enumerate(DURATION_BUCKETS)
     }
+    since = timezone.now() - DURATION_WINDOW
     for model in run_models():
         rows = (
             model.objects.filter(
                 status__in=BaseRun.TERMINAL,
                 started_at__isnull=False,
-                finished_at__isnull=False,
+                finished_at__gte=since,
             )
             .annotate(duration=duration)
             .values("status")
@@ -130,17 +159,14 @@ def run_durations() -> Iterator[Metric]:
         )
         by_status = {row["status"]: row for row in rows}
         for status in BaseRun.TERMINAL:
-            row = by_status.get(status)
+            row = by_status.get(status, {})
             buckets = [
-                (str(float(bound)), row[f"le{i}"] if row else 0)
+                (str(float(bound)), row.get(f"le{i}", 0))
                 for i, bound in enumerate(DURATION_BUCKETS)
             ]
-            buckets.append(("+Inf", row["count"] if row else 0))
-            total = row["total"] if row else None
+            buckets.append(("+Inf", row.get("count", 0)))
             family.add_metric(
-                [kind_of(model), status],
-                buckets,
-                sum_value=_seconds(total),
+                [kind_of(model), status], buckets, _seconds(row.get("total"))
             )
     yield family
 
@@ -222,6 +248,7 @@ def disk_space() -> Iterator[Metric]:
 
 
 metrics_register("runs", runs_by_status)
+metrics_register("runs_ended", runs_ended_recently)
 metrics_register("run_durations", run_durations)
 metrics_register("queue", queue_depth)
 metrics_register("workers", workers_alive)

@@ -131,39 +131,48 @@ def test_requests_are_counted_by_route_pattern_not_raw_path(
 # --- work, read from the database -----------------------------------------------------
 
 
-def _ended_upload(outcome: str, seconds: int) -> UploadRun:
+def _ended_upload(outcome: str, seconds: int, ago: timedelta = timedelta(0)) -> Any:
     run = UploadRun.objects.create(album=make_album())
     body = (lambda r: "done") if outcome == "ok" else (lambda r: 1 / 0)
     run_execute(UploadRun, run.pk, body)
-    # A known duration: the row says when the attempt began.
+    # A known duration (and end): the row says when the attempt began.
     run.refresh_from_db()
+    finished = run.finished_at - ago
     UploadRun.objects.filter(pk=run.pk).update(
-        started_at=run.finished_at - timedelta(seconds=seconds)
+        started_at=finished - timedelta(seconds=seconds), finished_at=finished
     )
     return run
 
 
 def test_runs_by_kind_and_status_and_their_durations(client: Any, token: str) -> None:
     _ended_upload("ok", 20)
-    _ended_upload("ok", 90)
+    _ended_upload("ok", 90, ago=timedelta(hours=3))
+    _ended_upload("ok", 7, ago=timedelta(days=2))  # outside every window
     _ended_upload("fail", 3)
     UploadRun.objects.create(album=make_album())  # still queued
     LabelingJob.objects.create(model_name="m", prompt_version="v")
 
     samples = scrape(client)
 
-    def runs(kind: str, status: str) -> float:
-        return value(samples, "imagineer_runs", kind=kind, status=status)
+    def runs(kind: str, status: str, name: str = "imagineer_runs") -> float:
+        return value(samples, name, kind=kind, status=status)
 
-    assert [runs("uploadrun", s) for s in S.values] == [1, 0, 2, 1, 0]
+    assert [runs("uploadrun", s) for s in S.values] == [1, 0, 3, 1, 0]
     assert runs("labelingjob", "queued") == 1
     assert runs("trainingrun", "running") == 0  # every pair, zeros included
+    recent = "imagineer_runs_ended_last_hour"
+    assert runs("uploadrun", "succeeded", recent) == 1
+    assert runs("uploadrun", "failed", recent) == 1
+    assert runs("scrapejob", "failed", recent) == 0
+    # The last day's runs: 20 s and 90 s succeeded, 3 s failed.
     ok = {"kind": "uploadrun", "status": "succeeded"}
     duration = "imagineer_run_duration_seconds"
-    assert value(samples, f"{duration}_count", **ok) == 2
-    assert value(samples, f"{duration}_sum", **ok) == pytest.approx(110, abs=0.01)
+    assert value(samples, f"{duration}_gcount", **ok) == 2
+    assert value(samples, f"{duration}_gsum", **ok) == pytest.approx(110, abs=0.01)
+    assert value(samples, f"{duration}_bucket", **ok, le="5.0") == 0
     assert value(samples, f"{duration}_bucket", **ok, le="30.0") == 1
     assert value(samples, f"{duration}_bucket", **ok, le="300.0") == 2
+    assert value(samples, f"{duration}_bucket", **ok, le="+Inf") == 2
     failed = {"kind": "uploadrun", "status": "failed"}
     assert value(samples, f"{duration}_bucket", **failed, le="5.0") == 1
     assert value(samples, "imagineer_metrics_source_up", source="run_durations") == 1
