@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from django.test import Client
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -325,3 +327,14 @@ def test_a_failing_source_is_reported_and_the_rest_still_scraped(
     assert value(samples, "imagineer_metrics_source_up", source="queue") == 0
     assert value(samples, "imagineer_metrics_source_up", source="runs") == 1
     assert ("imagineer_queue_depth", frozenset({("cluster", "gpu")})) not in samples
+
+
+def test_the_example_alerts_name_metrics_that_exist(client: Any, token: str) -> None:
+    rules = yaml.safe_load((ROOT / "docs/prometheus/alerts.yml").read_text())
+    exprs = [rule["expr"] for rule in rules["groups"][0]["rules"]]
+    named = {name for expr in exprs for name in re.findall(r"imagineer_\w+", expr)}
+
+    families = {name.rsplit("_bucket", 1)[0] for name, _ in scrape(client)}
+
+    assert len(exprs) >= 3
+    assert named <= families, named - families
