@@ -35,6 +35,10 @@ worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None
 accesslog = None
 errorlog = "-"
 proc_name = "imagineer-web"
+# gunicorn 24+ opens a control socket at one path per user
+# (~/.gunicorn/gunicorn.ctl): a second server on the host would take it over.
+# Nothing here uses it.
+control_socket_disable = True
 
 
 def child_exit(server: Any, worker: Any) -> None:
