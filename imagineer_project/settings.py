@@ -333,6 +333,9 @@ LOGGING = {
         # One INFO line per request; the crawl log already records each URL.
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},  # the anthropic SDK's copy of httpx
+        # Django's own console handler (DEFAULT_LOGGING, DEBUG only) would print
+        # django.* lines a second time, unformatted and unredacted.
+        "django": {"handlers": [], "level": "INFO"},
     },
 }
 for _entry in LOG_LEVELS:
@@ -341,7 +344,7 @@ for _entry in LOG_LEVELS:
         raise ImproperlyConfigured(
             f"IMAGINEER_LOG_LEVELS entries read logger=LEVEL, not {_entry!r}"
         )
-    LOGGING["loggers"][_name.strip()] = {"level": _level.strip().upper()}
+    LOGGING["loggers"].setdefault(_name.strip(), {})["level"] = _level.strip().upper()
 
 IMAGINEER_VERSION = __import__("imagineer_project").__version__
 
