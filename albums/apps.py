@@ -7,4 +7,4 @@ class AlbumsConfig(AppConfig):
 
     def ready(self) -> None:
         # Register what albums own for maintenance (storage prefixes, passes).
-        from albums import maintenance, storage_owners  # noqa: F401
+        from albums import maintenance, metrics, storage_owners  # noqa: F401

@@ -9,7 +9,7 @@ class LabelingConfig(AppConfig):
         from django.conf import settings
 
         from imagineer_project.schedules import schedule_every
-        from labeling import extensions
+        from labeling import extensions, metrics  # noqa: F401 (registers)
 
         extensions.register()
         schedule_every(

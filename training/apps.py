@@ -10,4 +10,4 @@ class TrainingConfig(AppConfig):
 
         extensions.register()
         # Register what training owns for maintenance (storage prefixes, passes).
-        from training import maintenance, storage_owners  # noqa: F401
+        from training import maintenance, metrics, storage_owners  # noqa: F401

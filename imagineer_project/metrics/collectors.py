@@ -6,8 +6,8 @@ Each source is a function yielding metric families; one that fails is logged
 and reported as `imagineer_metrics_source_up{source=...} 0` instead of
 failing the whole scrape (a monitor still sees the rest).
 
-Sources register with `metrics_register`; the built-in ones are below and in
-app_sources.py.
+Sources register with `metrics_register`: the built-in ones below, and each
+app's own from its AppConfig.ready() (albums, labeling, training: metrics.py).
 """
 
 from __future__ import annotations

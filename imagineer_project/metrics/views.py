@@ -17,7 +17,6 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 # Importing them registers the scrape-time sources.
-from imagineer_project.metrics import app_sources  # noqa: F401
 from imagineer_project.metrics.collectors import DatabaseCollector
 from imagineer_project.metrics.http import multiprocess_dir
 
