@@ -186,6 +186,11 @@ def test_serves_the_app_static_files_and_workers_then_stops_them_all(
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    # prometheus-client's multiprocess folder for the web workers: a file left
+    # by the last run's processes would add its counts to this run's.
+    metrics = tmp_path / "var" / "prometheus" / f"web-{port}"
+    metrics.mkdir(parents=True)
+    (metrics / "counter_1.db").write_bytes(b"stale")
     process = serve(
         environment(tmp_path),
         "--addr",
@@ -204,6 +209,9 @@ def test_serves_the_app_static_files_and_workers_then_stops_them_all(
         web = [pid for pid in children if "gunicorn" in cmdline(pid)]
         assert len(web) == 3
         assert sum("qcluster" in cmdline(pid) for pid in children) >= 2
+        assert not (metrics / "counter_1.db").exists()
+        environ = Path(f"/proc/{web[0]}/environ").read_bytes().split(b"\0")
+        assert f"PROMETHEUS_MULTIPROC_DIR={metrics}".encode() in environ
 
         status, _, page = get(f"{base}/admin/login/")
         assert status == 200
