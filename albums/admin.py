@@ -564,6 +564,7 @@ class AlbumAdmin(ImagineerAdmin):
                     album=album,
                     uploaded_by=request.user,
                     near_duplicates=form.cleaned_data["near_duplicates"] or None,
+                    rate_limited=True,
                 )
             except DomainError as exc:  # below the disk floor: said on the form
                 add_domain_error(form, exc)

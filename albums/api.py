@@ -331,7 +331,7 @@ def _upload_album(
     response={200: UploadOut, 201: UploadOut, 202: UploadOut},
     auth=staff_upload_required,
 )
-@error_responses(404, 413, 507)
+@error_responses(404, 413, 429, 507)
 def image_upload(
     request: HttpRequest,
     response: HttpResponse,
@@ -352,6 +352,7 @@ def image_upload(
         album=album,
         uploaded_by=request.user,
         near_duplicates=near_duplicates,
+        rate_limited=True,
     )
     counts = Counter(result.status for result in outcome.results)
     body: dict[str, Any] = {
@@ -371,7 +372,7 @@ def image_upload(
 @images_router.post(
     "/bulk-upload", response={202: UploadRunDetailOut}, auth=staff_upload_required
 )
-@error_responses(404, 413, 507)
+@error_responses(404, 413, 429, 507)
 def image_bulk_upload(
     request: HttpRequest,
     files: File[list[UploadedFile]],
@@ -386,6 +387,7 @@ def image_bulk_upload(
         album=album,
         uploaded_by=request.user,
         near_duplicates=near_duplicates,
+        rate_limited=True,
     )
     return Status(202, selectors.upload_run_detail_rows().get(pk=run.pk))
 

@@ -42,6 +42,7 @@ from imagineer_project.disk import disk_floor_check
 from imagineer_project.errors import Invalid
 from imagineer_project.lib.locks import lock_name
 from imagineer_project.permissions import person
+from imagineer_project.ratelimit import rate_limit_take_all
 from imagineer_project.runs import run_enqueue
 
 if TYPE_CHECKING:
@@ -663,6 +664,7 @@ def images_upload(
     album: Album,
     uploaded_by: User | None = None,
     near_duplicates: str | None = None,
+    rate_limited: bool = False,
 ) -> UploadOutcome:
     """Ingest the files of one request into `album`, each on its own: a bad file
     is reported as rejected and never stops the others. Each file is read through
@@ -675,8 +677,13 @@ def images_upload(
     the request decodes past IMAGINEER_UPLOAD_REQUEST_PIXELS: it is "queued"
     and goes to one upload run for the worker to decode. Refused whole below
     the disk floor, before any file is stored (a heavy one would go to an
-    upload run, which refuses then too)."""
+    upload run, which refuses then too). With `rate_limited` (the API), the
+    files and their bytes count against `uploaded_by`'s upload_files and
+    upload_bytes rate limits first (RateLimitExceeded)."""
     disk_floor_check("media")
+    files = list(files)
+    if rate_limited:
+        upload_rate_check(files=files, user=uploaded_by)
     policy = near_duplicate_policy(near_duplicates)
     heavy: list[ContentFile] = []
     budget = _InlineBudget()
@@ -750,6 +757,19 @@ def _upload_one(
         )
 
 
+def upload_rate_check(*, files: list[Any], user: User | None) -> None:
+    """Count `files` (one each) and their bytes against `user`'s upload_files
+    and upload_bytes rate limits; RateLimitExceeded, counting neither, when
+    they do not fit. A zip counts as one file of its size."""
+    rate_limit_take_all(
+        {
+            "upload_files": len(files),
+            "upload_bytes": sum(getattr(f, "size", 0) or 0 for f in files),
+        },
+        user=user,
+    )
+
+
 # --- bulk uploads -------------------------------------------------------------------
 
 
@@ -759,14 +779,19 @@ def upload_run_create(
     album: Album,
     uploaded_by: User | None = None,
     near_duplicates: str | None = None,
+    rate_limited: bool = False,
 ) -> UploadRun:
     """Stage uploaded files and queue their ingest; returns the run to watch.
     Raises InsufficientStorage, staging nothing, when media's disk is below
-    DISK_FREE_FLOOR_BYTES."""
+    DISK_FREE_FLOOR_BYTES; with `rate_limited` (the API and the admin),
+    RateLimitExceeded past the upload_files or upload_bytes rate limit."""
     mode = near_duplicate_policy(near_duplicates).mode  # Invalid before staging
     # Refused below the floor before a byte is staged (InsufficientStorage);
     # remote storage (S3) has no local floor.
     disk_floor_check("media")
+    files = list(files)
+    if rate_limited:
+        upload_rate_check(files=files, user=uploaded_by)
     batch = uuid.uuid4().hex
     staged = []
     for n, upload in enumerate(files):

@@ -31,6 +31,7 @@ from imagineer_project.errors import (
     error_response,
 )
 from imagineer_project.health import health_report
+from imagineer_project.ratelimit import rate_limit_meter_headers, rate_limit_meter_start
 from labeling import analytics_api
 from labeling.api import albums_router as labeling_albums_router
 from labeling.api import images_router as labeling_images_router
@@ -223,6 +224,36 @@ class ImagineerAPI(NinjaAPI):
         if path_prefix is None:
             path_prefix = self.get_root_path(path_params or {})
         return ImagineerOpenAPISchema(self, path_prefix)
+
+    # Each API request gets a rate-limit meter: a handler's checks (through
+    # its services) leave their usage there, and the answer carries it as
+    # RateLimit-* headers, success or error (imagineer_project.ratelimit).
+    def create_temporal_response(self, request: HttpRequest) -> HttpResponse:
+        rate_limit_meter_start(request)
+        return super().create_temporal_response(request)
+
+    def create_response(
+        self,
+        request: HttpRequest,
+        data: Any,
+        *,
+        status: int | None = None,
+        temporal_response: HttpResponse | None = None,
+    ) -> HttpResponse:
+        response = super().create_response(
+            request, data, status=status, temporal_response=temporal_response
+        )
+        return _with_rate_limit_headers(response)
+
+    def on_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse:
+        return _with_rate_limit_headers(super().on_exception(request, exc))
+
+
+def _with_rate_limit_headers(response: HttpResponse) -> HttpResponse:
+    for name, value in rate_limit_meter_headers().items():
+        if name not in response:  # a refusal's own figures win
+            response[name] = value
+    return response
 
 
 api = ImagineerAPI(

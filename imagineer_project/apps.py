@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
@@ -16,6 +18,22 @@ class ImagineerConfig(AppConfig):
         from imagineer_project import disk  # noqa: F401
         from imagineer_project.bug_reports import services  # noqa: F401
         from imagineer_project.maintenance import storage  # noqa: F401
+        from imagineer_project.ratelimit import rate_limits_check
         from imagineer_project.schedules import ensure_schedules
 
+        # A bad IMAGINEER_RATE_LIMITS stops the start, naming the entry.
+        rate_limits_check()
         post_migrate.connect(ensure_schedules, sender=self)
+        post_migrate.connect(ratelimit_cache_table_create, sender=self)
+
+
+def ratelimit_cache_table_create(**kwargs: Any) -> None:
+    """Make the database cache table the rate-limit counters live in (without
+    Redis), so `migrate` is all a new install runs."""
+    from django.core.cache import caches
+    from django.core.cache.backends.db import BaseDatabaseCache
+    from django.core.management import call_command
+
+    if isinstance(caches["ratelimit"], BaseDatabaseCache):
+        database = kwargs.get("using") or "default"
+        call_command("createcachetable", "--database", database, verbosity=0)

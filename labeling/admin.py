@@ -283,7 +283,10 @@ def _start_jobs(
     modeladmin: admin.ModelAdmin, request: HttpRequest, targets: list[dict[str, Any]]
 ) -> HttpResponse | None:
     try:
-        jobs = [labeling_job_create(created_by=request.user, **t) for t in targets]
+        jobs = [
+            labeling_job_create(created_by=request.user, rate_limited=True, **t)
+            for t in targets
+        ]
     except DomainError as exc:
         modeladmin.message_user(request, exc.message, messages.ERROR)
         return None

@@ -40,7 +40,7 @@ jobs_router = Router(tags=["labeling"], auth=staff_required)
 @images_router.post(
     "/{int:image_id}/label", response={202: LabelingJobDetailOut}, auth=staff_required
 )
-@error_responses(503)
+@error_responses(429, 503)
 def image_label(
     request: HttpRequest, response: HttpResponse, image_id: int, payload: LabelJobIn
 ) -> Any:
@@ -53,12 +53,13 @@ def image_label(
         budget_usd=payload.budget,
         use_batch=payload.batch,
         created_by=request.user,
+        rate_limited=True,
     )
     return JOBS.accepted(response, job)
 
 
 @albums_router.post("/{album_ref}/label", response={202: LabelingJobDetailOut})
-@error_responses(503)
+@error_responses(429, 503)
 def album_label(
     request: HttpRequest,
     response: HttpResponse,
@@ -76,6 +77,7 @@ def album_label(
         limit=payload.limit,
         use_batch=payload.batch,
         created_by=request.user,
+        rate_limited=True,
     )
     return JOBS.accepted(response, job)
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from albums.models import Album, Image, NsfwSource
 from imagineer_project.errors import Invalid
 from imagineer_project.permissions import person
+from imagineer_project.ratelimit import rate_limit_take
 from imagineer_project.runs import run_enqueue
 from labeling import claude
 from labeling.claude import LabelResult, rating_is_nsfw
@@ -258,11 +259,13 @@ def labeling_job_create(
     use_batch: bool = False,
     created_by: User | None = None,
     enqueue: bool = True,
+    rate_limited: bool = False,
 ) -> LabelingJob:
     """Queue Claude labeling of an album or of chosen images.
 
     Raises LabelingNotConfigured (no API key) before anything is queued, and
-    Invalid for a request that names nothing to label.
+    Invalid for a request that names nothing to label; with `rate_limited`
+    (the API and the admin), RateLimitExceeded past the `label` rate limit.
     """
     claude.require_configured()
     if style not in LabelingJob.Style.values:
@@ -276,6 +279,8 @@ def labeling_job_create(
             "A budget needs direct requests: a Message Batch is priced only once "
             "it has ended. Use one or the other."
         )
+    if rate_limited:
+        rate_limit_take("label", user=created_by)
     with transaction.atomic():
         job = LabelingJob.objects.create(
             album=album,

@@ -29,6 +29,7 @@ from albums.models import Image, NearDuplicates
 from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import Invalid
 from imagineer_project.forms import add_domain_error
+from imagineer_project.ratelimit import RateLimitExceeded, rate_limit_take
 from imagineer_project.run_admin import RunAdmin
 from scraping import selectors
 from scraping.cleanup import ScrapeJobBusy, scrape_job_cleanup
@@ -115,6 +116,14 @@ class ScrapeJobAddForm(forms.ModelForm):
             )
         except Invalid as exc:
             add_domain_error(self, exc, fields={"url": "start_url"})
+            return data
+        # Counted here, where the page can still say no (save_model cannot).
+        user = getattr(self, "rate_limit_user", None)
+        if user is not None:
+            try:
+                rate_limit_take("scrape", user=user)
+            except RateLimitExceeded as exc:
+                add_domain_error(self, exc)
         return data
 
 
@@ -252,7 +261,10 @@ class ScrapeJobAdmin(RunAdmin):
     ) -> Any:
         if obj is not None:
             kwargs["form"] = forms.ModelForm
-        return super().get_form(request, obj, change, **kwargs)
+            return super().get_form(request, obj, change, **kwargs)
+        form = super().get_form(request, obj, change, **kwargs)
+        # The add form's clean counts the `scrape` rate limit for this user.
+        return type(form.__name__, (form,), {"rate_limit_user": request.user})
 
     def has_delete_permission(
         self, request: HttpRequest, obj: ScrapeJob | None = None

@@ -14,6 +14,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
+from imagineer_project.errors import error_responses
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
@@ -49,6 +50,7 @@ JOBS = RunRoutes(
 
 
 @router.post("", response={201: ScrapeJobDetailOut})
+@error_responses(429)
 def scrape_job_create(request: HttpRequest, payload: ScrapeJobIn) -> Any:
     """Queue a crawl of `url` into the album named `album_name`; watch it at
     /api/scrape-jobs/{id}. 422 names every bad field (a start URL the crawler
@@ -57,6 +59,7 @@ def scrape_job_create(request: HttpRequest, payload: ScrapeJobIn) -> Any:
         url=payload.url,
         album_name=payload.album_name,
         created_by=request.user,
+        rate_limited=True,
         **payload.options(),
     )
     return Status(201, JOBS.get(job.pk))

@@ -13,6 +13,7 @@ from albums.models import Album, Image, NearDuplicates
 from albums.services import album_get_or_create
 from imagineer_project.errors import Invalid
 from imagineer_project.permissions import person
+from imagineer_project.ratelimit import rate_limit_take
 from imagineer_project.runs import run_enqueue
 from scraping.models import OPTION_FIELDS, ScrapeJob
 from scraping.safe_fetch import BlockedURL, check_url
@@ -132,11 +133,16 @@ def scrape_job_create(
     album_name: str,
     created_by: User | None = None,
     enqueue: bool = True,
+    rate_limited: bool = False,
     **options: Any,
 ) -> ScrapeJob:
     """Check a crawl of `url` into the album named `album_name` and queue it.
-    Raises Invalid (every bad field, with why) before anything is created."""
+    Raises Invalid (every bad field, with why) before anything is created;
+    with `rate_limited` (the API and the admin), RateLimitExceeded past the
+    `scrape` rate limit."""
     fields = scrape_job_validate(url=url, album_name=album_name, **options)
+    if rate_limited:
+        rate_limit_take("scrape", user=created_by)
     # One transaction: a job whose start failed is never left queued for nobody.
     with transaction.atomic():
         job = ScrapeJob.objects.create(created_by=person(created_by), **fields)

@@ -303,6 +303,7 @@ class TrainingRunAdmin(RunAdmin):
                 name=data["name"],
                 created_by=request.user,
                 enqueue=data["start"],
+                rate_limited=True,
             )
         except DatasetInvalid as exc:
             form.add_error("albums", exc.message)
@@ -330,7 +331,7 @@ class TrainingRunAdmin(RunAdmin):
     def start_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         run = self.object_or_404(request, object_id)
         try:
-            training_run_start(run=run)
+            training_run_start(run=run, user=request.user, rate_limited=True)
         except DomainError as exc:
             self.message_user(request, exc.message, messages.WARNING)
         else:

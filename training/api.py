@@ -67,7 +67,7 @@ def training_config_fields(request: HttpRequest) -> Any:
 
 
 @runs_router.post("", response={202: TrainingRunDetailOut})
-@error_responses(404, 507)
+@error_responses(404, 429, 507)
 def training_run_new(
     request: HttpRequest, response: HttpResponse, payload: TrainingRunIn
 ) -> Any:
@@ -80,6 +80,7 @@ def training_run_new(
         "name": payload.name,
         "created_by": request.user,
         "enqueue": payload.start,
+        "rate_limited": True,
     }
     if payload.albums is not None:
         albums = [album_get(user=request.user, ref=ref) for ref in payload.albums]
@@ -96,13 +97,14 @@ def training_run_new(
 
 
 @runs_router.post("/{int:run_id}/start", response={202: TrainingRunDetailOut})
-@error_responses(507)
+@error_responses(429, 507)
 def training_run_begin(
     request: HttpRequest, response: HttpResponse, run_id: int
 ) -> Any:
     """Queue a run created without `start`, or resume a failed or cancelled one
     from its latest checkpoint. 409 for a run that is queued, running or done."""
-    return RUNS.accepted(response, training_run_start(run=RUNS.get(run_id)))
+    run = training_run_start(run=RUNS.get(run_id), user=request.user, rate_limited=True)
+    return RUNS.accepted(response, run)
 
 
 @runs_router.get("/{int:run_id}/logs", response=TrainingRunLogOut)

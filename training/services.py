@@ -14,6 +14,7 @@ from albums.models import Album
 from imagineer_project.disk import disk_floor_check
 from imagineer_project.errors import Conflict, Invalid
 from imagineer_project.permissions import person
+from imagineer_project.ratelimit import rate_limit_take
 from imagineer_project.runs import BaseRun, run_enqueue, run_retry
 from training.config import config_validate
 from training.datasets.services import dataset_version_build
@@ -39,6 +40,7 @@ def training_run_create(
     created_by: User | None = None,
     enqueue: bool = True,
     allow_below_minimum: bool = False,
+    rate_limited: bool = False,
 ) -> TrainingRun:
     """A run of `dataset` on `base_model` (default TRAINING_BASE_MODEL).
 
@@ -47,6 +49,8 @@ def training_run_create(
     the run goes to the gpu worker once the transaction commits; otherwise it
     waits for training_run_start. Raises InsufficientStorage, creating
     nothing, when the training work dir's disk is below DISK_FREE_FLOOR_BYTES.
+    With `rate_limited` (the API and the admin) a queued run counts against
+    the `train` rate limit (RateLimitExceeded); commands are never limited.
     """
     full, warnings = config_validate(config, allow_below_minimum=allow_below_minimum)
     base_model = (base_model or settings.TRAINING_BASE_MODEL).strip()
@@ -54,6 +58,8 @@ def training_run_create(
         raise Invalid("Name a base model: a local diffusers folder or a hub id.")
     # Even unqueued: `manage.py train` runs it in the foreground at once.
     disk_floor_check("training")
+    if rate_limited and enqueue:
+        rate_limit_take("train", user=created_by)
     now = timezone.now()
     with transaction.atomic():
         run = TrainingRun.objects.create(
@@ -89,6 +95,8 @@ def training_run_create_from_albums(
         allow_below_minimum=kwargs.get("allow_below_minimum", False),
     )
     disk_floor_check("training")  # before the dataset is built
+    if kwargs.pop("rate_limited", False) and kwargs.get("enqueue", True):
+        rate_limit_take("train", user=created_by)
     dataset = dataset_version_build(
         albums=albums,
         trigger_word=trigger_word,
@@ -105,15 +113,20 @@ def training_run_can_start(run: TrainingRun) -> bool:
     return run.can_retry
 
 
-def training_run_start(*, run: TrainingRun) -> TrainingRun:
+def training_run_start(
+    *, run: TrainingRun, user: User | None = None, rate_limited: bool = False
+) -> TrainingRun:
     """Hand the run to the gpu worker.
 
     A failed or cancelled run is queued again through run_retry and resumes
     from its latest checkpoint, with a fresh set of attempts. Raises
     RunNotStartable for a run that is queued, running or succeeded, and
-    InsufficientStorage below the disk floor (DISK_FREE_FLOOR_BYTES).
+    InsufficientStorage below the disk floor (DISK_FREE_FLOOR_BYTES). With
+    `rate_limited`, a start counts against `user`'s `train` rate limit.
     """
     disk_floor_check("training")
+    if rate_limited and training_run_can_start(run):
+        rate_limit_take("train", user=user)
     now = timezone.now()
     with transaction.atomic():
         if run.can_retry:

@@ -19,11 +19,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from imagineer_project.errors import Conflict, Invalid, RateLimited
+from imagineer_project.errors import Conflict, Invalid
 from imagineer_project.logcapture import trace_records
 from imagineer_project.maintenance.registry import PassReport, register_pass
 from imagineer_project.models import BugReport, BugReportEvent
-from imagineer_project.ratelimit import parse_rate, rate_limit_hit
+from imagineer_project.ratelimit import rate_limit_take
 from imagineer_project.trace import new_trace_id
 
 if TYPE_CHECKING:
@@ -54,14 +54,6 @@ class Unchanged:
 UNCHANGED = Unchanged()
 
 
-class BugReportRateLimited(RateLimited):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            f"Too many bug reports; try again in {retry_after} seconds.",
-            retry_after=retry_after,
-        )
-
-
 def trace_id_valid(text: str | None) -> bool:
     """A trace id as the middleware accepts one from a caller."""
     return bool(text) and new_trace_id(text) == text
@@ -87,12 +79,13 @@ def bug_report_file(
     the environment and the log lines of the failing trace (else of
     `trace_id`, the filing request's). Invalid for an empty or overlong
     description, a malformed failing trace id or a context that is not a
-    small JSON object; BugReportRateLimited past BUG_REPORT_RATE_LIMIT."""
+    small JSON object; RateLimitExceeded past the `bug_report` rate limit
+    (per user; per client IP for an anonymous reporter)."""
     description = (description or "").strip()
     failing_trace_id = (failing_trace_id or "").strip()
     context = {} if context is None else context
     _check_filing(description, failing_trace_id, context)
-    _rate_limit(reporter)
+    rate_limit_take("bug_report", user=reporter)
     with transaction.atomic():
         report = BugReport.objects.create(
             reporter=reporter,
@@ -130,15 +123,6 @@ def _check_filing(description: str, failing_trace_id: str, context: Any) -> None
         errors["context"] = f"at most {MAX_CONTEXT_BYTES // 1024} KB of JSON"
     if errors:
         raise Invalid(errors=errors)
-
-
-def _rate_limit(reporter: User | None) -> None:
-    if reporter is None:
-        return
-    rate = parse_rate(settings.BUG_REPORT_RATE_LIMIT)
-    retry_after = rate_limit_hit(f"bug-report:{reporter.pk}", rate)
-    if retry_after is not None:
-        raise BugReportRateLimited(retry_after)
 
 
 def bug_report_update(

@@ -204,7 +204,7 @@ def test_filing_is_rate_limited_per_user(settings: Any, call_as: Any) -> None:
     refused = post_json(user, "/api/bug-reports", {"description": "x"})
     assert refused.status_code == 429
     assert refused.json()["error_code"] == "rate_limited"
-    assert int(refused["Retry-After"]) > 3000
+    assert 1 <= int(refused["Retry-After"]) <= 3600  # a fixed window's end
     # Another user is counted on their own.
     response = post_json(staff, "/api/bug-reports", {"description": "x"})
     assert response.status_code == 201

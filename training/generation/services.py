@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from albums.models import Album
 from albums.services import album_get_or_create
-from imagineer_project.errors import Invalid, RateLimited
+from imagineer_project.errors import Invalid
 from imagineer_project.permissions import person
-from imagineer_project.ratelimit import Rate, RateInvalid, parse_rate, rate_limit_hit
+from imagineer_project.ratelimit import RateLimitExceeded, rate_limit_take
 from imagineer_project.runs import run_enqueue
 from training.models import GenerationJob, Lora
 from training.paths import base_model_location, base_model_name
@@ -43,16 +42,6 @@ class GenerationInvalid(Invalid):
 
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__(errors=errors)
-
-
-class GenerationRateLimited(RateLimited):
-    """Too many generation requests from one user; retry after `retry_after` s."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            f"Too many generation requests; try again in {retry_after} seconds.",
-            retry_after=retry_after,
-        )
 
 
 @dataclass(frozen=True)
@@ -90,13 +79,6 @@ def default_base_model() -> str:
 
 def generation_device() -> str:
     return settings.GENERATION_DEVICE or settings.TRAINING_DEVICE
-
-
-def generation_rate() -> Rate | None:
-    try:
-        return parse_rate(settings.GENERATION_RATE_LIMIT)
-    except RateInvalid as exc:
-        raise ImproperlyConfigured(f"GENERATION_RATE_LIMIT: {exc}") from exc
 
 
 # --- checking a request -------------------------------------------------------------
@@ -279,27 +261,29 @@ def album_for(name: str, created_by: User | None) -> Album:
 
 
 def generation_rate_check(
-    user: User | None, *, images: int = 1, field: str = "num_images"
+    user: User | None,
+    *,
+    images: int = 1,
+    field: str = "num_images",
+    limit: str = "generate",
 ) -> None:
-    """Count `images` against `user`'s GENERATION_RATE_LIMIT (staff exempt by
-    setting); raises GenerationRateLimited when they do not fit now, and
-    GenerationInvalid (on `field`) when they could never fit in one window."""
-    if user is None:
-        return
-    if settings.GENERATION_RATE_LIMIT_EXEMPT_STAFF and user.is_staff:
-        return
-    rate = generation_rate()
-    if rate is not None and images > rate.count:
-        raise GenerationInvalid(
-            {
-                field: f"{images} images are more than GENERATION_RATE_LIMIT "
-                f"allows at once ({rate}); ask for fewer, or ask an operator to "
-                "raise the limit"
-            }
-        )
-    retry_after = rate_limit_hit(f"generate:{user.pk}", rate, cost=images)
-    if retry_after is not None:
-        raise GenerationRateLimited(retry_after)
+    """Count `images` against `user`'s rate limit `limit` (generate, or
+    set_generate for sets; imagineer_project.ratelimit); raises
+    RateLimitExceeded when they do not fit now, and GenerationInvalid (on
+    `field`) when they could never fit in one window."""
+    try:
+        rate_limit_take(limit, user=user, cost=images)
+    except RateLimitExceeded as exc:
+        if images > exc.usage.limit:
+            raise GenerationInvalid(
+                {
+                    field: f"{images} images are more than the '{limit}' rate "
+                    f"limit allows at once ({exc.usage.limit} per "
+                    f"{exc.usage.reset}s); ask for fewer, or ask an operator to "
+                    "raise the limit"
+                }
+            ) from exc
+        raise
 
 
 def generation_job_create(
@@ -312,8 +296,8 @@ def generation_job_create(
     """Check `request` and queue it on the gpu worker.
 
     Raises GenerationInvalid (every bad field, with why) and, with
-    `rate_limited`, GenerationRateLimited when `created_by` made too many
-    requests lately (GENERATION_RATE_LIMIT; staff exempt by setting). The seed
+    `rate_limited`, RateLimitExceeded when `created_by` asked for too many
+    images lately (the `generate` rate limit). The seed
     is drawn here when the request gave none, so it is always recorded.
     """
     base_model, loras = generation_validate(request)

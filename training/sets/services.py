@@ -477,8 +477,8 @@ def set_run_create(
     """Check a set request and queue its run on the gpu worker: one image per
     slot and variant into the set album (made, or found by name). Raises
     SetInvalid naming every bad field, NothingToRender when only missing slots
-    were asked for and none is, and, with `rate_limited`, GenerationRateLimited
-    (the generation limit counts every image)."""
+    were asked for and none is, and, with `rate_limited`, RateLimitExceeded
+    (the `set_generate` limit counts every image)."""
     template = set_template_get(request.template)
     user = person(created_by)
     name, album, existing = _set_album_for(request, template)
@@ -498,7 +498,10 @@ def set_run_create(
     prompts = _prompts(template, keys, render)
     if rate_limited:
         generation_rate_check(
-            user, images=len(keys) * render["variants"], field="slots"
+            user,
+            images=len(keys) * render["variants"],
+            field="slots",
+            limit="set_generate",
         )
     with transaction.atomic():
         set_album, _ = SetAlbum.objects.update_or_create(
@@ -551,7 +554,10 @@ def _again(
     prompts = _prompts(set_album.template, keys, set_album)
     if rate_limited:
         generation_rate_check(
-            user, images=len(keys) * set_album.variants, field="slots"
+            user,
+            images=len(keys) * set_album.variants,
+            field="slots",
+            limit="set_generate",
         )
     with transaction.atomic():
         _sync_slots(set_album)
