@@ -291,3 +291,28 @@ def _stop_servers() -> Any:
         server = _servers.pop()
         server.terminate()
         server.wait(timeout=10)
+
+
+# --- anonymous callers ------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_anonymous_callers_are_counted_per_client_ip(settings: Any, rf: Any) -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    from imagineer_project.ratelimit import client_ip, rate_limit_meter_start
+
+    settings.RATE_LIMITS = "bug_report=1/h"
+    settings.SECURE_PROXY_SSL_HEADER = None
+    spoofed = rf.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="1.2.3.4")
+    # Without a proxy we were told about, anyone could send X-Forwarded-For.
+    assert client_ip(spoofed) == "10.0.0.1"
+    rate_limit_meter_start(spoofed)
+    rate_limit_take("bug_report", user=AnonymousUser())
+    with pytest.raises(RateLimitExceeded):
+        rate_limit_take("bug_report", user=AnonymousUser())
+    rate_limit_meter_start(rf.get("/", REMOTE_ADDR="10.0.0.2"))
+    assert rate_limit_take("bug_report", user=AnonymousUser()) is not None
+
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert client_ip(spoofed) == "1.2.3.4"
