@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ADDR   ?= 127.0.0.1:8000
 
-.PHONY: run test setup migrate chromium lint bench clean demo apicheck
+.PHONY: run test setup migrate chromium lint bench clean demo apicheck scaleout
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ chromium:
 
 test: setup chromium
 	$(PY) -m pytest
+
+# PostgreSQL (127.0.0.1:5432, user postgres), a Redis server and S3 (moto) with one
+# gunicorn web process, two general workers and a gpu worker, each its own "host":
+# the pipeline through the API, files in S3 only, a worker killed mid-crawl
+# (docs/benchmarks.md, "Scale-out"). Skips, saying why, when a part is missing.
+scaleout: setup
+	$(PY) -m pytest -m scaleout -p no:randomly -q imagineer_project/tests/test_scaleout.py
 
 # The whole pipeline offline on the CPU with a tiny model: sample site -> scrape ->
 # dataset -> LoRA -> generation (labels with Claude too when ANTHROPIC_API_KEY is set).
