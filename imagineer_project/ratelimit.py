@@ -144,10 +144,11 @@ def rate_limits() -> dict[str, Rate | None]:
     BUG_REPORT_RATE_LIMIT, then IMAGINEER_RATE_LIMITS. ImproperlyConfigured
     names a bad entry or an unknown name."""
     texts = dict(DEFAULTS)
-    generation = getattr(settings, "GENERATION_RATE_LIMIT", "")
-    texts["generate"] = texts["set_generate"] = generation or DEFAULTS["generate"]
-    texts["bug_report"] = (
-        getattr(settings, "BUG_REPORT_RATE_LIMIT", "") or (DEFAULTS["bug_report"])
+    # The older per-feature settings keep their meaning ("" or "off": none).
+    generation = getattr(settings, "GENERATION_RATE_LIMIT", DEFAULTS["generate"])
+    texts["generate"] = texts["set_generate"] = generation
+    texts["bug_report"] = getattr(
+        settings, "BUG_REPORT_RATE_LIMIT", DEFAULTS["bug_report"]
     )
     for entry in (settings.RATE_LIMITS or "").split(","):
         if not entry.strip():
