@@ -534,7 +534,8 @@ DISK_FREE_FLOOR_BYTES = env_int("DISK_FREE_FLOOR_BYTES", 1024**3, minimum=0)
 # "generate=200/h,upload_files=2000/h,upload_bytes=2GB/h,train=5/h,..."; a name
 # left out keeps its default (imagineer_project.ratelimit), "off" turns one off.
 # GENERATION_RATE_LIMIT and BUG_REPORT_RATE_LIMIT above are read as the defaults
-# of `generate` and `bug_report`.
+# of `generate`, `set_generate` and `bug_report`. Names and values are checked
+# at start: a bad one refuses to boot.
 RATE_LIMITS = env_str("IMAGINEER_RATE_LIMITS")
 # The limits staff skip: "generate,upload_files" (empty: staff are limited too;
 # GENERATION_RATE_LIMIT_EXEMPT_STAFF adds `generate` and `set_generate`).
