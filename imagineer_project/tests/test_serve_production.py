@@ -181,6 +181,9 @@ def test_unapplied_migrations_are_refused_with_the_fix(tmp_path) -> None:
     assert "--migrate" in output
 
 
+# Starts gunicorn and both clusters (a minute or more on two cores): run once,
+# with the scale-out suite (`make scaleout`, a CI step of its own).
+@pytest.mark.scaleout
 def test_serves_the_app_static_files_and_workers_then_stops_them_all(
     tmp_path,
 ) -> None:
