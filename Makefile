@@ -34,9 +34,10 @@ test: setup chromium
 # PostgreSQL (127.0.0.1:5432, user postgres), a Redis server and S3 (moto) with one
 # gunicorn web process, two general workers and a gpu worker, each its own "host":
 # the pipeline through the API, files in S3 only, a worker killed mid-crawl
-# (docs/benchmarks.md, "Scale-out"). Skips, saying why, when a part is missing.
+# (docs/benchmarks.md, "Scale-out"), and every other test marked scaleout (the full
+# `serve --production` start). Skips, saying why, when a part is missing.
 scaleout: setup
-	$(PY) -m pytest -m scaleout -p no:randomly -q imagineer_project/tests/test_scaleout.py
+	$(PY) -m pytest -m scaleout -p no:randomly -q
 
 # The whole pipeline offline on the CPU with a tiny model: sample site -> scrape ->
 # dataset -> LoRA -> generation (labels with Claude too when ANTHROPIC_API_KEY is set).
