@@ -71,7 +71,10 @@ class TraceIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "trace_id"):
-            record.trace_id = current_trace_id()
+            # django.request logs a 4xx/5xx after the middleware has returned
+            # (the trace is no longer current): its record carries the request.
+            request = getattr(record, "request", None)
+            record.trace_id = getattr(request, "trace_id", None) or current_trace_id()
         if not hasattr(record, "user_id"):
             record.user_id = current_user_id()
         if not hasattr(record, "run"):

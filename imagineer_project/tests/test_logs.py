@@ -179,6 +179,8 @@ def test_a_refused_request_s_token_cookie_and_query_stay_out_of_the_logs(
     # django.request's line names the request, query string included.
     assert shows(text, "querysecretqq") == [not redact]
     assert shows(text, "tokensecretqq", "cookiesecretqq", "csrfsecretqq") == [False] * 3
+    # Logged after the middleware returned, yet under the request's trace id.
+    assert line["trace_id"] == response["X-Trace-Id"]
 
 
 @REDACT
