@@ -39,6 +39,16 @@ def serve_site(
     settings.SCRAPER_REQUEST_TIMEOUT = timeout
     # The crawl's threads touch the ORM while pytest-django's loop is around.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with serve_loopback(handler) as url:
+            yield url
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@contextlib.contextmanager
+def serve_loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free loopback port from a thread; yield its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -47,4 +57,3 @@ def serve_site(
     finally:
         server.shutdown()
         server.server_close()
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

@@ -47,7 +47,7 @@ from imagineer_project.testing.scaleout import (
     require_parts,
     start_backing_services,
 )
-from imagineer_project.testing.site import SiteHandler
+from imagineer_project.testing.site import SiteHandler, serve_loopback
 
 pytestmark = pytest.mark.scaleout
 
@@ -119,16 +119,8 @@ def chain_images(chain: str) -> int:
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
-    from http.server import ThreadingHTTPServer
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ChainSite)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_loopback(ChainSite) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
