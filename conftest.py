@@ -134,3 +134,12 @@ def s3_bucket(settings: Any, monkeypatch: Any, s3_location: str) -> Any:
             },
         }
         yield client
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A tiny real Stable Diffusion pipeline on disk, built once per session
+    (training's tests and the log tests' generation share it)."""
+    from training.ml.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("ml") / "tiny-sd")

@@ -99,13 +99,6 @@ def shows(text: str, *secrets: str) -> list[bool]:
 # --- redaction on real code paths ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.ml.tiny import build_tiny_pipeline
-
-    return build_tiny_pipeline(tmp_path_factory.mktemp("logs") / "tiny-sd")
-
-
 @REDACT
 @pytest.mark.django_db
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -43,9 +43,16 @@ SCRUBBED = {
     "Q_CLUSTER_NAME",
 }
 
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc"
-)
+# Every case starts the real command in fresh interpreters (a few seconds to a
+# minute each): they run once, with the scale-out suite (`make scaleout`, a CI
+# step of its own), not in both database passes.
+pytestmark = [
+    pytest.mark.scaleout,
+    pytest.mark.skipif(
+        not Path("/proc/self/stat").exists(),
+        reason="reads the process tree from /proc",
+    ),
+]
 
 
 def free_port() -> int:
@@ -181,9 +188,6 @@ def test_unapplied_migrations_are_refused_with_the_fix(tmp_path) -> None:
     assert "--migrate" in output
 
 
-# Starts gunicorn and both clusters (a minute or more on two cores): run once,
-# with the scale-out suite (`make scaleout`, a CI step of its own).
-@pytest.mark.scaleout
 def test_serves_the_app_static_files_and_workers_then_stops_them_all(
     tmp_path,
 ) -> None:

@@ -59,13 +59,6 @@ def make_train_config(base_model: Path, output_dir: Path, **overrides: Any) -> A
 
 
 @pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.ml.tiny import build_tiny_pipeline
-
-    return build_tiny_pipeline(tmp_path_factory.mktemp("ml") / "tiny-sd")
-
-
-@pytest.fixture(scope="session")
 def train_samples(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     from training.ml.config import TrainSample
 
