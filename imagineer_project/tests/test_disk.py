@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.template.loader import render_to_string
 from django.test import RequestFactory
 
@@ -256,12 +257,18 @@ def test_disk_api_measures_real_files(
     assert fs["low"] is (fs["percent_free"] < 10)
     assert fs["alerting_since"] is None or fs["low"]
     used = {r["role"]: (r["where"], r["used"]) for r in body["roles"]}
+    database = used.pop("database")
     assert used == {
         "media": ("local", 3000),
         "training": ("local", 1500),
         "models": ("local", 1000),
-        "database": ("memory", None),
     }
+    # The test database: SQLite in memory (nothing on disk to measure), or
+    # PostgreSQL, measured by pg_database_size.
+    if connection.vendor == "postgresql":
+        assert database[0] == "postgresql" and database[1] > 0
+    else:
+        assert database == ("memory", None)
     assert all(r["measured_at"] for r in body["roles"] if r["used"] is not None)
     assert body["thresholds"] == {
         "alert_percent": 10.0,
