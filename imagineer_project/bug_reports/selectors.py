@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
-from imagineer_project.errors import Invalid, get_or_404
+from imagineer_project.errors import Invalid, NotFound, get_or_404
 from imagineer_project.models import BugReport
 
 if TYPE_CHECKING:
@@ -41,5 +41,10 @@ def assignee_by_username(username: str) -> User:
         .first()
     )
     if user is None:
-        raise Invalid(errors={"assignee": f"no active staff user {username!r}"})
+        # A name in the body that names nobody: 404, as for an album named in a
+        # body elsewhere in the API.
+        raise NotFound(
+            f"No active staff user {username!r} to assign.",
+            details={"errors": {"assignee": "no active staff user by that name"}},
+        )
     return user

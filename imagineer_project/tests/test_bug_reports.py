@@ -398,7 +398,7 @@ def test_staff_detail_update_and_delete(staff_client: Client, staff_user: Any) -
 
     unassigned = patch_json(staff_client, url, {"assignee": None}).json()
     assert unassigned["assignee"] is None
-    assert patch_json(staff_client, url, {"assignee": "nobody"}).status_code == 422
+    assert patch_json(staff_client, url, {"assignee": "nobody"}).status_code == 404
     refused = patch_json(staff_client, url, {"status": "open"})
     assert (refused.status_code, refused.json()["error_code"]) == (
         409,
