@@ -143,3 +143,21 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from training.ml.tiny import build_tiny_pipeline
 
     return build_tiny_pipeline(tmp_path_factory.mktemp("ml") / "tiny-sd")
+
+
+@pytest.fixture
+def fresh_cache(settings: Any) -> None:
+    """An empty in-memory cache and an empty per-trace log store: rate-limit
+    counters and kept log lines of earlier tests do not leak in."""
+    from django.core.cache import cache
+
+    from imagineer_project.logcapture import STORE
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "tests",
+        }
+    }
+    cache.clear()
+    STORE.clear()

@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import path
@@ -45,15 +44,8 @@ with_failing_page = pytest.mark.urls(__name__)
 
 
 @pytest.fixture(autouse=True)
-def _fresh(settings: Any) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "bug-report-tests",
-        }
-    }
-    cache.clear()
-    STORE.clear()
+def _fresh(fresh_cache: None) -> None:
+    """Each test starts with an empty cache and log store."""
 
 
 def post_json(client: Client, url: str, body: Any, **extra: Any) -> Any:

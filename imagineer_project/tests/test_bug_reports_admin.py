@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from imagineer_project.bug_reports.services import bug_report_file, bug_report_update
@@ -20,14 +19,8 @@ REPORTS = "/admin/imagineer/bugreport/"
 
 
 @pytest.fixture(autouse=True)
-def _fresh(settings: Any) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "bug-report-admin-tests",
-        }
-    }
-    cache.clear()
+def _fresh(fresh_cache: None) -> None:
+    """Each test starts with an empty cache and log store."""
 
 
 def make_report(**overrides: Any) -> BugReport:

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -20,14 +19,8 @@ Status = BugReport.Status
 
 
 @pytest.fixture(autouse=True)
-def _fresh(settings: Any) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "bug-report-cli-tests",
-        }
-    }
-    cache.clear()
+def _fresh(fresh_cache: None) -> None:
+    """Each test starts with an empty cache and log store."""
 
 
 def run(*args: str) -> str:

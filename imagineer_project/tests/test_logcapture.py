@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.http import HttpResponse
 
 from imagineer_project import logcapture
@@ -19,15 +18,8 @@ log = logging.getLogger("imagineer_project.tests.logcapture")
 
 
 @pytest.fixture(autouse=True)
-def _fresh(settings: Any) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "logcapture-tests",
-        }
-    }
-    cache.clear()
-    STORE.clear()
+def _fresh(fresh_cache: None) -> None:
+    """Each test starts with an empty cache and log store."""
 
 
 def log_in_trace(trace_id: str, level: int, message: str, *args: Any) -> None:
