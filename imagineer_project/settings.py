@@ -475,6 +475,11 @@ GENERATION_RATE_LIMIT_EXEMPT_STAFF = env_bool(
     "GENERATION_RATE_LIMIT_EXEMPT_STAFF", False
 )
 GENERATION_DEFAULT_ALBUM = env_str("GENERATION_DEFAULT_ALBUM") or "Generated"
+# The visibility of the albums generation and sets make (and so of the images in
+# them): "private" (the default) or "public". An album a user picks keeps its own.
+GENERATED_VISIBILITY = env_str("GENERATED_VISIBILITY", "private").lower()
+if GENERATED_VISIBILITY not in ("private", "public"):
+    raise ImproperlyConfigured("GENERATED_VISIBILITY must be private or public")
 # Where LoRA files from non-local storage (S3) are copied for the gpu worker.
 GENERATION_LORA_CACHE_DIR = env_str(
     "GENERATION_LORA_CACHE_DIR", str(VAR_DIR / "lora-cache")
