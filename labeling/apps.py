@@ -12,6 +12,9 @@ class LabelingConfig(AppConfig):
         from labeling import extensions, metrics  # noqa: F401 (registers)
 
         extensions.register()
+        from labeling import workflow
+
+        workflow.register()
         schedule_every(
             settings.LABELING_BATCH_POLL_MINUTES,
             "poll-message-batches",

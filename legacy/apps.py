@@ -9,3 +9,6 @@ class LegacyConfig(AppConfig):
         from legacy import extensions
 
         extensions.register()
+        from legacy import workflow
+
+        workflow.register()

@@ -6,5 +6,10 @@ class ScrapingConfig(AppConfig):
     verbose_name = "Scraping"
 
     def ready(self) -> None:
-        # Register the crawl log's retention pass.
-        from scraping import maintenance  # noqa: F401
+        # Register the crawl log's retention pass and the admin workflow's part.
+        from scraping import (
+            maintenance,  # noqa: F401
+            workflow,
+        )
+
+        workflow.register()

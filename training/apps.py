@@ -9,5 +9,8 @@ class TrainingConfig(AppConfig):
         from training import extensions
 
         extensions.register()
-        # Register what training owns for maintenance (storage prefixes, passes).
-        from training import maintenance, metrics, storage_owners  # noqa: F401
+        # Register what training owns for maintenance (storage prefixes, passes)
+        # and its part of the admin home and object pages (workflow).
+        from training import maintenance, metrics, storage_owners, workflow  # noqa: F401
+
+        workflow.register()

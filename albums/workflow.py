@@ -1,0 +1,96 @@
+"""What albums adds to the admin home (Collect and Curate) and to object
+pages (imagineer_project.workflow). Registered from AlbumsConfig.ready()."""
+
+from __future__ import annotations
+
+from django.db.models import Count as CountOf
+from django.db.models import Q
+from django.http import HttpRequest
+
+from albums.models import Album, Image
+from imagineer_project.workflow import (
+    Count,
+    admin_url,
+    count_rows,
+    register_counts,
+    register_link,
+    register_onward,
+)
+
+Review = Image.ReviewStatus
+
+
+def collect_counts() -> list[Count]:
+    albums, images = count_rows(Album.objects.all(), Image.objects.all())
+    return [
+        Count("albums", albums, admin_url("admin:albums_album_changelist")),
+        Count("images", images, admin_url("admin:albums_image_changelist")),
+    ]
+
+
+def curate_counts() -> list[Count]:
+    # One aggregate over the review index (image_review).
+    counts = Image.objects.aggregate(
+        **{
+            status: CountOf("id", filter=Q(review_status=status))
+            for status in Review.values
+        }
+    )
+    changelist = admin_url("admin:albums_image_changelist")
+    return [
+        Count(
+            label.lower(),
+            counts[status],
+            f"{changelist}?review_status__exact={status}",
+        )
+        for status, label in Review.choices
+    ]
+
+
+def review_url(query: str = "") -> str:
+    """The review grid (albums' admin), or the unreviewed images before it exists."""
+    return admin_url(
+        "admin:albums_image_review", query=query, fallback="/admin/albums/image/review/"
+    )
+
+
+def album_upload(request: HttpRequest, album: Album) -> list[tuple[str, str]]:
+    if not request.user.has_perm("albums.change_album"):
+        return []
+    return [("Upload images", admin_url("admin:albums_album_upload", album.pk))]
+
+
+def album_review(request: HttpRequest, album: Album) -> list[tuple[str, str]]:
+    if not request.user.has_perm("albums.change_image"):
+        return []
+    return [("Review", review_url(f"album={album.pk}"))]
+
+
+def register() -> None:
+    register_counts("collect", collect_counts, permission="albums.view_album", order=10)
+    register_counts("curate", curate_counts, permission="albums.view_image", order=10)
+    register_link(
+        "collect",
+        "Upload into an album",
+        lambda: admin_url("admin:albums_album_changelist"),
+        permission="albums.change_album",
+        order=10,
+    )
+    register_link(
+        "collect",
+        "New album",
+        lambda: admin_url("admin:albums_album_add"),
+        permission="albums.add_album",
+        order=15,
+    )
+    register_link(
+        "curate",
+        "Review grid",
+        review_url,
+        permission="albums.change_image",
+        order=10,
+    )
+    # An album's links in the order of the workflow: upload 10, scrape 20,
+    # label 30, review 40, train 50, generate 60.
+    register_onward("albums.Album", album_upload, order=10)
+    register_onward("albums.Album", album_review, order=40)
