@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from albums.models import Image, NearDuplicates
+from albums.models import Album, Image, NearDuplicates
 from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import Invalid
 from imagineer_project.forms import add_domain_error
@@ -66,6 +66,12 @@ def image_link(image_id: int | None) -> str:
 
 
 # --- the add form -----------------------------------------------------------------
+
+
+def _preset_album(request: HttpRequest) -> Album | None:
+    """The album of `?album=<pk>` (the "Scrape into" link), if there is one."""
+    pk = request.GET.get("album", "")
+    return Album.objects.filter(pk=int(pk)).first() if pk.isdigit() else None
 
 
 class ScrapeJobAddForm(forms.ModelForm):
@@ -286,8 +292,17 @@ class ScrapeJobAdmin(RunAdmin):
             "title": "Start a scrape",
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
+            "preset_album": _preset_album(request),
         }
         return super().add_view(request, form_url, extra_context)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        # "Scrape into" on an album's page: ?album=<pk> names its album.
+        initial = super().get_changeform_initial_data(request)
+        album = _preset_album(request)
+        if album is not None:
+            initial["album_name"] = album.name
+        return initial
 
     def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         return {
@@ -378,7 +393,10 @@ class ScrapeJobAdmin(RunAdmin):
             return "Nothing crawled yet."
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            # Times, codes and sizes never break mid-token; URLs and reasons may.
+            '<tr><td class="nowrap">{}</td><td class="nowrap">{}</td>'
+            '<td class="nowrap">{}</td><td class="nowrap">{}</td>'
+            '<td class="nowrap">{}</td><td class="nowrap">{}</td>'
             "<td>{}</td><td>{}</td><td>{}</td></tr>",
             (_log_cells(entry) for entry in entries),
         )

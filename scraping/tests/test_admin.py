@@ -131,6 +131,44 @@ def test_add_page_offers_the_options_and_format_checkboxes(admin_client: Any) ->
     assert 'name="status"' not in response.text
 
 
+def test_the_add_page_button_says_it_starts_the_scrape(admin_client: Any) -> None:
+    text = admin_client.get(f"{JOBS}add/").text
+
+    assert (
+        '<input type="submit" value="Start scrape" class="default" name="_save">'
+        in (text)
+    )
+    assert 'value="Save"' not in text
+
+
+def test_scrape_into_an_album_presets_its_name(admin_client: Any) -> None:
+    scraped = make_album(name="Tarot scans", source_kind=Album.Kind.SCRAPE)
+
+    response = admin_client.get(f"{JOBS}add/?album={scraped.pk}")
+
+    assert response.context["adminform"].form["album_name"].value() == "Tarot scans"
+    assert "is not a scrape album" not in response.text
+
+
+def test_scrape_into_an_upload_album_says_where_the_images_go(
+    admin_client: Any,
+) -> None:
+    mine = make_album(name="My tarot")
+
+    response = admin_client.get(f"{JOBS}add/?album={mine.pk}")
+
+    assert response.context["adminform"].form["album_name"].value() == "My tarot"
+    assert "“My tarot” is not a scrape album." in response.text
+
+
+def test_a_missing_album_presets_nothing(admin_client: Any) -> None:
+    for query in ("?album=999", "?album=x"):
+        response = admin_client.get(f"{JOBS}add/{query}")
+
+        assert response.status_code == 200
+        assert response.context["adminform"].form["album_name"].value() is None
+
+
 def test_add_starts_a_job_and_follows_it(
     admin_client: Any, admin_user: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -231,7 +269,9 @@ def test_active_job_page_refreshes_and_shows_progress_and_the_log(
     assert "robots.txt disallows /private/" in text
     assert 'href="javascript:' not in text
     assert "javascript:alert(document.cookie)" in text
-    assert "2.0\xa0KB" in text
+    # Times and sizes never break mid-token (URLs may).
+    assert '<td class="nowrap">2.0\xa0KB</td>' in text
+    assert '<td class="nowrap">31</td>' in text
     assert f'href="{LOG}?job__id__exact={job.pk}"' in text
     # The album, public and in the admin.
     assert f'href="/albums/{album.slug}/"' in text
