@@ -20,6 +20,7 @@ a file by its path inside the folder or archive.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from albums.extensions import read_sidecars
 from albums.ingest import EXTENSIONS
 from albums.models import Image, SourceKind, UploadRun
 from albums.services import (
+    SIDECAR_ALONE,
     NearDuplicatePolicy,
     image_ingest,
     near_duplicate_policy,
@@ -55,6 +57,9 @@ class Entry:
     path: Path | None = None
     # Not to be read: the (code, reason) it is reported with instead.
     skip: tuple[str, str] | None = None
+    # A staged upload's sidecar files, {".txt": their text}: read like a
+    # folder's (see _staged_sidecars).
+    sidecars: dict[str, str] | None = None
 
 
 def upload_run_execute(run: UploadRun) -> str:
@@ -96,7 +101,7 @@ def upload_run_execute(run: UploadRun) -> str:
         f"{counts['created_count']} created, {counts['duplicate_count']} "
         f"duplicate, {counts['rejected_count']} rejected"
     )
-    if run.source_folder:
+    if run.source_folder or counts["sidecar_count"]:
         summary += f", {counts['sidecar_count']} from sidecar files"
     return summary
 
@@ -159,7 +164,22 @@ def _ingest_entry(
     outcome["filename"] = entry.name  # the path inside the folder or archive
     if entry.path is not None and result.image is not None:
         outcome["sidecars"] = read_sidecars(result.image, entry.path)
+    elif entry.sidecars and result.image is not None:
+        outcome["sidecars"] = _staged_sidecars(result.image, entry.sidecars)
     return outcome
+
+
+def _staged_sidecars(image: Image, sidecars: dict[str, str]) -> int:
+    """Give an uploaded image's staged sidecar texts to the sidecar readers,
+    which read files beside an image's path: written beside a stand-in path in
+    a scratch folder, so an upload follows the folder import's rule exactly.
+    The readers record each text once (by its digest), so a re-delivered run
+    repeats nothing."""
+    with tempfile.TemporaryDirectory(prefix="imagineer-sidecars-") as folder:
+        stand_in = Path(folder) / "image.png"
+        for suffix, text in sidecars.items():
+            stand_in.with_suffix(suffix).write_text(text, encoding="utf-8")
+        return read_sidecars(image, stand_in)
 
 
 def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
@@ -233,7 +253,7 @@ def _read_file(path: Path) -> bytes:
         raise ValueError(f"Could not read the file: {exc.strerror}") from exc
 
 
-def _entries(staged: list[dict[str, str]]) -> Iterator[Entry]:
+def _entries(staged: list[dict[str, Any]]) -> Iterator[Entry]:
     for item in staged:
         with default_storage.open(item["key"], "rb") as fh:
             head = fh.read(4)
@@ -242,8 +262,15 @@ def _entries(staged: list[dict[str, str]]) -> Iterator[Entry]:
                 yield from list(_zip_entries(item))
             except ValueError as exc:  # the whole archive is one rejected entry
                 yield Entry(item["name"], _raiser(str(exc)))
+        elif item.get(SIDECAR_ALONE):
+            reason = "A caption file with no image of the same name beside it."
+            yield Entry(item["name"], None, skip=("sidecar_alone", reason))
         else:
-            yield Entry(item["name"], lambda key=item["key"]: _read_staged(key))
+            yield Entry(
+                item["name"],
+                lambda key=item["key"]: _read_staged(key),
+                sidecars=item.get("sidecars"),
+            )
 
 
 def _raiser(reason: str) -> Any:

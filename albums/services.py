@@ -518,9 +518,11 @@ def album_get_or_create(
     source_kind: str = Album.Kind.UPLOAD,
     created_by: User | None = None,
     same_kind_only: bool = False,
+    visibility: str = Visibility.PUBLIC,
 ) -> Album:
     """The oldest album named `name` (only one of `source_kind` when
-    `same_kind_only`), made with `source_kind` when there is none.
+    `same_kind_only`), made with `source_kind` and `visibility` when there is
+    none; an existing album keeps its own visibility.
 
     Race-free: the name is locked for the transaction before the lookup, so
     twenty concurrent uploads to one new album name make one album.
@@ -533,7 +535,10 @@ def album_get_or_create(
             albums = albums.filter(source_kind=source_kind)
         existing = albums.order_by("id").first()
         return existing or album_create(
-            name=name, source_kind=source_kind, created_by=created_by
+            name=name,
+            source_kind=source_kind,
+            visibility=visibility,
+            created_by=created_by,
         )
 
 
@@ -773,6 +778,49 @@ def upload_rate_check(*, files: list[Any], user: User | None) -> None:
 # --- bulk uploads -------------------------------------------------------------------
 
 
+SIDECAR_MAX_BYTES = 64 * 1024  # a caption; more is cut, not refused
+SIDECAR_ALONE = "sidecar_alone"  # a staged .txt with no image beside it
+
+
+def upload_sidecars(names: list[str]) -> tuple[dict[int, list[int]], set[int]]:
+    """The folder import's rule for the files of one upload, by their paths
+    in the chosen folder (else their names): a file beside an image, with the
+    same path but for a non-image extension, is that image's sidecar (`card.txt`
+    beside `card.png`). Returns {image index: its sidecars' indexes} and the
+    indexes of `.txt` files with no image beside them."""
+    stems: dict[str, int] = {}
+    for n, name in enumerate(names):
+        path = PurePosixPath(name)
+        if path.suffix.lower() in EXTENSIONS:
+            stems.setdefault(str(path.with_suffix("")), n)
+    pairs: dict[int, list[int]] = {}
+    alone: set[int] = set()
+    for n, name in enumerate(names):
+        path = PurePosixPath(name)
+        if path.suffix.lower() in EXTENSIONS or path.suffix.lower() == ".zip":
+            continue
+        image = stems.get(str(path.with_suffix("")))
+        if image is not None:
+            pairs.setdefault(image, []).append(n)
+        elif path.suffix.lower() == ".txt":
+            alone.add(n)
+    return pairs, alone
+
+
+def _upload_path(path: str) -> str:
+    """A path the browser sent for a file of a chosen folder, for pairing and
+    display: forward slashes, printable, no empty, `.` or `..` parts."""
+    parts = path.replace("\\", "/").split("/")
+    kept = ["".join(c for c in p if c.isprintable()) for p in parts]
+    return "/".join(p for p in kept if p not in ("", ".", ".."))[:500]
+
+
+def _sidecar_text(upload: File) -> str:
+    upload.seek(0)
+    data = upload.read(SIDECAR_MAX_BYTES)
+    return data.decode("utf-8", errors="replace")
+
+
 def upload_run_create(
     *,
     files: Iterable[File],
@@ -780,11 +828,19 @@ def upload_run_create(
     uploaded_by: User | None = None,
     near_duplicates: str | None = None,
     rate_limited: bool = False,
+    paths: list[str] | None = None,
 ) -> UploadRun:
     """Stage uploaded files and queue their ingest; returns the run to watch.
     Raises InsufficientStorage, staging nothing, when media's disk is below
     DISK_FREE_FLOOR_BYTES; with `rate_limited` (the API and the admin),
-    RateLimitExceeded past the upload_files or upload_bytes rate limit."""
+    RateLimitExceeded past the upload_files or upload_bytes rate limit.
+
+    `paths`, one per file: where each sat in the folder the user chose (the
+    browser's relative paths; Django keeps only a file's base name). A file
+    beside an image with the same stem (a `.txt` caption: upload_sidecars) is
+    staged as text with its image, for the sidecar readers, as the folder
+    import reads it; a `.txt` with no image beside it is staged to be
+    reported, not imported."""
     mode = near_duplicate_policy(near_duplicates).mode  # Invalid before staging
     # Refused below the floor before a byte is staged (InsufficientStorage);
     # remote storage (S3) has no local floor.
@@ -793,10 +849,26 @@ def upload_run_create(
     if rate_limited:
         upload_rate_check(files=files, user=uploaded_by)
     batch = uuid.uuid4().hex
+    if paths is not None and len(paths) == len(files):
+        names = [_upload_path(p) or f.name for p, f in zip(paths, files, strict=True)]
+    else:
+        names = [safe_display_name(f.name) for f in files]
+    pairs, alone = upload_sidecars(names)
+    beside = {n for sidecars in pairs.values() for n in sidecars}
     staged = []
     for n, upload in enumerate(files):
+        if n in beside:
+            continue  # staged as text with its image, below
         key = default_storage.save(f"staging/uploads/{batch}/{n:06d}", upload)
-        staged.append({"key": key, "name": safe_display_name(upload.name)})
+        item: dict[str, Any] = {"key": key, "name": names[n]}
+        if n in pairs:
+            item["sidecars"] = {
+                PurePosixPath(names[s]).suffix.lower(): _sidecar_text(files[s])
+                for s in pairs[n]
+            }
+        if n in alone:
+            item[SIDECAR_ALONE] = True
+        staged.append(item)
     with transaction.atomic():
         run = UploadRun.objects.create(
             album=album,

@@ -395,7 +395,7 @@ def test_album_upload_page_offers_files_and_a_folder(admin_client: Any) -> None:
 
     assert response.status_code == 200
     assert 'type="file" name="files"' in response.text
-    assert 'accept="image/*,.zip,application/zip"' in response.text
+    assert 'accept="image/*,.zip,application/zip,.txt,text/plain"' in response.text
     assert "webkitdirectory" in response.text
 
 
