@@ -23,10 +23,11 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
+    JsonResponse,
 )
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
@@ -48,6 +49,7 @@ from training.datasets.admin import (
     DatasetVersionAdmin,
 )
 from training.datasets.services import DatasetInvalid
+from training.estimates import training_estimate, training_estimates
 from training.generation.admin import GenerationJobAdmin
 from training.maintenance import (
     TrainingRunActive,
@@ -64,6 +66,13 @@ from training.models import (
     SetRun,
     SetTemplate,
     TrainingRun,
+)
+from training.presets import (
+    DEFAULT_PRESET,
+    PRESETS,
+    PRESETS_BY_KEY,
+    preset_config,
+    preset_configs,
 )
 from training.registry import (
     LoraInvalid,
@@ -97,7 +106,13 @@ def _config_field(name: str, kind: type, choices: tuple[str, ...]) -> forms.Fiel
 
 class TrainingRunAddForm(DatasetBuildForm):
     """The dataset build form (albums with readiness, trigger word, NSFW), plus
-    the run: base model, start now, and the config fields."""
+    the run: base model, start now, a preset, and the config fields.
+
+    Steps and resolution may go below their minimum, as `manage.py train`
+    allows, with a warning (`warnings` after cleaning). A preset fills the
+    config fields in the browser (train.js); the server applies it too, to
+    every field posted at its default.
+    """
 
     base_model = forms.CharField(
         max_length=500,
@@ -111,10 +126,17 @@ class TrainingRunAddForm(DatasetBuildForm):
         label="Start now",
         help_text="Off: the run waits for its Start button.",
     )
+    preset = forms.ChoiceField(
+        required=False,  # none: the fields as posted
+        choices=[(p.key, p.label) for p in PRESETS],
+        initial=DEFAULT_PRESET,
+        widget=forms.RadioSelect,
+        help_text="Fills the training config below; change any field after.",
+    )
 
     SECTIONS = (
         ("Data", ("albums", "trigger_word", "no_trigger_word", "include_nsfw")),
-        ("Run", ("name", "base_model", "start")),
+        ("Run", ("name", "base_model", "start", "preset")),
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -127,6 +149,7 @@ class TrainingRunAddForm(DatasetBuildForm):
         # Built per form: defaults and ranges are read from settings each time.
         for spec in FIELDS:
             self.fields[spec.name] = _config_field(spec.name, spec.kind, spec.choices)
+        self.warnings: list[str] = []
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
         config = [self[spec.name] for spec in FIELDS]
@@ -138,13 +161,23 @@ class TrainingRunAddForm(DatasetBuildForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        self._apply_preset(data)
         try:
-            config_validate(self.config())
+            _, self.warnings = config_validate(self.config(), allow_below_minimum=True)
         except ConfigInvalid as exc:
             for name, message in exc.errors.items():
                 if name not in self.errors:
                     self.add_error(name, message)
         return data
+
+    def _apply_preset(self, data: dict[str, Any]) -> None:
+        """Fields left at their default take the chosen preset's value."""
+        if data.get("preset") not in PRESETS_BY_KEY:
+            return
+        defaults, preset = config_defaults(), preset_config(data["preset"])
+        for spec in FIELDS:
+            if spec.name in data and data[spec.name] == defaults[spec.name]:
+                data[spec.name] = preset[spec.name]
 
 
 class LoraImportForm(forms.Form):
@@ -276,18 +309,51 @@ class TrainingRunAdmin(RunAdmin):
 
     def get_urls(self) -> list[Any]:
         start = self.object_url("start", self.start_view, post_only=True)
-        return [start, *super().get_urls()]
+        estimate = path(
+            "estimate/",
+            self.admin_site.admin_view(self.estimate_view),
+            name="training_trainingrun_estimate",
+        )
+        return [start, estimate, *super().get_urls()]
 
     # --- pages ------------------------------------------------------------------------
 
     def add_page(self, request: HttpRequest) -> HttpResponse:
+        # ?album=<pk> (repeatable): the album pages' "Train on" link.
+        albums = [pk for pk in request.GET.getlist("album") if pk.isdigit()]
+        form = self.posted(request, TrainingRunAddForm, albums=albums)
+        base_model = form["base_model"].value() or settings.TRAINING_BASE_MODEL
+        estimates = training_estimates(base_model=base_model, configs=preset_configs())
         return self.form_view(
             request,
-            self.posted(request, TrainingRunAddForm),
+            form,
             save=lambda form: self._create(request, form),
             title="Start a training run",
             template="admin/training/trainingrun/add_form.html",
+            presets=[
+                {
+                    "preset": p,
+                    "config": preset_config(p.key),
+                    "estimate": estimates[p.key],
+                }
+                for p in PRESETS
+            ],
+            preset_configs=preset_configs(),
+            estimate_url=reverse("admin:training_trainingrun_estimate"),
         )
+
+    def estimate_view(self, request: HttpRequest) -> JsonResponse:
+        """GET ?base_model=&steps=&resolution=&batch_size=&gradient_accumulation=
+        : the estimate for what the form holds now (train.js asks on change)."""
+        self.require_add(request)
+        config = config_defaults()
+        for name in ("steps", "resolution", "batch_size", "gradient_accumulation"):
+            value = request.GET.get(name, "")
+            if value.isdigit() and int(value) > 0:
+                config[name] = int(value)
+        base_model = request.GET.get("base_model") or settings.TRAINING_BASE_MODEL
+        estimate = training_estimate(base_model=base_model, config=config)
+        return JsonResponse({"seconds": estimate.seconds, "text": estimate.text})
 
     def _create(
         self, request: HttpRequest, form: TrainingRunAddForm
@@ -303,6 +369,7 @@ class TrainingRunAdmin(RunAdmin):
                 name=data["name"],
                 created_by=request.user,
                 enqueue=data["start"],
+                allow_below_minimum=True,
                 rate_limited=True,
             )
         except DatasetInvalid as exc:
@@ -311,6 +378,8 @@ class TrainingRunAdmin(RunAdmin):
         except DomainError as exc:
             add_domain_error(form, exc)
             return None
+        for warning in form.warnings:  # below the usual minimum: allowed, as the CLI
+            self.message_user(request, f"Warning: {warning}.", messages.WARNING)
         queued = "queued for the gpu worker" if data["start"] else "ready to start"
         self.message_user(
             request,

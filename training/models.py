@@ -190,6 +190,33 @@ class TrainingRun(BaseRun):
         return "Queued again; starts from the first step (no checkpoint is kept)"
 
 
+class StepTiming(models.Model):
+    """How long one optimizer step took on a device, measured by a real run:
+    what training time estimates scale from (training.estimates)."""
+
+    base_model = models.CharField(max_length=500)  # as shown (paths.base_model_name)
+    device = models.CharField(max_length=50)  # "cuda", "mps", "cpu"
+    resolution = models.PositiveIntegerField()
+    images_per_step = models.PositiveIntegerField()  # batch × accumulation
+    seconds_per_step = models.FloatField()
+    # From the run's start to its first step: loading the model, encoding.
+    load_seconds = models.FloatField(default=0)
+    measured_at = models.DateTimeField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # One measurement per shape; a later run overwrites it.
+            models.UniqueConstraint(
+                fields=["base_model", "device", "resolution", "images_per_step"],
+                name="steptiming_one_per_shape",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.base_model} on {self.device}: {self.seconds_per_step:.3f} s/step"
+
+
 class Lora(models.Model):
     """A registered LoRA file (kohya-format safetensors), trained here or imported."""
 
