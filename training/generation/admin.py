@@ -18,7 +18,7 @@ from albums.admin import thumbnail_tag
 from imagineer_project.errors import DomainError
 from imagineer_project.forms import add_domain_error
 from imagineer_project.run_admin import RunAdmin
-from training.generation.forms import GenerateForm, lora_choices
+from training.generation.forms import GenerateForm
 from training.generation.selectors import generation_job_images, image_recipe
 from training.generation.services import (
     effective_prompt,
@@ -96,7 +96,6 @@ class GenerationJobAdmin(RunAdmin):
             save=lambda form: self._create(request, form),
             title="Generate",
             template="admin/training/generationjob/generate.html",
-            loras=lora_choices(),
         )
 
     def _create(self, request: HttpRequest, form: GenerateForm) -> HttpResponse | None:

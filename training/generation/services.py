@@ -7,6 +7,7 @@ recorded. The worker's half is training.generation.runs.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -75,6 +76,56 @@ def default_base_model() -> str:
         return configured.strip()
     tiny = Path(settings.VAR_DIR) / TINY_MODEL_FOLDER
     return str(tiny) if (tiny / "model_index.json").is_file() else ""
+
+
+# Denoising steps a request starts from: full models look right at 25; a tiny
+# test model (native size below SMALL_MODEL_SIZE) shows its noise in 10.
+DEFAULT_STEPS = 25
+SMALL_MODEL_STEPS = 10
+SMALL_MODEL_SIZE = 256
+FALLBACK_SIZE = 512  # SD 1.5's, when the model's files are not at hand
+
+
+def _model_config(base_model: str, name: str) -> dict[str, Any]:
+    """`<name>/config.json` of a local folder or a hub model already in the
+    local cache (never downloaded here); {} when absent or unreadable."""
+    folder = Path(base_model_location(base_model)).expanduser()
+    path: Path | str | None = folder / name / "config.json"
+    if not _readable(path) and not folder.is_absolute() and base_model.count("/") == 1:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(base_model, f"{name}/config.json")
+    if not isinstance(path, str | Path) or not _readable(path):
+        return {}
+    try:
+        loaded = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _readable(path: Any) -> bool:
+    try:
+        return isinstance(path, str | Path) and Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def base_model_defaults(base_model: str) -> dict[str, int]:
+    """The width, height and steps a request on `base_model` starts from: its
+    native size (the unet's sample_size × the VAE's scale, read from its
+    config files without loading it) and DEFAULT_STEPS, or SMALL_MODEL_STEPS
+    for a tiny test model."""
+    unet = _model_config(base_model, "unet")
+    vae = _model_config(base_model, "vae")
+    sample, blocks = unet.get("sample_size"), vae.get("block_out_channels")
+    if isinstance(sample, int) and isinstance(blocks, list) and blocks:
+        size = sample * 2 ** (len(blocks) - 1)
+    else:
+        size = FALLBACK_SIZE
+    size = min(max(size, settings.GENERATION_MIN_SIZE), settings.GENERATION_MAX_SIZE)
+    steps = SMALL_MODEL_STEPS if size < SMALL_MODEL_SIZE else DEFAULT_STEPS
+    return {"width": size, "height": size, "steps": steps}
 
 
 def generation_device() -> str:
