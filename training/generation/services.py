@@ -303,11 +303,13 @@ def effective_prompt(job: GenerationJob) -> str:
 
 def album_for(name: str, created_by: User | None) -> Album:
     """The album named `name` (or the default one), made as a "generated" album
-    if it does not exist yet."""
+    if it does not exist yet, with the GENERATED_VISIBILITY setting (private
+    by default); an album that already exists keeps its own visibility."""
     return album_get_or_create(
         name=name.strip() or settings.GENERATION_DEFAULT_ALBUM,
         source_kind=Album.Kind.GENERATED,
         created_by=created_by,
+        visibility=settings.GENERATED_VISIBILITY,
     )
 
 

@@ -50,3 +50,4 @@ def test_the_demo_runs_the_whole_pipeline(
     assert "[6/6] Generate with it" in text
     assert f"/generate/jobs/{job.pk}/" in text
     assert f"/images/{job.image_ids[0]}/" in text
+    assert "admin-password.txt" in text and "make run" in text

@@ -170,7 +170,10 @@ def test_cancel_then_409_once_ended(call_as: Any, gen_env: Path) -> None:
     assert client.get("/api/generation-jobs/999999").status_code == 404
 
 
-def test_the_image_detail_shows_the_recipe(call_as: Any, gen_env: Path) -> None:
+def test_the_image_detail_shows_the_recipe(
+    call_as: Any, gen_env: Path, settings: Any
+) -> None:
+    settings.GENERATED_VISIBILITY = "public"  # visitors see it (private by default)
     job_id = post(call_as("token"), small_payload()).json()["id"]
     job = run_job(GenerationJob.objects.get(pk=job_id))
     image_id = job.image_ids[0]

@@ -119,8 +119,9 @@ def test_a_query_string_fills_the_form(staff_client: Any, gen_env: Path) -> None
 
 
 def test_the_image_page_shows_the_recipe_and_generate_again(
-    client: Any, staff_client: Any, loras: tuple[Any, Any], gen_env: Path
+    client: Any, staff_client: Any, loras: tuple[Any, Any], gen_env: Path, settings: Any
 ) -> None:
+    settings.GENERATED_VISIBILITY = "public"  # visitors see it (private by default)
     job = made_job(loras=[("blocks", 0.5)])
     url = f"/images/{job.image_ids[0]}/"
     html = staff_client.get(url).content.decode()

@@ -245,8 +245,9 @@ def test_the_contact_sheet_and_the_zip_download(
 
 
 def test_the_public_album_page_hides_missing_slots_from_visitors(
-    client: Any, admin_client: Any, gen_env: Path
+    client: Any, admin_client: Any, gen_env: Path, settings: Any
 ) -> None:
+    settings.GENERATED_VISIBILITY = "public"  # visitors see it (private by default)
     set_album = made_set(("aries", "leo", "virgo")).set_album
     album = Album.objects.get(name="Signs")
     virgo = {s.key: s for s in slot_statuses(set_album)}["virgo"]

@@ -5,7 +5,9 @@ scrapes it into an album (captions from its alt text and figcaptions), labels
 it with Claude when ANTHROPIC_API_KEY is set, builds a dataset version, trains
 a tiny LoRA for a few CPU steps, generates with it, and says where to look.
 Everything it makes is ordinary data: run it again and it reuses what is the
-same (images by content, the dataset by its hash).
+same (images by content, the dataset by its hash). It writes into the library
+IMAGINEER_VAR_DIR names; `make demo` names var/demo/, so the user's own library
+stays clean, and the closing lines say how to open the demo's.
 """
 
 from __future__ import annotations
@@ -369,9 +371,14 @@ class Command(BaseCommand):
         seconds: float,
     ) -> None:
         run_id = lora.source_run_id
+        var = _shown(Path(settings.VAR_DIR))
+        run = "make run" if var == "var" else f"IMAGINEER_VAR_DIR={var} make run"
         lines = [
-            f"The whole pipeline ran in {seconds:.0f} s. Start the app with "
-            "`make run`, sign in at http://127.0.0.1:8000/admin/ and look at:",
+            f"The whole pipeline ran in {seconds:.0f} s, in the library {var}/ "
+            "(your own library is untouched).",
+            f"Open it with `{run}`, sign in at http://127.0.0.1:8000/admin/ with "
+            f"the user name and password in {var}/admin-password.txt (its two "
+            "lines) and look at:",
             f"  scraped album     /albums/{album.slug}/  (admin: /admin/albums/album/"
             f"{album.pk}/change/)",
             f"  dataset version   /admin/training/datasetversion/{dataset.pk}/change/",
@@ -386,3 +393,12 @@ class Command(BaseCommand):
             "for real ones.",
         ]
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))
+
+
+def _shown(folder: Path) -> str:
+    """`folder` as the user types it: relative to the repository when inside."""
+    folder = folder.resolve()
+    try:
+        return str(folder.relative_to(settings.BASE_DIR))
+    except ValueError:
+        return str(folder)
