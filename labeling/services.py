@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from albums.models import Album, Image, NsfwSource
+from albums.services import images_set
 from imagineer_project.errors import Invalid
 from imagineer_project.permissions import person
 from imagineer_project.ratelimit import rate_limit_take
@@ -297,3 +298,36 @@ def labeling_job_create(
         if enqueue:
             run_enqueue(job)
     return job
+
+
+# --- the one review state ---------------------------------------------------------
+
+
+def images_review_set(*, image_ids: Iterable[int], review: str) -> int:
+    """Set the one Review state people see on the grid, changelist and image
+    page. Returns the number of images changed.
+
+    An image has two review fields underneath: its own `review_status` and
+    the `review` of the caption it trains with. The one state is the image's:
+
+    - approve: the image is approved AND its current training caption
+      (labeling.selectors.training_caption) is approved, so an approved image
+      trains with the caption the person saw;
+    - reject: the image is rejected, which keeps it out of every dataset; its
+      captions are left as they are (un-rejecting brings them back);
+    - unreviewed: the image goes back to the queue; captions are untouched.
+    """
+    from labeling.selectors import training_captions
+
+    if review not in Image.ReviewStatus.values:
+        raise Invalid(f"Unknown review state {review!r}.")
+    ids = list(image_ids)
+    with transaction.atomic():
+        count = images_set(image_ids=ids, review_status=review)
+        if review == Image.ReviewStatus.APPROVED:
+            chosen = training_captions(ids).values()
+            labels_set_review(
+                label_ids=[c.label_id for c in chosen if c.label_id],
+                review=Review.APPROVED,
+            )
+    return count
