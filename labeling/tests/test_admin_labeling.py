@@ -126,7 +126,6 @@ def test_the_image_page_edits_the_training_caption_first_and_tags_as_a_list(
             "visibility": "public",
             "review_status": "unreviewed",
             "caption": "a luna moth on bark",
-            "caption_review": "unreviewed",
             "tags": "insect\nluna moth\n",
             "labels-TOTAL_FORMS": "0",
             "labels-INITIAL_FORMS": "0",
@@ -144,7 +143,7 @@ def test_the_image_page_edits_the_training_caption_first_and_tags_as_a_list(
     assert "approved caption by a person" in admin_client.get(url).text
 
 
-def test_rejecting_the_caption_from_the_image_page(admin_client):
+def test_rejecting_a_caption_in_the_image_pages_label_rows(admin_client):
     image = make_image(seed=1)
     caption = label_create(image=image, kind="caption", text="wrong", source="claude")
     admin_client.post(
@@ -153,12 +152,17 @@ def test_rejecting_the_caption_from_the_image_page(admin_client):
             "visibility": "public",
             "review_status": "unreviewed",
             "caption": "wrong",
-            "caption_review": "rejected",
             "tags": "",
-            "labels-TOTAL_FORMS": "0",
-            "labels-INITIAL_FORMS": "0",
+            "labels-TOTAL_FORMS": "1",
+            "labels-INITIAL_FORMS": "1",
             "labels-MIN_NUM_FORMS": "0",
             "labels-MAX_NUM_FORMS": "1000",
+            "labels-0-id": caption.pk,
+            "labels-0-image": image.pk,
+            "labels-0-kind": "caption",
+            "labels-0-text": "wrong",
+            "labels-0-source": "claude",
+            "labels-0-review": "rejected",
         },
     )
     caption.refresh_from_db()
