@@ -40,9 +40,13 @@ scaleout: setup
 	$(PY) -m pytest -m scaleout -p no:randomly -q
 
 # The whole pipeline offline on the CPU with a tiny model: sample site -> scrape ->
-# dataset -> LoRA -> generation (labels with Claude too when ANTHROPIC_API_KEY is set).
-demo: migrate
-	$(PY) manage.py demo
+# dataset -> LoRA -> generation (labels with Claude too when ANTHROPIC_API_KEY is set),
+# in its own library, var/demo/, unless IMAGINEER_VAR_DIR names another.
+DEMO_VAR_DIR := $(or $(IMAGINEER_VAR_DIR),var/demo)
+demo: setup
+	IMAGINEER_VAR_DIR=$(DEMO_VAR_DIR) $(PY) manage.py migrate --noinput
+	IMAGINEER_VAR_DIR=$(DEMO_VAR_DIR) $(PY) manage.py ensure_admin
+	IMAGINEER_VAR_DIR=$(DEMO_VAR_DIR) $(PY) manage.py demo
 
 # schemathesis against the live app on a free loopback port, with a fresh
 # SQLite database, as staff and anonymously (docs/api.md).

@@ -21,7 +21,8 @@ from imagineer_project.lib.env import env_bool, env_float, env_int, env_list, en
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
 
-VAR_DIR = Path(env_str("IMAGINEER_VAR_DIR", str(BASE_DIR / "var")))
+# A relative IMAGINEER_VAR_DIR (`var/demo`) is taken from the project folder.
+VAR_DIR = BASE_DIR / env_str("IMAGINEER_VAR_DIR", "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", True)
