@@ -23,8 +23,8 @@ Review = Image.ReviewStatus
 def collect_counts() -> list[Count]:
     albums, images = count_rows(Album.objects.all(), Image.objects.all())
     return [
-        Count("albums", albums, admin_url("admin:albums_album_changelist")),
-        Count("images", images, admin_url("admin:albums_image_changelist")),
+        Count("albums", albums, admin_url("admin:albums_album_changelist"), "album"),
+        Count("images", images, admin_url("admin:albums_image_changelist"), "image"),
     ]
 
 

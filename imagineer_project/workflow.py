@@ -55,9 +55,14 @@ STAGE_KEYS = frozenset(stage.key for stage in STAGES)
 
 @dataclass(frozen=True)
 class Count:
-    label: str
+    label: str  # plural: "albums"; `one` when a single one reads otherwise
     value: int
     url: str = ""
+    one: str = ""
+
+    @property
+    def noun(self) -> str:
+        return self.one if self.value == 1 and self.one else self.label
 
 
 @dataclass(frozen=True)

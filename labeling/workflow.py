@@ -24,7 +24,7 @@ def label_counts() -> list[Count]:
     )
     labels = admin_url("admin:labeling_label_changelist")
     return [
-        Count("images captioned", counts["captioned"], labels),
+        Count("images captioned", counts["captioned"], labels, "image captioned"),
         Count("not captioned yet", counts["total"] - counts["captioned"]),
     ]
 

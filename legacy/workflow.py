@@ -10,7 +10,12 @@ from legacy.models import ImportRun
 def collect_counts() -> list[Count]:
     runs = ImportRun.objects.count()
     return [
-        Count("legacy imports", runs, admin_url("admin:legacy_importrun_changelist"))
+        Count(
+            "legacy imports",
+            runs,
+            admin_url("admin:legacy_importrun_changelist"),
+            "legacy import",
+        )
     ]
 
 

@@ -19,7 +19,12 @@ from scraping.models import ScrapeJob
 def collect_counts() -> list[Count]:
     jobs = ScrapeJob.objects.count()
     return [
-        Count("scrape jobs", jobs, admin_url("admin:scraping_scrapejob_changelist"))
+        Count(
+            "scrape jobs",
+            jobs,
+            admin_url("admin:scraping_scrapejob_changelist"),
+            "scrape job",
+        )
     ]
 
 

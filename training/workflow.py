@@ -37,11 +37,15 @@ def train_counts() -> list[Count]:
             "dataset versions",
             datasets,
             admin_url("admin:training_datasetversion_changelist"),
+            "dataset version",
         ),
         Count(
-            "training runs", runs, admin_url("admin:training_trainingrun_changelist")
+            "training runs",
+            runs,
+            admin_url("admin:training_trainingrun_changelist"),
+            "training run",
         ),
-        Count("LoRAs", loras, admin_url("admin:training_lora_changelist")),
+        Count("LoRAs", loras, admin_url("admin:training_lora_changelist"), "LoRA"),
     ]
 
 
@@ -54,9 +58,15 @@ def generate_counts() -> list[Count]:
             "generation jobs",
             jobs,
             admin_url("admin:training_generationjob_changelist"),
+            "generation job",
         ),
-        Count("set runs", set_runs, admin_url("admin:training_setrun_changelist")),
-        Count("images generated", images),
+        Count(
+            "set runs",
+            set_runs,
+            admin_url("admin:training_setrun_changelist"),
+            "set run",
+        ),
+        Count("images generated", images, one="image generated"),
     ]
 
 

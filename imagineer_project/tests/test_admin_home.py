@@ -77,13 +77,13 @@ def test_each_stage_counts_what_it_holds(admin_client: Any) -> None:
     page = soup(admin_client.get(HOME))
 
     assert stage(page, "collect")["counts"] == [
-        "1 albums",
+        "1 album",
         "3 images",
-        "1 scrape jobs",
+        "1 scrape job",
         "0 legacy imports",
     ]
     assert stage(page, "label")["counts"] == [
-        "1 images captioned",
+        "1 image captioned",
         "2 not captioned yet",
     ]
     assert stage(page, "curate")["counts"] == [
@@ -123,6 +123,20 @@ def test_the_home_page_costs_the_same_queries_whatever_the_library_holds(
         make_job(status=status, finished_at=timezone.now())
 
     assert queries() == empty
+
+
+def test_the_panels_cost_a_handful_of_queries(
+    admin_user: Any, django_assert_num_queries: Any
+) -> None:
+    from imagineer_project.workflow import workflow_runs, workflow_stages
+
+    request = RequestFactory().get(HOME)
+    request.user = admin_user
+
+    # One per counter (seven), and one UNION for each of the two job tables.
+    with django_assert_num_queries(9):
+        workflow_stages(request)
+        workflow_runs(request)
 
 
 def test_the_jobs_panel_shows_active_jobs_with_progress_and_the_last_ended(
