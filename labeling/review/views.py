@@ -72,6 +72,7 @@ def review_grid(request: HttpRequest, *, model_admin: admin.ModelAdmin) -> HttpR
         "can_change": model_admin.has_change_permission(request),
         "thumbnail_size": THUMBNAIL_SIZE,
         "bad_filters": ERROR_FLAG in request.GET,
+        "active_filters": _active_filters(cl),
     }
     return TemplateResponse(request, "admin/labeling/review/grid.html", context)
 
@@ -127,6 +128,20 @@ def _caption(request: HttpRequest, ids: list[int], text: Any) -> None:
     # The image page's own write (ImageLabelsForm.save_labels): a person's
     # approved caption, which the dataset then trains with.
     image_caption_set(image=image, text=text, user=request.user)
+
+
+def _active_filters(cl: ChangeList) -> list[tuple[str, str]]:
+    """(title, choice) of each filter in use, and the search, for the heading."""
+    active = [
+        (str(spec.title), str(choice["display"]))
+        for spec in cl.filter_specs
+        if spec.used_parameters
+        for choice in spec.choices(cl)
+        if choice["selected"]
+    ]
+    if cl.query:
+        active.append(("search", cl.query))
+    return active
 
 
 def _query(request: HttpRequest, *, drop: tuple[str, ...]) -> str:

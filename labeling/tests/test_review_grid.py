@@ -69,8 +69,10 @@ def test_grid_takes_the_changelists_filters_and_search(admin_client):
         GRID, {"album": album.pk, "is_nsfw__exact": "1", "q": "moth"}
     )
     assert cards(response) == [nsfw.pk]
+    heading = "album: <strong>Tarot</strong>, NSFW: <strong>Yes</strong>, "
+    assert heading + "search: <strong>moth</strong>" in response.text
     changelist = admin_client.get(
-        "/admin/albums/image/", {"album": album.pk, "is_nsfw__exact": "1"}
+        "/admin/albums/image/", {"album": album.pk, "is_nsfw__exact": "1", "p": 1}
     )
     link = f"{GRID}?album={album.pk}&amp;is_nsfw__exact=1"
     assert "Open in review grid" in changelist.text and link in changelist.text

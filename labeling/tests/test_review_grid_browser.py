@@ -97,6 +97,14 @@ def test_keyboard_review_of_an_album(page: Any, live_server: Any) -> None:
     page.wait_for_selector(f'.review-card[data-id="{shown[2].pk}"][data-nsfw="true"]')
     assert card(page, shown[2]).locator(".review-nsfw").is_visible()
     assert state(shown[2]) == ("rejected", True)
+    page.keyboard.press("u")
+    page.wait_for_selector(
+        f'.review-card[data-id="{shown[2].pk}"][data-review="unreviewed"]'
+    )
+    page.keyboard.press("r")
+    page.wait_for_selector(
+        f'.review-card[data-id="{shown[2].pk}"][data-review="rejected"]'
+    )
 
     page.keyboard.press("k")
     page.keyboard.press("e")

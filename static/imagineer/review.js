@@ -1,5 +1,5 @@
 // The review grid (templates/admin/labeling/review/grid.html), keyboard first.
-// J/K move, A approve, R reject, N toggle NSFW, E edit the caption, X select,
+// J/K move, A approve, R reject, U unreviewed, N toggle NSFW, E edit the caption, X select,
 // click / Shift+click select, ? help. Every change is one JSON POST to the grid's
 // act URL; the answer redraws the changed cards, and an error is shown on the
 // page while the card (and any caption being typed) stays as it was.
@@ -158,6 +158,7 @@
     else if (!canChange) { handled = false; }
     else if (key === "a") { act("approve", [card]); }
     else if (key === "r") { act("reject", [card]); }
+    else if (key === "u") { act("unreviewed", [card]); }
     else if (key === "n") { act(card.dataset.nsfw === "true" ? "safe" : "nsfw", [card]); }
     else if (key === "e") { editCaption(card); }
     else { handled = false; }
