@@ -23,7 +23,8 @@ from training.paths import base_model_name
 
 logger = logging.getLogger(__name__)
 
-# Steps timed before recording: the first one warms caches and allocators.
+# Timing starts at this process's second step (the first warms caches and
+# allocators) and is recorded TIMED_STEPS steps later.
 TIMED_FROM_STEP = 2
 TIMED_STEPS = 5
 NOT_MEASURED = "not measured on this device yet: the first run measures it"
@@ -83,12 +84,14 @@ class StepTimer:
         self.made = time.monotonic()
         self.first: tuple[int, float] | None = None  # (step, elapsed) at warm-up
         self.done = False
+        self.seen = 0
 
     def step(self, report: Any) -> None:
         if self.done:
             return
+        self.seen += 1  # reports, not step numbers: a resumed run starts late
         if self.first is None:
-            if report.step >= TIMED_FROM_STEP or report.step == report.total_steps:
+            if self.seen >= TIMED_FROM_STEP or report.step == report.total_steps:
                 self.first = (report.step, report.elapsed_seconds)
                 self.load = time.monotonic() - self.made - report.elapsed_seconds
             if report.step != report.total_steps:

@@ -186,3 +186,11 @@ def test_a_real_smoke_test_from_the_admin_form(
     run = TrainingRun.objects.get()
     assert run.status == "succeeded", run.error
     assert run.progress_done == 20
+
+
+def test_a_resumed_run_skips_its_own_first_step(train_env: Path) -> None:
+    timer = StepTimer(base_model=str(train_env), device="cpu", config=config_defaults())
+    timer.step(report(301, 9.0, total=400))  # warm-up after loading a checkpoint
+    for step in range(302, 308):
+        timer.step(report(step, 9.0 + (step - 301) * 0.5, total=400))
+    assert StepTiming.objects.get().seconds_per_step == pytest.approx(0.5)
