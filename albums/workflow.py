@@ -1,5 +1,5 @@
-"""What albums adds to the admin home (Collect and Curate) and to object
-pages (imagineer_project.workflow). Registered from AlbumsConfig.ready()."""
+"""What albums adds to the admin home (Collect and Curate) and to an
+album's page (imagineer_project.workflow). Registered from AlbumsConfig.ready()."""
 
 from __future__ import annotations
 
@@ -47,23 +47,10 @@ def curate_counts() -> list[Count]:
     ]
 
 
-def review_url(query: str = "") -> str:
-    """The review grid (albums' admin), or the unreviewed images before it exists."""
-    return admin_url(
-        "admin:albums_image_review", query=query, fallback="/admin/albums/image/review/"
-    )
-
-
 def album_upload(request: HttpRequest, album: Album) -> list[tuple[str, str]]:
     if not request.user.has_perm("albums.change_album"):
         return []
     return [("Upload images", admin_url("admin:albums_album_upload", album.pk))]
-
-
-def album_review(request: HttpRequest, album: Album) -> list[tuple[str, str]]:
-    if not request.user.has_perm("albums.change_image"):
-        return []
-    return [("Review", review_url(f"album={album.pk}"))]
 
 
 def register() -> None:
@@ -83,14 +70,6 @@ def register() -> None:
         permission="albums.add_album",
         order=15,
     )
-    register_link(
-        "curate",
-        "Review grid",
-        review_url,
-        permission="albums.change_image",
-        order=10,
-    )
     # An album's links in the order of the workflow: upload 10, scrape 20,
-    # label 30, review 40, train 50, generate 60.
+    # label 30, review 40 (labeling's grid), train 50, generate 60.
     register_onward("albums.Album", album_upload, order=10)
-    register_onward("albums.Album", album_review, order=40)

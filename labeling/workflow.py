@@ -1,5 +1,6 @@
-"""What labeling adds to the admin home (Label) and to an album's page
-(imagineer_project.workflow). Registered from LabelingConfig.ready()."""
+"""What labeling adds to the admin home (Label, and Curate's review grid) and
+to an album's page (imagineer_project.workflow). Registered from
+LabelingConfig.ready()."""
 
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ def album_label(request: HttpRequest, album: Album) -> list[tuple[str, str]]:
     return [("Label with Claude", url)]
 
 
+def review_url(query: str = "") -> str:
+    """The review grid (labeling's page on the image admin)."""
+    return admin_url("admin:albums_image_review", query=query)
+
+
+def album_review(request: HttpRequest, album: Album) -> list[tuple[str, str]]:
+    if not request.user.has_perm("albums.change_image"):
+        return []
+    return [("Review", review_url(f"album={album.pk}"))]
+
+
 def register() -> None:
     register_counts("label", label_counts, permission="albums.view_image", order=10)
     # Labeling jobs start from an album (its "Label with Claude" link) or a
@@ -58,4 +70,12 @@ def register() -> None:
         permission="labeling.view_label",
         order=20,
     )
+    register_link(
+        "curate",
+        "Review grid",
+        review_url,
+        permission="albums.change_image",
+        order=10,
+    )
     register_onward("albums.Album", album_label, order=30)
+    register_onward("albums.Album", album_review, order=40)
