@@ -33,11 +33,7 @@ def label_counts() -> list[Count]:
 def album_label(request: HttpRequest, album: Album) -> list[tuple[str, str]]:
     if not request.user.has_perm("labeling.add_labelingjob"):
         return []
-    url = admin_url(
-        "admin:albums_album_label",
-        album.pk,
-        fallback=f"/admin/albums/album/{album.pk}/label/",
-    )
+    url = admin_url("admin:albums_album_label", album.pk)
     return [("Label with Claude", url)]
 
 
