@@ -21,14 +21,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 from django.conf import settings
 from PIL import Image as PILImage
 from PIL import ImageOps
 
 from imagineer_project.errors import Unavailable
+
+if TYPE_CHECKING:
+    # Imported where a request is made: the SDK costs about a second at every
+    # Django start (each web and worker process, every manage.py command).
+    import anthropic
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +155,8 @@ def require_configured() -> None:
 
 
 def make_client() -> anthropic.Anthropic:
+    import anthropic
+
     require_configured()
     return anthropic.Anthropic(
         api_key=settings.ANTHROPIC_API_KEY,
@@ -299,6 +305,8 @@ def label_image(
 def api_errors(model: str) -> Iterator[None]:
     """Map the SDK's errors (after its own retries) to what a job does next:
     LabelingAborted stops the job, ImageLabelingFailed fails one image."""
+    import anthropic
+
     try:
         yield
     except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:

@@ -9,9 +9,12 @@ the builders here need no app (albums' own are albums/tests/builders.py).
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import random
+import shutil
+import tempfile
 from typing import Any
 
 import pytest
@@ -24,6 +27,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # fake (the `fake_anthropic` fixture), which sets both again.
 os.environ["ANTHROPIC_API_KEY"] = ""
 os.environ["ANTHROPIC_BASE_URL"] = ""
+# Each test process (each pytest-xdist worker too) gets its own var/: the file
+# cache, static root and secret key of one never meet another's, nor the
+# developer's library (a tiny model built there by `make demo` would change
+# what the default base model is).
+if "IMAGINEER_VAR_DIR" not in os.environ:
+    _var_dir = tempfile.mkdtemp(prefix="imagineer-test-var-")
+    os.environ["IMAGINEER_VAR_DIR"] = _var_dir
+    atexit.register(shutil.rmtree, _var_dir, ignore_errors=True)
 
 
 def make_image_bytes(
