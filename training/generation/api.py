@@ -1,6 +1,6 @@
 """JSON API for generation: POST /api/generate (202 + Location), and
-/api/generation-jobs to list, watch, cancel and retry jobs. Staff only: a job spends
-GPU time and writes images into albums.
+/api/generation-jobs to list, watch, cancel and retry jobs and see a running
+job's preview. Staff only: a job spends GPU time and writes images into albums.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
-from imagineer_project.errors import error_responses
+from imagineer_project.errors import NotFound, error_responses
 from imagineer_project.permissions import staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
 from training.generation.schemas import (
@@ -18,6 +18,7 @@ from training.generation.schemas import (
     GenerationJobDetailOut,
     GenerationJobOut,
 )
+from training.generation.selectors import generation_job_preview
 from training.generation.services import GenerationRequest, generation_job_create
 from training.models import GenerationJob
 
@@ -58,6 +59,19 @@ def generate(request: HttpRequest, response: HttpResponse, payload: GenerateIn) 
         request=_request(payload), created_by=request.user, rate_limited=True
     )
     return JOBS.accepted(response, job)
+
+
+@jobs_router.get("/{int:job_id}/preview")
+def job_preview(request: HttpRequest, job_id: int) -> HttpResponse:
+    """A rough, small WEBP of the image the job is making, renewed every few
+    denoising steps (from the latents, without the VAE). 404 before the first
+    one and an hour after the last."""
+    preview = generation_job_preview(JOBS.get(job_id))
+    if preview is None:
+        raise NotFound(f"Generation job {job_id} has no preview (yet).")
+    response = HttpResponse(preview, content_type="image/webp")
+    response["Cache-Control"] = "no-store"  # a new one every few steps
+    return response
 
 
 add_run_routes(jobs_router, JOBS)

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db import transaction
 
 from albums.models import Image, SourceKind
 from albums.services import image_ingest
 from imagineer_project.runs import run_checkpoint
+from training.generation.selectors import PREVIEW_SECONDS, generation_preview_key
 from training.generation.services import (
     GenerationInvalid,
     album_for,
@@ -49,6 +51,7 @@ logger = logging.getLogger(__name__)
 # A running job polls its cancel flag (and refreshes its heartbeat) between
 # denoising steps at most this often: a few writes a second at most.
 STOP_POLL_SECONDS = 0.5
+PREVIEW_EVERY = 5  # denoising steps between two previews of the image in the making
 
 
 def _done_so_far(job: GenerationJob) -> list[int]:
@@ -192,7 +195,7 @@ class StepCheckpoint:
 
 def warm_pipeline(run: BaseRun, base_model: str) -> PipelineHolder:
     """This worker's pipeline for `base_model`, loaded (once per worker) while
-    the run says so."""
+    the run says so; a cancel asked for meanwhile lands as soon as it is."""
     from training.ml.generate import holder_for
 
     holder = holder_for(
@@ -200,9 +203,87 @@ def warm_pipeline(run: BaseRun, base_model: str) -> PipelineHolder:
         device=generation_device(),
         mixed_precision=settings.GENERATION_MIXED_PRECISION,
     )
-    run_checkpoint(run, message="Loading the base model and LoRAs")
-    holder.pipe  # noqa: B018 - loads it under the run's heartbeat
+    if not holder.loaded:
+        run_checkpoint(run, message="Loading the base model")
+        holder.pipe  # noqa: B018 - loads it under the run's heartbeat
+        run_checkpoint(run)
     return holder
+
+
+def about(seconds: float) -> str:
+    """A rough duration for a person: "40 s", "3 min", "1 h 05 min"."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class _Progress(StepCheckpoint):
+    """`should_stop`, `on_step` and `on_preview` for a job's generate_images.
+
+    Progress counts denoising steps over the whole job (num_images x steps),
+    so the bar moves with every step. The pace is measured from the end of the
+    first step this attempt saw (the first one also warms the device up), and
+    covers decoding and storing each image as well.
+    """
+
+    def __init__(self, job: GenerationJob) -> None:
+        super().__init__(job)
+        self.job, self.step = job, 0
+        self.first_mark: float | None = None
+        self.last_mark = 0.0
+        self.paced = 0  # steps timed since first_mark
+
+    @property
+    def total(self) -> int:
+        return self.job.num_images * self.job.steps
+
+    @property
+    def done(self) -> int:
+        return len(self.job.image_ids) * self.job.steps + self.step
+
+    def on_step(self, step: int, steps: int) -> None:
+        self.last_mark = time.monotonic()
+        if self.first_mark is None:
+            self.first_mark = self.last_mark
+        else:
+            self.paced += 1
+        self.step = step
+        self.due(force=step == 1)  # the first step of an image is always told
+
+    def on_preview(self, picture: PILImage) -> None:
+        buffer = io.BytesIO()
+        picture.save(buffer, "WEBP", quality=70)
+        cache.set(
+            generation_preview_key(self.job.pk), buffer.getvalue(), PREVIEW_SECONDS
+        )
+
+    def image_stored(self) -> None:
+        self.step = 0
+        self.due(force=True)
+
+    def eta(self) -> str:
+        if not self.paced or self.first_mark is None:
+            return ""
+        per_step = (self.last_mark - self.first_mark) / self.paced
+        return f" · about {about(per_step * (self.total - self.done))} left"
+
+    def checkpoint(self) -> None:
+        made, count = len(self.job.image_ids), self.job.num_images
+        if self.step:
+            where = (
+                f"Image {made + 1} of {count} · step {self.step} of {self.job.steps}"
+            )
+        else:
+            where = f"{made} of {count} image(s) made"
+        run_checkpoint(
+            self.job,
+            done=min(self.done, self.total),
+            total=self.total,
+            message=where + (self.eta() if made < count else ""),
+        )
 
 
 class _Recorder:
@@ -214,8 +295,10 @@ class _Recorder:
         done: list[int],
         device: str,
         on_image: Callable[[GenerationJob, Image], None] | None,
+        progress: _Progress,
     ) -> None:
         self.job, self.ids, self.device, self.on_image = job, done, device, on_image
+        self.progress = progress
         self.first = len(done)
         self.album = job.album or album_for("", job.created_by)
         self.mark = time.monotonic()
@@ -233,11 +316,7 @@ class _Recorder:
             self.ids.append(image.pk)
             GenerationJob.objects.filter(pk=self.job.pk).update(image_ids=self.ids)
         self.job.image_ids = self.ids
-        run_checkpoint(
-            self.job,
-            done=len(self.ids),
-            message=f"{len(self.ids)} of {self.job.num_images} image(s) made",
-        )
+        self.progress.image_stored()
         if self.on_image is not None:
             self.on_image(self.job, image)
         self.mark = time.monotonic()
@@ -265,8 +344,10 @@ def generation_job_execute(
     from training.ml.generate import GenerateSpec, generate_images, prompt_overflow
 
     done = _done_so_far(job)
+    job.image_ids = done
+    progress = _Progress(job)
     note = ""
-    run_checkpoint(job, done=len(done), total=job.num_images)
+    run_checkpoint(job, done=progress.done, total=progress.total)
     if len(done) < job.num_images:
         holder = warm_pipeline(job, job.base_model)
         spec = GenerateSpec(
@@ -293,9 +374,21 @@ def generation_job_execute(
             # The pipeline truncates silently; say so where the user looks.
             note = f"; the prompt's last {cut} token(s) were cut (the model reads 77)"
             logger.warning("Generation %s: %s", job.pk, note.lstrip("; "))
-        recorder = _Recorder(job, done, holder.device, on_image)
+        first = f"image {len(done) + 1} of {job.num_images}"
+        run_checkpoint(
+            job,
+            message=f"Loading {len(spec.loras)} LoRA(s), then {first}"
+            if spec.loras
+            else f"Starting {first}",
+        )
         generate_images(
-            holder, spec, on_image=recorder, should_stop=StepCheckpoint(job)
+            holder,
+            spec,
+            on_image=_Recorder(job, done, holder.device, on_image, progress),
+            should_stop=progress,
+            on_step=progress.on_step,
+            on_preview=progress.on_preview,
+            preview_every=PREVIEW_EVERY,
         )
     last = job.seed + job.num_images - 1
     return f"{job.num_images} image(s) made, seeds {job.seed} to {last}{note}"

@@ -57,3 +57,21 @@ def recipe_form_query(recipe: dict[str, Any]) -> str:
         "insert_trigger_words": "0",
     }
     return urlencode(fields)
+
+
+# The worker puts a job's latest preview in the shared cache (file or Redis,
+# which every web process reads) rather than in storage: it is small, rewritten
+# every few steps and needs no cleaning up (it expires).
+PREVIEW_SECONDS = 3600
+
+
+def generation_preview_key(job_id: int) -> str:
+    return f"generation-preview:{job_id}"
+
+
+def generation_job_preview(job: GenerationJob) -> bytes | None:
+    """The latest preview (a small WEBP) of the image the job is making; None
+    before its first one, and an hour after its last."""
+    from django.core.cache import cache
+
+    return cache.get(generation_preview_key(job.pk))

@@ -45,6 +45,16 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 MAX_SIDE = 2048
+# SD 1.x latents (as the pipeline holds them, scaled) to RGB: the linear fit
+# previewers use (ComfyUI's SD15 "latent rgb factors"). Rows are the four
+# latent channels, columns R, G, B; the result lies roughly in -1..1.
+LATENT_RGB_FACTORS = (
+    (0.3512, 0.2297, 0.3227),
+    (0.3250, 0.4974, 0.2350),
+    (-0.2829, 0.1762, 0.2721),
+    (-0.2120, -0.2616, -0.7177),
+)
+PREVIEW_MAX_SIDE = 256
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,10 @@ class PipelineHolder:
         self.device = ""
         self._pipe: Any = None
         self._scheduler_config: dict[str, Any] = {}
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipe is not None
 
     @property
     def pipe(self) -> Any:  # StableDiffusionPipeline
@@ -233,6 +247,8 @@ def generate_images(
     on_image: Callable[[int, Image.Image], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    on_preview: Callable[[Image.Image], None] | None = None,
+    preview_every: int = 5,
 ) -> list[Image.Image]:
     """Render `spec.num_images` images with seeds `spec.seed + i`.
 
@@ -240,7 +256,9 @@ def generate_images(
     polled before each image and after every denoising step: returning True
     raises GenerationStopped; an exception it raises itself (a cancel) comes
     through unchanged. Either way the images already made were given to
-    `on_image`. `on_step(step, steps)` hears of each denoising step done.
+    `on_image`. `on_step(step, steps)` hears of each denoising step done, and
+    `on_preview(picture)` gets a rough picture of the image in the making
+    (`latent_preview`) every `preview_every` steps but the last.
     """
     import torch
 
@@ -266,7 +284,9 @@ def generate_images(
                 width=spec.width,
                 height=spec.height,
                 generator=generator,
-                callback_on_step_end=_step_callback(should_stop, on_step, spec.steps),
+                callback_on_step_end=_step_callback(
+                    should_stop, on_step, spec, _Previews(on_preview, preview_every)
+                ),
             )
             image = output.images[0]
             images.append(image)
@@ -280,21 +300,53 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
         raise GenerationStopped("Generation was stopped.")
 
 
+@dataclass(frozen=True)
+class _Previews:
+    send: Callable[[Image.Image], None] | None
+    every: int
+
+    def due(self, step: int, steps: int) -> bool:
+        return self.send is not None and step < steps and step % self.every == 0
+
+
 def _step_callback(
     should_stop: Callable[[], bool] | None,
     on_step: Callable[[int, int], None] | None,
-    steps: int,
+    spec: GenerateSpec,
+    previews: _Previews,
 ) -> Callable[..., dict] | None:
-    if should_stop is None and on_step is None:
+    if should_stop is None and on_step is None and previews.send is None:
         return None
+    steps = spec.steps
 
     def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
         if on_step is not None:
             on_step(step + 1, steps)
+        if previews.due(step + 1, steps) and "latents" in kwargs:
+            previews.send(latent_preview(kwargs["latents"], spec.width, spec.height))
         _check_stop(should_stop)
         return kwargs
 
     return callback
+
+
+def latent_preview(latents: Any, width: int, height: int) -> Image.Image:
+    """A rough RGB picture of the first image in `latents` (batch, 4, h, w),
+    by the linear latent-to-RGB fit: no VAE, so it costs next to nothing.
+    Sized to the image's aspect ratio, at most PREVIEW_MAX_SIDE a side."""
+    import torch
+    from PIL import Image as PILImage
+
+    latent = latents[0].detach().float().cpu()
+    if latent.shape[0] == len(LATENT_RGB_FACTORS):
+        rgb = torch.einsum("chw,cr->hwr", latent, torch.tensor(LATENT_RGB_FACTORS))
+    else:  # not an SD 1.x latent space: show its first channels, normalised
+        channels = latent[:3] if latent.shape[0] >= 3 else latent[:1].repeat(3, 1, 1)
+        rgb = channels.permute(1, 2, 0) / channels.abs().amax().clamp(min=1e-6)
+    pixels = ((rgb + 1) / 2).clamp(0, 1).mul(255).to(torch.uint8).numpy()
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return PILImage.fromarray(pixels, "RGB").resize(size, PILImage.Resampling.BILINEAR)
 
 
 def _free_memory() -> None:

@@ -42,7 +42,8 @@ def test_a_job_stores_each_image_in_the_album_with_its_recipe(
     job = run_job(create(num_images=3, album="Cats", loras=[("blocks", 0.7)]))
 
     assert job.status == "succeeded", job.error
-    assert (job.progress_done, job.progress_total) == (3, 3)
+    # Progress counts denoising steps: 3 images of 2 steps.
+    assert (job.progress_done, job.progress_total) == (6, 6)
     images = generation_job_images(job)
     assert [im.pk for im in images] == job.image_ids and len(set(job.image_ids)) == 3
     album = Album.objects.get(name="Cats")
@@ -251,7 +252,7 @@ def test_cancel_a_running_job_stops_it_between_steps(
     with pytest.raises(RunCancelled):
         generation_job_execute(job, on_image=cancel_after_the_first)
     job.refresh_from_db()
-    assert len(job.image_ids) == 1 and job.progress_done == 1
+    assert len(job.image_ids) == 1 and job.progress_done == 3  # its 3 steps
     assert Image.objects.count() == 1
 
 
