@@ -90,13 +90,13 @@ def training_run_execute(
     try:
         return _train(run, tracker, on_step)
     except RunCancelled:
-        tracker.log(f"Cancelled at step {run.progress_done}")
+        tracker.stopped(f"Cancelled at step {run.progress_done}")
         raise
     except KeyboardInterrupt:  # the CLI's Ctrl-C, which it turns into a cancel
-        tracker.log(f"Interrupted at step {run.progress_done}")
+        tracker.stopped(f"Interrupted at step {run.progress_done}")
         raise
     except Exception as exc:
-        tracker.log(f"Failed: {type(exc).__name__}: {exc}")
+        tracker.stopped(f"Failed: {type(exc).__name__}: {exc}")
         _hide_paths(exc, run)
         raise
 
@@ -127,8 +127,13 @@ def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) ->
     pairs = dataset_materialize(dataset, work / "data")
     samples = [TrainSample(str(path), caption) for path, caption in pairs]
     config = _train_config(run, work / "out")
+    # Hashing the base model's weights reads them all once per worker.
+    run_checkpoint(run, message="Checking the base model's files")
     _write_manifest(run, config)
-    run_checkpoint(run, message="Loading the base model")
+
+    def stage(text: str) -> None:
+        # Also how a cancel lands in a long phase (loading, encoding, samples).
+        run_checkpoint(run, message=text)
 
     def step(report: StepReport) -> None:
         tracker.step(report)
@@ -149,6 +154,7 @@ def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) ->
         on_step=step,
         on_checkpoint=tracker.checkpoint,
         log=tracker.log,
+        on_stage=stage,
     )
     tracker.finish()
     run_checkpoint(run, message="Registering the LoRA and its samples")
@@ -356,3 +362,8 @@ class _Tracker:
 
     def finish(self) -> None:
         self._save(loss_curve=self.curve, eta_seconds=0.0)
+
+    def stopped(self, line: str) -> None:
+        """The run ends here: nothing is left to estimate."""
+        self._save(eta_seconds=None)
+        self.log(line)

@@ -75,13 +75,18 @@ def train_lora(
     on_step: Callable[[StepReport], None] | None = None,
     on_checkpoint: Callable[[int, str], None] | None = None,
     log: Callable[[str], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) a LoRA and save it to `<output_dir>/<output_name>.safetensors`.
 
     `on_step` runs after every optimizer step; whatever it raises (a cancel)
-    propagates unchanged and ends the run there. Checkpoints written so far
-    stay, so calling again with the same config resumes. Raises
-    InvalidTrainingInput, NonFiniteLoss or OutOfMemory (all TrainingError).
+    propagates unchanged and ends the run there. `on_stage(text)` hears what
+    happens outside the steps, for a person ("Loading the base model",
+    "Encoding latents (8 of 40 images)", "Saving checkpoint at step 100",
+    "Rendering samples (1 of 3), step 4 of 20"), often enough that what it
+    raises stops a long phase as promptly. Checkpoints written so far stay, so
+    calling again with the same config resumes. Raises InvalidTrainingInput,
+    NonFiniteLoss or OutOfMemory (all TrainingError).
     """
     import torch
 
@@ -98,8 +103,9 @@ def train_lora(
     if note:
         say(note)
     detail = ""
+    hooks = _Hooks(on_step, on_checkpoint, on_stage or (lambda text: None), say)
     try:
-        return _train(config, list(samples), device, dtype, on_step, on_checkpoint, say)
+        return _train(config, list(samples), device, dtype, hooks)
     except torch.cuda.OutOfMemoryError as exc:
         detail = str(exc).splitlines()[0] if str(exc) else ""
     # Raised outside the except block so the failed frames (and their GPU
@@ -108,14 +114,22 @@ def train_lora(
     raise OutOfMemory(device, detail)
 
 
+@dataclass(frozen=True)
+class _Hooks:
+    """Who hears of the run: steps, checkpoints, stages, log lines."""
+
+    on_step: Callable[[StepReport], None] | None
+    on_checkpoint: Callable[[int, str], None] | None
+    stage: Callable[[str], None]
+    say: Callable[[str], None]
+
+
 def _train(
     config: TrainConfig,
     samples: list[TrainSample],
     device: str,
     dtype: torch.dtype,
-    on_step: Callable[[StepReport], None] | None,
-    on_checkpoint: Callable[[int, str], None] | None,
-    say: Callable[[str], None],
+    hooks: _Hooks,
 ) -> TrainResult:
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -126,12 +140,12 @@ def _train(
     if resume is not None:
         _check_same_run(resume, fingerprint)
     base_hash = hash_base_model(config.base_model)
-    run = _Session(config, root, fingerprint, base_hash, len(samples), say)
+    run = _Session(config, root, fingerprint, base_hash, len(samples), hooks.say)
     # Everything the training step holds on the device is local to `_fit`, so
     # it is freed when `_fit` returns, before the sample pipeline loads.
-    fitted = _fit(run, samples, device, dtype, resume, on_step, on_checkpoint)
+    fitted = _fit(run, samples, device, dtype, resume, hooks)
     _free_memory()
-    sample_paths = _render_samples(config, Path(fitted.lora_path), device, say)
+    sample_paths = _render_samples(config, Path(fitted.lora_path), device, hooks)
     return TrainResult(
         lora_path=fitted.lora_path,
         steps_done=fitted.steps_done,
@@ -185,15 +199,18 @@ def _fit(
     device: str,
     dtype: torch.dtype,
     resume: Checkpoint | None,
-    on_step: Callable[[StepReport], None] | None,
-    on_checkpoint: Callable[[int, str], None] | None,
+    hooks: _Hooks,
 ) -> _Fitted:
     config = run.config
-    lora_run = _prepare(config, samples, device, dtype, run.say)
+    on_step, on_checkpoint = hooks.on_step, hooks.on_checkpoint
+    lora_run = _prepare(config, samples, device, dtype, hooks)
     start, last_loss = 0, math.nan
     if resume is not None:
+        hooks.stage(f"Resuming from the checkpoint at step {resume.step}")
         start, last_loss = _restore(lora_run, resume)
         run.say(f"Resumed from checkpoint at step {start} ({resume.path})")
+    if start < config.steps:
+        hooks.stage(f"Step {start + 1} of {config.steps} under way")
     started = time.perf_counter()
     for step in range(start + 1, config.steps + 1):
         last_loss, lr = lora_run.optimizer_step(step)
@@ -204,6 +221,7 @@ def _fit(
         if config.checkpoint_every and (
             step % config.checkpoint_every == 0 or step == config.steps
         ):
+            hooks.stage(f"Saving checkpoint at step {step}")
             path = save_checkpoint(
                 run.root,
                 step,
@@ -215,6 +233,7 @@ def _fit(
                 on_checkpoint(step, str(path))
     steps_done = max(start, config.steps)
     lora_path = Path(config.output_dir) / f"{config.output_name}.safetensors"
+    hooks.stage("Saving the LoRA")
     metadata = run.write_lora(lora_run, lora_path, steps_done)
     run.say(f"Saved LoRA to {lora_path}")
     return _Fitted(str(lora_path), steps_done, last_loss, start, metadata)
@@ -225,7 +244,7 @@ def _prepare(
     samples: list[TrainSample],
     device: str,
     dtype: torch.dtype,
-    say: Callable[[str], None],
+    hooks: _Hooks,
 ) -> _LoraRun:
     """Load the base model, cache the inputs, and set up the LoRA and optimizer."""
     import torch
@@ -234,10 +253,12 @@ def _prepare(
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 parts on tensor cores
     torch.manual_seed(config.seed)  # peft's gaussian init draws from it
+    hooks.stage("Loading the base model")
     pipe = load_pipeline(config.base_model)
-    say(f"Encoding {len(samples)} images at {config.resolution}px on {device}")
-    encoded = _encode_samples(pipe, samples, config, device)
+    hooks.say(f"Encoding {len(samples)} images at {config.resolution}px on {device}")
+    encoded = _encode_samples(pipe, samples, config, device, hooks.stage)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    hooks.stage("Adding the LoRA layers to the UNet")
     # Only the UNet is kept: the VAE and text encoder go with `pipe`.
     unet = _add_lora(pipe.unet, config, device, dtype)
     return _LoraRun(config, unet, noise_scheduler, encoded, device, dtype)
@@ -253,7 +274,11 @@ class _Encoded:
 
 
 def _encode_samples(
-    pipe: Any, samples: list[TrainSample], config: TrainConfig, device: str
+    pipe: Any,
+    samples: list[TrainSample],
+    config: TrainConfig,
+    device: str,
+    stage: Callable[[str], None],
 ) -> _Encoded:
     import torch
 
@@ -264,6 +289,7 @@ def _encode_samples(
     latents, flipped = [], []
     with torch.no_grad():
         for first in range(0, len(samples), ENCODE_BATCH):
+            stage(f"Encoding latents ({first} of {len(samples)} images)")
             chunk = samples[first : first + ENCODE_BATCH]
             pixels = torch.stack(
                 [
@@ -281,6 +307,7 @@ def _encode_samples(
             latents.append(_vae_encode(vae, pixels, generator))
             if config.random_flip:
                 flipped.append(_vae_encode(vae, pixels.flip(-1), generator))
+        stage("Encoding the captions")
         text = _encode_captions(pipe.tokenizer, text_encoder, samples, config, device)
     return _Encoded(
         latents=torch.cat(latents),
@@ -632,7 +659,7 @@ def _metadata(
 
 
 def _render_samples(
-    config: TrainConfig, lora_path: Path, device: str, say: Callable[[str], None]
+    config: TrainConfig, lora_path: Path, device: str, hooks: _Hooks
 ) -> list[Path]:
     """Sample images from the saved file, loaded as the generation feature loads it."""
     if not config.sample_prompts:
@@ -651,9 +678,16 @@ def _render_samples(
     precision = "fp16" if config.mixed_precision != "no" else "no"
     holder = PipelineHolder(config.base_model, device=device, mixed_precision=precision)
     lora = LoraSpec(str(lora_path), 1.0, config.output_name)
-    paths = []
+    paths: list[Path] = []
+    count = len(config.sample_prompts)
+
+    def on_step(step: int, steps: int) -> None:
+        sample = f"Rendering samples ({len(paths) + 1} of {count})"
+        hooks.stage(f"{sample}, step {step} of {steps}")
+
     try:
         for i, prompt in enumerate(config.sample_prompts):
+            hooks.stage(f"Rendering samples ({i + 1} of {count})")
             spec = GenerateSpec(
                 prompt=prompt,
                 steps=config.sample_steps,
@@ -662,13 +696,13 @@ def _render_samples(
                 height=config.resolution,
                 loras=(lora,),
             )
-            image = generate_images(holder, spec)[0]
+            image = generate_images(holder, spec, on_step=on_step)[0]
             path = folder / f"sample-{i:02d}.png"
             image.save(path)
             paths.append(path)
     finally:
         holder.close()
-    say(f"Rendered {len(paths)} sample images")
+    hooks.say(f"Rendered {len(paths)} sample images")
     return paths
 
 
