@@ -27,6 +27,13 @@ class RunProgressMixin:
 
     @admin.display(description="progress")
     def progress_bar(self, obj: BaseRun) -> str:
+        if not obj.progress_total and obj.is_active:
+            # Nothing counted yet: an indeterminate bar, never "0 of 0".
+            waiting = obj.status == BaseRun.Status.QUEUED
+            return format_html(
+                '<progress class="imagineer-progress"></progress> {}',
+                "Waiting for a worker" if waiting else "Starting",
+            )
         return format_html(
             '<progress max="100" value="{}" class="imagineer-progress">{}%</progress> '
             "{}% ({} of {}{})",

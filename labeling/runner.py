@@ -153,7 +153,12 @@ class JobRunner:
 
     def run(self) -> str:
         job, plan = self.job, self.plan
-        run_checkpoint(job, done=self.done, total=plan.total, message=self._summary())
+        run_checkpoint(
+            job,
+            done=self.done,
+            total=plan.total,
+            message=f"Labeling {len(plan.todo)} image(s): {self._summary()}",
+        )
         self.files = dict(
             Image.objects.filter(pk__in=plan.todo).values_list("pk", "file")
         )

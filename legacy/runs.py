@@ -67,6 +67,7 @@ class LegacyImport:
 
     def run(self) -> str:
         run = self.run_row
+        run_checkpoint(run, message="Listing the files to import")
         files = legacy_import_files(run)
         recorded = {
             (root, path): outcome
@@ -75,7 +76,9 @@ class LegacyImport:
             )
         }
         done = sum(1 for outcome in recorded.values() if outcome != Outcome.PENDING)
-        run_checkpoint(run, done=done, total=len(files), message="Importing")
+        run_checkpoint(
+            run, done=done, total=len(files), message=f"Importing {len(files)} file(s)"
+        )
         logger.info(
             "legacy_import.start run=%s sources=%d packs=%d files=%d dry_run=%s",
             run.pk,
