@@ -624,6 +624,27 @@ def album_remove_images(*, album: Album, image_ids: Iterable[int]) -> int:
     return deleted
 
 
+def album_release_images(*, album: Album, image_ids: Iterable[int]) -> dict[str, int]:
+    """Take images out of `album` and delete those no other album holds (files
+    and thumbnails too): undoing what one job put into an album it does not
+    own. Counts as album_delete does."""
+    ids = list(image_ids)
+    with transaction.atomic():
+        removed = 0
+        for start in range(0, len(ids), 500):  # SQLite's variable limit
+            chunk = ids[start : start + 500]
+            removed += album_remove_images(album=album, image_ids=chunk)
+        orphans = [
+            image
+            for start in range(0, len(ids), 500)
+            for image in Image.objects.filter(pk__in=ids[start : start + 500]).exclude(
+                pk__in=AlbumImage.objects.values("image_id")
+            )
+        ]
+        images_delete(images=orphans)
+    return {"images_deleted": len(orphans), "images_kept": removed - len(orphans)}
+
+
 def album_delete(*, album: Album, keep_images: bool = False) -> dict[str, int]:
     """Delete an album. Images that no other album holds go too, unless
     `keep_images`; images other albums hold always stay."""
@@ -875,7 +896,9 @@ def upload_run_create(
             uploaded_by=person(uploaded_by),
             staged_files=staged,
             near_duplicates=mode,
-            message=f"{len(staged)} file(s) waiting for the worker",
+            # Counted now, so the page reads "0 of 13 files" from the start.
+            progress_total=len(staged),
+            message=f"{len(staged)} file(s) waiting for a worker",
         )
         run_enqueue(run)
     return run

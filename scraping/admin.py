@@ -98,6 +98,11 @@ class ScrapeJobAddForm(forms.ModelForm):
         "near-duplicate distance): keep both, skip it, or keep the larger.",
     )
 
+    # "Scrape into" on an album's page: that very album (hidden; ?album=<pk>).
+    into_album = forms.ModelChoiceField(
+        queryset=Album.objects.all(), required=False, widget=forms.HiddenInput
+    )
+
     class Meta:
         model = ScrapeJob
         fields = ("start_url", "album_name", *OPTION_FIELDS)
@@ -115,6 +120,8 @@ class ScrapeJobAddForm(forms.ModelForm):
         data = super().clean()
         if self.errors:
             return data
+        if data.get("into_album") is not None:
+            data["album_name"] = data["into_album"].name
         options = {name: data[name] for name in OPTION_FIELDS if name in data}
         try:
             scrape_job_validate(
@@ -162,7 +169,7 @@ class ScrapeJobAdmin(RunAdmin):
     actions = (*RunAdmin.actions, "clean_up_jobs")
     form = ScrapeJobAddForm
     add_fieldsets = (
-        (None, {"fields": ("start_url", "album_name")}),
+        (None, {"fields": ("start_url", "album_name", "into_album")}),
         (
             "Crawl",
             {
@@ -302,6 +309,7 @@ class ScrapeJobAdmin(RunAdmin):
         album = _preset_album(request)
         if album is not None:
             initial["album_name"] = album.name
+            initial["into_album"] = album.pk
         return initial
 
     def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
@@ -322,6 +330,7 @@ class ScrapeJobAdmin(RunAdmin):
         job = scrape_job_create(
             url=obj.start_url,
             album_name=obj.album_name,
+            album=form.cleaned_data.get("into_album"),
             created_by=request.user,
             **{name: getattr(obj, name) for name in OPTION_FIELDS},
         )

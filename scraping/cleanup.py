@@ -1,5 +1,8 @@
 """Cleaning up a finished scrape job: its album, the images only that album
-holds, and the job with its crawl log. Shared by the admin and the API."""
+holds, and the job with its crawl log. Shared by the admin and the API.
+
+A job that filled a person's own album ("Scrape into" on an upload or manual
+album) never deletes that album: it takes out only what the job put in."""
 
 from __future__ import annotations
 
@@ -7,10 +10,12 @@ import logging
 
 from django.db import transaction
 
-from albums.services import album_delete
+from albums.models import Album
+from albums.services import album_delete, album_release_images
 from imagineer_project.errors import Conflict
 from imagineer_project.runs import BaseRun
 from scraping.models import ScrapeJob
+from scraping.selectors import images_put_in
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +43,12 @@ def scrape_job_cleanup(*, job: ScrapeJob) -> dict[str, int]:
             return {"images_deleted": 0, "images_kept": 0, "crawl_log_rows": 0}
         _check_ended(locked)
         counts = {"images_deleted": 0, "images_kept": 0}
-        if locked.album is not None:
+        if locked.album is not None and locked.album.source_kind == Album.Kind.SCRAPE:
             counts = album_delete(album=locked.album)
+        elif locked.album is not None:
+            counts = album_release_images(
+                album=locked.album, image_ids=images_put_in(locked)
+            )
         # The log cascades in one DELETE (nothing refers to its rows).
         counts["crawl_log_rows"] = locked.log.count()
         locked.delete()

@@ -130,7 +130,8 @@ def scrape_job_validate(*, url: str, album_name: str, **options: Any) -> dict[st
 def scrape_job_create(
     *,
     url: str,
-    album_name: str,
+    album_name: str = "",
+    album: Album | None = None,
     created_by: User | None = None,
     enqueue: bool = True,
     rate_limited: bool = False,
@@ -139,13 +140,21 @@ def scrape_job_create(
     """Check a crawl of `url` into the album named `album_name` and queue it.
     Raises Invalid (every bad field, with why) before anything is created;
     with `rate_limited` (the API and the admin), RateLimitExceeded past the
-    `scrape` rate limit."""
+    `scrape` rate limit.
+
+    With `album` (an album's "Scrape into"), the crawl fills that very album,
+    whatever its kind; cleaning the job up then takes out only what the job
+    put in (scraping.cleanup)."""
+    if album is not None:
+        album_name = album.name
     fields = scrape_job_validate(url=url, album_name=album_name, **options)
     if rate_limited:
         rate_limit_take("scrape", user=created_by)
     # One transaction: a job whose start failed is never left queued for nobody.
     with transaction.atomic():
-        job = ScrapeJob.objects.create(created_by=person(created_by), **fields)
+        job = ScrapeJob.objects.create(
+            created_by=person(created_by), album=album, **fields
+        )
         return scrape_job_start(job=job, enqueue=enqueue)
 
 

@@ -78,7 +78,7 @@ def test_the_home_leads_from_an_album_to_a_scrape_into_it(
 
     assert page.input_value("#id_album_name") == "Tarot deck"
     assert page.locator("input[type=submit]").get_attribute("value") == ("Start scrape")
-    assert "is not a scrape album" in page.locator(".preset-album-note").inner_text()
+    assert "only the images it added" in page.locator(".preset-album-note").inner_text()
 
 
 def test_an_api_token_is_shown_once_copied_and_works(

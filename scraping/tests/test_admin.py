@@ -147,7 +147,8 @@ def test_scrape_into_an_album_presets_its_name(admin_client: Any) -> None:
     response = admin_client.get(f"{JOBS}add/?album={scraped.pk}")
 
     assert response.context["adminform"].form["album_name"].value() == "Tarot scans"
-    assert "is not a scrape album" not in response.text
+    assert "The images go into the album “Tarot scans”." in response.text
+    assert "takes out only the images it added" not in response.text
 
 
 def test_scrape_into_an_upload_album_says_where_the_images_go(
@@ -158,7 +159,8 @@ def test_scrape_into_an_upload_album_says_where_the_images_go(
     response = admin_client.get(f"{JOBS}add/?album={mine.pk}")
 
     assert response.context["adminform"].form["album_name"].value() == "My tarot"
-    assert "“My tarot” is not a scrape album." in response.text
+    assert response.context["adminform"].form["into_album"].value() == mine.pk
+    assert "takes out only the images it added" in response.text
 
 
 def test_a_missing_album_presets_nothing(admin_client: Any) -> None:
@@ -489,7 +491,8 @@ def test_retry_action_retries_only_failed_and_cancelled_jobs(
 def scraped_library() -> dict[str, Any]:
     """A finished job whose album holds two images of its own and one that
     another album also holds."""
-    album, other = make_album(name="Scraped"), make_album(name="Favourites")
+    album = make_album(name="Scraped", source_kind=Album.Kind.SCRAPE)
+    other = make_album(name="Favourites")
     only_here = [make_image(album=album, seed=n) for n in (1, 2)]
     shared = make_image(album=album, seed=3)
     album_add_images(album=other, images=[shared])

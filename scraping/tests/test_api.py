@@ -474,7 +474,8 @@ def test_cancel_an_ended_job_is_409(call_as: Any, status: str) -> None:
 def test_cleanup_removes_the_album_and_images_no_other_album_holds(
     call_as: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    album, other = make_album(name="Scraped"), make_album(name="Favourites")
+    album = make_album(name="Scraped", source_kind=Album.Kind.SCRAPE)
+    other = make_album(name="Favourites")
     only_here = [make_image(album=album, seed=n) for n in (1, 2)]
     shared = make_image(album=album, seed=3)
     album_add_images(album=other, images=[shared])
@@ -582,3 +583,34 @@ def test_every_door_refuses_a_start_url_the_crawler_would_refuse(
     allowed = post_json(call_as("token"), JOBS, {"url": url, "album_name": "Local"})
     assert allowed.status_code == 201
     assert ScrapeJob.objects.count() == 1
+
+
+def test_cleanup_of_a_scrape_into_my_album_takes_out_only_what_it_put_in(
+    call_as: Any, staff_user: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """ "Scrape into" fills a person's own album; cleaning the job up keeps the
+    album and the images that were there before (even one the crawl met
+    again), and deletes only the images the crawl brought."""
+    from scraping.services import scrape_job_create
+
+    mine = make_album(name="My tarot")
+    before = make_image(album=mine, seed=1)
+    job = scrape_job_create(
+        url="https://cards.example/", album=mine, created_by=staff_user, enqueue=False
+    )
+    assert (job.album, job.album_name) == (mine, "My tarot")
+    brought = [make_image(seed=n) for n in (2, 3)]
+    album_add_images(album=mine, images=brought)
+    log(job, 1, kind="image", outcome="duplicate", image=before)
+    for n, image in enumerate(brought, start=2):
+        log(job, n, kind="image", outcome="saved", image=image)
+    ScrapeJob.objects.filter(pk=job.pk).update(status="succeeded")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = call_as("staff").delete(f"{JOBS}/{job.pk}")
+
+    assert response.json() == {"images_deleted": 2, "images_kept": 0}
+    assert list(Album.objects.all()) == [mine]
+    assert list(mine.memberships.values_list("image_id", flat=True)) == [before.pk]
+    assert list(Image.objects.all()) == [before]
+    assert not any(p.exists() for image in brought for p in stored_paths(image))
