@@ -28,8 +28,12 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "chromium is missing: sudo apt-get install chromium (browser tests will skip)"; fi; }
 
+# One pytest-xdist worker per core (TEST_WORKERS=0 runs in one process); each
+# worker has its own test database, var/ and share of torch's threads
+# (imagineer_project.testing). The slowest tests are listed at the end.
+TEST_WORKERS ?= auto
 test: setup chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=15
 
 # PostgreSQL (127.0.0.1:5432, user postgres), a Redis server and S3 (moto) with one
 # gunicorn web process, two general workers and a gpu worker, each its own "host":

@@ -27,6 +27,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # fake (the `fake_anthropic` fixture), which sets both again.
 os.environ["ANTHROPIC_API_KEY"] = ""
 os.environ["ANTHROPIC_BASE_URL"] = ""
+# pytest-xdist workers share the cores: each torch (and the subprocesses it
+# starts) takes its share of threads, since OpenMP threads that outnumber the
+# cores spin against each other and a 4-step tiny training then takes minutes.
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _threads)
 # Each test process (each pytest-xdist worker too) gets its own var/: the file
 # cache, static root and secret key of one never meet another's, nor the
 # developer's library (a tiny model built there by `make demo` would change

@@ -38,7 +38,7 @@ from scraping.safe_fetch import (
 )
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-ROBOTS = "User-agent: *\nDisallow: /private/\nCrawl-delay: 0.2\n"
+ROBOTS = "User-agent: *\nDisallow: /private/\nCrawl-delay: 0.5\n"
 
 
 @dataclass
@@ -491,11 +491,14 @@ def test_robots_txt_is_obeyed_and_read_once(site: Site) -> None:
                 fetcher.crawl_delay(site.url("/page")),
             )
 
-    assert asyncio.run(run()) == (True, False, 0.2)
+    assert asyncio.run(run()) == (True, False, 0.5)
     assert site.paths() == ["/robots.txt", "/to-private", "/page", "/page"]
-    # Crawl-delay 0.2 spaces requests even though politeness_delay is 0.
+    # Crawl-delay 0.5 spaces requests even though politeness_delay is 0. The
+    # server sees each start late by however long it took to arrive (as in the
+    # politeness test: a busy machine skews it by up to ~0.1 s); unspaced, the
+    # gap is about 0.
     pages = [hit.at for hit in site.hits if hit.path == "/page"]
-    assert pages[1] - pages[0] >= 0.2 - 0.02
+    assert pages[1] - pages[0] >= 0.5 - 0.3
 
 
 @pytest.mark.parametrize(
