@@ -227,10 +227,12 @@ def _start_processes(stack: ScaleOut, shared_model: Path) -> None:
         stack.spawn(
             name, [sys.executable, "manage.py", "qcluster"], stack.host_env(name)
         )
+    # Every "host" shares this machine's cores: torch on one thread, since its
+    # OpenMP threads spin when the other processes hold the cores.
     stack.spawn(
         "gpu-worker",
         [sys.executable, "manage.py", "qcluster"],
-        stack.host_env("gpu-worker", Q_CLUSTER_NAME="gpu"),
+        stack.host_env("gpu-worker", Q_CLUSTER_NAME="gpu", OMP_NUM_THREADS="1"),
     )
 
 
