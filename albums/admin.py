@@ -18,14 +18,16 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.options import IS_POPUP_VAR, IncorrectLookupParameters
 from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
+from albums.ingest import EXTENSIONS
 from albums.maintenance import albums_delete_preview
 from albums.models import (
     Album,
@@ -63,15 +65,27 @@ LARGE_EDGE = 2048
 RESULTS_SHOWN = 1000
 
 
-def thumbnail_tag(image_id: int, size: int = 256, *, px: int = 64) -> str:
-    """An image's thumbnail for an admin row or page, by id (no query)."""
+def thumbnail_tag(
+    image_id: int,
+    size: int = 256,
+    *,
+    px: int = 64,
+    width: int | None = None,
+    height: int | None = None,
+) -> str:
+    """An image's thumbnail for an admin row or page, by id (no query). Given
+    the image's width and height, the tag fits a px×px box at the image's own
+    aspect ratio (the page keeps its layout while thumbnails load); else square."""
+    box = (px, px)
+    if width and height:
+        scale = px / max(width, height)
+        box = (max(1, round(width * scale)), max(1, round(height * scale)))
     return format_html(
         '<img src="{}?size={}" width="{}" height="{}" class="imagineer-thumb" '
         'loading="lazy" alt="">',
         thumbnail_url(image_id),
         size,
-        px,
-        px,
+        *box,
     )
 
 
@@ -133,20 +147,20 @@ class AlbumChoiceForm(forms.Form):
 
 @admin.register(Image)
 class ImageAdmin(ImagineerAdmin):
-    list_display = (
+    # Few, narrow columns: the list fits a 1280 px window beside both sidebars
+    # without scrolling sideways (format, size, bytes, source and visibility
+    # share one column; each of them is also a filter).
+    list_display: tuple[str, ...] = (
         "thumbnail",
-        "sha_prefix",
-        "original_filename",
-        "format",
-        "dimensions",
-        "file_size",
-        "source_kind",
-        "is_nsfw",
-        "visibility",
-        "review_status",
-        "created",
+        "name",
+        "file_info",
+        "nsfw_badge",
+        "review",
     )
-    list_display_links = ("thumbnail", "sha_prefix", "original_filename")
+    list_display_links = ("thumbnail", "name")
+    # Newest first: the changelist, the review grid and the image page's
+    # previous / next links all follow this order.
+    ordering = ("-id",)
     list_filter = (
         AlbumFilter,
         "is_nsfw",
@@ -172,8 +186,9 @@ class ImageAdmin(ImagineerAdmin):
         "add_to_album",
         "remove_from_album",
     )  # plus the site-wide "delete selected", which goes through delete_queryset
-    fieldsets = (
-        (None, {"fields": ("preview", "is_nsfw", "visibility", "review_status")}),
+    fieldsets: tuple[Any, ...] = (
+        (None, {"fields": ("review_status", "is_nsfw", "visibility")}),
+        ("Preview", {"fields": ("preview",)}),
         (
             "File",
             {
@@ -209,6 +224,10 @@ class ImageAdmin(ImagineerAdmin):
     # Everything on the change page is read-only except the triage fields (and
     # the form fields a subclass adds: see get_readonly_fields).
     editable_fields: tuple[str, ...] = TRIAGE_FIELDS
+    change_form_template = "admin/albums/image/change_form.html"
+
+    class Media:
+        css = {"all": ("imagineer/review.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # images arrive by upload, scrape or import, never by hand
@@ -219,15 +238,65 @@ class ImageAdmin(ImagineerAdmin):
         shown = flatten_fieldsets(self.get_fieldsets(request, obj))
         return tuple(name for name in shown if name not in self.editable_fields)
 
+    def get_form(
+        self, request: HttpRequest, obj: Image | None = None, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        review = form.base_fields.get("review_status")
+        if review is not None:
+            review.label = "Review"
+            review.help_text = REVIEW_HELP
+        return form
+
+    def change_context(self, request: HttpRequest, obj: Image) -> dict[str, Any]:
+        return {"neighbours": image_neighbours(request, obj)}
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The review grid takes the same filters; its pages are its own.
+        query = request.GET.copy()
+        query.pop("p", None)
+        extra = {"review_query": query.urlencode(), **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
     @admin.display(description="")
     def thumbnail(self, obj: Image) -> str:
-        return thumbnail_tag(obj.pk)
+        return thumbnail_tag(obj.pk, px=64, width=obj.width, height=obj.height)
 
-    @admin.display(description="sha256", ordering="sha256")
-    def sha_prefix(self, obj: Image) -> str:
-        return format_html("<code>{}</code>", obj.sha256[:12])
+    @admin.display(description="name", ordering="original_filename")
+    def name(self, obj: Image) -> str:
+        return str(obj)
 
-    @admin.display(description="size", ordering="width")
+    @admin.display(description="file", ordering="width")
+    def file_info(self, obj: Image) -> str:
+        return format_html(
+            '<span title="sha256 {}">{} · {}×{}<br>{} · {}{}</span>',
+            obj.sha256,
+            obj.format,
+            obj.width,
+            obj.height,
+            filesizeformat(obj.bytes),
+            obj.get_source_kind_display(),
+            " · private" if obj.visibility == "private" else "",
+        )
+
+    @admin.display(description="NSFW", ordering="is_nsfw")
+    def nsfw_badge(self, obj: Image) -> str:
+        # A warning, not Django's green "yes" tick.
+        if not obj.is_nsfw:
+            return ""
+        return format_html('<span class="imagineer-nsfw">{}</span>', "NSFW")
+
+    @admin.display(description="review", ordering="review_status")
+    def review(self, obj: Image) -> str:
+        return format_html(
+            '<span class="imagineer-review imagineer-review-{}">{}</span>',
+            obj.review_status,
+            obj.get_review_status_display(),
+        )
+
+    @admin.display(description="size")
     def dimensions(self, obj: Image) -> str:
         return f"{obj.width}×{obj.height}"
 
@@ -245,7 +314,7 @@ class ImageAdmin(ImagineerAdmin):
             '<a href="{}" target="_blank" rel="noopener">{}</a>'
             '<div class="help">Click for the original ({}).</div>',
             obj.file_url,
-            thumbnail_tag(obj.pk, 512, px=512),
+            thumbnail_tag(obj.pk, 512, px=360, width=obj.width, height=obj.height),
             filesizeformat(obj.bytes),
         )
 
@@ -345,6 +414,35 @@ class ImageAdmin(ImagineerAdmin):
         return _album_step(self, request, queryset, "remove_from_album", apply, holding)
 
 
+REVIEW_HELP = (
+    "Approved: the image trains, with the caption shown (approving approves that "
+    "caption too). Rejected: the image is left out of every dataset."
+)
+
+
+def image_neighbours(request: HttpRequest, image: Image) -> dict[str, Any]:
+    """Previous and next image in the album the page was opened from (`?album=`
+    or the changelist's album filter), in the changelist's order (newest first)."""
+    filters = QueryDict(request.GET.get("_changelist_filters", ""))
+    album = request.GET.get("album") or filters.get("album") or ""
+    if not album.isdigit():
+        return {}
+    same = Image.objects.filter(memberships__album_id=int(album)).values_list(
+        "pk", flat=True
+    )
+    # Newest first: the previous image has the next larger id.
+    previous = same.filter(pk__gt=image.pk).order_by("pk").first()
+    following = same.filter(pk__lt=image.pk).order_by("-pk").first()
+    query = urlencode({"album": album, "_changelist_filters": f"album={album}"})
+
+    def url(pk: int | None) -> str:
+        if pk is None:
+            return ""
+        return f"{reverse('admin:albums_image_change', args=[pk])}?{query}"
+
+    return {"previous_url": url(previous), "next_url": url(following)}
+
+
 def _album_step(
     modeladmin: admin.ModelAdmin,
     request: HttpRequest,
@@ -405,8 +503,11 @@ class AlbumUploadForm(forms.Form):
     files = MultipleFileField(
         required=False,
         label="Files",
-        widget=MultipleFileInput(attrs={"accept": "image/*,.zip,application/zip"}),
-        help_text="JPEG, PNG, WEBP, GIF or BMP images, and .zip archives of them.",
+        widget=MultipleFileInput(
+            attrs={"accept": "image/*,.zip,application/zip,.txt,text/plain"}
+        ),
+        help_text="JPEG, PNG, WEBP, GIF or BMP images, .zip archives of them, "
+        "and .txt captions: card.txt is the caption of card.png.",
     )
     folder = MultipleFileField(
         required=False,
@@ -424,6 +525,12 @@ class AlbumUploadForm(forms.Form):
         "resized or re-encoded): keep both, skip the file, or keep the larger.",
     )
 
+    class Media:
+        # The drop zone: files and folders dropped, listed, posted as `files`
+        # with their `paths` (templates/admin/albums/album/upload.html).
+        css = {"all": ("imagineer/upload.css",)}
+        js = ("imagineer/upload.js",)
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if not data.get("files") and not data.get("folder"):
@@ -432,6 +539,13 @@ class AlbumUploadForm(forms.Form):
 
     def uploads(self) -> list[Any]:
         return [*self.cleaned_data["files"], *self.cleaned_data["folder"]]
+
+    def paths(self) -> list[str] | None:
+        """Each file's path in the folder it was chosen or dropped from, in
+        the files' order: upload.js sends them as `paths` (Django keeps only
+        a file's base name). None when the page sent none (no script)."""
+        paths = self.data.getlist("paths") if hasattr(self.data, "getlist") else []
+        return paths or None
 
 
 @admin.register(Album)
@@ -522,6 +636,18 @@ class AlbumAdmin(ImagineerAdmin):
             created.created,
         )
 
+    def response_add(
+        self, request: HttpRequest, obj: Album, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        # A new album's next step is on its own page (upload, scrape into it...),
+        # not back on the list; "Save and add another" still adds another.
+        if "_addanother" in request.POST or IS_POPUP_VAR in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        self.message_user(
+            request, f"The album “{obj}” was added: add images to it.", messages.SUCCESS
+        )
+        return HttpResponseRedirect(reverse("admin:albums_album_change", args=[obj.pk]))
+
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         """Django's list of what a delete takes (the albums and their
         memberships), plus the images only these albums hold, which
@@ -565,18 +691,30 @@ class AlbumAdmin(ImagineerAdmin):
                     uploaded_by=request.user,
                     near_duplicates=form.cleaned_data["near_duplicates"] or None,
                     rate_limited=True,
+                    paths=form.paths(),
                 )
             except DomainError as exc:  # below the disk floor: said on the form
                 add_domain_error(form, exc)
                 return None
+            captions = sum(len(item.get("sidecars", ())) for item in run.staged_files)
             self.message_user(
                 request,
-                f"Uploaded {len(uploads)} file(s) into “{album}”; "
-                "the worker is adding them now.",
+                format_html(
+                    "Uploaded {} file(s) into “{}”{}; the worker is adding them "
+                    'now: <a href="{}">follow upload #{}</a> (its progress and '
+                    "what each file became).",
+                    len(uploads),
+                    album,
+                    f", {captions} of them caption file(s)" if captions else "",
+                    reverse("admin:albums_uploadrun_change", args=[run.pk]),
+                    run.pk,
+                ),
                 messages.SUCCESS,
             )
+            # Back on the album, where the next step (label, review, train)
+            # starts; the message links the run.
             return HttpResponseRedirect(
-                reverse("admin:albums_uploadrun_change", args=[run.pk])
+                reverse("admin:albums_album_change", args=[album.pk])
             )
 
         return self.form_view(
@@ -588,6 +726,7 @@ class AlbumAdmin(ImagineerAdmin):
             original=album,
             max_files=settings.DATA_UPLOAD_MAX_NUMBER_FILES,
             max_bytes=settings.IMAGINEER_MAX_UPLOAD_BYTES,
+            image_extensions=" ".join(sorted(EXTENSIONS)),
         )
 
 

@@ -7,29 +7,43 @@ their place."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
-from django.urls import reverse
+from django.template.loader import render_to_string
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from albums.admin import AlbumAdmin, ImageAdmin
-from albums.models import Album, Image
+from albums.admin import AlbumAdmin, ImageAdmin, thumbnail_tag
+from albums.models import Album, Image, thumbnail_url
 from imagineer_project.admin_actions import action_step
 from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import DomainError
 from imagineer_project.run_admin import RunAdmin
+from labeling import claude
 from labeling.analytics import render_album_coverage
+from labeling.estimates import labeling_estimates
 from labeling.models import Label, LabelingItem, LabelingJob
-from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
+from labeling.review import views as review_views
+from labeling.selectors import (
+    TRAINING_CAPTION_RULE,
+    training_caption,
+    training_captions,
+)
 from labeling.services import (
     captions_find_replace,
     image_caption_set,
     image_tags_set,
+    images_review_set,
     labeling_job_create,
     labels_set_review,
 )
@@ -92,12 +106,14 @@ class LabelAdmin(ImagineerAdmin):
 
     @admin.display(description="")
     def thumbnail(self, obj: Label) -> str:
-        # The URL needs only image_id: no storage call, no extra query.
+        # The image row comes with the label (list_select_related): no storage
+        # call, no extra query, and the thumbnail keeps the image's shape.
         return format_html(
-            '<a href="{}"><img src="{}?size=256" width="48" height="48" '
-            'class="imagineer-thumb" loading="lazy" alt=""></a>',
+            '<a href="{}">{}</a>',
             reverse("admin:albums_image_change", args=[obj.image_id]),
-            obj.image.thumbnail_url,
+            thumbnail_tag(
+                obj.image_id, px=48, width=obj.image.width, height=obj.image.height
+            ),
         )
 
     @admin.display(description="text", ordering="text")
@@ -216,9 +232,56 @@ class LabelingJobAdmin(RunAdmin):
         ),
     )
     change_form_template = "admin/labeling/labelingjob/change_form.html"
+    results_shown = 100  # the newest; the label list has the rest
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs start from the image and album actions, the API or CLI
+
+    def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        return {**super().change_context(request, obj), **self.results(obj)}
+
+    def results(self, job: LabelingJob) -> dict[str, Any]:
+        """What the job wrote, newest first: each image's caption (or
+        description), tags and rating from Claude, as they stand now. Two
+        queries, however many images."""
+        image_ids = list(
+            job.items.filter(outcome=LabelingItem.Outcome.LABELED)
+            .order_by("-id")
+            .values_list("image_id", flat=True)[: self.results_shown]
+        )
+        rows = {pk: {"caption": "", "tags": [], "rating": ""} for pk in image_ids}
+        labels = Label.objects.filter(
+            image_id__in=image_ids,
+            source=Label.Source.CLAUDE,
+            prompt_version=job.prompt_version,
+            kind__in=(job.label_kind, Label.Kind.TAG, Label.Kind.NSFW),
+        ).values_list("image_id", "kind", "text")
+        for image_id, kind, text in labels.order_by("id"):
+            row = rows[image_id]
+            if kind == Label.Kind.TAG:
+                row["tags"].append(text)
+            else:
+                row["caption" if kind == job.label_kind else "rating"] = text
+        query = {"source__exact": "claude", "model_name": job.model_name}
+        if job.album_id:
+            query["album"] = job.album_id
+        return {
+            "results": [
+                {
+                    **row,
+                    "image_id": pk,
+                    "thumbnail_url": thumbnail_url(pk),
+                    "url": reverse("admin:albums_image_change", args=[pk]),
+                    "nsfw": row["rating"] in claude.NSFW_RATINGS
+                    and claude.rating_is_nsfw(row["rating"]),
+                }
+                for pk, row in rows.items()
+            ],
+            "results_more": job.labeled_count > len(image_ids),
+            "results_url": reverse("admin:labeling_label_changelist")
+            + "?"
+            + urlencode(query),
+        }
 
     @admin.display(description="what")
     def target(self, obj: LabelingJob) -> str:
@@ -263,6 +326,10 @@ class LabelWithClaudeForm(forms.Form):
         help_text="Half the price; results within 24 hours. Not with a budget.",
     )
 
+    class Media:
+        # Shows the cost estimate that matches the style and re-label choices.
+        js = ("imagineer/label_estimate.js",)
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("batch") and data.get("budget") is not None:
@@ -277,6 +344,48 @@ class FindReplaceForm(forms.Form):
     find = forms.CharField(max_length=500, strip=False)
     replace = forms.CharField(max_length=500, required=False, strip=False)
     case_sensitive = forms.BooleanField(required=False)
+
+
+NOT_CONFIGURED_HELP = " See docs/labeling.md, “Set up”."
+
+
+def not_configured_message() -> str:
+    """Why labeling cannot start here (no API key), or "" when it can."""
+    try:
+        claude.require_configured()
+    except claude.LabelingNotConfigured as exc:
+        return exc.message + NOT_CONFIGURED_HELP
+    return ""
+
+
+def _refused_without_key(modeladmin: admin.ModelAdmin, request: HttpRequest) -> bool:
+    """Say at once, before any form, that labeling needs an API key."""
+    message = not_configured_message()
+    if message:
+        modeladmin.message_user(request, message, messages.ERROR)
+    return bool(message)
+
+
+def estimate_note(images: QuerySet[Image], note: str = "") -> SafeString:
+    """The cost estimate for each choice of the labeling form (the script in
+    LabelWithClaudeForm.Media shows the one that matches), and `note`."""
+    return render_to_string(
+        "admin/labeling/_estimate.html",
+        {
+            "estimates": labeling_estimates(images),
+            "discount": settings.LABELING_BATCH_DISCOUNT,
+            "note": note,
+        },
+    )
+
+
+def _job_options(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "style": data["style"],
+        "force": data["force"],
+        "budget_usd": data["budget"],
+        "use_batch": data["batch"],
+    }
 
 
 def _start_jobs(
@@ -309,15 +418,11 @@ def label_images_action(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
 ) -> HttpResponse | None:
     """Image action: one job for the whole selection."""
+    if _refused_without_key(modeladmin, request):
+        return None
 
     def apply(data: dict[str, Any]) -> HttpResponse | None:
-        target = {
-            "images": list(queryset.order_by("pk")),
-            "style": data["style"],
-            "force": data["force"],
-            "budget_usd": data["budget"],
-            "use_batch": data["batch"],
-        }
+        target = {"images": list(queryset.order_by("pk")), **_job_options(data)}
         return _start_jobs(modeladmin, request, [target])
 
     return action_step(
@@ -328,6 +433,7 @@ def label_images_action(
         title="Label with Claude",
         form=LabelWithClaudeForm,
         apply=apply,
+        note=estimate_note(queryset),
     )
 
 
@@ -335,20 +441,18 @@ def label_albums_action(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
 ) -> HttpResponse | None:
     """Album action: one job per album."""
+    if _refused_without_key(modeladmin, request):
+        return None
 
     def apply(data: dict[str, Any]) -> HttpResponse | None:
         targets = [
-            {
-                "album": album,
-                "style": data["style"],
-                "force": data["force"],
-                "budget_usd": data["budget"],
-                "use_batch": data["batch"],
-            }
-            for album in queryset.order_by("pk")
+            {"album": album, **_job_options(data)} for album in queryset.order_by("pk")
         ]
         return _start_jobs(modeladmin, request, targets)
 
+    images = Image.objects.filter(
+        memberships__album__in=queryset.values("pk")
+    ).distinct()
     return action_step(
         modeladmin,
         request,
@@ -357,7 +461,7 @@ def label_albums_action(
         title="Label with Claude",
         form=LabelWithClaudeForm,
         apply=apply,
-        note="Each album gets its own job (and its own budget).",
+        note=estimate_note(images, "Each album gets its own job (and its own budget)."),
     )
 
 
@@ -398,7 +502,9 @@ class ImageLabelsForm(forms.ModelForm):
 
     The caption field holds the caption the image trains with; editing it writes
     a person's caption (labeling.services.image_caption_set). Tags are one per
-    line; removing a line removes the tag.
+    line; removing a line removes the tag. The one Review field is the image's
+    review_status, saved through labeling.services.images_review_set (approving
+    approves the caption shown too) by LabeledImageAdmin.save_model.
     """
 
     caption = forms.CharField(
@@ -406,9 +512,6 @@ class ImageLabelsForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
         help_text="The caption this image trains with. Your edit becomes the "
         "image's approved caption.",
-    )
-    caption_review = forms.ChoiceField(
-        choices=Label.Review.choices, required=False, label="Caption review"
     )
     tags = forms.CharField(
         required=False,
@@ -421,32 +524,16 @@ class ImageLabelsForm(forms.ModelForm):
         image = self.instance
         if image.pk is None:
             return
-        from labeling.selectors import training_caption
-
-        choice = training_caption(image)
-        review = (
-            Label.objects.filter(pk=choice.label_id)
-            .values_list("review", flat=True)
-            .first()
-        )
         tags = image.labels.filter(kind=Label.Kind.TAG).order_by("id")
         self.initial.update(
-            caption=choice.text,
-            caption_review=review or Label.Review.UNREVIEWED,
+            caption=training_caption(image).text,
             tags="\n".join(tags.values_list("text", flat=True)),
         )
 
     def save_labels(self, user: User) -> None:
         image, data = self.instance, self.cleaned_data
-        if {"caption", "caption_review"} & set(self.changed_data):
-            review = (
-                data["caption_review"]
-                if "caption_review" in self.changed_data
-                else None
-            )
-            image_caption_set(
-                image=image, text=data["caption"], user=user, review=review
-            )
+        if "caption" in self.changed_data:
+            image_caption_set(image=image, text=data["caption"], user=user)
         if "tags" in self.changed_data:
             image_tags_set(image=image, tags=data["tags"].splitlines(), user=user)
 
@@ -457,44 +544,97 @@ class ImageLabelsForm(forms.ModelForm):
 class LabelInlineForm(forms.ModelForm):
     class Meta:
         model = Label
-        fields = ("kind", "text", "source", "review", "model_name", "confidence")
-        # Narrow widgets, so the inline table fits beside the admin's sidebar.
-        widgets = {
-            "text": forms.Textarea(attrs={"rows": 2, "cols": 44}),
-            "model_name": forms.TextInput(attrs={"size": 14}),
-            "confidence": forms.NumberInput(attrs={"style": "width: 5em"}),
-        }
+        fields = ("kind", "text", "source", "review")
+        # One line per label (the box grows as it is typed in), so an image's
+        # labels read as a compact table that fits beside the admin's sidebar.
+        widgets = {"text": forms.Textarea(attrs={"rows": 1, "cols": 40})}
 
 
 class LabelInline(admin.TabularInline):
     model = Label
     form = LabelInlineForm
-    fields = ("kind", "text", "source", "review", "model_name", "confidence", "author")
-    readonly_fields = ("author",)
-    extra = 1
+    fields = ("kind", "text", "source", "review", "made_by")
+    readonly_fields = ("made_by",)
+    extra = 0  # "Add another label" adds a row when one is wanted
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("author")
 
+    @admin.display(description="by")
+    def made_by(self, obj: Label) -> str:
+        """Who or what wrote the label: a person, or the model and its
+        confidence."""
+        if obj.author_id:
+            return str(obj.author)
+        if obj.model_name:
+            confidence = "" if obj.confidence is None else f" ({obj.confidence:.2f})"
+            return f"{obj.model_name}{confidence}"
+        return "—"
+
+
+class CaptionedChangeList(ChangeList):
+    """The image changelist, with each row's training caption read for the
+    whole page at once (labeling.selectors.training_captions: no query per row)."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        rows = list(self.result_list)  # evaluated once; the template reuses it
+        captions = training_captions([row.pk for row in rows])
+        for row in rows:
+            row.training_caption = captions[row.pk].text
+
 
 class LabeledImageAdmin(ImageAdmin):
-    """The image page leads with the caption it trains with and its tags, and
-    lists every label inline; the changelist finds images by label text."""
+    """The image page leads with the caption it trains with, the one Review
+    state and the tags, and lists every label inline; the changelist shows each
+    image's training caption and finds images by label text; the review grid
+    (labeling.review) works through the same filters."""
 
+    list_display = (
+        *ImageAdmin.list_display[:2],
+        "caption_text",
+        *ImageAdmin.list_display[2:],
+    )
     search_fields = (*ImageAdmin.search_fields, "labels__text")
     search_help_text = "Filename, source URL or label text."
     actions = (*ImageAdmin.actions, "label_with_claude", "find_replace_captions")
     inlines = (*ImageAdmin.inlines, LabelInline)
     form = ImageLabelsForm
     fieldsets = (
-        ImageAdmin.fieldsets[0],
         (
-            "Caption and tags",
-            {"fields": ("trains_with", "caption", "caption_review", "tags")},
+            None,
+            {
+                "fields": (
+                    "caption",
+                    "trains_with",
+                    "review_status",
+                    "is_nsfw",
+                    "visibility",
+                    "tags",
+                )
+            },
         ),
         *ImageAdmin.fieldsets[1:],
     )
-    editable_fields = (*ImageAdmin.editable_fields, "caption", "caption_review", "tags")
+    editable_fields = (*ImageAdmin.editable_fields, "caption", "tags")
+
+    def get_urls(self) -> list[Any]:
+        grid = partial(review_views.review_grid, model_admin=self)
+        act = partial(review_views.review_act, model_admin=self)
+        site = self.admin_site
+        return [
+            path("review/", site.admin_view(grid), name="albums_image_review"),
+            path("review/act/", site.admin_view(act), name="albums_image_review_act"),
+            *super().get_urls(),
+        ]
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CaptionedChangeList
+
+    @admin.display(description="caption")
+    def caption_text(self, obj: Image) -> str:
+        text = getattr(obj, "training_caption", "")
+        return truncatechars(text, 140) if text else "—"
 
     @admin.display(description="trains with")
     def trains_with(self, obj: Image) -> str:
@@ -511,6 +651,23 @@ class LabeledImageAdmin(ImageAdmin):
     ) -> None:
         super().save_model(request, obj, form, change)
         form.save_labels(request.user)
+        if "review_status" in form.changed_data:
+            # After the caption: approving approves the caption just written.
+            images_review_set(image_ids=[obj.pk], review=obj.review_status)
+
+    def _review(self, request: HttpRequest, queryset: QuerySet, review: str) -> None:
+        count = images_review_set(
+            image_ids=queryset.values_list("pk", flat=True), review=review
+        )
+        self.message_user(request, f"{count} image(s) {review}.", messages.SUCCESS)
+
+    @admin.action(description="Approve (with their captions)", permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._review(request, queryset, Image.ReviewStatus.APPROVED)
+
+    @admin.action(description="Reject (leave out of datasets)", permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._review(request, queryset, Image.ReviewStatus.REJECTED)
 
     def save_formset(
         self, request: HttpRequest, form: Any, formset: Any, change: bool
@@ -551,6 +708,31 @@ class LabelingAlbumAdmin(AlbumAdmin):
     )
     readonly_fields = (*AlbumAdmin.readonly_fields, "labeling_coverage")
     actions = (*AlbumAdmin.actions, "label_with_claude")
+
+    def get_urls(self) -> list[Any]:
+        return [self.object_url("label", self.label_view), *super().get_urls()]
+
+    def label_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Label one album with Claude: the cost estimate, then the form; with
+        no API key, only what to set."""
+        album = self.object_or_404(request, object_id)
+        images = Image.objects.filter(memberships__album=album)
+        refused = not_configured_message()
+
+        def save(form: LabelWithClaudeForm) -> HttpResponse | None:
+            options = _job_options(form.cleaned_data)
+            return _start_jobs(self, request, [{"album": album, **options}])
+
+        return self.form_view(
+            request,
+            self.posted(request, LabelWithClaudeForm),
+            save=save,
+            title=f"Label “{album}” with Claude",
+            template="admin/labeling/album_label.html",
+            original=album,
+            not_configured=refused,
+            estimate=None if refused else estimate_note(images),
+        )
 
     @admin.display(description="coverage and top tags")
     def labeling_coverage(self, obj: Album) -> str:

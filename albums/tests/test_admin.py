@@ -418,7 +418,7 @@ def test_album_upload_ingests_jpegs_and_a_zip(
 
     run = UploadRun.objects.get()
     assert response.status_code == 302
-    assert response["Location"] == f"{RUNS}{run.pk}/change/"
+    assert response["Location"] == f"{ALBUMS}{album.pk}/change/"  # on the album
     assert (run.status, run.created_count, run.rejected_count) == ("succeeded", 4, 0)
     assert sorted(album.images.values_list("original_filename", flat=True)) == [
         "a.jpg",
@@ -426,8 +426,12 @@ def test_album_upload_ingests_jpegs_and_a_zip(
         "c.jpg",
         "d.jpg",
     ]
-    page = admin_client.get(response["Location"])
-    assert "Uploaded 3 file(s)" in page.text
+    landing = admin_client.get(response["Location"])
+    assert "Uploaded 3 file(s)" in landing.text
+    assert f'<a href="{RUNS}{run.pk}/change/">follow upload #{run.pk}</a>' in (
+        landing.text
+    )
+    page = admin_client.get(f"{RUNS}{run.pk}/change/")
     assert "<td>deck.zip/deck/c.jpg</td><td>created</td>" in page.text
 
 

@@ -367,8 +367,8 @@ def test_the_admin_upload_form_offers_the_choice(
     assert run.near_duplicates == "skip"
     assert list(Image.objects.values_list("pk", flat=True)) == [small.pk]
     # The run's page says which library image the file was near.
-    page = admin_client.get(response["Location"]).content.decode()
-    assert f"Near duplicate of image #{small.pk}" in page
+    page = admin_client.get(f"/admin/albums/uploadrun/{run.pk}/change/")
+    assert f"Near duplicate of image #{small.pk}" in page.content.decode()
 
 
 def test_a_batch_catches_its_own_near_duplicates(staff_client) -> None:

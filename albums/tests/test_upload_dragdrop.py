@@ -57,7 +57,7 @@ def test_txt_beside_an_image_becomes_its_caption_and_a_lone_one_is_reported(
         )
 
     run = UploadRun.objects.get()
-    assert response["Location"] == f"{RUNS}{run.pk}/change/"
+    assert response["Location"] == f"{ALBUMS}{album.pk}/change/"
     run.refresh_from_db()
     assert (run.status, run.created_count, run.rejected_count) == ("succeeded", 2, 1)
     assert run.sidecar_count == 1
@@ -72,7 +72,7 @@ def test_txt_beside_an_image_becomes_its_caption_and_a_lone_one_is_reported(
     assert [(r["filename"], r["code"]) for r in rejected] == [
         ("notes.txt", "sidecar_alone")
     ]
-    page = admin_client.get(response["Location"]).text
+    page = admin_client.get(f"{RUNS}{run.pk}/change/").text
     assert "Uploaded 4 file(s) into “Tarot”, 1 of them caption file(s)" in page
     assert "with no image of the same name beside it" in page
 
@@ -192,7 +192,7 @@ def test_dropping_two_images_and_a_caption_uploads_them_with_the_caption(
     assert any("fool.txt" in li and "caption of fool.png" in li for li in listed)
 
     page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}{RUNS}*/change/")
+    page.wait_for_url(f"{live_server.url}{ALBUMS}{album.pk}/change/")
     assert "1 of them caption file(s)" in page.locator(".messagelist").inner_text()
     run = UploadRun.objects.get()
     assert (run.status, run.created_count, run.sidecar_count) == ("succeeded", 2, 1)
