@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 from django.db.models.signals import post_migrate
 
 
@@ -25,6 +26,12 @@ class ImagineerConfig(AppConfig):
         rate_limits_check()
         post_migrate.connect(ensure_schedules, sender=self)
         post_migrate.connect(ratelimit_cache_table_create, sender=self)
+
+
+class ImagineerAdminConfig(AdminConfig):
+    """django.contrib.admin with our site (imagineer_project.admin_site)."""
+
+    default_site = "imagineer_project.admin_site.ImagineerAdminSite"
 
 
 def ratelimit_cache_table_create(**kwargs: Any) -> None:

@@ -9,10 +9,6 @@ from django.views.generic import RedirectView
 from imagineer_project.api import api
 from imagineer_project.metrics.views import metrics
 
-admin.site.site_header = "Imagineer"
-admin.site.site_title = "Imagineer admin"
-admin.site.index_title = "Datasets, labels and runs"
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),

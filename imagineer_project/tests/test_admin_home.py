@@ -185,6 +185,22 @@ def test_djangos_internals_come_last_under_administration(admin_client: Any) -> 
     assert administration < text.index("API tokens")
 
 
+def test_every_admin_pages_sidebar_follows_the_workflow(admin_client: Any) -> None:
+    response = admin_client.get("/admin/albums/album/")
+
+    sidebar = [app["app_label"] for app in response.context["available_apps"]]
+    assert sidebar == [
+        "albums",
+        "labeling",
+        "scraping",
+        "training",
+        "legacy",
+        "imagineer",
+        "auth",
+        "django_q",
+    ]
+
+
 # --- onward links ----------------------------------------------------------------
 
 
