@@ -38,6 +38,7 @@ from imagineer_project.runs import (
     run_checkpoint,
 )
 from training.datasets.files import caption_with_trigger, dataset_materialize
+from training.estimates import StepTimer
 from training.ml.config import StepReport, TrainConfig, TrainResult, TrainSample
 from training.models import DatasetVersion, TrainingRun
 from training.paths import base_model_name, without_paths
@@ -112,6 +113,7 @@ def _hide_paths(exc: Exception, run: TrainingRun) -> None:
 
 
 def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) -> str:
+    from training.ml.device import pick_device
     from training.ml.trainer import train_lora
 
     # Checked again here: the gpu worker's disk may be another machine's than
@@ -135,8 +137,17 @@ def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) ->
         # Also how a cancel lands in a long phase (loading, encoding, samples).
         run_checkpoint(run, message=text)
 
+    # Measures this device's step time for the admin's estimates (kept per
+    # base model, device and shape; a failure there never fails the run).
+    timer = StepTimer(
+        base_model=run.base_model,
+        device=pick_device(settings.TRAINING_DEVICE),
+        config=run.config,
+    )
+
     def step(report: StepReport) -> None:
         tracker.step(report)
+        timer.step(report)
         if on_step is not None:
             on_step(report)
         # Heartbeat, and RunCancelled out through train_lora when asked to stop.

@@ -28,7 +28,7 @@ from training.models import GenerationJob
 
 
 class GenerationJobAdmin(RunAdmin):
-    progress_unit = " images"
+    progress_unit = " steps"
     cancel_label = "Cancel job"
     cancel_note = "Cancel requested; it stops within a step, and keeps its images."
     list_display = (

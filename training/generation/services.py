@@ -373,7 +373,8 @@ def generation_job_create(
             loras=[stack_entry(lora, weight) for lora, weight in loras],
             insert_trigger_words=request.insert_trigger_words,
             album=album_for(request.album, user),
-            progress_total=request.num_images,
+            # Counted in denoising steps: the bar moves with every step.
+            progress_total=request.num_images * request.steps,
             created_by=user,
         )
         if enqueue:
