@@ -281,7 +281,7 @@ class ImageAdmin(ImagineerAdmin):
             " · private" if obj.visibility == "private" else "",
         )
 
-    @admin.display(description="NSFW", ordering="is_nsfw")
+    @admin.display(description="NSFW", ordering="is_nsfw", empty_value="")
     def nsfw_badge(self, obj: Image) -> str:
         # A warning, not Django's green "yes" tick.
         if not obj.is_nsfw:
