@@ -294,6 +294,22 @@ def test_a_generated_image_offers_generate_again(admin_user: Any) -> None:
     assert links(uploaded) == ""
 
 
+def test_a_generated_images_admin_page_shows_generate_again(admin_client: Any) -> None:
+    made = make_image(seed=1)
+    uploaded = make_image(seed=2)
+    ImageRecipe.objects.create(image=made, recipe={"prompt": "a cat", "seed": 7})
+
+    made_tools = tools(admin_client.get(f"/admin/albums/image/{made.pk}/change/"))
+    uploaded_tools = tools(
+        admin_client.get(f"/admin/albums/image/{uploaded.pk}/change/")
+    )
+
+    assert made_tools["Generate again"] == (
+        f"/admin/training/generationjob/add/?from_image={made.pk}"
+    )
+    assert "Generate again" not in uploaded_tools
+
+
 # --- favicon ---------------------------------------------------------------------
 
 
