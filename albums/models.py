@@ -193,6 +193,29 @@ class Album(models.Model):
         related_name="+",
     )
     images = models.ManyToManyField(Image, through="AlbumImage", related_name="albums")
+    # Kept by the services that change membership, an image's visibility or
+    # NSFW flag, or delete images (albums.counts), so the album list and the
+    # home page read them instead of counting: all members (what staff see),
+    # the members a visitor sees (public and not NSFW), and each one's cover
+    # (the first of them in album order).
+    image_count = models.PositiveIntegerField(default=0, editable=False)
+    public_image_count = models.PositiveIntegerField(default=0, editable=False)
+    cover = models.ForeignKey(
+        Image,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    public_cover = models.ForeignKey(
+        Image,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -290,6 +313,35 @@ class UploadRun(BaseRun):
     def __str__(self) -> str:
         kind = "Folder import" if self.source_folder else "Upload"
         return f"{kind} #{self.pk} ({self.status})"
+
+
+class UploadFile(models.Model):
+    """One file's outcome in an UploadRun, a row written when the file is done
+    (not a JSON document rewritten after every file). `position` is the file's
+    place in the run, so a resumed or parallel run records each file once."""
+
+    run = models.ForeignKey(UploadRun, on_delete=models.CASCADE, related_name="files")
+    position = models.PositiveIntegerField()
+    filename = models.CharField(max_length=1000)
+    # created | duplicate | rejected | sidecar_alone | ... (albums.runs)
+    status = models.CharField(max_length=16)
+    image = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    code = models.CharField(max_length=50, blank=True)
+    reason = models.CharField(max_length=1000, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "position"], name="upload_file_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.status}"
 
     def retry_refusal(self) -> str:
         if self.source_folder:
