@@ -30,21 +30,34 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F
 
 from albums.extensions import read_sidecars
 from albums.ingest import EXTENSIONS
-from albums.models import Image, SourceKind, UploadRun
+from albums.models import Image, SourceKind, UploadFile, UploadRun
 from albums.services import (
     SIDECAR_ALONE,
     NearDuplicatePolicy,
     image_ingest,
     near_duplicate_policy,
 )
-from imagineer_project.runs import run_checkpoint
+from imagineer_project.runs import (
+    RunCancelled,
+    RunWaiting,
+    run_checkpoint,
+    run_finish,
+)
 
 logger = logging.getLogger(__name__)
 
 ZIP_MAGIC = b"PK\x03\x04"
+# Rows are written (with the run's counts and progress) this many files at a
+# time; a cancel is noticed at each write.
+ROW_BATCH = 16
+# A run of fewer files than this is one chunk, ingested by the run's own task.
+CHUNK_MIN_FILES = 32
+CHUNKS_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -63,50 +76,209 @@ class Entry:
 
 
 def upload_run_execute(run: UploadRun) -> str:
-    """The body of an upload run (see run_execute): ingest every entry,
-    resuming after a crash where the last attempt stopped."""
-    if run.source_folder:
-        entries = list(_folder_entries(Path(run.source_folder)))
-    else:
-        entries = list(_entries(run.staged_files))
-    results = list(run.results)
-    policy = near_duplicate_policy(run.near_duplicates)
+    """The body of an upload run in one process (the `import_images` command's
+    foreground run): ingest every file not yet recorded, resuming after a
+    crash where the last attempt stopped."""
+    entries = run_entries(run)
     run_checkpoint(
         run,
-        done=len(results),
         total=len(entries),
         message=f"Ingesting {len(entries)} image(s)",
+        fields=_recount(run),
     )
-    first = len(results)
     budget = settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS
-    spent = sum(r.get("cpu_s", 0.0) for r in results)
-    for index in range(first, len(entries)):
+    upload_chunk_ingest(run, entries, 0, len(entries), budget=budget)
+    run.refresh_from_db()
+    return upload_run_summary(run)
+
+
+def upload_run_spread(run: UploadRun) -> str:
+    """The body of an upload run on the worker: its files split into chunks,
+    each a sub-task (albums.tasks.ingest_upload_chunk) on the general cluster,
+    so one big upload keeps every worker process busy. The body frees its
+    worker (RunWaiting); the chunk that records the last file ends the run. A
+    run of one chunk is ingested here. Resumed, it queues only the chunks with
+    files left."""
+    from django_q.tasks import async_task
+
+    entries = run_entries(run)
+    total = len(entries)
+    run_checkpoint(
+        run, total=total, message=f"Ingesting {total} image(s)", fields=_recount(run)
+    )
+    chunks = list(_chunks(total))
+    if len(chunks) <= 1:
+        upload_chunk_ingest(
+            run, entries, 0, total, budget=settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS
+        )
+        run.refresh_from_db()
+        return upload_run_summary(run)
+    done = set(run.files.values_list("position", flat=True))
+    left = [(a, b) for a, b in chunks if not done.issuperset(range(a, b))]
+    if not left:
+        return upload_run_summary(run)
+    message = f"Ingesting {total} image(s) in {len(chunks)} parallel chunks"
+    # The chunks may all finish before this line returns (Q_SYNC runs them
+    # inline), so the body waits only if the run is still running then.
+    for start, stop in left:
+        async_task(
+            "albums.tasks.ingest_upload_chunk",
+            run.pk,
+            start,
+            stop,
+            q_options={"task_name": f"uploadrun-{run.pk}-{start}"},
+        )
+    raise RunWaiting(message)
+
+
+def _recount(run: UploadRun) -> dict[str, int]:
+    """Progress and counts from the rows a run has (one grouped query): what an
+    attempt starts from, whatever the last one managed to write."""
+    by_status = dict(run.files.values_list("status").annotate(n=Count("id")).order_by())
+    counts = {
+        f"{status}_count": by_status.get(status, 0)
+        for status in ("created", "duplicate", "rejected")
+    }
+    return {"progress_done": sum(by_status.values()), **counts}
+
+
+def _chunks(total: int) -> Iterator[tuple[int, int]]:
+    # A few chunks per worker process, so a slow chunk does not leave the others
+    # idle; never many, since each chunk lists the run's files again.
+    workers = settings.Q_CLUSTER.get("workers", 1)
+    size = max(CHUNK_MIN_FILES, -(-total // (workers * CHUNKS_PER_WORKER)))
+    for start in range(0, total, size):
+        yield start, min(start + size, total)
+
+
+def upload_chunk_execute(run_id: int, start: int, stop: int) -> str:
+    """Ingest files start..stop-1 of a running upload run (a chunk sub-task);
+    delivered twice, or beside another copy of itself, every file is still
+    recorded once. Ends the run when its last file is recorded."""
+    run = UploadRun.objects.filter(pk=run_id, status=UploadRun.Status.RUNNING).first()
+    if run is None:
+        return "not running"
+    entries = run_entries(run)
+    total = max(len(entries), 1)
+    # The run's CPU budget, shared by its chunks in proportion to their files.
+    share = settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS * (stop - start) / total
+    try:
+        upload_chunk_ingest(run, entries, start, stop, budget=share)
+    except RunCancelled:
+        run_finish(run, UploadRun.Status.CANCELLED, message="Cancelled")
+        return "cancelled"
+    return "done"
+
+
+def upload_chunk_ingest(
+    run: UploadRun, entries: list[Entry], start: int, stop: int, *, budget: float
+) -> None:
+    """Ingest the entries start..stop-1 that have no row yet, writing rows in
+    small batches (each with the run's counts and progress, in one
+    transaction); raises RunCancelled at a batch once a cancel was asked for."""
+    done = set(
+        run.files.filter(position__gte=start, position__lt=stop).values_list(
+            "position", flat=True
+        )
+    )
+    todo = [n for n in range(start, stop) if n not in done]
+    policy = near_duplicate_policy(run.near_duplicates)
+    spent = 0.0
+    batch: list[tuple[UploadFile, int]] = []
+    for index in todo:
         entry = entries[index]
         started = time.thread_time()
         if spent > budget:
-            outcome = _over_budget(entry, budget, index, len(entries))
+            outcome = _over_budget(entry, index, len(entries))
         else:
             outcome = _ingest_entry(entry, run, policy)
-            if index == first and first_after_crash(run, outcome):
+            if index == todo[0] and first_after_crash(run, outcome):
                 outcome["status"] = "created"  # ours, stored before the crash
-        outcome["cpu_s"] = round(time.thread_time() - started, 3)
-        spent += outcome["cpu_s"]
-        results.append(outcome)
-        UploadRun.objects.filter(pk=run.pk).update(results=results, **_counts(results))
-        run_checkpoint(
-            run, done=index + 1, message=f"{index + 1}/{len(entries)}: {entry.name}"
-        )
-    counts = _counts(results)
-    summary = (
-        f"{counts['created_count']} created, {counts['duplicate_count']} "
-        f"duplicate, {counts['rejected_count']} rejected"
+        spent += time.thread_time() - started
+        batch.append((_row(run, index, outcome), outcome.get("sidecars", 0)))
+        if len(batch) >= ROW_BATCH:
+            _record(run, batch, entry.name)
+            batch = []
+    if batch:
+        _record(run, batch, entries[todo[-1]].name)
+
+
+def _row(run: UploadRun, position: int, outcome: dict[str, Any]) -> UploadFile:
+    return UploadFile(
+        run=run,
+        position=position,
+        filename=outcome["filename"][:1000],
+        status=outcome["status"],
+        image_id=outcome.get("image_id"),
+        code=outcome.get("code", ""),
+        reason=outcome.get("reason", "")[:1000],
+        warnings=outcome.get("warnings", []),
     )
-    if run.source_folder or counts["sidecar_count"]:
-        summary += f", {counts['sidecar_count']} from sidecar files"
+
+
+def _record(run: UploadRun, batch: list[tuple[UploadFile, int]], last: str) -> None:
+    """Write a batch of rows once: rows another copy of the chunk wrote first
+    are left out, and the counts grow by the rows written here only, in the
+    same transaction, so they always equal the rows."""
+    positions = [row.position for row, _ in batch]
+    while True:
+        try:
+            with transaction.atomic():
+                taken = set(
+                    UploadFile.objects.filter(
+                        run=run, position__in=positions
+                    ).values_list("position", flat=True)
+                )
+                new = [(r, s) for r, s in batch if r.position not in taken]
+                UploadFile.objects.bulk_create([r for r, _ in new])
+                changes = _increments(new)
+                UploadRun.objects.filter(pk=run.pk).update(**changes)
+            break
+        except IntegrityError:  # another copy wrote some in between: again
+            continue
+    run.refresh_from_db(fields=["progress_done", "progress_total"])
+    total = run.progress_total
+    if run.progress_done >= total:
+        run_finish(run, UploadRun.Status.SUCCEEDED, message=upload_run_summary(run))
+        return
+    run_checkpoint(run, message=f"{run.progress_done}/{total}: {last}")
+
+
+def _increments(new: list[tuple[UploadFile, int]]) -> dict[str, Any]:
+    changes: dict[str, Any] = {"progress_done": F("progress_done") + len(new)}
+    for status in ("created", "duplicate", "rejected"):
+        count = sum(1 for r, _ in new if r.status == status)
+        if count:
+            changes[f"{status}_count"] = F(f"{status}_count") + count
+    sidecars = sum(s for _, s in new)
+    if sidecars:
+        changes["sidecar_count"] = F("sidecar_count") + sidecars
+    return changes
+
+
+def upload_run_summary(run: UploadRun) -> str:
+    run.refresh_from_db(
+        fields=["created_count", "duplicate_count", "rejected_count", "sidecar_count"]
+    )
+    summary = (
+        f"{run.created_count} created, {run.duplicate_count} "
+        f"duplicate, {run.rejected_count} rejected"
+    )
+    if run.source_folder or run.sidecar_count:
+        summary += f", {run.sidecar_count} from sidecar files"
     return summary
 
 
-def _over_budget(entry: Entry, budget: int, index: int, total: int) -> dict[str, Any]:
+def run_entries(run: UploadRun) -> list[Entry]:
+    """Every file of the run in its fixed order (a file's place is its row's
+    position: the same on every attempt and in every chunk)."""
+    if run.source_folder:
+        return list(_folder_entries(Path(run.source_folder)))
+    return list(_entries(run.staged_files))
+
+
+def _over_budget(entry: Entry, index: int, total: int) -> dict[str, Any]:
+    budget = settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS
     return {
         "filename": entry.name,
         "status": "rejected",
@@ -180,15 +352,6 @@ def _staged_sidecars(image: Image, sidecars: dict[str, str]) -> int:
         for suffix, text in sidecars.items():
             stand_in.with_suffix(suffix).write_text(text, encoding="utf-8")
         return read_sidecars(image, stand_in)
-
-
-def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
-    counts = {
-        f"{status}_count": sum(1 for r in results if r["status"] == status)
-        for status in ("created", "duplicate", "rejected")
-    }
-    counts["sidecar_count"] = sum(r.get("sidecars", 0) for r in results)
-    return counts
 
 
 def _folder_entries(root: Path) -> Iterator[Entry]:
