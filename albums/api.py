@@ -22,10 +22,16 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
-from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotModified
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotModified,
+    HttpResponseRedirect,
+)
 from django.http.multipartparser import MultiPartParserError
-from django.utils.http import parse_etags
+from django.utils.http import content_disposition_header, parse_etags
 from ninja import Field, File, Form, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 
@@ -241,6 +247,10 @@ def image_thumbnail(
     )
 
 
+# How long a signed S3 URL works; the redirect to it is cached for less.
+SIGNED_URL_SECONDS = 600
+
+
 def _stored_file(
     request: HttpRequest,
     image: Image,
@@ -250,18 +260,43 @@ def _stored_file(
     etag: str,
     filename: str | None = None,
 ) -> HttpResponse:
-    # Stored files never change under a key (keys are content hashes), so the
-    # hash is a strong validator and a match skips opening the file at all.
+    """A stored file: 304 when the caller holds it (If-None-Match), a redirect
+    to a signed URL on remote storage (S3), else the bytes. docs/api.md
+    "Caching"."""
+    # Keys are content hashes and an id's content never changes, so the hash is
+    # a strong validator and a match skips opening the file at all. The URL is
+    # by id and who may see it can change (NSFW, private): caches revalidate.
+    shared = _shared_cacheable(request, image)
+    cache_control = f"{'public' if shared else 'private'}, max-age=0, must-revalidate"
     if f'"{etag}"' in parse_etags(request.headers.get("If-None-Match", "")):
         response: HttpResponse = HttpResponseNotModified()
+    elif not isinstance(default_storage, FileSystemStorage):
+        response = HttpResponseRedirect(_signed_url(key, content_type, filename))
+        # Never in a shared cache, and dropped before the signature expires.
+        cache_control = f"private, max-age={SIGNED_URL_SECONDS // 2}"
     else:
         handle = _existing(image, lambda: default_storage.open(key, "rb"))
         response = FileResponse(handle, content_type=content_type, filename=filename)
     response["ETag"] = f'"{etag}"'
-    public = image.visibility == "public" and not image.is_nsfw
-    # Staff-only images must never sit in a shared cache.
-    response["Cache-Control"] = f"{'public' if public else 'private'}, max-age=3600"
+    response["Cache-Control"] = cache_control
     return response
+
+
+def _shared_cacheable(request: HttpRequest, image: Image) -> bool:
+    """Whether a shared cache may keep the answer: the image is one a visitor
+    sees. A non-staff caller got this far only for such an image."""
+    if not selectors.sees_everything(request.user):
+        return True
+    return Image.objects.public().filter(pk=image.pk).exists()
+
+
+def _signed_url(key: str, content_type: str, filename: str | None) -> str:
+    parameters = {"ResponseContentType": content_type}
+    if filename:
+        parameters["ResponseContentDisposition"] = content_disposition_header(
+            as_attachment=False, filename=filename
+        )
+    return default_storage.url(key, parameters=parameters, expire=SIGNED_URL_SECONDS)
 
 
 def _existing(image: Image, read: Any) -> Any:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, F, OuterRef, Prefetch, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import F, OuterRef, Prefetch, Q, Subquery
 
-from albums.models import Album, Image, UploadRun
+from albums.counts import PUBLIC_MEMBER
+from albums.models import Album, AlbumImage, Image, UploadRun
 from imagineer_project.errors import NotFound
 
 if TYPE_CHECKING:
@@ -48,23 +48,29 @@ def album_get(*, user: Viewer, ref: str | int, summary: bool = False) -> Album:
     return found[0]
 
 
+def sees_everything(user: Viewer) -> bool:
+    """Staff see every image; others what Image.objects.public allows."""
+    return bool(getattr(user, "is_staff", False) and user.is_active)
+
+
 def _with_summary(albums: Any, user: Viewer) -> Any:
-    """Annotate `image_count` and `cover_0..3` (image ids) with correlated
-    subqueries: one query for a whole page of albums, whatever its size. Each
-    cover is a LIMIT 1 OFFSET k seek on the (album, position, id) index."""
-    visible = Image.objects.visible_to(user).filter(memberships__album=OuterRef("pk"))
-    count = (
-        visible.order_by()
-        .values("memberships__album")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    in_order = visible.order_by("memberships__position", "memberships__id")
+    """Annotate `shown_count` and `cover_0..3` (image ids) from the stored
+    counts and covers (albums.counts): no count per request. Covers past the
+    first are LIMIT 1 OFFSET k seeks on the (album, position, id) index."""
+    staff = sees_everything(user)
+    members = AlbumImage.objects.filter(album=OuterRef("pk"))
+    if not staff:
+        # Visitors see only public albums, where this is Image.objects.public.
+        members = members.filter(PUBLIC_MEMBER)
+    in_order = members.order_by("position", "id").values("image_id")
     covers = {
-        f"cover_{k}": Subquery(in_order.values("pk")[k : k + 1])
-        for k in range(COVER_COUNT)
+        f"cover_{k}": Subquery(in_order[k : k + 1]) for k in range(1, COVER_COUNT)
     }
-    return albums.annotate(image_count=Coalesce(Subquery(count), 0), **covers)
+    return albums.annotate(
+        shown_count=F("image_count" if staff else "public_image_count"),
+        cover_0=F("cover" if staff else "public_cover"),
+        **covers,
+    )
 
 
 def album_images(*, user: Viewer, album: Album) -> Any:
@@ -142,4 +148,25 @@ def upload_run_list() -> Any:
 
 
 def upload_run_detail_rows() -> Any:
-    return UploadRun.objects.select_related("album")
+    return UploadRun.objects.select_related("album").defer("results")
+
+
+def upload_run_results(run: UploadRun, limit: int | None = None) -> list[dict]:
+    """The run's per-file results in file order (its UploadFile rows, the
+    first `limit`), each as the API shows it: filename, status, and image_id,
+    code, reason and warnings where they apply. One query."""
+    rows = run.files.order_by("position").values(
+        "filename", "status", "image_id", "code", "reason", "warnings"
+    )
+    return [upload_file_result(row) for row in rows[:limit]]
+
+
+def upload_file_result(row: dict) -> dict:
+    out = {"filename": row["filename"], "status": row["status"]}
+    if row["image_id"] is not None:
+        out["image_id"] = row["image_id"]
+    if row["status"] == "rejected":
+        out["code"] = row["code"]
+        out["reason"] = row["reason"]
+    out["warnings"] = row["warnings"]
+    return out

@@ -12,36 +12,41 @@ import logging
 from typing import Any
 
 from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
+from albums import selectors
+from albums.counts import PUBLIC_MEMBER
 from albums.extensions import album_page_parts, image_page_parts
-from albums.models import Album, AlbumImage, Image
+from albums.models import Album, Image
 from imagineer_project.permissions import is_staff
 
 logger = logging.getLogger(__name__)
 
 GALLERY_PAGE_SIZE = 48
 ALBUM_PAGE_SIZE = 60
-COVERS_PER_ALBUM = 4
+COVERS_PER_ALBUM = selectors.COVER_COUNT
 
 
 def gallery(request: HttpRequest) -> HttpResponse:
-    albums = _with_cover_ids(request, Album.objects.visible_to(request.user))
+    # Stored counts and covers (albums.counts): no count per album per request.
+    albums = selectors.album_list(user=request.user)
     page = Paginator(albums, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
-    page.object_list = _attach_counts_and_covers(request, page.object_list)
+    page.object_list = _attach_covers(page.object_list)
     return render(request, "albums/gallery.html", {"page": page})
 
 
 def album_page(request: HttpRequest, slug: str) -> HttpResponse:
     album = get_object_or_404(Album.objects.visible_to(request.user), slug=slug)
-    members = (
-        album.memberships.filter(_visible_members(request))
-        .select_related("image")
-        .order_by("position", "id")  # served by the album_image_order index
-    )
-    page = Paginator(members, ALBUM_PAGE_SIZE).get_page(request.GET.get("page"))
+    staff = is_staff(request)
+    members = album.memberships.select_related("image").order_by("position", "id")
+    if not staff:
+        # Visitors reach only public albums, where this is Image.objects.public.
+        members = members.filter(PUBLIC_MEMBER)
+    paginator = Paginator(members, ALBUM_PAGE_SIZE)
+    # The stored count (albums.counts) instead of a COUNT over the album.
+    paginator.count = album.image_count if staff else album.public_image_count
+    page = paginator.get_page(request.GET.get("page"))
     context = {
         "album": album,
         "page": page,
@@ -70,43 +75,13 @@ def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
 # --- helpers ----------------------------------------------------------------------
 
 
-def _visible_members(request: HttpRequest) -> Q:
-    """AlbumImage rows whose image this visitor may see."""
-    if is_staff(request):
-        return Q()
-    return Q(image__in=Image.objects.visible_to(request.user))
-
-
-def _with_cover_ids(request: HttpRequest, albums: QuerySet) -> QuerySet:
-    # One correlated subquery per cover slot: each walks the album_image_order
-    # index and stops early, where a window over whole albums would read them all.
-    members = (
-        AlbumImage.objects.filter(_visible_members(request), album=OuterRef("pk"))
-        .order_by("position", "id")
-        .values("image_id")
-    )
-    return albums.annotate(
-        **{f"cover_{n}": Subquery(members[n : n + 1]) for n in range(COVERS_PER_ALBUM)}
-    )
-
-
-def _attach_counts_and_covers(request: HttpRequest, albums: Any) -> list[Album]:
-    """Two queries for the whole page: visible image counts, then cover images."""
+def _attach_covers(albums: Any) -> list[Album]:
+    """One query for the cover images of a whole page of albums."""
     albums = list(albums)
-    counts = dict(
-        AlbumImage.objects.filter(
-            _visible_members(request), album_id__in=[a.pk for a in albums]
-        )
-        .values_list("album_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    cover_ids = {
-        getattr(a, f"cover_{n}") for a in albums for n in range(COVERS_PER_ALBUM)
-    } - {None}
+    slots = [f"cover_{n}" for n in range(selectors.COVER_COUNT)]
+    cover_ids = {getattr(a, slot) for a in albums for slot in slots} - {None}
     images = Image.objects.only("id", "is_nsfw").in_bulk(cover_ids)
     for album in albums:
-        album.visible_count = counts.get(album.pk, 0)
-        ids = [getattr(album, f"cover_{n}") for n in range(COVERS_PER_ALBUM)]
+        ids = [getattr(album, slot) for slot in slots]
         album.covers = [images[i] for i in ids if i in images]
     return albums

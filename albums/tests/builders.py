@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from albums.counts import albums_recount_for_images
 from albums.models import Image, SourceKind
 from albums.services import album_create, image_ingest
 from imagineer_project.testing import make_image_bytes
@@ -35,5 +36,6 @@ def make_image(
     assert result.image is not None, result
     if fields:
         Image.objects.filter(pk=result.image.pk).update(**fields)
+        albums_recount_for_images([result.image.pk])  # as the services do
         result.image.refresh_from_db()
     return result.image

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from albums.models import Album, AlbumImage, Image
-from albums.services import album_add_images, album_remove_images
+from albums.services import album_add_images, album_remove_images, images_set
 from albums.tests.builders import make_album, make_image
 
 pytestmark = pytest.mark.django_db
@@ -147,7 +147,7 @@ def test_staff_list_shows_everything_newest_first(staff_client, library) -> None
 def test_covers_are_the_first_four_visible_images_in_album_order(client) -> None:
     album = make_album()
     images = [make_image(album=album, seed=n) for n in range(7)]
-    Image.objects.filter(pk=images[1].pk).update(is_nsfw=True)
+    images_set(image_ids=[images[1].pk], is_nsfw=True)
     item = client.get("/api/albums").json()["items"][0]
     assert item["image_count"] == 6
     assert item["cover_thumbnail_urls"] == [thumb(images[n]) for n in (0, 2, 3, 4)]

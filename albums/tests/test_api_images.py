@@ -310,16 +310,16 @@ def test_file_is_the_stored_original_with_safe_headers(
     assert response["Content-Type"] == "image/jpeg"
     assert response["Content-Disposition"] == 'inline; filename="img-1.jpeg"'
     assert response["ETag"] == f'"{image.sha256}"'
-    assert response["Cache-Control"] == "public, max-age=3600"
+    assert response["Cache-Control"] == "public, max-age=0, must-revalidate"
     assert response["X-Content-Type-Options"] == "nosniff"
 
 
 def test_staff_only_files_are_never_publicly_cacheable(staff_client, library) -> None:
     for name in ("nsfw", "hidden"):
         response = staff_client.get(f"/api/images/{library[name].pk}/file")
-        assert response["Cache-Control"] == "private, max-age=3600"
+        assert response["Cache-Control"] == "private, max-age=0, must-revalidate"
         thumb = staff_client.get(f"/api/images/{library[name].pk}/thumbnail")
-        assert thumb["Cache-Control"] == "private, max-age=3600"
+        assert thumb["Cache-Control"] == "private, max-age=0, must-revalidate"
 
 
 @pytest.mark.parametrize(
