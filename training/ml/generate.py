@@ -4,6 +4,11 @@ A `PipelineHolder` loads the base model once and keeps it on the device;
 `generate_images` swaps in the job's scheduler and LoRA stack and renders one
 image per seed (`seed`, `seed + 1`, ...), so image i of a job can be rendered
 again alone, with the same result.
+
+The LoRA stack is fused into the weights (`use_loras`): a denoising step then
+costs what the base model's does. The next job with the same stack (same files
+by sha256, same weights) finds it already fused; another stack first gets the
+exact base weights back from a copy kept when fusing.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import math
 import re
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,16 +105,23 @@ class PipelineHolder:
     """One base pipeline, loaded on first use and kept on its device.
 
     A worker keeps one holder per base model (see `holder_for`) so consecutive
-    jobs skip the multi-second load. The lock serialises jobs: a pipeline's
-    scheduler and adapters are shared state.
+    jobs skip the multi-second load, and a LoRA stack stays fused between jobs
+    that share it. The lock serialises jobs: a pipeline's scheduler, adapters
+    and fused weights are shared state.
     """
 
     def __init__(
-        self, base_model: str, *, device: str = "auto", mixed_precision: str = "fp16"
+        self,
+        base_model: str,
+        *,
+        device: str = "auto",
+        mixed_precision: str = "fp16",
+        fuse_loras: bool = True,
     ):
         self.base_model = base_model
         self.requested_device = device
         self.mixed_precision = mixed_precision
+        self.fuse_loras = fuse_loras  # off: LoRAs run as adapters (the bench's "c")
         self.lock = threading.RLock()
         self.device = ""
         self._pipe: Any = None
@@ -178,16 +192,40 @@ def holder_for(
 
 def adapter_name(spec: LoraSpec) -> str:
     """A peft-safe adapter name that changes when the file does (path, size, mtime)."""
-    path = Path(spec.path)
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise InvalidGenerationInput(
-            f"LoRA file {spec.path} cannot be read: {exc}"
-        ) from exc
-    identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    readable = re.sub(r"\W", "_", spec.name or path.stem)[:40] or "lora"
+    identity = ":".join(map(str, _file_identity(spec.path)))
+    readable = re.sub(r"\W", "_", spec.name or Path(spec.path).stem)[:40] or "lora"
     return f"{readable}_{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+
+
+def _file_identity(path: str) -> tuple[str, int, int]:
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise InvalidGenerationInput(f"LoRA file {path} cannot be read: {exc}") from exc
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def file_sha256(path: str) -> str:
+    """The file's content sha256, read once per (path, size, mtime)."""
+    return _sha256_of(*_file_identity(path))
+
+
+@lru_cache(maxsize=256)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    try:
+        with Path(path).open("rb") as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as exc:
+        raise InvalidGenerationInput(f"LoRA file {path} cannot be read: {exc}") from exc
+
+
+def stack_key(loras: Sequence[LoraSpec]) -> tuple[tuple[str, float], ...]:
+    """What a stack does, whatever its order or paths: (sha256, summed weight)."""
+    weights: dict[str, float] = {}
+    for spec in loras:
+        digest = file_sha256(spec.path)
+        weights[digest] = weights.get(digest, 0.0) + spec.weight
+    return tuple(sorted(weights.items()))
 
 
 def loaded_adapters(pipe: Any) -> set[str]:
@@ -200,8 +238,10 @@ def apply_loras(pipe: Any, loras: Sequence[LoraSpec]) -> list[str]:
     Adapters of the previous job that this one does not use are deleted, ones
     it shares are kept loaded. An empty stack unloads every LoRA layer, so the
     output equals the base model's exactly. The same file listed twice counts
-    once, with the weights added (the same thing, mathematically).
+    once, with the weights added (the same thing, mathematically). A fused
+    stack is unfused first (the base weights restored exactly).
     """
+    unfuse_loras(pipe)
     wanted: dict[str, float] = {}
     specs: dict[str, LoraSpec] = {}
     for spec in loras:
@@ -220,6 +260,86 @@ def apply_loras(pipe: Any, loras: Sequence[LoraSpec]) -> list[str]:
         _load_lora(pipe, specs[name], name)
     pipe.set_adapters(list(wanted), adapter_weights=list(wanted.values()))
     return list(wanted)
+
+
+@dataclass(frozen=True)
+class _Fused:
+    key: tuple[tuple[str, float], ...]
+    names: list[str]
+    originals: list[tuple[Any, Any]]  # (parameter, its base value, on the CPU)
+
+
+# pipeline -> the stack fused into it. Weak, so a closed holder's pipeline and
+# the base copies go together.
+_FUSED: weakref.WeakKeyDictionary[Any, _Fused] = weakref.WeakKeyDictionary()
+
+
+def use_loras(pipe: Any, loras: Sequence[LoraSpec], *, fuse: bool = True) -> list[str]:
+    """Make `loras` the pipeline's stack (as `apply_loras`); with `fuse`, merged
+    into the weights, so each step skips the LoRA matmuls. When the stack
+    already fused is the same (`stack_key`) nothing is done at all."""
+    key = stack_key(loras) if fuse else None
+    fused = _FUSED.get(pipe)
+    if fused is not None and fused.key == key:
+        return fused.names
+    names = apply_loras(pipe, loras)
+    if fuse and names:
+        _fuse(pipe, names, key)
+    return names
+
+
+def fused_stack(pipe: Any) -> tuple[tuple[str, float], ...] | None:
+    """The `stack_key` of the stack fused into `pipe`, or None."""
+    fused = _FUSED.get(pipe)
+    return None if fused is None else fused.key
+
+
+def _fuse(pipe: Any, names: list[str], key: Any) -> None:
+    components = _lora_components(pipe)
+    # Copies of what fusing overwrites: peft's unmerge subtracts the delta
+    # again, which leaves rounding error (fp16 especially); these put the base
+    # back bit for bit. On the CPU, so fusing costs no GPU memory.
+    originals = [
+        (param, param.detach().to("cpu", copy=True))
+        for param in _tuned_parameters(pipe, components, names)
+    ]
+    pipe.fuse_lora(components=components, adapter_names=names)
+    _FUSED[pipe] = _Fused(key, names, originals)
+
+
+def unfuse_loras(pipe: Any) -> None:
+    """Take a fused stack out of the weights: the base model's exact weights
+    again, with the adapters still loaded (unmerged)."""
+    import torch
+
+    fused = _FUSED.pop(pipe, None)
+    if fused is None:
+        return
+    pipe.unfuse_lora(components=_lora_components(pipe))
+    with torch.no_grad():
+        for param, original in fused.originals:
+            param.copy_(original)
+
+
+def _lora_components(pipe: Any) -> list[str]:
+    import torch
+
+    names = getattr(pipe, "_lora_loadable_modules", ("unet", "text_encoder"))
+    return [n for n in names if isinstance(getattr(pipe, n, None), torch.nn.Module)]
+
+
+def _tuned_parameters(pipe: Any, components: list[str], names: list[str]) -> list:
+    """The base-layer parameters under the LoRA layers of adapters `names`."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    found: dict[int, Any] = {}
+    for component in components:
+        for module in getattr(pipe, component).modules():
+            adapters = getattr(module, "lora_A", {})
+            if isinstance(module, BaseTunerLayer) and any(n in adapters for n in names):
+                for param in module.get_base_layer().parameters(recurse=False):
+                    found[id(param)] = param
+    return list(found.values())
 
 
 def _load_lora(pipe: Any, spec: LoraSpec, name: str) -> None:
@@ -267,7 +387,7 @@ def generate_images(
         raise InvalidGenerationInput("; ".join(problems))
     with holder.lock:
         pipe = holder.pipe
-        apply_loras(pipe, spec.loras)
+        use_loras(pipe, spec.loras, fuse=holder.fuse_loras)
         pipe.scheduler = holder.scheduler(spec.scheduler)
         # CUDA draws noise on the GPU; elsewhere (MPS included) a CPU generator
         # is the one that is reproducible.
