@@ -13,7 +13,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
-from albums.models import Album, Image, UploadRun
+from albums.models import Album, Image, UploadFile, UploadRun
+from albums.selectors import upload_run_results
 from albums.services import image_key
 from albums.tests.builders import make_album
 from imagineer_project.testing import make_image_bytes
@@ -584,8 +585,14 @@ def test_a_resumed_run_counts_the_file_in_flight_at_the_crash_as_created(
     by = {"source_kind": "upload", "album": run.album, "uploaded_by": run.uploaded_by}
     first = image_ingest(data=jpeg(1), filename="1.jpg", **by)
     in_flight = image_ingest(data=jpeg(2), filename="2.jpg", **by)
+    UploadFile.objects.create(
+        run=run,
+        position=0,
+        filename="a.zip/1.jpg",
+        status="created",
+        image=first.image,
+    )
     UploadRun.objects.filter(pk=run.pk).update(
-        results=[first.as_dict() | {"filename": "a.zip/1.jpg"}],
         created_count=1,
         status="queued",  # what the reaper makes of a dead worker's run
     )
@@ -593,8 +600,9 @@ def test_a_resumed_run_counts_the_file_in_flight_at_the_crash_as_created(
     assert run.attempts == 2
     upload_run_execute(run)
     run.refresh_from_db()
-    assert [r["status"] for r in run.results] == ["created", "created", "created"]
-    assert run.results[1]["image_id"] == in_flight.image.pk
+    results = upload_run_results(run)
+    assert [r["status"] for r in results] == ["created", "created", "created"]
+    assert results[1]["image_id"] == in_flight.image.pk
     assert (run.created_count, run.duplicate_count) == (3, 0)
 
 
@@ -613,8 +621,9 @@ def test_a_real_duplicate_after_a_resume_is_still_a_duplicate(
     run = run_claim(UploadRun, response.json()["id"])
     upload_run_execute(run)
     run.refresh_from_db()
-    assert [r["status"] for r in run.results] == ["duplicate", "created"]
-    assert run.results[0]["image_id"] == known.image.pk
+    results = upload_run_results(run)
+    assert [r["status"] for r in results] == ["duplicate", "created"]
+    assert results[0]["image_id"] == known.image.pk
 
 
 def test_no_stored_file_carries_a_hostile_payload(staff_client, settings) -> None:

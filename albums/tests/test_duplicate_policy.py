@@ -121,9 +121,11 @@ def door(
             **option(mode),
         )
         from albums.models import UploadRun
+        from albums.selectors import upload_run_results
 
         out, err = capsys.readouterr()
-        result = _from_result(UploadRun.objects.latest("id").results[0])
+        run = UploadRun.objects.latest("id")
+        result = _from_result(upload_run_results(run)[0])
         result["text"] = err  # what the command says about the file
         if result["near"] is not None:
             assert f"1 near duplicate(s) of library images ({mode or DEFAULT})" in out

@@ -13,6 +13,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from albums.models import Album, UploadRun
+from albums.selectors import upload_run_results
 from albums.tasks import process_upload_run
 from albums.tests.builders import make_album
 from imagineer_project.lib.chromium import CHROMIUM_ARGS
@@ -61,14 +62,15 @@ def test_txt_beside_an_image_becomes_its_caption_and_a_lone_one_is_reported(
     run.refresh_from_db()
     assert (run.status, run.created_count, run.rejected_count) == ("succeeded", 2, 1)
     assert run.sidecar_count == 1
-    image_ids = {r["filename"]: r.get("image_id") for r in run.results}
+    results = upload_run_results(run)
+    image_ids = {r["filename"]: r.get("image_id") for r in results}
     caption = Label.objects.get(kind="caption")
     assert (caption.image_id, caption.text, caption.source) == (
         image_ids["major/card.png"],  # not minor/card.png
         "the fool, a wanderer at a cliff edge",
         "sidecar",
     )
-    rejected = [r for r in run.results if r["status"] == "rejected"]
+    rejected = [r for r in results if r["status"] == "rejected"]
     assert [(r["filename"], r["code"]) for r in rejected] == [
         ("notes.txt", "sidecar_alone")
     ]
@@ -77,7 +79,8 @@ def test_txt_beside_an_image_becomes_its_caption_and_a_lone_one_is_reported(
     assert "with no image of the same name beside it" in page
 
     # Delivered again: nothing is added twice.
-    UploadRun.objects.filter(pk=run.pk).update(status="queued", results=[])
+    UploadRun.objects.filter(pk=run.pk).update(status="queued")
+    run.files.all().delete()
     process_upload_run(run.pk)
     assert album.images.count() == 2
     assert Label.objects.filter(kind="caption").count() == 1

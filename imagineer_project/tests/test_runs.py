@@ -11,7 +11,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from albums.models import Image, UploadRun
+from albums.models import Image, UploadFile, UploadRun
+from albums.selectors import upload_run_results
 from albums.services import upload_run_create
 from albums.tasks import process_upload_run
 from albums.tests.builders import make_album
@@ -149,7 +150,8 @@ def test_bulk_upload_runs_twice_without_duplicating_anything(
     assert (run.status, run.progress_done, run.progress_total) == (S.SUCCEEDED, 6, 6)
     assert (run.created_count, run.duplicate_count, run.rejected_count) == (3, 0, 3)
     # Every file gets a verdict, the archive's readme and resource fork too.
-    assert [(r["status"], r.get("code")) for r in run.results] == [
+    results = upload_run_results(run)
+    assert [(r["status"], r.get("code")) for r in results] == [
         ("created", None),
         ("created", None),
         ("created", None),
@@ -178,13 +180,15 @@ def test_bulk_upload_resumes_after_a_crash_without_redoing_entries(
         status=S.RUNNING,
         attempts=1,
         heartbeat_at=timezone.now() - timedelta(days=1),
-        results=[{"filename": "0.jpg", "status": "created", "image_id": 999}],
     )
+    UploadFile.objects.create(run=run, position=0, filename="0.jpg", status="created")
     process_upload_run(run.pk)
     run.refresh_from_db()
     assert run.status == S.SUCCEEDED
-    assert [r["filename"] for r in run.results] == ["0.jpg", "1.jpg", "2.jpg"]
-    assert run.results[0]["image_id"] == 999  # kept, not recomputed
+    results = upload_run_results(run)
+    assert [r["filename"] for r in results] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert "image_id" not in results[0]  # kept, not recomputed
+    assert (run.progress_done, run.created_count) == (3, 3)
     assert album.memberships.count() == 2
 
 

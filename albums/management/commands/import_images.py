@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from albums.models import Album, NearDuplicates, UploadRun
 from albums.runs import upload_run_execute
+from albums.selectors import upload_run_results
 from albums.services import album_get_or_create, folder_import_create
 from imagineer_project.cli import run_in_foreground
 from imagineer_project.errors import DomainError
@@ -78,7 +79,8 @@ class Command(BaseCommand):
         self._report(run, target)
 
     def _report(self, run: UploadRun, album: Album) -> None:
-        for result in run.results:
+        results = upload_run_results(run)
+        for result in results:
             if result["status"] == "rejected":
                 self.stderr.write(f"rejected {result['filename']}: {result['reason']}")
             for warning in result.get("warnings", ()):
@@ -89,7 +91,7 @@ class Command(BaseCommand):
             raise CommandError(f"Folder import #{run.pk} {run.status}: {run.error}")
         near = sum(
             any(w["code"] == "near_duplicate" for w in r.get("warnings", ()))
-            for r in run.results
+            for r in results
         )
         self.stdout.write(
             self.style.SUCCESS(
