@@ -310,7 +310,10 @@ class ScrapeRun:
         if host in self.hosts_announced:
             return
         self.hosts_announced.add(host)
-        delay = max(self.job.politeness_delay, self.fetcher.crawl_delay(url) or 0)
+        crawl_delay = self.fetcher.crawl_delay(url)
+        delay = max(self.job.politeness_delay, crawl_delay or 0)
+        # Crawl-delay is kept as given; otherwise the delay adapts (throttle.py).
+        pace = "" if crawl_delay else ", adapting to the server's pace"
         state = self.fetcher.robots_state(url)
         # What happened to robots.txt, told truly: read, absent, or not asked for.
         if not self.job.respect_robots or state is None:
@@ -327,7 +330,7 @@ class ScrapeRun:
             Kind.ROBOTS,
             f"{host}/robots.txt",
             outcome,
-            f"{robots}; {delay:g}s between requests; at most "
+            f"{robots}; {delay:g}s between requests{pace}; at most "
             f"{self.job.per_host_concurrency} at a time",
             status=status,
         )

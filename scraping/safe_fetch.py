@@ -23,21 +23,26 @@ import ipaddress
 import logging
 import random
 import socket
+import ssl
 import string
 import time
-import typing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 from urllib.parse import unquote
 
-import anyio
-import anyio.to_thread
-import httpcore
+import aiohttp
+import aiohttp.abc
+import certifi
 import httpx
+import yarl
 from django.conf import settings
+from multidict import CIMultiDictProxy
 from protego import Protego
+
+from scraping.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +122,23 @@ def _is_public(addr: IPAddress) -> bool:
 
 def check_address(ip: str, *, allow_private: bool) -> None:
     """Raise BlockedURL unless `ip` is an address we may connect to."""
+    reason = _address_refusal(ip, allow_private)
+    if reason is not None:
+        raise BlockedURL(reason)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_refusal(ip: str, allow_private: bool) -> str | None:
+    # Cached: a crawl dials the same few addresses for every image, and the
+    # verdict depends on nothing else.
+    try:
+        _check_address(ip, allow_private=allow_private)
+    except BlockedURL as exc:
+        return exc.reason
+    return None
+
+
+def _check_address(ip: str, *, allow_private: bool) -> None:
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -186,6 +208,7 @@ def _ipv4_literal(host: str) -> str | None:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked twice per request
 def _ip_literal(host: str) -> str | None:
     host = host.strip("[]")
     if ":" in host:  # only IPv6 literals contain a colon
@@ -202,11 +225,12 @@ def _is_localhost_name(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
-def check_url(url: str, *, allow_private: bool) -> None:
-    """Raise BlockedURL unless `url` is http(s) with a host that may be public.
+def check_url(url: str, *, allow_private: bool) -> httpx.URL:
+    """Raise BlockedURL unless `url` is http(s) with a host that may be public;
+    returns it parsed (httpx), which is what the fetcher then dials.
 
     IP literals are checked here in every spelling; names are checked after DNS, at
-    connect time (no DNS here). Parsed with httpx so we check what the client dials.
+    connect time (no DNS here).
     """
     try:
         parsed = httpx.URL(url)
@@ -223,6 +247,7 @@ def check_url(url: str, *, allow_private: bool) -> None:
         check_address(ip, allow_private=allow_private)
     elif not allow_private and _is_localhost_name(host):
         raise BlockedURL(f"{host} is a loopback name")
+    return parsed
 
 
 def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[str]:
@@ -251,92 +276,83 @@ def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[str]:
 # --- Connect-time guard -------------------------------------------------------------
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore network backend that dials only checked addresses.
-
-    httpcore hands connect_tcp the origin host; we resolve it ourselves, check every
-    address and connect to the checked IP, so what we checked is what we dial. TLS
-    still uses the hostname for SNI and certificates: httpcore wraps the stream with
-    the origin host after connect_tcp returns.
-    """
+class _CheckedResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp resolver that answers only checked addresses (every record of a
+    name checked, one bad record refuses the host), so the error names the host."""
 
     def __init__(self, *, allow_private: bool) -> None:
         self._allow_private = allow_private
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._resolve(host, port, timeout)
-        last_error: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last_error = exc
-        assert last_error is not None  # resolve never returns an empty list
-        raise last_error
-
-    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
-        if _ip_literal(host) is not None:  # no thread hop for literals
-            return resolve_checked(host, port, allow_private=self._allow_private)
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
         resolve = functools.partial(
             resolve_checked, host, port, allow_private=self._allow_private
         )
+        # Literals need no thread hop; names go to getaddrinfo in a thread (an
+        # OSError there becomes aiohttp's ClientConnectorDNSError).
         try:
-            with anyio.fail_after(timeout):
-                return await anyio.to_thread.run_sync(resolve, abandon_on_cancel=True)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+            addresses = (
+                resolve() if _ip_literal(host) else await asyncio.to_thread(resolve)
+            )
         except OSError as exc:
-            raise httpcore.ConnectError(f"resolving {host} failed: {exc}") from exc
+            raise OSError(f"resolving {host} failed: {exc}") from exc
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise BlockedURL("unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        pass
 
 
-def _guarded_transport(
-    *, allow_private: bool, connections: int
-) -> httpx.AsyncBaseTransport:
-    limits = httpx.Limits(
-        max_connections=connections, max_keepalive_connections=connections
+def _checked_socket(
+    addr_info: tuple[Any, ...], *, allow_private: bool
+) -> socket.socket:
+    """aiohttp's socket factory: the last word, on the very address dialled.
+
+    The resolver is not asked for IP literals (aiohttp dials them directly) and
+    its answers are cached, so the address is checked again here, where no
+    spelling, cache or DNS answer can come between the check and the connect.
+    """
+    family, type_, proto, _, address = addr_info
+    check_address(str(address[0]), allow_private=allow_private)
+    return socket.socket(family=family, type=type_, proto=proto)
+
+
+def _guarded_session(
+    *, allow_private: bool, connections: int, user_agent: str
+) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=connections,
+        resolver=_CheckedResolver(allow_private=allow_private),
+        socket_factory=functools.partial(_checked_socket, allow_private=allow_private),
+        # certifi's roots, as httpx used before: the same hosts verify everywhere.
+        ssl=ssl.create_default_context(cafile=certifi.where()),
     )
-    ssl_context = httpx.create_ssl_context(trust_env=False)
-    transport = httpx.AsyncHTTPTransport(
-        verify=ssl_context, limits=limits, trust_env=False
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": user_agent},
+        trust_env=False,  # an environment proxy would dial for us, unchecked
     )
-    # httpx has no public hook for httpcore's network backend, so swap the pool it
-    # built for an equivalent one that dials through the guard. Fail loudly if a
-    # future httpx renames the attribute: silently keeping its pool would be unguarded.
-    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        raise RuntimeError("httpx.AsyncHTTPTransport no longer has _pool to guard")
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_GuardedBackend(allow_private=allow_private),
-    )
-    return transport
+
+
+def _request_url(url: httpx.URL) -> tuple[yarl.URL, dict[str, str]]:
+    """The URL aiohttp dials, as checked: encoded as httpx parsed it, and an IPv4
+    literal in any spelling (127.1, 2130706433) written canonically, which aiohttp
+    insists on; the Host header keeps the spelling asked for."""
+    literal = _ip_literal(url.host)
+    target = yarl.URL(str(url), encoded=True)
+    if literal is None or ":" in literal or literal == url.host:
+        return target, {}
+    return target.with_host(literal), {"Host": url.netloc.decode("ascii")}
 
 
 # --- Fetching -----------------------------------------------------------------------
@@ -380,13 +396,13 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _x_robots_opt_out(headers: httpx.Headers, token: str) -> str | None:
+def _x_robots_opt_out(headers: CIMultiDictProxy[str], token: str) -> str | None:
     """The opt-out directive in X-Robots-Tag that applies to us, if any.
 
     A value may start with a user-agent ("otherbot: noai, noindex"); its directives
     then apply only to that agent.
     """
-    for value in headers.get_list("x-robots-tag"):
+    for value in headers.getall("x-robots-tag", ()):
         agent = None
         for part in value.split(","):
             name, colon, rest = part.partition(":")
@@ -426,8 +442,17 @@ class FetchResult:
 class _Answer:
     url: str
     status: int
-    headers: httpx.Headers
+    headers: CIMultiDictProxy[str]
     content: bytes
+
+
+def _flat_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
+    """Lower-cased names, a repeated header's values joined with ", "."""
+    flat: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        flat[key] = f"{flat[key]}, {value}" if key in flat else value
+    return flat
 
 
 @dataclass
@@ -442,8 +467,7 @@ class _Timer:
 @dataclass
 class _Host:
     slots: asyncio.Semaphore
-    gate: asyncio.Lock = field(default_factory=asyncio.Lock)
-    next_start: float = 0.0
+    throttle: Throttle
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:
@@ -451,7 +475,7 @@ def _origin(url: httpx.URL) -> tuple[str, str, int]:
 
 
 class SafeFetcher:
-    """An httpx client that only reaches public addresses, politely.
+    """An HTTP client (aiohttp) that only reaches public addresses, politely.
 
     One instance per crawl (it keeps robots.txt and per-host timing); use it within a
     single event loop.
@@ -470,6 +494,8 @@ class SafeFetcher:
         max_redirects: int = 5,
         retries: int = 2,
         max_concurrency: int = 16,
+        adaptive: bool = True,
+        min_delay: float | None = None,
     ) -> None:
         if per_host_concurrency < 1 or max_concurrency < 1:
             raise ValueError("concurrency limits must be at least 1")
@@ -484,6 +510,10 @@ class SafeFetcher:
         self._max_bytes = max_bytes
         self._timeout = timeout
         self._politeness_delay = politeness_delay
+        self._adaptive = adaptive
+        if min_delay is None:
+            min_delay = getattr(settings, "SCRAPER_MIN_DELAY", 0.0)
+        self._min_delay = min_delay
         self._per_host_concurrency = per_host_concurrency
         self._respect_robots = respect_robots
         self._max_redirects = max_redirects
@@ -493,15 +523,8 @@ class SafeFetcher:
         self._robots: dict[tuple[str, str, int], Protego] = {}
         self._robots_states: dict[tuple[str, str, int], RobotsState] = {}
         self._robots_locks: dict[tuple[str, str, int], asyncio.Lock] = {}
-        self._client = httpx.AsyncClient(
-            transport=_guarded_transport(
-                allow_private=allow_private, connections=max_concurrency
-            ),
-            headers={"User-Agent": self._user_agent},
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,  # we follow them, re-checking every hop
-            trust_env=False,  # an environment proxy would dial for us, unchecked
-        )
+        self._connections = max_concurrency
+        self._session: aiohttp.ClientSession | None = None  # made in the loop
 
     async def __aenter__(self) -> SafeFetcher:
         return self
@@ -515,7 +538,18 @@ class SafeFetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        # aiohttp binds a session to the running loop, so it is made on first use.
+        if self._session is None:
+            self._session = _guarded_session(
+                allow_private=self._allow_private,
+                connections=self._connections,
+                user_agent=self._user_agent,
+            )
+        return self._session
 
     async def fetch(self, url: str, *, purpose: str = "page") -> FetchResult:
         """GET `url`; raises BlockedURL, FetchSkipped or FetchError."""
@@ -530,7 +564,7 @@ class SafeFetcher:
         return FetchResult(
             url=answer.url,
             status=answer.status,
-            headers=dict(answer.headers.items()),
+            headers=_flat_headers(answer.headers),
             content=answer.content,
             elapsed_ms=timer.elapsed_ms(),
             redirects=redirects,
@@ -551,7 +585,10 @@ class SafeFetcher:
     def crawl_delay(self, url: str) -> float | None:
         """Seconds between requests that robots.txt asks of us (Crawl-delay or
         Request-rate), once robots.txt has been read for that host."""
-        robots = self._robots.get(_origin(httpx.URL(url)))
+        return self._crawl_delay(_origin(httpx.URL(url)))
+
+    def _crawl_delay(self, origin: tuple[str, str, int]) -> float | None:
+        robots = self._robots.get(origin)
         if robots is None:
             return None
         delays = [robots.crawl_delay(self._robots_token) or 0.0]
@@ -571,11 +608,11 @@ class SafeFetcher:
     ) -> tuple[_Answer, list[str]]:
         redirects: list[str] = []
         for _ in range(self._max_redirects + 1):
-            check_url(url, allow_private=self._allow_private)
+            parsed = check_url(url, allow_private=self._allow_private)
             if obey_robots:
                 await self._check_robots(url, timer)
             answer = await self._with_retries(
-                url, purpose=purpose, timer=timer, retries=retries
+                url, parsed, purpose=purpose, timer=timer, retries=retries
             )
             location = answer.headers.get("location")
             if answer.status not in _REDIRECT_STATUSES or not location:
@@ -620,19 +657,27 @@ class SafeFetcher:
         return FetchSkipped(ROBOTS_DISALLOWED)
 
     async def _with_retries(
-        self, url: str, *, purpose: str, timer: _Timer, retries: int | None
+        self,
+        url: str,
+        parsed: httpx.URL,
+        *,
+        purpose: str,
+        timer: _Timer,
+        retries: int | None,
     ) -> _Answer:
         retries = self._retries if retries is None else retries
         for attempt in range(retries + 1):
             try:
-                answer = await self._exchange(url, purpose=purpose, timer=timer)
-            except httpx.TransportError as exc:
+                answer = await self._exchange(url, parsed, purpose=purpose, timer=timer)
+            except aiohttp.ClientConnectionError as exc:
                 if attempt == retries:
                     # str, not repr: the reason reaches the crawl log and the API.
+                    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+                        exc = exc.os_error  # says which host, and why
                     why = str(exc) or type(exc).__name__
                     raise FetchError(f"network error: {why}") from exc
                 wait = self._backoff(attempt, None)
-            except httpx.HTTPError as exc:  # e.g. a broken gzip body
+            except aiohttp.ClientError as exc:  # e.g. a broken gzip body
                 raise FetchError(f"bad response: {exc!r}") from exc
             else:
                 if attempt == retries or not _is_retryable(answer.status):
@@ -652,35 +697,57 @@ class SafeFetcher:
             wait = max(wait, asked)
         return min(wait, _MAX_WAIT)
 
-    async def _exchange(self, url: str, *, purpose: str, timer: _Timer) -> _Answer:
+    async def _exchange(
+        self, url: str, parsed: httpx.URL, *, purpose: str, timer: _Timer
+    ) -> _Answer:
         """One GET within the politeness slots and the total time cap.
 
         A timeout is not retried: a server that held us for the whole timeout once
         would likely do it again, and one slow URL must not stall the crawl.
         """
-        async with self._slot(httpx.URL(url), timer):
+        target, headers = _request_url(parsed)
+        async with self._slot(parsed, timer) as throttle:
+            sent = time.monotonic()
+            status: int | None = None
+            retry_after: str | None = None
             try:
                 async with (
                     asyncio.timeout(self._timeout),
-                    self._client.stream("GET", url) as response,
+                    self._client().get(
+                        target, headers=headers, allow_redirects=False
+                    ) as response,
                 ):
+                    status, retry_after = (
+                        response.status,
+                        response.headers.get("retry-after"),
+                    )
+                    latency = time.monotonic() - sent  # to the headers, as Scrapy
                     content = b""
-                    if 200 <= response.status_code < 300:
+                    if 200 <= status < 300:
                         self._check_opt_out(response.headers, purpose)
                         content = await self._read(response, purpose)
-            except (TimeoutError, httpx.TimeoutException) as exc:
+            except TimeoutError as exc:
                 raise FetchError(f"timed out after {self._timeout:g}s") from exc
-        logger.debug("GET %s -> %d", url, response.status_code)
-        return _Answer(url, response.status_code, response.headers, content)
+            finally:
+                if status is None:  # no answer: the whole wait counts as latency
+                    latency = time.monotonic() - sent
+                throttle.observe(
+                    time.monotonic(),
+                    latency=latency,
+                    status=status,
+                    retry_after=_retry_after_seconds(retry_after),
+                )
+        logger.debug("GET %s -> %d", url, status)
+        return _Answer(url, status, response.headers, content)
 
-    def _check_opt_out(self, headers: httpx.Headers, purpose: str) -> None:
+    def _check_opt_out(self, headers: CIMultiDictProxy[str], purpose: str) -> None:
         if purpose != "image":
             return
         directive = _x_robots_opt_out(headers, self._robots_token)
         if directive is not None:
             raise FetchSkipped(f"x-robots-tag {directive}")
 
-    async def _read(self, response: httpx.Response, purpose: str) -> bytes:
+    async def _read(self, response: aiohttp.ClientResponse, purpose: str) -> bytes:
         # robots.txt past the cap is truncated, as Google does; anything else skipped.
         truncate = purpose == "robots"
         limit = _ROBOTS_MAX_BYTES if truncate else self._max_bytes
@@ -690,7 +757,7 @@ class SafeFetcher:
         chunks: list[bytes] = []
         size = 0
         # Counted after decompression, so a gzip bomb hits the cap too.
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.content.iter_any():
             if size + len(chunk) > limit:
                 if not truncate:
                     raise FetchSkipped("too large")
@@ -701,33 +768,44 @@ class SafeFetcher:
         return b"".join(chunks)
 
     @contextlib.asynccontextmanager
-    async def _slot(self, url: httpx.URL, timer: _Timer) -> AsyncIterator[None]:
-        """Per-host concurrency and spacing, then the global cap.
+    async def _slot(self, url: httpx.URL, timer: _Timer) -> AsyncIterator[Throttle]:
+        """Per-host concurrency and spacing, then the global cap; yields the
+        host's throttle, which the caller tells how the answer went.
 
         The host slot is taken before the global one, so requests queued for one
         busy host do not hold global slots that other hosts could use.
         """
         started = time.monotonic()
-        host = self._hosts.get(url.host)
-        if host is None:
-            host = self._hosts[url.host] = _Host(
-                slots=asyncio.Semaphore(self._per_host_concurrency)
-            )
+        host = self._hosts.get(url.host) or self._add_host(url.host)
         async with host.slots:
-            async with host.gate:  # spaces request starts, not whole requests
-                wait = host.next_start - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                host.next_start = time.monotonic() + self._delay_for(url)
+            if self._respect_robots:
+                host.throttle.crawl_delay = self._crawl_delay(_origin(url))
+            # Each caller books its own start (spaces starts, not whole requests);
+            # booking never awaits, so starts keep the order of arrival.
+            wait = host.throttle.reserve(time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
             async with self._global:
                 timer.waited += time.monotonic() - started
-                yield
+                yield host.throttle
 
-    def _delay_for(self, url: httpx.URL) -> float:
-        delay = self._politeness_delay
-        if self._respect_robots:
-            delay = max(delay, self.crawl_delay(str(url)) or 0.0)
-        return delay
+    def _add_host(self, name: str) -> _Host:
+        throttle = Throttle(
+            start_delay=self._politeness_delay,
+            min_delay=self._min_delay,
+            target_concurrency=self._per_host_concurrency,
+            adaptive=self._adaptive,
+        )
+        host = self._hosts[name] = _Host(
+            asyncio.Semaphore(self._per_host_concurrency), throttle
+        )
+        return host
+
+    def host_delay(self, url: str) -> float | None:
+        """The delay now kept between request starts to `url`'s host, once it
+        was asked for anything."""
+        host = self._hosts.get(httpx.URL(url).host)
+        return None if host is None else host.throttle.current()
 
     async def _robots_for(self, url: httpx.URL) -> Protego:
         key = _origin(url)

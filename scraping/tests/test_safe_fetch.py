@@ -20,9 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-import httpx
 import pytest
 from django.conf import settings
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from scraping.safe_fetch import (
     ROBOTS_DISALLOWED,
@@ -623,8 +623,10 @@ def test_x_robots_tag_opt_out_for_images(site: Site, tag: str, skipped: str) -> 
 
 
 def test_x_robots_opt_out_reads_every_header_value() -> None:
-    headers = httpx.Headers(
-        [("X-Robots-Tag", "otherbot: noai"), ("X-Robots-Tag", "noimageindex")]
+    headers = CIMultiDictProxy(
+        CIMultiDict(
+            [("X-Robots-Tag", "otherbot: noai"), ("X-Robots-Tag", "noimageindex")]
+        )
     )
     assert _x_robots_opt_out(headers, "ImagineerBot") == "noimageindex"
 
