@@ -314,6 +314,18 @@ class UploadRun(BaseRun):
         kind = "Folder import" if self.source_folder else "Upload"
         return f"{kind} #{self.pk} ({self.status})"
 
+    def retry_refusal(self) -> str:
+        if self.source_folder:
+            if not Path(self.source_folder).is_dir():
+                return "Its folder is not there any more; import it again."
+            return ""
+        if self.staged_files:
+            return (
+                "Its uploaded files were removed when it ended; upload them again "
+                "(files already added are recognised as duplicates)."
+            )
+        return ""
+
 
 class UploadFile(models.Model):
     """One file's outcome in an UploadRun, a row written when the file is done
@@ -342,15 +354,3 @@ class UploadFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename}: {self.status}"
-
-    def retry_refusal(self) -> str:
-        if self.source_folder:
-            if not Path(self.source_folder).is_dir():
-                return "Its folder is not there any more; import it again."
-            return ""
-        if self.staged_files:
-            return (
-                "Its uploaded files were removed when it ended; upload them again "
-                "(files already added are recognised as duplicates)."
-            )
-        return ""
