@@ -65,6 +65,7 @@ async def fetch_all(base: str, count: int, concurrency: int) -> list[bytes]:
     async with SafeFetcher(
         allow_private=True,
         politeness_delay=0,
+        adaptive=False,  # politeness off: no delay to adapt
         respect_robots=False,
         per_host_concurrency=concurrency,
         max_concurrency=concurrency,
