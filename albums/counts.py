@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -36,9 +37,14 @@ def albums_recount(album_ids: Iterable[int]) -> int:
     ids = sorted(set(album_ids))
     if not ids:
         return 0
-    # A separate locking statement: the UPDATE below then takes a fresh
-    # snapshot (READ COMMITTED) and counts what a concurrent add committed.
-    list(Album.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
+    with transaction.atomic():
+        # A separate locking statement: the UPDATE below then takes a fresh
+        # snapshot (READ COMMITTED) and counts what a concurrent add committed.
+        list(Album.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
+        return _recount(ids)
+
+
+def _recount(ids: list[int]) -> int:
     members = AlbumImage.objects.filter(album=OuterRef("pk")).order_by()
     public = members.filter(PUBLIC_MEMBER)
     return Album.objects.filter(pk__in=ids).update(
