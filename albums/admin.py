@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR, IncorrectLookupParameters
 from django.contrib.admin.utils import flatten_fieldsets
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -37,6 +37,7 @@ from albums.models import (
     UploadRun,
     thumbnail_url,
 )
+from albums.selectors import upload_run_results
 from albums.services import (
     album_add_images,
     album_create,
@@ -592,15 +593,12 @@ class AlbumAdmin(ImagineerAdmin):
     readonly_fields = ("images_link", "created_by", "created", "updated")
     change_form_template = "admin/albums/album/change_form.html"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(image_count=Count("memberships"))
-
     def get_urls(self) -> list[Any]:
         return [self.object_url("upload", self.upload_view), *super().get_urls()]
 
     @admin.display(description="images", ordering="image_count")
     def image_count(self, obj: Album) -> int:
-        return obj.image_count
+        return obj.image_count  # stored (albums.counts), not counted per row
 
     @admin.display(description="images")
     def images_link(self, obj: Album) -> str:
@@ -786,14 +784,16 @@ class UploadRunAdmin(RunAdmin):
 
     @admin.display(description="results")
     def results_table(self, obj: UploadRun) -> str:
-        if not obj.results:
+        # Its UploadFile rows: the first RESULTS_SHOWN in one query, and a count.
+        results = upload_run_results(obj, limit=RESULTS_SHOWN)
+        if not results:
             return "—"
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (_result_cells(r) for r in obj.results[:RESULTS_SHOWN]),
+            (_result_cells(r) for r in results),
         )
-        more = len(obj.results) - RESULTS_SHOWN
+        more = obj.files.count() - RESULTS_SHOWN if len(results) == RESULTS_SHOWN else 0
         return format_html(
             '<table class="imagineer-results"><thead><tr><th>File</th><th>Status</th>'
             "<th>Image</th><th>Reason or warnings</th></tr></thead>"

@@ -15,7 +15,7 @@ from pydantic import Field, StringConstraints
 
 from albums.extensions import image_detail_value
 from albums.models import Album, Image, SourceKind, UploadRun, Visibility
-from albums.selectors import COVER_COUNT
+from albums.selectors import COVER_COUNT, upload_run_results
 
 AlbumName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
@@ -67,6 +67,11 @@ class AlbumOut(ModelSchema):
             "created",
             "updated",
         ]
+
+    @staticmethod
+    def resolve_image_count(album: Album) -> int:
+        # The stored count the caller sees, annotated by selectors.album_list.
+        return album.shown_count  # type: ignore[attr-defined]
 
     @staticmethod
     def resolve_cover_thumbnail_urls(album: Album) -> list[str]:
@@ -273,3 +278,7 @@ class UploadRunOut(ModelSchema):
 
 class UploadRunDetailOut(UploadRunOut):
     results: list[UploadResultOut]
+
+    @staticmethod
+    def resolve_results(run: UploadRun) -> list[dict]:
+        return upload_run_results(run)

@@ -17,6 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
+from albums.counts import album_count_appended, albums_holding, albums_recount
 from albums.dedup import HashIndex, library_index
 from albums.ingest import (
     EXTENSIONS,
@@ -192,6 +193,7 @@ def near_duplicate_replace(
                 there.delete()
             else:
                 there.update(image=larger)
+            albums_recount([album.pk])
     if not may_delete or smaller.memberships.exists():
         return False
     from albums.extensions import image_replaced
@@ -426,7 +428,10 @@ def image_update(*, image: Image, **fields: Any) -> Image:
     for name, value in changes.items():
         setattr(image, name, value)
     if changes:
-        image.save(update_fields=[*changes, "updated"])
+        with transaction.atomic():
+            image.save(update_fields=[*changes, "updated"])
+            if {"is_nsfw", "visibility"} & changes.keys():
+                albums_recount(albums_holding([image.pk]))
     return image
 
 
@@ -434,18 +439,26 @@ def images_set(*, image_ids: Iterable[int], **fields: Any) -> int:
     """Bulk triage: set fields on many images at once (a person's decision)."""
     if "is_nsfw" in fields:
         fields["nsfw_source"] = NsfwSource.HUMAN
-    return Image.objects.filter(pk__in=list(image_ids)).update(
-        **fields, updated=timezone.now()
-    )
+    ids = list(image_ids)
+    with transaction.atomic():
+        count = Image.objects.filter(pk__in=ids).update(
+            **fields, updated=timezone.now()
+        )
+        if {"is_nsfw", "visibility"} & fields.keys():
+            albums_recount(albums_holding(ids))
+    return count
 
 
 def images_delete(*, images: Iterable[Image]) -> int:
     """Delete images with their labels, memberships, files and thumbnails."""
     images = list(images)
     keys = [k for im in images for k in _image_keys(im)]
-    for start in range(0, len(images), 500):  # stay under SQLite's variable limit
-        chunk = images[start : start + 500]
-        Image.objects.filter(pk__in=[im.pk for im in chunk]).delete()
+    with transaction.atomic():
+        holding = albums_holding(im.pk for im in images)
+        for start in range(0, len(images), 500):  # under SQLite's variable limit
+            chunk = images[start : start + 500]
+            Image.objects.filter(pk__in=[im.pk for im in chunk]).delete()
+        albums_recount(holding)
     # Files go only once the rows are surely gone (a rollback keeps both).
     transaction.on_commit(lambda: _delete_files(keys))
     return len(images)
@@ -595,7 +608,8 @@ def album_add_images(
                 for n, i in enumerate(new_ids)
             ]
         )
-        Album.objects.filter(pk=album.pk).update(updated=timezone.now())
+        # Appended after every member: counted as deltas, under the lock.
+        album_count_appended(album_id=album.pk, image_ids=new_ids)
     return len(new_ids)
 
 
@@ -618,9 +632,13 @@ def album_add_image_ids(
 
 
 def album_remove_images(*, album: Album, image_ids: Iterable[int]) -> int:
-    deleted, _ = AlbumImage.objects.filter(
-        album=album, image_id__in=list(image_ids)
-    ).delete()
+    """Take images out of the album (they stay in the library)."""
+    with transaction.atomic():
+        deleted, _ = AlbumImage.objects.filter(
+            album=album, image_id__in=list(image_ids)
+        ).delete()
+        if deleted:
+            albums_recount([album.pk])
     return deleted
 
 

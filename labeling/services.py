@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from albums.counts import albums_recount_for_images
 from albums.models import Album, Image, NsfwSource
 from albums.services import images_set
 from imagineer_project.errors import Invalid
@@ -194,11 +195,16 @@ def labels_write_from_claude(
             label.fill_digest()
         created = Label.objects.bulk_create(labels)
         # Conditional update: a person's decision made meanwhile still wins.
-        Image.objects.filter(pk=image.pk).exclude(nsfw_source=NsfwSource.HUMAN).update(
-            is_nsfw=rating_is_nsfw(result.nsfw_rating),
-            nsfw_source=NsfwSource.MODEL,
-            updated=timezone.now(),
-        )
+        if (
+            Image.objects.filter(pk=image.pk)
+            .exclude(nsfw_source=NsfwSource.HUMAN)
+            .update(
+                is_nsfw=rating_is_nsfw(result.nsfw_rating),
+                nsfw_source=NsfwSource.MODEL,
+                updated=timezone.now(),
+            )
+        ):
+            albums_recount_for_images([image.pk])  # the stored public counts
     return created
 
 

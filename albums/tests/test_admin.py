@@ -517,19 +517,14 @@ def test_upload_run_changelist_shows_progress(admin_client: Any) -> None:
 
 def test_active_upload_run_page_refreshes_and_offers_cancel(admin_client: Any) -> None:
     image = make_image(seed=1)
-    run = make_run(
-        status="running",
-        progress_done=1,
-        progress_total=4,
-        results=[
-            {"filename": "a.jpg", "status": "created", "image_id": image.pk},
-            {
-                "filename": "bad.txt",
-                "status": "rejected",
-                "code": "unsupported",
-                "reason": "Not a recognised image",
-            },
-        ],
+    run = make_run(status="running", progress_done=1, progress_total=4)
+    run.files.create(position=0, filename="a.jpg", status="created", image=image)
+    run.files.create(
+        position=1,
+        filename="bad.txt",
+        status="rejected",
+        code="unsupported",
+        reason="Not a recognised image",
     )
 
     response = admin_client.get(f"{RUNS}{run.pk}/change/")
