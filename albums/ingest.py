@@ -327,9 +327,12 @@ def _decode(data: bytes, fmt: str) -> PILImage.Image:
 
 def _derive(data: bytes, fmt: str, im: PILImage.Image) -> InspectedImage:
     is_animated = getattr(im, "n_frames", 1) > 1
-    frame = _upright(im, fmt)
-    width, height = frame.size
-    working = _displayable(frame)
+    # The decoded image itself is turned, converted and shrunk in place (the
+    # caller closes it): no copy of the full-size pixels unless a conversion
+    # needs one.
+    _upright(im, fmt)
+    width, height = im.size
+    working = _displayable(im)
     thumbnails: dict[int, bytes] = {}
     # Smallest first is not possible (each resize shrinks `working`), so largest
     # first: each smaller size is resized from the previous one.
@@ -357,7 +360,11 @@ def render_thumbnail(data: bytes, fmt: str, size: int) -> bytes:
 
 
 def _upright(im: PILImage.Image, fmt: str) -> PILImage.Image:
-    return ImageOps.exif_transpose(im) if fmt in ("JPEG", "PNG") else im
+    """`im` turned as its EXIF orientation says, in place (upright already:
+    untouched; exif_transpose would otherwise copy every pixel)."""
+    if fmt in ("JPEG", "PNG"):
+        ImageOps.exif_transpose(im, in_place=True)
+    return im
 
 
 def _thumbnail_bytes(working: PILImage.Image, size: int) -> bytes:
@@ -373,7 +380,9 @@ def _displayable(frame: PILImage.Image) -> PILImage.Image:
     has_alpha = frame.mode in ("RGBA", "LA", "PA") or (
         frame.mode == "P" and "transparency" in frame.info
     )
-    return frame.convert("RGBA" if has_alpha else "RGB")
+    mode = "RGBA" if has_alpha else "RGB"
+    # convert() copies even to the same mode; most photos are RGB already.
+    return frame if frame.mode == mode else frame.convert(mode)
 
 
 def perceptual_hash(im: PILImage.Image) -> int:
