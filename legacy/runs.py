@@ -7,6 +7,13 @@ the two knows, when it comes back, that an image with those bytes made since
 then is its own ("created", not "duplicate"). Images are content-addressed and
 labels, recipes and memberships are written on unique keys, so a second run
 over the same folders creates nothing (its items say "duplicate").
+
+A big import spreads its files over the general cluster's workers as chunk
+sub-tasks (legacy.tasks.import_legacy_chunk), as a bulk upload does. Each file
+is finished once whatever runs it: its final item is written only over a
+pending one (or where there is none), and the run's progress grows by one in
+the same transaction, so progress is exact with chunks running side by side,
+twice, or resumed. The chunk that finishes the last file ends the run.
 """
 
 from __future__ import annotations
@@ -17,13 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
 
 from albums.dedup import HashIndex, library_index
 from albums.ingest import ImageRejected, InspectedImage, inspect_image
 from albums.models import Album, AlbumImage, Image, SourceKind
 from albums.services import album_add_images, album_get_or_create, image_store
-from imagineer_project.runs import run_checkpoint
+from imagineer_project.runs import (
+    RunCancelled,
+    RunWaiting,
+    run_checkpoint,
+    run_finish,
+)
 from labeling.models import Label
 from labeling.services import label_get_or_create
 from legacy.collect import Found, album_name, collect_outputs, collect_packs
@@ -39,6 +52,11 @@ Outcome = ImportItem.Outcome
 # already in the library (it is imported all the same, as uploads are).
 NEAR_DUPLICATE_DISTANCE = 6
 MAX_CAPTION_CHARS = 5000
+# An import of fewer files than this (and every dry run, whose verdicts depend
+# on the files met before) runs in the run's own task; a bigger one is split
+# into a few chunks per worker process.
+CHUNK_MIN_FILES = 32
+CHUNKS_PER_WORKER = 4
 
 
 def legacy_import_files(run: ImportRun) -> list[Found]:
@@ -52,8 +70,43 @@ def legacy_import_files(run: ImportRun) -> list[Found]:
 
 
 def legacy_import_execute(run: ImportRun) -> str:
-    """The body of an import run (see run_execute); returns its summary line."""
-    return LegacyImport(run).run()
+    """The body of an import run in one process (the `import_legacy` command's
+    foreground run, with its progress bar); returns its summary line."""
+    return LegacyImport(run).run(spread=False)
+
+
+def legacy_import_spread(run: ImportRun) -> str:
+    """The body of an import run on the worker: a big import's files split into
+    chunk sub-tasks on the general cluster, so it keeps every worker process
+    busy; the body then frees its worker (RunWaiting) and the chunk that
+    finishes the last file ends the run. Resumed, it queues only the chunks
+    with files left."""
+    return LegacyImport(run).run(spread=True)
+
+
+def legacy_chunk_execute(run_id: int, start: int, stop: int) -> str:
+    """Import files start..stop-1 of a running import (a chunk sub-task);
+    delivered twice, or beside another copy of itself, every file is still
+    finished once. Ends the run when the last file is finished."""
+    run = ImportRun.objects.filter(pk=run_id, status=ImportRun.Status.RUNNING).first()
+    if run is None:
+        return "not running"
+    job = LegacyImport(run)
+    try:
+        job.import_files(legacy_import_files(run), start, stop)
+    except RunCancelled:
+        run_finish(run, ImportRun.Status.CANCELLED, message="Cancelled")
+        return "cancelled"
+    job.finish_if_done()
+    return "done"
+
+
+def _chunks(total: int) -> list[tuple[int, int]]:
+    # A few chunks per worker process, so a slow chunk leaves no worker idle;
+    # never many, since each chunk lists the run's folders again.
+    workers = settings.Q_CLUSTER.get("workers", 1)
+    size = max(CHUNK_MIN_FILES, -(-total // (workers * CHUNKS_PER_WORKER)))
+    return [(a, min(a + size, total)) for a in range(0, total, size)]
 
 
 class LegacyImport:
@@ -61,21 +114,16 @@ class LegacyImport:
         self.run_row = run
         self.albums: dict[str, Album | None] = {}
         self._index: HashIndex | None = None
+        self._last_pk = 0
         self._loras: dict[str, str] | None = None
         # A dry run's memory of the bytes it met: {sha256: album names}.
         self._seen: dict[str, set[str]] = {}
 
-    def run(self) -> str:
+    def run(self, *, spread: bool) -> str:
         run = self.run_row
         run_checkpoint(run, message="Listing the files to import")
         files = legacy_import_files(run)
-        recorded = {
-            (root, path): outcome
-            for root, path, outcome in run.items.values_list(
-                "root", "relative_path", "outcome"
-            )
-        }
-        done = sum(1 for outcome in recorded.values() if outcome != Outcome.PENDING)
+        done = run.items.exclude(outcome=Outcome.PENDING).count()
         run_checkpoint(
             run, done=done, total=len(files), message=f"Importing {len(files)} file(s)"
         )
@@ -87,19 +135,62 @@ class LegacyImport:
             len(files),
             run.dry_run,
         )
-        for found in files:
-            if recorded.get((str(found.root), found.relative), Outcome.PENDING) != (
-                Outcome.PENDING
-            ):
+        chunks = _chunks(len(files))
+        if not spread or run.dry_run or len(chunks) <= 1:
+            self.import_files(files, 0, len(files))
+            return self.summary()
+        self._spread(files, chunks)
+        raise RunWaiting(f"Importing {len(files)} file(s) in {len(chunks)} chunks")
+
+    def _spread(self, files: list[Found], chunks: list[tuple[int, int]]) -> None:
+        """Queue a sub-task per chunk that has files left (all, the first time)."""
+        from django_q.tasks import async_task
+
+        finished = self._finished()
+        for start, stop in chunks:
+            if all((str(f.root), f.relative) in finished for f in files[start:stop]):
+                continue
+            # Q_SYNC runs it inline: the run may have ended when this returns.
+            async_task(
+                "legacy.tasks.import_legacy_chunk",
+                self.run_row.pk,
+                start,
+                stop,
+                q_options={"task_name": f"importrun-{self.run_row.pk}-{start}"},
+            )
+
+    def import_files(self, files: list[Found], start: int, stop: int) -> None:
+        """Import files start..stop-1 that have no finished item yet, with a
+        checkpoint (progress, heartbeat, cancel) after each one."""
+        run = self.run_row
+        finished = self._finished()
+        for found in files[start:stop]:
+            if (str(found.root), found.relative) in finished:
                 continue
             self.import_one(found)
-            done += 1
-            message = f"{done}/{len(files)}: {found.relative}"
-            run_checkpoint(run, done=done, message=message)
+            run.refresh_from_db(fields=["progress_done"])
+            message = f"{run.progress_done}/{len(files)}: {found.relative}"
+            run_checkpoint(run, message=message)
+
+    def _finished(self) -> set[tuple[str, str]]:
+        items = self.run_row.items.exclude(outcome=Outcome.PENDING)
+        return set(items.values_list("root", "relative_path"))
+
+    def finish_if_done(self) -> None:
+        """End the run with its summary once every file is finished (whoever
+        finishes the last one; of two that see it, run_finish lets one win)."""
+        run = self.run_row
+        run.refresh_from_db()
+        if run.status == ImportRun.Status.RUNNING and (
+            run.progress_done >= run.progress_total
+        ):
+            run_finish(run, ImportRun.Status.SUCCEEDED, message=self.summary())
+
+    def summary(self) -> str:
+        run = self.run_row
         summary = import_summary(run)
-        line = summary_line(summary)
         logger.info("legacy_import.summary run=%s %s", run.pk, _key_values(summary))
-        return line
+        return summary_line(summary)
 
     # --- one file ---------------------------------------------------------------
 
@@ -152,16 +243,19 @@ class LegacyImport:
         }
 
     def _ingest(self, found: Found, inspected: InspectedImage, item: dict) -> None:
-        pending = self._record(found, Outcome.PENDING, **item)
+        claimed = self._claim(found, item)
+        if claimed is None:
+            return  # another copy of this chunk finished the file meanwhile
+        pending, resumed = claimed
         album = self._album(item["album_name"])
         existing = Image.objects.filter(sha256=inspected.sha256).first()
         reason = ""
         if existing is not None:
             image = existing
-            outcome = self._existing_outcome(existing, album, pending)
+            outcome = self._existing_outcome(existing, album, pending, resumed)
             album_add_images(album=album, images=[existing])
         else:
-            near = self.index.nearest(inspected.phash, NEAR_DUPLICATE_DISTANCE)
+            near = self._nearest(inspected.phash)
             stored = image_store(
                 inspected=inspected,
                 filename=found.path.name,
@@ -169,7 +263,6 @@ class LegacyImport:
                 album=album,
             )
             image = stored.image
-            self.index.add(image.pk, image.phash)
             outcome = (
                 Outcome.CREATED if stored.status == "created" else Outcome.ATTACHED
             )
@@ -182,9 +275,17 @@ class LegacyImport:
                 found, outcome, reason=reason, album=album, image=image, **item
             )
 
-    def _existing_outcome(self, image: Image, album: Album, pending: ImportItem) -> str:
-        # Made by this run before it died (after its pending item was written).
-        if image.source_kind == SourceKind.LEGACY and image.created >= pending.created:
+    def _existing_outcome(
+        self, image: Image, album: Album, pending: ImportItem, resumed: bool
+    ) -> str:
+        # Made for this file by an attempt that died (after it wrote the
+        # pending item this attempt found). A pending item written just now
+        # cannot be: an image made since is another file's (another chunk's).
+        if (
+            resumed
+            and image.source_kind == SourceKind.LEGACY
+            and image.created >= pending.created
+        ):
             return Outcome.CREATED
         in_album = AlbumImage.objects.filter(album=album, image=image).exists()
         return Outcome.DUPLICATE if in_album else Outcome.ATTACHED
@@ -232,22 +333,63 @@ class LegacyImport:
 
     # --- shared state ---------------------------------------------------------
 
-    def _record(self, found: Found, outcome: str, **fields: Any) -> ImportItem:
-        """Write (or rewrite) the file's item."""
-        # An item with no reason of its own says what is wrong with its sidecar.
-        sidecar_reason = fields.pop("sidecar_reason", "")
-        fields["reason"] = (fields.get("reason") or sidecar_reason)[:500]
-        item, _ = ImportItem.objects.update_or_create(
-            run=self.run_row,
-            root=str(found.root),
-            relative_path=found.relative,
-            defaults={"outcome": outcome, **fields},
+    def _claim(self, found: Found, item: dict) -> tuple[ImportItem, bool] | None:
+        """The file's pending item, written before its image is stored, and
+        whether an attempt that died wrote it (it is kept, so its time stays
+        the earliest); None when the file is finished already."""
+        fields = _item_fields(item)
+        pending, made = ImportItem.objects.get_or_create(
+            **self._key(found), defaults={"outcome": Outcome.PENDING, **fields}
         )
-        return item
+        if pending.outcome != Outcome.PENDING:
+            return None
+        if not made:
+            ImportItem.objects.filter(pk=pending.pk).update(**fields)
+        return pending, not made
+
+    def _record(self, found: Found, outcome: str, **fields: Any) -> bool:
+        """Finish the file: its final item, written over a pending one or where
+        there is none, with the run's progress one up in the same transaction.
+        False (nothing written) when another copy finished it first."""
+        fields = {"outcome": outcome, **_item_fields(fields)}
+        key = self._key(found)
+        with transaction.atomic():
+            pending = ImportItem.objects.filter(**key, outcome=Outcome.PENDING)
+            if not pending.update(**fields):
+                try:
+                    with transaction.atomic():
+                        ImportItem.objects.create(**key, **fields)
+                except IntegrityError:
+                    return False
+            ImportRun.objects.filter(pk=self.run_row.pk).update(
+                progress_done=F("progress_done") + 1
+            )
+        return True
+
+    def _key(self, found: Found) -> dict[str, Any]:
+        return {
+            "run": self.run_row,
+            "root": str(found.root),
+            "relative_path": found.relative,
+        }
+
+    def _nearest(self, phash: int) -> list[tuple[int, int]]:
+        """Library images near `phash`, the ones stored since the index was
+        read included (by this task or, in a spread run, by other chunks)."""
+        index = self.index
+        fresh = Image.objects.filter(pk__gt=self._last_pk).order_by("pk")
+        rows = list(fresh.values_list("pk", "phash"))
+        if rows:
+            index.extend([pk for pk, _ in rows], [h for _, h in rows])
+            self._last_pk = rows[-1][0]
+        return index.nearest(phash, NEAR_DUPLICATE_DISTANCE)
 
     @property
     def index(self) -> HashIndex:
         if self._index is None:
+            # Read first: an image stored while the index loads is read again
+            # by _nearest (a repeated id is harmless), never missed.
+            self._last_pk = Image.objects.aggregate(m=Max("pk"))["m"] or 0
             self._index = library_index()
         return self._index
 
@@ -274,9 +416,16 @@ class LegacyImport:
 
     def _note_album(self, name: str, what: str) -> None:
         run = self.run_row
-        # A resumed run keeps what its earlier attempt said of an album.
-        run.albums = {name: what, **run.albums}
-        ImportRun.objects.filter(pk=run.pk).update(albums=run.albums)
+        # Under the run's row lock: chunks note their albums side by side. A
+        # resumed run keeps what its earlier attempt said of an album.
+        with transaction.atomic():
+            noted = (
+                ImportRun.objects.select_for_update()
+                .values_list("albums", flat=True)
+                .get(pk=run.pk)
+            )
+            run.albums = {name: what, **noted}
+            ImportRun.objects.filter(pk=run.pk).update(albums=run.albums)
 
     def _lora_sha256(self, name: str, file: str) -> str:
         """The registered LoRA a sidecar names, by its name or file name."""
@@ -289,6 +438,15 @@ class LegacyImport:
             if key and (sha := self._loras.get(key.casefold())):
                 return sha
         return ""
+
+
+def _item_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """An item's fields as stored: with no reason of its own, an item says what
+    is wrong with its sidecar."""
+    fields = dict(fields)
+    sidecar_reason = fields.pop("sidecar_reason", "")
+    fields["reason"] = (fields.get("reason") or sidecar_reason)[:500]
+    return fields
 
 
 def _key_values(summary: dict[str, Any]) -> str:
