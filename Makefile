@@ -67,6 +67,9 @@ bench: setup
 	$(PY) bench/dedup.py
 	$(PY) bench/scrape.py
 	$(PY) bench/label.py
+	$(PY) bench/generate.py --threads 1
+	$(PY) bench/ingest.py
+	$(PY) bench/pages.py  # needs PostgreSQL on 127.0.0.1:5432
 
 clean:
 	rm -rf $(VENV) var/cache
