@@ -9,8 +9,11 @@ Every page, image, redirect hop and robots.txt goes through `SafeFetcher`, which
 - streams with a byte cap and a per-attempt time cap, retries 408/429/5xx and
   connection errors with backoff honouring Retry-After;
 - is polite: robots.txt (Protego, Google's rules) and Crawl-delay, a per-host
-  concurrency cap and delay, an identifying User-Agent, and `X-Robots-Tag: noai`-style
-  opt-outs for images.
+  concurrency cap and a per-host delay that adapts to the server (`throttle.py`), an
+  identifying User-Agent, and `X-Robots-Tag: noai`-style opt-outs for images.
+
+It runs on aiohttp, which (unlike httpx on a guarded httpcore backend) keeps its
+rate as concurrency grows: docs/benchmarks.md, "Downloads".
 """
 
 from __future__ import annotations
