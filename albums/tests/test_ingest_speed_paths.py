@@ -1,6 +1,7 @@
 """The fast ingest path (one decode turned, converted and shrunk in place, no
 copies) gives exactly what the plain Pillow recipe gives: the same size,
-thumbnail bytes and perceptual hash, for every kind of pixel data."""
+thumbnail bytes and perceptual hash, for every kind of pixel data; and an
+image's row and album link are written together."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from albums import services
 from albums.ingest import inspect_image, render_thumbnail
+from albums.models import Image
+from albums.services import image_ingest
+from albums.tests.builders import make_album
 
 
 def _encoded(im: PILImage.Image, fmt: str, **params: object) -> bytes:
@@ -99,3 +104,31 @@ def test_a_thumbnail_rendered_later_matches_the_plain_recipe(name: str) -> None:
         assert max(im.size) == 128
         # Turned as the photo is: portrait stays portrait.
         assert (im.width < im.height) == (inspected.width < inspected.height)
+
+
+@pytest.mark.django_db
+def test_an_image_is_stored_with_its_album_link_or_not_at_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    album = make_album()
+
+    def fails(**kwargs: object) -> None:
+        raise RuntimeError("the album's counts could not be written")
+
+    monkeypatch.setattr(services, "album_count_appended", fails)
+    with pytest.raises(RuntimeError):
+        image_ingest(
+            data=CASES["rgb jpeg"](),
+            filename="a.jpg",
+            source_kind="upload",
+            album=album,
+        )
+
+    # One transaction: no image row is left outside its album.
+    assert not Image.objects.exists()
+    monkeypatch.undo()
+    result = image_ingest(
+        data=CASES["rgb jpeg"](), filename="a.jpg", source_kind="upload", album=album
+    )
+    assert result.status == "created"
+    assert list(album.images.all()) == [result.image]
