@@ -360,6 +360,9 @@ SCRAPER_USER_AGENT = env_str(
 SCRAPER_REQUEST_TIMEOUT = float(env_int("SCRAPER_REQUEST_TIMEOUT", 20, minimum=1))
 SCRAPER_RENDER_TIMEOUT = float(env_int("SCRAPER_RENDER_TIMEOUT", 30, minimum=5))
 SCRAPER_MAX_CONCURRENCY = env_int("SCRAPER_MAX_CONCURRENCY", 16, minimum=1)
+# The adaptive politeness (scraping.throttle) never waits less than this between
+# requests to one host, whatever the server's pace (Crawl-delay always wins).
+SCRAPER_MIN_DELAY = env_float("SCRAPER_MIN_DELAY", 0.0, minimum=0)
 
 # --- labeling (Claude through the anthropic SDK) ------------------------------------
 # The SDK's own variables: ANTHROPIC_API_KEY, and ANTHROPIC_BASE_URL for a proxy or
