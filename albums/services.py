@@ -312,12 +312,16 @@ def image_store(
         warnings.append(_near_warning(library, distance, "skipped", note))
         image, created = library, False
     else:
+        # With no near duplicate to handle first, the row and its album link
+        # are written in one transaction: one commit per file, not two.
+        link, album = (album, None) if near is None else (None, album)
         image, created = _image_create(
             inspected,
             content_filename(display, inspected.format),
             source_kind,
             uploaded_by,
             provenance or {},
+            link=link,
         )
         if created and near_duplicates is not None:
             near_duplicates.added(image)
@@ -376,33 +380,41 @@ def _image_create(
     source_kind: str,
     uploaded_by: User | None,
     provenance: dict[str, Any],
+    *,
+    link: Album | None = None,
 ) -> tuple[Image, bool]:
+    """Store the files, then the row (linked into `link`, in the same
+    transaction); an image another ingest stored meanwhile is reused."""
     key = image_key(inspected.sha256, inspected.extension)
     # Files first, row second: a crash in between leaves a file that a later
     # ingest of the same content reuses, never a row without its file.
     _store(key, inspected.data)
     for size, thumb in inspected.thumbnails.items():
         _store(thumbnail_key(inspected.sha256, size), thumb)
-    try:
-        with transaction.atomic():
-            image = Image.objects.create(
-                sha256=inspected.sha256,
-                file=key,
-                width=inspected.width,
-                height=inspected.height,
-                format=inspected.format,
-                bytes=len(inspected.data),
-                is_animated=inspected.is_animated,
-                phash=inspected.phash,
-                original_filename=display,
-                source_kind=source_kind,
-                uploaded_by=person(uploaded_by),
-                **provenance,
-            )
-    except IntegrityError:
-        # A concurrent ingest of the same bytes won the race; reuse its row.
-        return Image.objects.get(sha256=inspected.sha256), False
-    return image, True
+    with transaction.atomic():
+        try:
+            with transaction.atomic():  # a savepoint: only the insert may race
+                image = Image.objects.create(
+                    sha256=inspected.sha256,
+                    file=key,
+                    width=inspected.width,
+                    height=inspected.height,
+                    format=inspected.format,
+                    bytes=len(inspected.data),
+                    is_animated=inspected.is_animated,
+                    phash=inspected.phash,
+                    original_filename=display,
+                    source_kind=source_kind,
+                    uploaded_by=person(uploaded_by),
+                    **provenance,
+                )
+            created = True
+        except IntegrityError:
+            # A concurrent ingest of the same bytes won the race; reuse its row.
+            image, created = Image.objects.get(sha256=inspected.sha256), False
+        if link is not None:
+            album_add_images(album=link, images=[image], added_by=uploaded_by)
+    return image, created
 
 
 def image_thumbnail_key(image: Image, size: int) -> str:
