@@ -6,6 +6,7 @@ the Anthropic Messages API. Builders are plain functions
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -161,3 +162,26 @@ def fresh_cache(settings: Any) -> None:
     }
     cache.clear()
     STORE.clear()
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Debian's headless Chromium through Playwright (skips when it is absent;
+    fails under CI=true). Helpers: imagineer_project.testing.browser."""
+    from imagineer_project.lib.chromium import CHROMIUM_ARGS
+    from imagineer_project.testing import require_chromium
+
+    # Playwright's sync API runs an event loop in this thread; Django would
+    # otherwise refuse ORM calls made from the test body while it is running.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -3,35 +3,15 @@ that anonymous visitors no longer see it and staff see it blurred."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from albums.models import Image
 from albums.tests.builders import make_album, make_image
-from imagineer_project.lib.chromium import CHROMIUM_ARGS
-from imagineer_project.testing import make_user, require_chromium
+from imagineer_project.testing import make_user
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    # Playwright's sync API runs an event loop in this thread; Django would
-    # otherwise refuse ORM calls made from the test body while it is running.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def tile(page: Any, image: Image) -> Any:

@@ -3,14 +3,12 @@ sideways, and previous / next walk the album."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from albums.tests.builders import make_album, make_image
-from imagineer_project.lib.chromium import CHROMIUM_ARGS
-from imagineer_project.testing import make_user, require_chromium
+from imagineer_project.testing.browser import staff_page
 from labeling.services import label_create
 
 pytestmark = pytest.mark.browser
@@ -19,30 +17,9 @@ SCROLL_WIDTH = "document.documentElement.scrollWidth"
 
 
 @pytest.fixture
-def page(
-    monkeypatch: pytest.MonkeyPatch, live_server: Any, transactional_db: Any
-) -> Iterator[Any]:
+def page(browser: Any, live_server: Any, transactional_db: Any) -> Any:
     """A signed-in staff user's 1280×800 page."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    make_user(username="curator", staff=True, is_superuser=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 800})
-            tab.set_default_timeout(5000)
-            tab.goto(f"{live_server.url}/admin/login/")
-            tab.fill("#id_username", "curator")
-            tab.fill("#id_password", "pw-for-tests-only")
-            tab.click("input[type=submit]")
-            tab.wait_for_url(f"{live_server.url}/admin/")
-            yield tab
-        finally:
-            browser.close()
+    return staff_page(browser, live_server.url)
 
 
 def test_changelist_and_image_page_fit_1280_pixels(page: Any, live_server: Any) -> None:

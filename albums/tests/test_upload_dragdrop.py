@@ -5,8 +5,6 @@ landing on its own page."""
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,8 +14,8 @@ from albums.models import Album, UploadRun
 from albums.selectors import upload_run_results
 from albums.tasks import process_upload_run
 from albums.tests.builders import make_album
-from imagineer_project.lib.chromium import CHROMIUM_ARGS
-from imagineer_project.testing import make_image_bytes, make_user, require_chromium
+from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing.browser import drop_files, staff_page
 from labeling.models import Label
 
 ALBUMS = "/admin/albums/album/"
@@ -132,62 +130,23 @@ def test_saving_a_new_album_lands_on_its_page(admin_client: Any) -> None:
 # --- in a real browser --------------------------------------------------------------
 
 
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    # Playwright's sync API runs an event loop in this thread; Django would
-    # otherwise refuse ORM calls made from the test body while it is running.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-# Drops files onto the zone as a browser does: a DataTransfer made in the page,
-# in a real `drop` event (Playwright cannot drag files from the disk).
-DROP = """([zone, files]) => {
-  const transfer = new DataTransfer();
-  for (const [name, b64, type] of files) {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    transfer.items.add(new File([bytes], name, { type }));
-  }
-  const target = document.querySelector(zone);
-  const init = { dataTransfer: transfer, bubbles: true, cancelable: true };
-  target.dispatchEvent(new DragEvent("dragover", init));
-  target.dispatchEvent(new DragEvent("drop", init));
-}"""
-
-
 @pytest.mark.browser
 def test_dropping_two_images_and_a_caption_uploads_them_with_the_caption(
     browser: Any, live_server: Any, transactional_db: Any
 ) -> None:
-    make_user(username="curator", staff=True, is_superuser=True)
     album = make_album(name="Tarot deck")
-    page = browser.new_context().new_page()
-    page.set_default_timeout(10000)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "curator")
-    page.fill("#id_password", "pw-for-tests-only")
-    page.click("input[type=submit]")
-    page.goto(f"{live_server.url}{ALBUMS}{album.pk}/upload/")
+    upload = f"{ALBUMS}{album.pk}/upload/"
+    page = staff_page(browser, live_server.url, next_path=upload, timeout_ms=10000)
 
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    files = [
-        ["fool.png", b64(make_image_bytes("PNG", seed=1)), "image/png"],
-        ["magician.png", b64(make_image_bytes("PNG", seed=2)), "image/png"],
-        ["fool.txt", b64(b"the fool at the cliff edge"), "text/plain"],
-    ]
-    page.evaluate(DROP, ["#upload-drop", files])
+    drop_files(
+        page,
+        "#upload-drop",
+        [
+            ("fool.png", make_image_bytes("PNG", seed=1), "image/png"),
+            ("magician.png", make_image_bytes("PNG", seed=2), "image/png"),
+            ("fool.txt", b"the fool at the cliff edge", "text/plain"),
+        ],
+    )
     summary = page.locator("#upload-summary")
     summary.filter(has_text="3 files chosen").wait_for()
     assert "(1 caption file)" in summary.inner_text()

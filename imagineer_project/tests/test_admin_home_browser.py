@@ -4,51 +4,20 @@ is shown once and copied with one click."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from albums.tests.builders import make_album
-from imagineer_project.lib.chromium import CHROMIUM_ARGS
 from imagineer_project.models import ApiToken
-from imagineer_project.testing import make_user, require_chromium
+from imagineer_project.testing.browser import staff_page
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    # Playwright's sync API runs an event loop in this thread; Django would
-    # otherwise refuse ORM calls made from the test body while it is running.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def signed_in(browser: Any, live_server: Any) -> Any:
-    make_user(username="curator", staff=True, is_superuser=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(
-        ["clipboard-read", "clipboard-write"], origin=live_server.url
-    )
-    page = context.new_page()
-    page.set_default_timeout(5000)
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "curator")
-    page.fill("#id_password", "pw-for-tests-only")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-    return page
+    clipboard = {"permissions": ["clipboard-read", "clipboard-write"]}
+    return staff_page(browser, live_server.url, height=900, context=clipboard)
 
 
 def test_the_home_leads_from_an_album_to_a_scrape_into_it(

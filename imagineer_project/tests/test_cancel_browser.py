@@ -10,27 +10,19 @@ from typing import Any
 import pytest
 
 from albums.models import UploadRun
-from albums.tests.test_browser import browser  # noqa: F401 - the shared fixture
-from imagineer_project.testing import make_user
+from imagineer_project.testing.browser import staff_page
 
 pytestmark = pytest.mark.browser
 
 
 def test_cancel_asks_and_only_yes_stops_the_run(
-    browser: Any,  # noqa: F811
+    browser: Any,
     live_server: Any,
     transactional_db: Any,
 ) -> None:
-    make_user(username="curator", staff=True, is_superuser=True)
     run = UploadRun.objects.create(status="running", message="2/13: a.jpg")
-    page = browser.new_context().new_page()
-    page.set_default_timeout(10000)
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "curator")
-    page.fill("#id_password", "pw-for-tests-only")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-    page.goto(f"{live_server.url}/admin/albums/uploadrun/{run.pk}/change/")
+    run_page = f"/admin/albums/uploadrun/{run.pk}/change/"
+    page = staff_page(browser, live_server.url, next_path=run_page, timeout_ms=10000)
 
     asked: list[str] = []
 

@@ -4,15 +4,13 @@ help, an error that loses nothing, and J/K across pages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from albums.models import Image
 from albums.tests.builders import make_album, make_image
-from imagineer_project.lib.chromium import CHROMIUM_ARGS
-from imagineer_project.testing import make_user, require_chromium
+from imagineer_project.testing.browser import staff_page
 from labeling.models import Label
 from labeling.selectors import training_caption
 from labeling.services import label_create
@@ -21,30 +19,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def page(
-    monkeypatch: pytest.MonkeyPatch, live_server: Any, transactional_db: Any
-) -> Iterator[Any]:
-    """A signed-in staff user's page (as albums/tests/test_browser.py opens one)."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    make_user(username="curator", staff=True, is_superuser=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 800})
-            tab.set_default_timeout(5000)
-            tab.goto(f"{live_server.url}/admin/login/")
-            tab.fill("#id_username", "curator")
-            tab.fill("#id_password", "pw-for-tests-only")
-            tab.click("input[type=submit]")
-            tab.wait_for_url(f"{live_server.url}/admin/")
-            yield tab
-        finally:
-            browser.close()
+def page(browser: Any, live_server: Any, transactional_db: Any) -> Any:
+    """A signed-in staff user's 1280×800 page on the admin home."""
+    return staff_page(browser, live_server.url)
 
 
 def card(page: Any, image: Image) -> Any:

@@ -8,31 +8,23 @@ from typing import Any
 
 import pytest
 
-from imagineer_project.testing import make_user
+from imagineer_project.testing.browser import staff_page
 from training.tests.builders import make_training_album
 from training.tests.test_admin_presets import measured
-from training.tests.test_generate_form_browser import browser  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("train_env")]
 
 
 def test_a_preset_fills_the_fields_and_the_estimate_follows(
-    browser: Any,  # noqa: F811
+    browser: Any,
     live_server: Any,
     transactional_db: Any,
     train_env: Path,
 ) -> None:
     measured(train_env)
     album = make_training_album(3)
-    make_user(username="curator", staff=True, is_superuser=True)
-    page = browser.new_page()
-    page.set_default_timeout(5000)
     add = f"/admin/training/trainingrun/add/?album={album.pk}"
-    page.goto(f"{live_server.url}/admin/login/?next={add}")
-    page.fill("#id_username", "curator")
-    page.fill("#id_password", "pw-for-tests-only")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/trainingrun/add/**")
+    page = staff_page(browser, live_server.url, next_path=add)
     assert page.is_checked(f'input[name="albums"][value="{album.pk}"]')
     estimate = page.locator("#train-estimate strong")
     page.wait_for_function(

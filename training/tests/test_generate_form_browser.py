@@ -4,37 +4,17 @@ models is named; the job made has the LoRA at the slider's weight."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from imagineer_project.lib.chromium import CHROMIUM_ARGS
-from imagineer_project.testing import make_user, require_chromium
+from imagineer_project.testing.browser import staff_page
 from training.models import GenerationJob, Lora
 from training.tests.builders import QUIET
 from training.tests.test_generate_form import sd15_lora
 
 pytestmark = [pytest.mark.browser, QUIET]
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    # Playwright's sync API runs an event loop in this thread; Django would
-    # otherwise refuse ORM calls made from the test body.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_pick_a_lora_with_its_slider_and_generate(
@@ -46,14 +26,8 @@ def test_pick_a_lora_with_its_slider_and_generate(
 ) -> None:
     blocks, _ = loras
     inked = sd15_lora()
-    make_user(username="curator", staff=True, is_superuser=True)
-    page = browser.new_page()
-    page.set_default_timeout(5000)
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/training/generationjob/add/")
-    page.fill("#id_username", "curator")
-    page.fill("#id_password", "pw-for-tests-only")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/generationjob/add/")
+    add = "/admin/training/generationjob/add/"
+    page = staff_page(browser, live_server.url, next_path=add)
     page.fill("#id_base_model", "")
     page.fill("#id_width", "512")
 

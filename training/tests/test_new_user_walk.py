@@ -12,11 +12,9 @@ saves a screenshot of every step there and the seconds each step took
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import pytest
 
 from albums.models import Album
 from imagineer_project.testing import make_image_bytes, make_user
+from imagineer_project.testing.browser import drop_files
 from imagineer_project.testing.site import SiteHandler, serve_site
 from labeling.models import Label
 from training.models import GenerationJob, Lora, TrainingRun
@@ -51,21 +50,6 @@ class DeckSite(SiteHandler):
             self.answer(f"<html><body>{GALLERY}</body></html>".encode(), "text/html")
 
 
-# A drop as a browser makes it: a DataTransfer built in the page, dispatched
-# in real dragover and drop events (Playwright cannot drag from the disk).
-DROP = """([zone, files]) => {
-  const transfer = new DataTransfer();
-  for (const [name, b64, type] of files) {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    transfer.items.add(new File([bytes], name, { type }));
-  }
-  const target = document.querySelector(zone);
-  const init = { dataTransfer: transfer, bubbles: true, cancelable: true };
-  target.dispatchEvent(new DragEvent("dragover", init));
-  target.dispatchEvent(new DragEvent("drop", init));
-}"""
-
-
 class Walk:
     """Times each step and, when asked, keeps a screenshot of where it ended."""
 
@@ -89,31 +73,11 @@ class Walk:
 
 
 @pytest.fixture
-def page(
-    monkeypatch: pytest.MonkeyPatch, live_server: Any, transactional_db: Any
-) -> Iterator[Any]:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from imagineer_project.lib.chromium import CHROMIUM_ARGS
-    from imagineer_project.testing import require_chromium
-
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            # Training and generation run inside the request (Q_SYNC).
-            tab.set_default_timeout(180_000)
-            yield tab
-        finally:
-            browser.close()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+def page(browser: Any, live_server: Any, transactional_db: Any) -> Any:
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    # Training and generation run inside the request (Q_SYNC).
+    tab.set_default_timeout(120_000)
+    return tab
 
 
 def test_a_new_user_goes_from_an_empty_library_to_a_generated_image(
@@ -163,15 +127,13 @@ def test_a_new_user_goes_from_an_empty_library_to_a_generated_image(
     # 3. Upload by drag-and-drop: two images and the caption of one.
     page.click("a.onward-link >> text=Upload images")
     page.wait_for_url(f"**/albums/album/{album.pk}/upload/")
-    page.evaluate(
-        DROP,
+    drop_files(
+        page,
+        "#upload-drop",
         [
-            "#upload-drop",
-            [
-                ["fool.png", b64(make_image_bytes("PNG", seed=1)), "image/png"],
-                ["magician.png", b64(make_image_bytes("PNG", seed=2)), "image/png"],
-                ["fool.txt", b64(b"the fool at the cliff edge"), "text/plain"],
-            ],
+            ("fool.png", make_image_bytes("PNG", seed=1), "image/png"),
+            ("magician.png", make_image_bytes("PNG", seed=2), "image/png"),
+            ("fool.txt", b"the fool at the cliff edge", "text/plain"),
         ],
     )
     page.locator("#upload-summary").filter(has_text="3 files chosen").wait_for()
