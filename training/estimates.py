@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from imagineer_project.lib.spoken import duration_spoken
 from training.models import StepTiming
 from training.paths import base_model_name
 
@@ -37,14 +38,13 @@ class Estimate:
 
 
 def duration_text(seconds: float) -> str:
-    """ "about 40 s", "about 3 min", "about 2 h 10 min"."""
+    """ "about 40 s", "about 3 min", "about 2 h 10 min": an estimate, rounded to
+    5 s under a minute and to 10 min past an hour and a half."""
     if seconds < 60:
-        return f"about {max(5, round(seconds / 5) * 5)} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"about {minutes} min"
-    hours, rest = divmod(round(seconds / 600) * 10, 60)
-    return f"about {hours} h" + (f" {rest} min" if rest else "")
+        seconds = max(5, round(seconds / 5) * 5)
+    elif seconds >= 90 * 60:
+        seconds = round(seconds / 600) * 600
+    return f"about {duration_spoken(seconds)}"
 
 
 def step_timing_record(

@@ -28,6 +28,7 @@ from django.db import transaction
 
 from albums.models import Image, SourceKind
 from albums.services import image_ingest
+from imagineer_project.lib.spoken import duration_spoken
 from imagineer_project.runs import run_checkpoint
 from training.generation.selectors import PREVIEW_SECONDS, generation_preview_key
 from training.generation.services import (
@@ -210,16 +211,6 @@ def warm_pipeline(run: BaseRun, base_model: str) -> PipelineHolder:
     return holder
 
 
-def about(seconds: float) -> str:
-    """A rough duration for a person: "40 s", "3 min", "1 h 05 min"."""
-    if seconds < 60:
-        return f"{max(1, round(seconds))} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
 class _Progress(StepCheckpoint):
     """`should_stop`, `on_step` and `on_preview` for a job's generate_images.
 
@@ -268,7 +259,7 @@ class _Progress(StepCheckpoint):
         if not self.paced or self.first_mark is None:
             return ""
         per_step = (self.last_mark - self.first_mark) / self.paced
-        return f" · about {about(per_step * (self.total - self.done))} left"
+        return f" · about {duration_spoken(per_step * (self.total - self.done))} left"
 
     def checkpoint(self) -> None:
         made, count = len(self.job.image_ids), self.job.num_images
