@@ -299,8 +299,8 @@ def _word_buckets(counts: Counter[int]) -> list[dict[str, Any]]:
 def _by_album(album: Album | None) -> list[dict[str, Any]]:
     """Images, labeled images and labels per album, most labels first."""
     albums = Album.objects.all() if album is None else Album.objects.filter(pk=album.pk)
+    # image_count is the album's stored count (albums.counts).
     rows = albums.annotate(
-        image_count=Count("memberships", distinct=True),
         labeled_count=Count(
             "memberships",
             filter=Q(memberships__image__labels__isnull=False),
@@ -317,7 +317,7 @@ def _by_album(album: Album | None) -> list[dict[str, Any]]:
             "labeled_images": row.labeled_count,
             "labels": row.label_count,
         }
-        for row in rows.only("id", "slug", "name")
+        for row in rows.only("id", "slug", "name", "image_count")
     ]
 
 
