@@ -14,6 +14,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
+from albums.selectors import album_get
 from imagineer_project.errors import error_responses
 from imagineer_project.pagination import PageIn, PageOut, keyset_paginate
 from imagineer_project.permissions import staff_required
@@ -50,14 +51,19 @@ JOBS = RunRoutes(
 
 
 @router.post("", response={201: ScrapeJobDetailOut})
-@error_responses(429)
+@error_responses(404, 429)
 def scrape_job_create(request: HttpRequest, payload: ScrapeJobIn) -> Any:
-    """Queue a crawl of `url` into the album named `album_name`; watch it at
-    /api/scrape-jobs/{id}. 422 names every bad field (a start URL the crawler
-    would refuse, such as a private address, included)."""
+    """Queue a crawl of `url` into the album named `album_name`, or into the
+    existing album `album_id`; watch it at /api/scrape-jobs/{id}. 422 names
+    every bad field (a start URL the crawler would refuse, such as a private
+    address, included); 404 when `album_id` names no album."""
+    album = None
+    if payload.album_id is not None:  # 404 when it names no album
+        album = album_get(user=request.user, ref=payload.album_id)
     job = services.scrape_job_create(
         url=payload.url,
-        album_name=payload.album_name,
+        album_name=payload.album_name or "",
+        album=album,
         created_by=request.user,
         rate_limited=True,
         **payload.options(),

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from django.conf import settings
 from ninja import ModelSchema, Schema
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from albums.models import Image, NearDuplicates
 from albums.schemas import AlbumRefOut
@@ -33,8 +33,17 @@ def _option(name: str) -> Any:
 
 class ScrapeJobIn(Schema):
     url: str = Field(max_length=MAX_URL_LENGTH, description="Where the crawl starts.")
-    album_name: AlbumName = Field(
-        description="The album to fill; a scrape album with this name is reused."
+    album_name: AlbumName | None = Field(
+        None,
+        description="The album to fill by name: a scrape album with this name is "
+        "reused, else made. Required unless album_id is given.",
+    )
+    album_id: int | None = Field(
+        None,
+        ge=1,
+        description="Fill this existing album, whatever its kind (an album's "
+        "'Scrape into'); cleaning the job up then takes out only the images it "
+        "put in. 404 when there is no such album.",
     )
     max_depth: int = _option("max_depth")
     max_pages: int = _option("max_pages")
@@ -71,6 +80,12 @@ class ScrapeJobIn(Schema):
         if problem := http_url_problem(url):
             raise ValueError(problem)
         return url
+
+    @model_validator(mode="after")
+    def _names_an_album(self) -> ScrapeJobIn:
+        if self.album_name is None and self.album_id is None:
+            raise ValueError("give album_name (or album_id)")
+        return self
 
     def options(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in OPTION_FIELDS}
