@@ -43,9 +43,11 @@ from albums.services import (
     near_duplicate_policy,
 )
 from imagineer_project.runs import (
-    RunCancelled,
     RunWaiting,
     run_checkpoint,
+    run_chunk_execute,
+    run_chunks,
+    run_chunks_enqueue,
     run_finish,
 )
 
@@ -57,7 +59,6 @@ ZIP_MAGIC = b"PK\x03\x04"
 ROW_BATCH = 16
 # A run of fewer files than this is one chunk, ingested by the run's own task.
 CHUNK_MIN_FILES = 32
-CHUNKS_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,13 @@ def upload_run_spread(run: UploadRun) -> str:
     worker (RunWaiting); the chunk that records the last file ends the run. A
     run of one chunk is ingested here. Resumed, it queues only the chunks with
     files left."""
-    from django_q.tasks import async_task
 
     entries = run_entries(run)
     total = len(entries)
     run_checkpoint(
         run, total=total, message=f"Ingesting {total} image(s)", fields=_recount(run)
     )
-    chunks = list(_chunks(total))
+    chunks = run_chunks(total, min_size=CHUNK_MIN_FILES)
     if len(chunks) <= 1:
         upload_chunk_ingest(
             run, entries, 0, total, budget=settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS
@@ -120,14 +120,7 @@ def upload_run_spread(run: UploadRun) -> str:
     message = f"Ingesting {total} image(s) in {len(chunks)} parallel chunks"
     # The chunks may all finish before this line returns (Q_SYNC runs them
     # inline), so the body waits only if the run is still running then.
-    for start, stop in left:
-        async_task(
-            "albums.tasks.ingest_upload_chunk",
-            run.pk,
-            start,
-            stop,
-            q_options={"task_name": f"uploadrun-{run.pk}-{start}"},
-        )
+    run_chunks_enqueue(run, "albums.tasks.ingest_upload_chunk", left)
     raise RunWaiting(message)
 
 
@@ -142,32 +135,19 @@ def _recount(run: UploadRun) -> dict[str, int]:
     return {"progress_done": sum(by_status.values()), **counts}
 
 
-def _chunks(total: int) -> Iterator[tuple[int, int]]:
-    # A few chunks per worker process, so a slow chunk does not leave the others
-    # idle; never many, since each chunk lists the run's files again.
-    workers = settings.Q_CLUSTER.get("workers", 1)
-    size = max(CHUNK_MIN_FILES, -(-total // (workers * CHUNKS_PER_WORKER)))
-    for start in range(0, total, size):
-        yield start, min(start + size, total)
-
-
 def upload_chunk_execute(run_id: int, start: int, stop: int) -> str:
     """Ingest files start..stop-1 of a running upload run (a chunk sub-task);
     delivered twice, or beside another copy of itself, every file is still
     recorded once. Ends the run when its last file is recorded."""
-    run = UploadRun.objects.filter(pk=run_id, status=UploadRun.Status.RUNNING).first()
-    if run is None:
-        return "not running"
-    entries = run_entries(run)
-    total = max(len(entries), 1)
-    # The run's CPU budget, shared by its chunks in proportion to their files.
-    share = settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS * (stop - start) / total
-    try:
+
+    def ingest(run: UploadRun) -> None:
+        entries = run_entries(run)
+        total = max(len(entries), 1)
+        # The run's CPU budget, shared by its chunks in proportion to their files.
+        share = settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS * (stop - start) / total
         upload_chunk_ingest(run, entries, start, stop, budget=share)
-    except RunCancelled:
-        run_finish(run, UploadRun.Status.CANCELLED, message="Cancelled")
-        return "cancelled"
-    return "done"
+
+    return run_chunk_execute(UploadRun, run_id, ingest)
 
 
 def upload_chunk_ingest(

@@ -451,6 +451,55 @@ def run_cancel(run: BaseRun) -> BaseRun:
     return run
 
 
+# --- runs spread over sub-tasks ------------------------------------------------------
+
+CHUNKS_PER_WORKER = 4
+
+
+def run_chunks(total: int, *, min_size: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of a run's `total` items for chunk sub-tasks: a few
+    per worker process of the general cluster, so a slow chunk leaves no worker
+    idle, and never smaller than `min_size` (each chunk lists the run's items
+    again). One range when the run is small."""
+    workers = settings.Q_CLUSTER.get("workers", 1)
+    size = max(min_size, -(-total // (workers * CHUNKS_PER_WORKER)))
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def run_chunks_enqueue(
+    run: BaseRun, task_path: str, chunks: list[tuple[int, int]]
+) -> None:
+    """Queue `task_path(run_id, start, stop)` on the general cluster for each
+    chunk. Under Q_SYNC they run inline: the run may have ended on return."""
+    from django_q.tasks import async_task
+
+    name = run._meta.model_name
+    for start, stop in chunks:
+        async_task(
+            task_path,
+            run.pk,
+            start,
+            stop,
+            q_options={"task_name": f"{name}-{run.pk}-{start}"},
+        )
+
+
+def run_chunk_execute(model: type[R], run_id: int, body: Callable[[R], None]) -> str:
+    """A chunk sub-task: `body(run)` while the run is running ("not running"
+    otherwise: it ended, or a copy of this chunk ended it). A cancel noticed in
+    the body ends the run cancelled. The body records each item once, so a
+    chunk delivered twice, or beside a copy of itself, does no harm."""
+    run = model.objects.filter(pk=run_id, status=BaseRun.Status.RUNNING).first()
+    if run is None:
+        return "not running"
+    try:
+        body(run)
+    except RunCancelled:
+        run_finish(run, BaseRun.Status.CANCELLED, message="Cancelled")
+        return "cancelled"
+    return "done"
+
+
 # --- the reaper ----------------------------------------------------------------------
 
 

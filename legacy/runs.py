@@ -32,9 +32,11 @@ from albums.ingest import ImageRejected, InspectedImage, inspect_image
 from albums.models import Album, AlbumImage, Image, SourceKind
 from albums.services import album_add_images, album_get_or_create, image_store
 from imagineer_project.runs import (
-    RunCancelled,
     RunWaiting,
     run_checkpoint,
+    run_chunk_execute,
+    run_chunks,
+    run_chunks_enqueue,
     run_finish,
 )
 from labeling.models import Label
@@ -56,7 +58,6 @@ MAX_CAPTION_CHARS = 5000
 # on the files met before) runs in the run's own task; a bigger one is split
 # into a few chunks per worker process.
 CHUNK_MIN_FILES = 32
-CHUNKS_PER_WORKER = 4
 
 
 def legacy_import_files(run: ImportRun) -> list[Found]:
@@ -88,25 +89,13 @@ def legacy_chunk_execute(run_id: int, start: int, stop: int) -> str:
     """Import files start..stop-1 of a running import (a chunk sub-task);
     delivered twice, or beside another copy of itself, every file is still
     finished once. Ends the run when the last file is finished."""
-    run = ImportRun.objects.filter(pk=run_id, status=ImportRun.Status.RUNNING).first()
-    if run is None:
-        return "not running"
-    job = LegacyImport(run)
-    try:
+
+    def import_chunk(run: ImportRun) -> None:
+        job = LegacyImport(run)
         job.import_files(legacy_import_files(run), start, stop)
-    except RunCancelled:
-        run_finish(run, ImportRun.Status.CANCELLED, message="Cancelled")
-        return "cancelled"
-    job.finish_if_done()
-    return "done"
+        job.finish_if_done()
 
-
-def _chunks(total: int) -> list[tuple[int, int]]:
-    # A few chunks per worker process, so a slow chunk leaves no worker idle;
-    # never many, since each chunk lists the run's folders again.
-    workers = settings.Q_CLUSTER.get("workers", 1)
-    size = max(CHUNK_MIN_FILES, -(-total // (workers * CHUNKS_PER_WORKER)))
-    return [(a, min(a + size, total)) for a in range(0, total, size)]
+    return run_chunk_execute(ImportRun, run_id, import_chunk)
 
 
 class LegacyImport:
@@ -135,7 +124,7 @@ class LegacyImport:
             len(files),
             run.dry_run,
         )
-        chunks = _chunks(len(files))
+        chunks = run_chunks(len(files), min_size=CHUNK_MIN_FILES)
         if not spread or run.dry_run or len(chunks) <= 1:
             self.import_files(files, 0, len(files))
             return self.summary()
@@ -144,20 +133,13 @@ class LegacyImport:
 
     def _spread(self, files: list[Found], chunks: list[tuple[int, int]]) -> None:
         """Queue a sub-task per chunk that has files left (all, the first time)."""
-        from django_q.tasks import async_task
-
         finished = self._finished()
-        for start, stop in chunks:
-            if all((str(f.root), f.relative) in finished for f in files[start:stop]):
-                continue
-            # Q_SYNC runs it inline: the run may have ended when this returns.
-            async_task(
-                "legacy.tasks.import_legacy_chunk",
-                self.run_row.pk,
-                start,
-                stop,
-                q_options={"task_name": f"importrun-{self.run_row.pk}-{start}"},
-            )
+        left = [
+            (start, stop)
+            for start, stop in chunks
+            if not all((str(f.root), f.relative) in finished for f in files[start:stop])
+        ]
+        run_chunks_enqueue(self.run_row, "legacy.tasks.import_legacy_chunk", left)
 
     def import_files(self, files: list[Found], start: int, stop: int) -> None:
         """Import files start..stop-1 that have no finished item yet, with a

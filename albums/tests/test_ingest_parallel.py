@@ -15,7 +15,7 @@ from albums.selectors import upload_run_results
 from albums.services import upload_run_create
 from albums.tasks import ingest_upload_chunk
 from albums.tests.builders import make_album
-from imagineer_project.runs import run_claim
+from imagineer_project.runs import run_chunks, run_claim
 from imagineer_project.testing import make_image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,10 @@ def test_a_big_run_goes_through_chunk_subtasks_and_records_each_file_once(
     monkeypatch.setattr(tasks, "ingest_upload_chunk", counted)
     # Q_SYNC: the chunk sub-tasks run inline as the run queues them.
     run = make_run(django_capture_on_commit_callbacks, execute=True)
-    assert delivered == list(runs._chunks(FILES)) and len(delivered) > 2
+    assert (
+        delivered == run_chunks(FILES, min_size=runs.CHUNK_MIN_FILES)
+        and len(delivered) > 2
+    )
     assert run.status == UploadRun.Status.SUCCEEDED
     assert run.message == "8 created, 0 duplicate, 1 rejected"
     assert (run.progress_done, run.progress_total) == (FILES, FILES)
@@ -73,7 +76,7 @@ def test_chunks_in_any_order_and_twice_record_every_file_once(
 ) -> None:
     run = make_run(django_capture_on_commit_callbacks, execute=False)
     run = run_claim(UploadRun, run.pk)
-    chunks = list(runs._chunks(FILES))
+    chunks = run_chunks(FILES, min_size=runs.CHUNK_MIN_FILES)
     assert len(chunks) > 2
     for start, stop in [*reversed(chunks), *chunks]:  # backwards, then again
         ingest_upload_chunk(run.pk, start, stop)
@@ -90,7 +93,7 @@ def test_a_chunk_left_half_done_is_finished_by_the_next_delivery(
 ) -> None:
     run = make_run(django_capture_on_commit_callbacks, execute=False)
     run = run_claim(UploadRun, run.pk)
-    chunks = list(runs._chunks(FILES))
+    chunks = run_chunks(FILES, min_size=runs.CHUNK_MIN_FILES)
     start, stop = chunks[0]
     UploadFile.objects.create(  # the first file made it before a crash
         run=run, position=start, filename="0.png", status="rejected", code="x"
@@ -110,13 +113,13 @@ def test_cancel_stops_the_chunks_at_their_next_batch(
     run = make_run(django_capture_on_commit_callbacks, execute=False)
     run = run_claim(UploadRun, run.pk)
     UploadRun.objects.filter(pk=run.pk).update(cancel_requested=True)
-    start, stop = list(runs._chunks(FILES))[0]
+    start, stop = run_chunks(FILES, min_size=runs.CHUNK_MIN_FILES)[0]
     assert ingest_upload_chunk(run.pk, start, stop) == "cancelled"
     run.refresh_from_db()
     assert run.status == UploadRun.Status.CANCELLED
     assert run.files.count() == runs.ROW_BATCH  # the batch in hand, no more
     assert run.progress_done == runs.ROW_BATCH
     # The other chunks find the run no longer running and ingest nothing.
-    for a, b in list(runs._chunks(FILES))[1:]:
+    for a, b in run_chunks(FILES, min_size=runs.CHUNK_MIN_FILES)[1:]:
         assert ingest_upload_chunk(run.pk, a, b) == "not running"
     assert run.files.count() == runs.ROW_BATCH

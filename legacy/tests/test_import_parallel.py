@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from albums.models import Album, Image
-from imagineer_project.runs import run_claim
+from imagineer_project.runs import run_chunks, run_claim
 from legacy import runs, tasks
 from legacy.models import ImportItem, ImportRun
 from legacy.selectors import import_summary
@@ -55,7 +55,7 @@ def queued_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ImportRun:
 
 
 def chunks() -> list[tuple[int, int]]:
-    return runs._chunks(FILES)
+    return run_chunks(FILES, min_size=runs.CHUNK_MIN_FILES)
 
 
 def assert_imported_once(run: ImportRun) -> None:
