@@ -59,14 +59,14 @@ def register() -> None:
     register_link(
         "collect",
         "Upload into an album",
-        lambda: admin_url("admin:albums_album_changelist"),
+        "admin:albums_album_changelist",
         permission="albums.change_album",
         order=10,
     )
     register_link(
         "collect",
         "New album",
-        lambda: admin_url("admin:albums_album_add"),
+        "admin:albums_album_add",
         permission="albums.add_album",
         order=15,
     )

@@ -29,7 +29,7 @@ from django.contrib import admin
 from django.db import connection
 from django.db.models import Model, Q, QuerySet, Value
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from imagineer_project.runs import BaseRun, run_models
 
@@ -76,7 +76,7 @@ class _Counter:
 class _Link:
     order: int
     label: str
-    url: Callable[[], str]
+    url_name: str  # reversed when the page is drawn (URLs load after ready())
     permission: str
 
 
@@ -109,14 +109,15 @@ def register_counts(
 def register_link(
     stage: str,
     label: str,
-    url: Callable[[], str],
+    url_name: str,
     *,
     permission: str,
     order: int = 100,
 ) -> None:
-    """A start link in `stage`'s panel, for users with `permission`."""
+    """A start link in `stage`'s panel to the URL named `url_name`, for users
+    with `permission`."""
     _check_stage(stage)
-    _links[(stage, label)] = _Link(order, label, url, permission)
+    _links[(stage, label)] = _Link(order, label, url_name, permission)
 
 
 def register_onward(model_label: str, fn: OnwardFn, *, order: int = 100) -> None:
@@ -138,15 +139,9 @@ def count_rows(*querysets: QuerySet[Any]) -> list[int]:
         return list(cursor.fetchone())
 
 
-def admin_url(name: str, *args: Any, query: str = "", fallback: str = "") -> str:
-    """reverse(name) with an optional query; `fallback` when the URL is not
-    there (yet): a page another app adds in a later change."""
-    try:
-        url = reverse(name, args=args)
-    except NoReverseMatch:
-        if not fallback:
-            raise
-        url = fallback
+def admin_url(name: str, *args: Any, query: str = "") -> str:
+    """reverse(name, args) with an optional query string."""
+    url = reverse(name, args=args)
     return f"{url}?{query}" if query else url
 
 
@@ -176,7 +171,7 @@ def workflow_stages(request: HttpRequest) -> list[dict[str, Any]]:
                     for count in counter.fn()
                 ],
                 "links": [
-                    {"label": link.label, "url": link.url()}
+                    {"label": link.label, "url": reverse(link.url_name)}
                     for link in links
                     if user.has_perm(link.permission)
                 ],

@@ -37,15 +37,12 @@ def album_label(request: HttpRequest, album: Album) -> list[tuple[str, str]]:
     return [("Label with Claude", url)]
 
 
-def review_url(query: str = "") -> str:
-    """The review grid (labeling's page on the image admin)."""
-    return admin_url("admin:albums_image_review", query=query)
-
-
 def album_review(request: HttpRequest, album: Album) -> list[tuple[str, str]]:
     if not request.user.has_perm("albums.change_image"):
         return []
-    return [("Review", review_url(f"album={album.pk}"))]
+    # The review grid: labeling's page on the image admin.
+    url = admin_url("admin:albums_image_review", query=f"album={album.pk}")
+    return [("Review", url)]
 
 
 def register() -> None:
@@ -55,21 +52,21 @@ def register() -> None:
     register_link(
         "label",
         "Label with Claude",
-        lambda: admin_url("admin:albums_album_changelist"),
+        "admin:albums_album_changelist",
         permission="labeling.add_labelingjob",
         order=10,
     )
     register_link(
         "label",
         "Labels",
-        lambda: admin_url("admin:labeling_label_changelist"),
+        "admin:labeling_label_changelist",
         permission="labeling.view_label",
         order=20,
     )
     register_link(
         "curate",
         "Review grid",
-        review_url,
+        "admin:albums_image_review",
         permission="albums.change_image",
         order=10,
     )

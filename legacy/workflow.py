@@ -26,7 +26,7 @@ def register() -> None:
     register_link(
         "collect",
         "Legacy import",
-        lambda: admin_url("admin:legacy_importrun_add"),
+        "admin:legacy_importrun_add",
         permission="legacy.add_importrun",
         order=30,
     )

@@ -42,7 +42,7 @@ def register() -> None:
     register_link(
         "collect",
         "New scrape",
-        lambda: admin_url("admin:scraping_scrapejob_add"),
+        "admin:scraping_scrapejob_add",
         permission="scraping.add_scrapejob",
         order=20,
     )

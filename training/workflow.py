@@ -119,28 +119,28 @@ def register() -> None:
     register_link(
         "train",
         "Train a LoRA",
-        lambda: admin_url("admin:training_trainingrun_add"),
+        "admin:training_trainingrun_add",
         permission="training.add_trainingrun",
         order=10,
     )
     register_link(
         "train",
         "Dataset versions",
-        lambda: admin_url("admin:training_datasetversion_changelist"),
+        "admin:training_datasetversion_changelist",
         permission="training.view_datasetversion",
         order=20,
     )
     register_link(
         "generate",
         "Generate",
-        lambda: admin_url("admin:training_generationjob_add"),
+        "admin:training_generationjob_add",
         permission=GENERATE,
         order=10,
     )
     register_link(
         "generate",
         "Make a set",
-        lambda: admin_url("admin:training_setrun_add"),
+        "admin:training_setrun_add",
         permission="training.add_setrun",
         order=20,
     )
