@@ -90,12 +90,13 @@ def labeling_estimate(
     force: bool = False,
     batch: bool = False,
     tokens: TokensPerImage | None = None,
+    total: int | None = None,
 ) -> CostEstimate:
-    """What labeling `images` in `style` would cost (two COUNT queries, plus
-    one for the measured tokens unless `tokens` is given). `batch`: at the
-    Message Batches discount."""
+    """What labeling `images` in `style` would cost (two COUNT queries, less
+    the one for `total` when given, plus one for the measured tokens unless
+    `tokens` is given). `batch`: at the Message Batches discount."""
     tokens = tokens or tokens_per_image()
-    total = images.count()
+    total = images.count() if total is None else total
     skipped = 0 if force else _already_labeled(images, style).count()
     count = total - skipped
     per_image = claude.request_cost(round(tokens.input), round(tokens.output))
@@ -108,10 +109,10 @@ def labeling_estimate(
 def labeling_estimates(images: QuerySet[Image]) -> dict[str, CostEstimate]:
     """The estimate for each choice the labeling form offers that changes it,
     keyed `<style>-<force 0/1>` (the batch discount is said beside them)."""
-    tokens = tokens_per_image()
+    tokens, total = tokens_per_image(), images.count()
     return {
         f"{style}-{int(force)}": labeling_estimate(
-            images=images, style=style, force=force, tokens=tokens
+            images=images, style=style, force=force, tokens=tokens, total=total
         )
         for style in LabelingJob.Style.values
         for force in (False, True)
