@@ -20,17 +20,12 @@ from training.ml.generate import (
     stack_key,
 )
 from training.ml.kohya import save_kohya_lora
+from training.tests.test_ml_generate import pixels
 
 # diffusers' schedulers trip a numpy 2 deprecation on every timestep setup.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation:DeprecationWarning"
 )
-
-
-def pixels(image: Any) -> Any:
-    import numpy as np
-
-    return np.asarray(image, dtype=np.int16)
 
 
 def spec(*loras: LoraSpec) -> GenerateSpec:
