@@ -9,6 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
+# transformer: every Linear and 1x1 conv inside the UNet's transformer blocks
+# (kohya sd-scripts' default set); attention: the attention projections only;
+# transformer+conv: the transformer set plus the 3x3 convs of the resnets and
+# down/upsamplers as LoCon, at `conv_rank`.
+LORA_TARGET_CHOICES = ("transformer", "attention", "transformer+conv")
+OPTIMIZER_CHOICES = ("adamw", "adamw8bit", "prodigy")
+SCHEDULER_CHOICES = (
+    "constant",
+    "constant_with_warmup",
+    "cosine",
+    "cosine_with_restarts",
+    "linear",
+)
+LOSS_CHOICES = ("l2", "huber")
+# Model families, detected from the base model's config (training.ml.family).
+FAMILY_CHOICES = ("sd1", "sd2", "sdxl")
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,30 @@ class TrainConfig:
     # How the LoRA's metadata names the base model (a local folder's name, not
     # its path); `base_model` when empty.
     base_model_name: str = ""
+    # --- network (training.ml.network) ---
+    lora_targets: str = "transformer"
+    conv_rank: int = 4  # LoCon rank of the 3x3 convs (transformer+conv only)
+    conv_alpha: float = 1.0
+    train_text_encoder: bool = False  # LoRA on the text encoder(s) too
+    text_encoder_lr: float = 5e-5
+    # --- data (training.ml.buckets, captions, dataset) ---
+    bucketing: bool = True  # aspect-ratio buckets; off: square crops
+    bucket_min_side: int = 0  # 0: resolution // 2
+    bucket_max_side: int = 0  # 0: resolution * 2
+    bucket_step: int = 64
+    shuffle_tags: bool = False  # shuffle comma-separated tags after keep_tokens
+    keep_tokens: int = 0  # leading tags that stay in place (the trigger always does)
+    caption_dropout: float = 0.0  # chance a caption is replaced by ""
+    reg_weight: float = 1.0  # loss weight of regularisation images
+    # --- optimisation (training.ml.optim, loss) ---
+    optimizer: str = "adamw"
+    lr_scheduler: str = "constant_with_warmup"
+    lr_cycles: int = 1  # cosine_with_restarts: number of cycles
+    loss_type: str = "l2"
+    huber_c: float = 0.1
+    min_snr_gamma: float = 0.0  # 0: off; 5 is the paper's value
+    noise_offset: float = 0.0
+    compile_unet: bool = False  # torch.compile the UNet (CUDA only)
 
     def problems(self) -> list[str]:
         """Human-readable reasons this config cannot run; empty when it can."""
@@ -77,6 +117,27 @@ class TrainConfig:
             found.append(f"mixed_precision must be one of {MIXED_PRECISION_CHOICES}")
         if not self.output_name or "/" in self.output_name or "\\" in self.output_name:
             found.append("output_name must be a plain file name without extension")
+        choices = {
+            "lora_targets": (self.lora_targets, LORA_TARGET_CHOICES),
+            "optimizer": (self.optimizer, OPTIMIZER_CHOICES),
+            "lr_scheduler": (self.lr_scheduler, SCHEDULER_CHOICES),
+            "loss_type": (self.loss_type, LOSS_CHOICES),
+        }
+        found += [
+            f"{name} must be one of {allowed}"
+            for name, (value, allowed) in choices.items()
+            if value not in allowed
+        ]
+        if self.conv_rank < 1 or self.lr_cycles < 1 or self.bucket_step < 8:
+            found.append("conv_rank and lr_cycles must be at least 1, bucket_step 8")
+        if not 0 <= self.caption_dropout < 1:
+            found.append("caption_dropout must be at least 0 and below 1")
+        if min(self.keep_tokens, self.bucket_min_side, self.bucket_max_side) < 0:
+            found.append("keep_tokens and bucket sides cannot be negative")
+        if min(self.min_snr_gamma, self.noise_offset, self.reg_weight) < 0:
+            found.append("min_snr_gamma, noise_offset, reg_weight cannot be negative")
+        if self.text_encoder_lr <= 0 or self.conv_alpha <= 0 or self.huber_c <= 0:
+            found.append("text_encoder_lr, conv_alpha and huber_c must be positive")
         return found
 
 
@@ -84,6 +145,8 @@ class TrainConfig:
 class TrainSample:
     image_path: str
     caption: str
+    # Times the image counts per epoch (kohya's `N_concept` folder count).
+    repeats: int = 1
 
 
 @dataclass(frozen=True)
@@ -110,6 +173,10 @@ class TrainResult:
     metadata: dict[str, str] = field(default_factory=dict)
     base_model_hash: str = ""
     library_versions: dict[str, str] = field(default_factory=dict)
+    family: str = "sd1"  # of the base model: one of FAMILY_CHOICES
+    # LoRA modules per part: {"unet": 192, "text_encoder": 72} (SDXL:
+    # "text_encoder_1", "text_encoder_2").
+    module_counts: dict[str, int] = field(default_factory=dict)
 
 
 class TrainingError(Exception):
