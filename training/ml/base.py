@@ -14,8 +14,13 @@ from training.ml.config import InvalidTrainingInput
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_CLASSES = ("StableDiffusionPipeline",)
+PIPELINE_CLASSES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+# The component folders each pipeline class needs.
+CLASS_COMPONENTS = {
+    "StableDiffusionPipeline": COMPONENTS,
+    "StableDiffusionXLPipeline": (*COMPONENTS, "text_encoder_2", "tokenizer_2"),
+}
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 LIBRARIES = ("torch", "diffusers", "peft", "transformers", "safetensors", "accelerate")
 
@@ -64,10 +69,10 @@ def local_model_folder(base_model: str) -> Path:
         raise InvalidTrainingInput(f"{index} is not readable JSON: {exc}") from exc
     if class_name not in PIPELINE_CLASSES:
         raise InvalidTrainingInput(
-            f"Base model {base_model!r} is a {class_name}, not a Stable Diffusion 1.x "
-            f"pipeline ({', '.join(PIPELINE_CLASSES)})."
+            f"Base model {base_model!r} is a {class_name}, not a Stable Diffusion "
+            f"1.x/2.x or SDXL pipeline ({', '.join(PIPELINE_CLASSES)})."
         )
-    missing = [c for c in COMPONENTS if not (folder / c).is_dir()]
+    missing = [c for c in CLASS_COMPONENTS[class_name] if not (folder / c).is_dir()]
     if missing:
         raise InvalidTrainingInput(
             f"Base model {base_model!r} lacks the component folders: "
@@ -77,27 +82,59 @@ def local_model_folder(base_model: str) -> Path:
 
 
 def load_pipeline(base_model: str, *, torch_dtype: Any = None) -> Any:
-    """`StableDiffusionPipeline.from_pretrained` with clear errors, no safety checker.
+    """The base model's pipeline, loaded with clear errors: a
+    StableDiffusionXLPipeline for SDXL, else a StableDiffusionPipeline (SD 1.x
+    and 2.x) without safety checker.
 
     Hub ids load from the local cache only when HF_HUB_OFFLINE is set (always
     the case in this project's workers and tests).
     """
-    from diffusers import StableDiffusionPipeline
+    import diffusers
 
-    source: str | Path = (
-        local_model_folder(base_model) if is_local(base_model) else base_model
+    if is_local(base_model):
+        source: str | Path = local_model_folder(base_model)
+        class_name = pipeline_class_name(source)
+    else:
+        source = base_model
+        class_name = _cached_class_name(base_model)
+    kwargs: dict[str, Any] = (
+        {"add_watermarker": False}  # no invisible-watermark dependency
+        if class_name == "StableDiffusionXLPipeline"
+        else {"safety_checker": None, "requires_safety_checker": False}
     )
-    kwargs: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
     if torch_dtype is not None and str(torch_dtype) != "torch.float32":
         kwargs[_dtype_keyword()] = torch_dtype
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(source, **kwargs)
+        pipe = getattr(diffusers, class_name).from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise InvalidTrainingInput(
             f"Could not load base model {base_model!r}: {exc}"
         ) from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def pipeline_class_name(folder: Path) -> str:
+    """model_index.json's `_class_name` ("" when unreadable)."""
+    try:
+        return str(json.loads((folder / "model_index.json").read_text())["_class_name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _cached_class_name(base_model: str) -> str:
+    """The pipeline class of a hub model's cached snapshot; the SD one when there
+    is none (loading then fails with the hub's own message) or it is another."""
+    folder = resolve_model_folder(base_model)
+    name = pipeline_class_name(folder) if folder is not None else ""
+    if name not in PIPELINE_CLASSES:
+        if name:
+            raise InvalidTrainingInput(
+                f"Base model {base_model!r} is a {name}, not a Stable Diffusion "
+                f"1.x/2.x or SDXL pipeline ({', '.join(PIPELINE_CLASSES)})."
+            )
+        return "StableDiffusionPipeline"
+    return name
 
 
 def _dtype_keyword() -> str:

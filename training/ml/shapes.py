@@ -1,8 +1,9 @@
-"""Component shapes of Stable Diffusion 1.5 and of the tiny test model, and one
-function that assembles a random-weight pipeline from them.
+"""Component shapes of Stable Diffusion 1.5, SDXL and of their tiny test models,
+and the functions that assemble random-weight pipelines from them.
 
-The tiny model (training.ml.tiny) and the benchmarks (bench/train.py,
-bench/generate.py) build from these, so "the SD 1.5 shape" means one thing.
+The tiny models (training.ml.tiny) and the benchmarks (bench/train.py,
+bench/generate.py) build from these, so "the SD 1.5 shape" and "the SDXL
+shape" mean one thing each.
 """
 
 from __future__ import annotations
@@ -74,6 +75,98 @@ TINY_TEXT: dict[str, Any] = {
     "projection_dim": 32,
 }
 
+# SDXL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0's configs). The UNet
+# has no attention at the highest resolution, 1/2/10 transformer layers per
+# level, 64-wide heads, and conditions on te1 (768) ++ te2 (1280) = 2048 wide
+# states plus the "text_time" embedding: 6 size ids x 256 + 1280 pooled = 2816.
+SDXL_UNET: dict[str, Any] = {
+    "sample_size": 128,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
+    "block_out_channels": (320, 640, 1280),
+    "down_block_types": (
+        "DownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+    ),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "transformer_layers_per_block": (1, 2, 10),
+    "attention_head_dim": (5, 10, 20),
+    "cross_attention_dim": 2048,
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64,
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+}
+SDXL_TEXT: dict[str, Any] = {  # CLIP ViT-L/14, as SD 1.5's
+    **SD15_TEXT,
+}
+SDXL_TEXT_2: dict[str, Any] = {  # OpenCLIP ViT-bigG/14, with its projection
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_attention_heads": 20,
+    "num_hidden_layers": 32,
+    "max_position_embeddings": 77,
+    "projection_dim": 1280,
+    "hidden_act": "gelu",
+}
+SDXL_VAE: dict[str, Any] = {
+    **SD15_VAE,
+    "sample_size": 1024,
+    "scaling_factor": 0.13025,
+    "force_upcast": True,
+}
+# The tiny SDXL: SDXL's structure (no attention at the top level, two
+# transformer layers at the next, linear projections, text_time embedding)
+# at test size. The two text encoders differ in width (32 and 64) so their
+# order in the 96-wide context is visible; 6 x 8 time ids + the 32-wide pooled
+# projection = 80.
+TINY_TEXT_2: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 37,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "max_position_embeddings": 77,
+    "projection_dim": 32,
+    "hidden_act": "gelu",
+}
+TINY_SDXL_UNET: dict[str, Any] = {
+    "sample_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 1,
+    "block_out_channels": (32, 64),
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "transformer_layers_per_block": (1, 2),
+    "attention_head_dim": (2, 4),
+    "cross_attention_dim": 32 + 64,
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 8,
+    "projection_class_embeddings_input_dim": 6 * 8 + 32,
+    "norm_num_groups": 32,
+}
+TINY_SDXL_VAE: dict[str, Any] = {
+    **TINY_VAE,
+    "scaling_factor": 0.13025,
+    "force_upcast": True,
+}
+
+
+def _text_config(tokenizer: Any, text: dict[str, Any]) -> Any:  # CLIPTextConfig
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **text,
+    )
+
 
 def assemble_pipeline(
     unet: dict[str, Any],
@@ -92,7 +185,7 @@ def assemble_pipeline(
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     from training.ml.tokenizer import byte_level_tokenizer
 
@@ -102,15 +195,7 @@ def assemble_pipeline(
         torch.manual_seed(seed)
         unet_model = UNet2DConditionModel(**unet)
         vae_model = AutoencoderKL(**vae)
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                **text,
-            )
-        )
+        text_encoder = CLIPTextModel(_text_config(tokenizer, text))
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -128,4 +213,53 @@ def assemble_pipeline(
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+
+
+def assemble_sdxl_pipeline(
+    unet: dict[str, Any],
+    vae: dict[str, Any],
+    text: dict[str, Any],
+    text_2: dict[str, Any],
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+) -> Any:  # StableDiffusionXLPipeline
+    """A random-weight SDXL pipeline of these shapes, seeded, with the offline
+    byte-level tokenizer for both encoders and SDXL base's Euler schedule."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from training.ml.tokenizer import byte_level_tokenizer
+
+    tokenizer = byte_level_tokenizer()
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(seed)
+        unet_model = UNet2DConditionModel(**unet)
+        vae_model = AutoencoderKL(**vae)
+        text_encoder = CLIPTextModel(_text_config(tokenizer, text))
+        text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer, text_2))
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae_model,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=byte_level_tokenizer(),
+        unet=unet_model,
+        scheduler=scheduler,
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
     )

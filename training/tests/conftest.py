@@ -147,3 +147,14 @@ def loras(
         base_model=str(gen_env),
     )
     return first, second
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real SDXL pipeline on disk (two text encoders, text_time
+    conditioning), built once per session."""
+    from training.ml.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline(
+        tmp_path_factory.mktemp("ml-xl") / "tiny-sdxl", family="sdxl"
+    )

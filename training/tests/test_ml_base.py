@@ -43,15 +43,38 @@ def test_an_uncached_hub_model_has_no_hash_and_does_not_load() -> None:
 
 
 def test_other_pipelines_are_refused_by_name(tiny_base: Path, tmp_path: Path) -> None:
-    copy = Path(shutil.copytree(tiny_base, tmp_path / "xl"))
+    copy = Path(shutil.copytree(tiny_base, tmp_path / "odd"))
     index = copy / "model_index.json"
-    index.write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
-    with pytest.raises(InvalidTrainingInput, match="is a StableDiffusionXLPipeline"):
+    index.write_text(json.dumps({"_class_name": "KandinskyPipeline"}))
+    with pytest.raises(InvalidTrainingInput, match="is a KandinskyPipeline"):
         load_pipeline(str(copy))
     index.write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     shutil.rmtree(copy / "unet")
     with pytest.raises(InvalidTrainingInput, match="lacks the component folders: unet"):
         load_pipeline(str(copy))
+
+
+def test_an_sdxl_folder_needs_its_second_text_encoder(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(tiny_base, tmp_path / "xl"))
+    (copy / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionXLPipeline"})
+    )
+    with pytest.raises(
+        InvalidTrainingInput,
+        match="lacks the component folders: text_encoder_2, tokenizer_2",
+    ):
+        load_pipeline(str(copy))
+
+
+def test_sdxl_and_sd_folders_load_as_their_own_pipelines(
+    tiny_base: Path, tiny_sdxl_base: Path
+) -> None:
+    sdxl = load_pipeline(str(tiny_sdxl_base))
+    assert type(sdxl).__name__ == "StableDiffusionXLPipeline"
+    assert sdxl.text_encoder_2 is not None and sdxl.tokenizer_2 is not None
+    assert type(load_pipeline(str(tiny_base))).__name__ == "StableDiffusionPipeline"
 
 
 def test_library_versions_name_the_ml_stack() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,54 @@ def test_it_loads_as_an_sd_pipeline_with_a_working_tokenizer(tiny_base: Path) ->
     assert ids[0] == tokenizer.bos_token_id
     assert ids[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(ids, skip_special_tokens=True) == "a cat !"
+
+
+def test_the_tiny_sdxl_builds_deterministically_offline(
+    tiny_sdxl_base: Path, tmp_path: Path
+) -> None:
+    files = digest(tiny_sdxl_base)
+    assert "text_encoder_2/model.safetensors" in files
+    assert "tokenizer_2/tokenizer_config.json" in files
+    assert digest(build_tiny_pipeline(tmp_path / "again", family="sdxl")) == files
+    assert build_tiny_pipeline(tiny_sdxl_base, family="sdxl") == tiny_sdxl_base
+
+
+def test_the_tiny_sdxl_loads_as_an_sdxl_pipeline(tiny_sdxl_base: Path) -> None:
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from transformers import CLIPTextModelWithProjection
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_base)
+    assert isinstance(pipe.scheduler, EulerDiscreteScheduler)
+    assert isinstance(pipe.text_encoder_2, CLIPTextModelWithProjection)
+    unet = pipe.unet.config
+    assert unet.addition_embed_type == "text_time"
+    # Its context is both encoders' states side by side; its added embedding
+    # takes six size ids and the second encoder's pooled projection.
+    hidden = pipe.text_encoder.config.hidden_size
+    assert unet.cross_attention_dim == hidden + pipe.text_encoder_2.config.hidden_size
+    projection = pipe.text_encoder_2.config.projection_dim
+    assert pipe.unet.add_embedding.linear_1.in_features == (
+        6 * unet.addition_time_embed_dim + projection
+    )
+    assert pipe.vae.config.scaling_factor == 0.13025
+
+
+def test_an_unknown_family_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="No tiny 'flux' pipeline"):
+        build_tiny_pipeline(tmp_path / "x", family="flux")
+    assert not (tmp_path / "x").exists()
+
+
+def test_make_tiny_model_builds_the_sdxl_one(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command(
+        "make_tiny_model", str(tmp_path / "xl"), "--family", "sdxl", stdout=out
+    )
+    folder = Path(out.getvalue().strip())
+    assert folder == (tmp_path / "xl").resolve()
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline"
