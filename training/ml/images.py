@@ -1,4 +1,4 @@
-"""Turning training images into square RGB tensors the VAE can encode."""
+"""Reading training images upright in RGB and turning them into VAE inputs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
+from training.ml.buckets import fit_to_bucket
 from training.ml.config import InvalidTrainingInput, TrainSample
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ _UNREADABLE: tuple[type[Exception], ...] = (
     ValueError,
     Image.DecompressionBombError,
 )
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 def check_readable(samples: list[TrainSample]) -> None:
@@ -63,21 +65,25 @@ def load_rgb(path: str | Path, min_side: int = 0) -> Image.Image:
     return image.convert("RGB")
 
 
+def upright_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the image as `load_rgb` returns it, from the header only.
+
+    EXIF orientations 5-8 turn the picture a quarter, swapping the sides.
+    """
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+            orientation = opened.getexif().get(_ORIENTATION, 1)
+    except _UNREADABLE as exc:
+        raise InvalidTrainingInput(f"Cannot read training image {path}: {exc}") from exc
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def square_crop(
     image: Image.Image, size: int, *, center: bool, rng: random.Random
 ) -> Image.Image:
     """Resize the short side to `size`, then crop a square (centred or random)."""
-    width, height = image.size
-    scale = size / min(width, height)
-    resized = (max(size, round(width * scale)), max(size, round(height * scale)))
-    if resized != image.size:
-        image = image.resize(resized, Image.Resampling.LANCZOS)
-    spare_x, spare_y = image.width - size, image.height - size
-    if center:
-        left, top = spare_x // 2, spare_y // 2
-    else:
-        left, top = rng.randint(0, spare_x), rng.randint(0, spare_y)
-    return image.crop((left, top, left + size, top + size))
+    return fit_to_bucket(image, (size, size), center=center, rng=rng)[0]
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
