@@ -6,6 +6,10 @@ UNet becomes the prefix
 three tensors under it: `.lora_down.weight` (peft's lora_A, rank x in),
 `.lora_up.weight` (lora_B, out x rank) and `.alpha` (a 0-d tensor). The
 effective scale is alpha / rank, as in peft.
+
+Text encoders: `lora_te_` (SD 1.x/2.x), `lora_te1_` and `lora_te2_` (SDXL's
+CLIP ViT-L and OpenCLIP bigG). A 3x3 conv ("LoCon") keeps its 4-D shapes:
+lora_down is a conv (rank, in, kh, kw) and lora_up a 1x1 conv (out, rank, 1, 1).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-PREFIXES = ("lora_unet_", "lora_te_")
+PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+SDXL_TEXT_PREFIXES = ("lora_te1_", "lora_te2_")
 SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 _PEFT_PARTS = {
     ".lora_A.weight": ".lora_down.weight",
@@ -57,7 +62,13 @@ def kohya_name(peft_key: str, prefix: str = "lora_unet_") -> str:
     if part is None:
         raise ValueError(f"Not a peft LoRA weight: {peft_key!r}")
     module = peft_key[: -len(part)].removeprefix("base_model.model.")
-    return prefix + module.replace(".", "_") + _PEFT_PARTS[part]
+    return kohya_module_name(module, prefix) + _PEFT_PARTS[part]
+
+
+def kohya_module_name(module_path: str, prefix: str = "lora_unet_") -> str:
+    """The kohya name of a module: `mid_block.attentions.0.proj_in` becomes
+    `lora_unet_mid_block_attentions_0_proj_in`."""
+    return prefix + module_path.replace(".", "_")
 
 
 def kohya_key_problems(state_dict_or_path: Mapping[str, Any] | str | Path) -> list[str]:
@@ -76,26 +87,46 @@ def kohya_key_problems(state_dict_or_path: Mapping[str, Any] | str | Path) -> li
         suffix = next((s for s in SUFFIXES if key.endswith(s)), None)
         if not key.startswith(PREFIXES) or suffix is None:
             problems.append(
-                f"{key}: expected lora_unet_/lora_te_<module>{'|'.join(SUFFIXES)}"
+                f"{key}: expected {'/'.join(PREFIXES)}<module>{'|'.join(SUFFIXES)}"
             )
             continue
         modules.setdefault(key[: -len(suffix)], {})[suffix] = tensor
+    if any(m.startswith("lora_te_") for m in modules) and any(
+        m.startswith(SDXL_TEXT_PREFIXES) for m in modules
+    ):
+        problems.append(
+            "mixes lora_te_ (SD 1.x/2.x) and lora_te1_/lora_te2_ (SDXL) keys"
+        )
     for module, parts in sorted(modules.items()):
         missing = [s for s in SUFFIXES if s not in parts]
         if missing:
             problems.append(f"{module}: missing {', '.join(missing)}")
             continue
-        down, up, alpha = (parts[s] for s in SUFFIXES)
-        if down.ndim < 2 or up.ndim < 2 or down.shape[0] != up.shape[1]:
-            problems.append(
-                f"{module}: lora_down {tuple(down.shape)} and lora_up "
-                f"{tuple(up.shape)} disagree on the rank"
-            )
-        if alpha.numel() != 1:
-            problems.append(
-                f"{module}: alpha should be a scalar, has shape {tuple(alpha.shape)}"
-            )
+        problems += _shape_problems(module, *(parts[s] for s in SUFFIXES))
     return problems
+
+
+def _shape_problems(module: str, down: Any, up: Any, alpha: Any) -> list[str]:
+    """A module's LoRA is 2-D (Linear) or 4-D (conv, with a 1x1 lora_up)."""
+    found = []
+    down_shape, up_shape = tuple(down.shape), tuple(up.shape)
+    if down.ndim not in (2, 4) or up.ndim != down.ndim:
+        found.append(
+            f"{module}: lora_down {down_shape} and lora_up {up_shape} should both "
+            "be 2-D (Linear) or 4-D (conv)"
+        )
+    elif down_shape[0] != up_shape[1]:
+        found.append(
+            f"{module}: lora_down {down_shape} and lora_up {up_shape} "
+            "disagree on the rank"
+        )
+    elif up.ndim == 4 and up_shape[2:] != (1, 1):
+        found.append(f"{module}: a conv lora_up should be 1x1, is {up_shape}")
+    if alpha.numel() != 1:
+        found.append(
+            f"{module}: alpha should be a scalar, has shape {tuple(alpha.shape)}"
+        )
+    return found
 
 
 def save_kohya_lora(
@@ -153,6 +184,17 @@ def read_lora_metadata(path: str | Path) -> dict[str, str]:
         return dict(handle.metadata() or {})
 
 
+# ss_base_model_version as sd-scripts writes it (its model_util spells SD 1/2
+# "sd" + "_v1"/"_v2" + "_v" for v-prediction; SDXL is "sdxl_base_v1-0").
+BASE_MODEL_VERSIONS = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
+
+
+def kohya_base_model_version(family: str, v_prediction: bool = False) -> str:
+    """`ss_base_model_version`: "sd_v1", "sd_v2", "sd_v2_v", "sdxl_base_v1-0"."""
+    version = BASE_MODEL_VERSIONS[family]
+    return version + "_v" if v_prediction and family != "sdxl" else version
+
+
 def kohya_metadata(
     *,
     output_name: str,
@@ -160,23 +202,104 @@ def kohya_metadata(
     rank: int,
     alpha: float,
     steps: int,
+    family: str = "sd1",
+    v_prediction: bool = False,
+    lora_targets: str | None = None,
+    conv_rank: int | None = None,
+    conv_alpha: float | None = None,
+    max_train_steps: int | None = None,
+    resolution: int | tuple[int, int] | None = None,
+    num_train_images: int | None = None,
+    tag_frequency: Mapping[str, Mapping[str, int]] | None = None,
+    dataset_dirs: Mapping[str, Mapping[str, int]] | None = None,
+    learning_rate: float | None = None,
+    unet_lr: float | None = None,
+    text_encoder_lr: float | None = None,
+    lr_scheduler: str | None = None,
+    optimizer: str | None = None,
+    noise_offset: float | None = None,
+    min_snr_gamma: float | None = None,
+    caption_dropout_rate: float | None = None,
+    shuffle_caption: bool | None = None,
+    keep_tokens: int | None = None,
+    enable_bucket: bool | None = None,
+    min_bucket_reso: int | None = None,
+    max_bucket_reso: int | None = None,
+    bucket_info: Mapping[str, Any] | None = None,
+    mixed_precision: str | None = None,
+    seed: int | None = None,
+    training_comment: str | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The `ss_*` keys kohya-ss writes that UIs show, plus our own fields (`extra`)."""
+    """sd-scripts' `ss_*` metadata, every value a string, plus ours (`extra`).
+
+    Arguments left at None are not written. The shapes follow sd-scripts, so
+    A1111, ComfyUI and Civitai-style tools read them: `resolution` (an int for
+    a square, or (width, height)) becomes "(512, 512)"; `tag_frequency` is
+    {dataset_dir: {tag: count}} and `dataset_dirs` {dataset_dir: {"n_repeats":
+    r, "img_count": n}}, both written as JSON, like `bucket_info`; booleans
+    are "True"/"False"; floats their repr. `ss_network_args` holds conv_dim
+    and conv_alpha (as strings, as sd-scripts' command line gives them) when
+    the network has LoCon modules, and is left out otherwise, as sd-scripts
+    does without network args. `family` is ours too ("sd1", "sd2", "sdxl").
+    """
     meta = {
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(rank),
         "ss_network_alpha": _number(alpha),
-        "ss_base_model_version": "sd_v1",
-        "ss_v2": "False",
+        "ss_base_model_version": kohya_base_model_version(family, v_prediction),
+        "ss_v2": str(family == "sd2"),
         "ss_sd_model_name": base_model,
         "ss_output_name": output_name,
         "ss_steps": str(steps),
-        "ss_max_train_steps": str(steps),
-        "ss_network_args": json.dumps({"target": "unet attention projections"}),
+        "ss_max_train_steps": str(max_train_steps or steps),
+        "family": family,
     }
+    if conv_rank is not None:
+        args = {"conv_dim": str(conv_rank), "conv_alpha": _number(conv_alpha or 1.0)}
+        meta["ss_network_args"] = json.dumps(args)
+    if isinstance(resolution, int):
+        resolution = (resolution, resolution)
+    optional = {
+        "lora_targets": lora_targets,
+        "ss_resolution": str(tuple(resolution)) if resolution else None,
+        "ss_num_train_images": num_train_images,
+        "ss_tag_frequency": tag_frequency,
+        "ss_dataset_dirs": dataset_dirs,
+        "ss_learning_rate": learning_rate,
+        "ss_unet_lr": unet_lr,
+        "ss_text_encoder_lr": text_encoder_lr,
+        "ss_lr_scheduler": lr_scheduler,
+        "ss_optimizer": optimizer,
+        "ss_noise_offset": noise_offset,
+        "ss_min_snr_gamma": min_snr_gamma,
+        "ss_caption_dropout_rate": caption_dropout_rate,
+        "ss_shuffle_caption": shuffle_caption,
+        "ss_keep_tokens": keep_tokens,
+        "ss_enable_bucket": enable_bucket,
+        "ss_min_bucket_reso": min_bucket_reso,
+        "ss_max_bucket_reso": max_bucket_reso,
+        "ss_bucket_info": bucket_info,
+        "ss_mixed_precision": mixed_precision,
+        "ss_seed": seed,
+        "ss_training_comment": training_comment,
+    }
+    meta.update({k: _text(v) for k, v in optional.items() if v is not None})
     meta.update(extra or {})
     return meta
+
+
+def _text(value: Any) -> str:
+    """A metadata value as sd-scripts writes it: JSON for mappings, repr for floats."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
 
 
 def _number(value: float) -> str:

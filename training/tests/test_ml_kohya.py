@@ -62,8 +62,8 @@ def test_the_validator_names_each_problem() -> None:
     bad[f"{KOHYA_ATTN1}_to_out_0.lora_up.weight"] = torch.zeros(64, 3)
     bad["unet.something.lora.down.weight"] = torch.zeros(1)
     assert kohya_key_problems(bad) == [
-        "unet.something.lora.down.weight: expected lora_unet_/lora_te_<module>"
-        ".lora_down.weight|.lora_up.weight|.alpha",
+        "unet.something.lora.down.weight: expected lora_unet_/lora_te_/lora_te1_/"
+        "lora_te2_<module>.lora_down.weight|.lora_up.weight|.alpha",
         f"{KOHYA_ATTN1}_to_k: missing .lora_up.weight",
         f"{KOHYA_ATTN1}_to_out_0: lora_down (4, 64) and lora_up (64, 3) "
         "disagree on the rank",
