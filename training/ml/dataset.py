@@ -11,6 +11,7 @@ state, so a resumed run continues the same sequence.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -100,56 +101,45 @@ class LatentCache:
         sizes = [upright_size(s.image_path) for s in samples]
         buckets = [_bucket_of(w, h, config) for w, h in sizes]
         crop_rng = random.Random(config.seed)
-        images: list[CachedImage | None] = [None] * len(samples)
+        images: dict[int, CachedImage] = {}
         latents: dict[Bucket, list[torch.Tensor]] = {}
         flipped: dict[Bucket, list[torch.Tensor]] = {}
-        done = 0
         with torch.no_grad():
-            for bucket in sorted(set(buckets)):
-                members = [i for i, b in enumerate(buckets) if b == bucket]
-                for first in range(0, len(members), ENCODE_BATCH):
-                    stage(f"Encoding latents ({done} of {len(samples)} images)")
-                    chunk = members[first : first + ENCODE_BATCH]
-                    pixels = []
-                    for i in chunk:
-                        image, size, mirrored = _fit(
-                            samples[i], sizes[i], bucket, config, crop_rng
-                        )
-                        images[i] = CachedImage(
-                            caption=samples[i].caption,
-                            repeats=samples[i].repeats,
-                            weight=weight,
-                            bucket=bucket,
-                            row=first + len(pixels),
-                            size=size,
-                            flipped_size=mirrored,
-                            aspect_error=aspect_error(*sizes[i], bucket),
-                        )
-                        pixels.append(to_tensor(image))
-                    batch = torch.stack(pixels).to(device)
-                    latents.setdefault(bucket, []).append(
-                        vae_encode(vae, batch, generator)
+            for bucket, chunk in _chunks_by_bucket(buckets):
+                stage(f"Encoding latents ({len(images)} of {len(samples)} images)")
+                row = sum(len(part) for part in latents.get(bucket, []))
+                pixels = []
+                for i in chunk:
+                    image, size, mirrored = _fit(
+                        samples[i], sizes[i], bucket, config, crop_rng
                     )
-                    if config.random_flip:
-                        flipped.setdefault(bucket, []).append(
-                            vae_encode(vae, batch.flip(-1), generator)
-                        )
-                    done += len(chunk)
-        stage(f"Encoding latents ({done} of {len(samples)} images)")
+                    pixels.append(to_tensor(image))
+                    images[i] = CachedImage(
+                        caption=samples[i].caption,
+                        repeats=samples[i].repeats,
+                        weight=weight,
+                        bucket=bucket,
+                        row=row + len(pixels) - 1,
+                        size=size,
+                        flipped_size=mirrored,
+                        aspect_error=aspect_error(*sizes[i], bucket),
+                    )
+                batch = torch.stack(pixels).to(device)
+                latents.setdefault(bucket, []).append(vae_encode(vae, batch, generator))
+                if config.random_flip:
+                    mirror = vae_encode(vae, batch.flip(-1), generator)
+                    flipped.setdefault(bucket, []).append(mirror)
+        stage(f"Encoding latents ({len(images)} of {len(samples)} images)")
         return cls(
-            images=[image for image in images if image is not None],
-            latents={b: torch.cat(parts) for b, parts in latents.items()},
-            flipped={b: torch.cat(parts) for b, parts in flipped.items()}
-            if config.random_flip
-            else None,
+            images=[images[i] for i in range(len(samples))],
+            latents=_stacked(latents),
+            flipped=_stacked(flipped) if config.random_flip else None,
             trigger=config.trigger_word,
         )
 
     def merged(self, other: LatentCache) -> LatentCache:
         """This cache and `other` (regularisation images) as one; rows of
         `other` follow this cache's rows in shared buckets."""
-        import torch
-
         if (self.flipped is None) != (other.flipped is None):
             raise ValueError("Cannot merge caches encoded with and without flips.")
         images = list(self.images)
@@ -159,13 +149,13 @@ class LatentCache:
                 if image.bucket in self.latents
                 else 0
             )
-            images.append(_moved(image, image.row + offset))
+            images.append(replace(image, row=image.row + offset))
         return LatentCache(
             images=images,
-            latents=_cat_buckets(self.latents, other.latents, torch),
+            latents=_concatenated(self.latents, other.latents),
             flipped=None
             if self.flipped is None or other.flipped is None
-            else _cat_buckets(self.flipped, other.flipped, torch),
+            else _concatenated(self.flipped, other.flipped),
             trigger=self.trigger,
         )
 
@@ -209,24 +199,19 @@ class LatentCache:
 def _bucket_of(width: int, height: int, config: TrainConfig) -> Bucket:
     if not config.bucketing:
         return (config.resolution, config.resolution)
-    buckets = _buckets_for(config)
-    return nearest_bucket(width, height, buckets)
-
-
-_bucket_lists: dict[tuple[int, int, int, int], list[Bucket]] = {}
-
-
-def _buckets_for(config: TrainConfig) -> list[Bucket]:
-    """The config's bucket list, computed once per setting (thousands at step 8)."""
-    key = (
+    buckets = _buckets(
         config.resolution,
         config.bucket_min_side,
         config.bucket_max_side,
         config.bucket_step,
     )
-    if key not in _bucket_lists:
-        _bucket_lists[key] = make_buckets(*key)
-    return _bucket_lists[key]
+    return nearest_bucket(width, height, buckets)
+
+
+@functools.lru_cache(maxsize=8)
+def _buckets(resolution: int, min_side: int, max_side: int, step: int) -> list[Bucket]:
+    """The bucket list, made once per setting (thousands of buckets at step 8)."""
+    return make_buckets(resolution, min_side, max_side, step)
 
 
 def _fit(
@@ -255,13 +240,25 @@ def _fit(
     return image, size, mirrored
 
 
-def _moved(image: CachedImage, row: int) -> CachedImage:
-    return replace(image, row=row)
+def _chunks_by_bucket(buckets: list[Bucket]) -> Iterator[tuple[Bucket, list[int]]]:
+    """(bucket, up to ENCODE_BATCH image indices of it), buckets in sorted order."""
+    for bucket in sorted(set(buckets)):
+        members = [i for i, b in enumerate(buckets) if b == bucket]
+        for first in range(0, len(members), ENCODE_BATCH):
+            yield bucket, members[first : first + ENCODE_BATCH]
 
 
-def _cat_buckets(
-    first: dict[Bucket, torch.Tensor], second: dict[Bucket, torch.Tensor], torch: Any
+def _stacked(parts: dict[Bucket, list[torch.Tensor]]) -> dict[Bucket, torch.Tensor]:
+    import torch
+
+    return {bucket: torch.cat(chunks) for bucket, chunks in parts.items()}
+
+
+def _concatenated(
+    first: dict[Bucket, torch.Tensor], second: dict[Bucket, torch.Tensor]
 ) -> dict[Bucket, torch.Tensor]:
+    import torch
+
     merged = dict(first)
     for bucket, rows in second.items():
         merged[bucket] = torch.cat([merged[bucket], rows]) if bucket in merged else rows
@@ -447,10 +444,10 @@ def validation_batches(cache: LatentCache, batch_size: int) -> Iterator[Batch]:
                 for i in indices
             ]
             yield cache.batch(
-                indices, [False] * len(indices), captions, cache_device(cache)
+                indices, [False] * len(indices), captions, _device_of(cache)
             )
 
 
-def cache_device(cache: LatentCache) -> str:
+def _device_of(cache: LatentCache) -> str:
     """The device the cache's latents live on."""
     return str(next(iter(cache.latents.values())).device)

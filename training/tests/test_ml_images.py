@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from training.ml.config import InvalidTrainingInput
-from training.ml.images import load_rgb, square_crop, to_tensor
+from training.ml.images import load_rgb, square_crop, to_tensor, upright_size
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
@@ -18,6 +18,23 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     exif[0x0112] = 6  # "rotate 90° clockwise to display"
     Image.new("RGB", (40, 20), "red").save(path, exif=exif)
     assert load_rgb(path).size == (20, 40)
+
+
+def test_the_upright_size_comes_from_the_header_and_the_orientation(
+    tmp_path: Path,
+) -> None:
+    """Buckets are chosen before decoding: a portrait photo stored sideways
+    (EXIF "rotate 90°") must still count as a portrait."""
+    rotated, plain = tmp_path / "rotated.jpg", tmp_path / "plain.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (300, 200), "red").save(rotated, exif=exif)
+    Image.new("RGB", (300, 200), "red").save(plain)
+    assert upright_size(rotated) == (200, 300) == load_rgb(rotated).size
+    assert upright_size(plain) == (300, 200)
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(InvalidTrainingInput, match="Cannot read training image"):
+        upright_size(tmp_path / "junk.png")
 
 
 def test_transparency_is_composited_over_white(tmp_path: Path) -> None:
