@@ -35,7 +35,9 @@ def test_every_sd_scripts_bucket_is_a_bucket_here() -> None:
         if height >= 256:
             assert (width, height) in buckets
     assert (384, 576) in buckets  # 2:3, which sd-scripts lacks at 512
-    assert (384, 512) in buckets  # 3:4, likewise
+    # 3:4 would hold only 75% of 512² pixels: a 3:4 image crops 3.5% at 7:9.
+    assert (384, 512) not in buckets
+    assert nearest_bucket(300, 400, buckets) == (448, 576)
 
 
 def test_min_and_max_side_bound_the_buckets() -> None:
@@ -91,13 +93,13 @@ def test_only_the_rounding_remainder_is_cropped() -> None:
     nearest one and loses only the sliver that sticks out, centred or not."""
     image = _quadrants(500, 700)
     bucket = nearest_bucket(500, 700, make_buckets(64, 0, 0, 8))
-    assert bucket == (48, 64)  # 3:4, nearest in log ratio to 5:7
-    fitted, (top, left) = fit_to_bucket(image, bucket, center=True, rng=random.Random())
-    # Resized to 48x67: 3 rows spare, split 1 above and 2 below.
-    assert fitted.size == (48, 64)
-    assert (top, left) == (1, 0)
-    tops = {
+    assert bucket == (48, 72)  # 2:3, nearest in log ratio to 5:7
+    fitted, corner = fit_to_bucket(image, bucket, center=True, rng=random.Random())
+    # Resized to 51x72: 3 columns spare, 1 cut at the left and 2 at the right.
+    assert fitted.size == (48, 72)
+    assert corner == (0, 1)
+    corners = {
         fit_to_bucket(image, bucket, center=False, rng=random.Random(seed))[1]
         for seed in range(30)
     }
-    assert tops == {(0, 0), (1, 0), (2, 0), (3, 0)}
+    assert corners == {(0, 0), (0, 1), (0, 2), (0, 3)}
