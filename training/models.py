@@ -220,6 +220,14 @@ class StepTiming(models.Model):
 class Lora(models.Model):
     """A registered LoRA file (kohya-format safetensors), trained here or imported."""
 
+    class Family(models.TextChoices):
+        """The model family a LoRA was trained on (training.ml.family); a LoRA
+        applies to base models of its own family only."""
+
+        SD1 = "sd1", "SD 1.5"
+        SD2 = "sd2", "SD 2.x"
+        SDXL = "sdxl", "SDXL"
+
     name = models.CharField(max_length=200, unique=True)
     file = models.FileField(max_length=255)
     # The file's content hash: the same bytes are one LoRA.
@@ -228,6 +236,8 @@ class Lora(models.Model):
     trigger_words = models.JSONField(default=list, blank=True)
     default_weight = models.FloatField(default=0.8)
     base_model = models.CharField(max_length=500, blank=True)
+    # Blank when neither the run nor the file's metadata or keys tell it.
+    family = models.CharField(max_length=8, choices=Family, blank=True)
     rank = models.PositiveIntegerField(null=True, blank=True)
     alpha = models.FloatField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -238,6 +248,9 @@ class Lora(models.Model):
         on_delete=models.SET_NULL,
         related_name="loras",
     )
+    # The run's step this LoRA is the checkpoint of (its last step for the
+    # LoRA a finished run registers); empty for an imported file.
+    source_step = models.PositiveIntegerField(null=True, blank=True)
     sample_album = models.ForeignKey(
         "albums.Album",
         null=True,
@@ -257,11 +270,12 @@ class Lora(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            # A run registers its LoRA once, however often its task is delivered.
+            # A run registers each checkpoint's LoRA once, however often its
+            # task is delivered or "use step N" is clicked.
             models.UniqueConstraint(
-                fields=["source_run"],
+                fields=["source_run", "source_step"],
                 condition=Q(source_run__isnull=False),
-                name="lora_one_per_run",
+                name="lora_one_per_run_step",
             ),
             models.CheckConstraint(
                 condition=Q(default_weight__gte=-4, default_weight__lte=4),

@@ -14,6 +14,7 @@ import json
 import logging
 import struct
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,9 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from imagineer_project.errors import Invalid
+from imagineer_project.errors import Invalid, NotFound
 from imagineer_project.permissions import person
+from training.ml.config import TrainingError
 from training.ml.kohya import kohya_key_problems
 from training.models import Lora, TrainingRun
 from training.paths import base_model_name
@@ -137,7 +139,11 @@ def _tensor_info(name: str, entry: Any, data_size: int) -> TensorInfo:
 
 
 def lora_file_check(path: Path) -> LoraFileInfo:
-    """Read and check a LoRA file; LoraInvalid says what is wrong with it."""
+    """Read and check a LoRA file; LoraInvalid says what is wrong with it.
+
+    SD 1.x/2.x files (lora_unet_, lora_te_), SDXL files (lora_te1_, lora_te2_)
+    and LoCon files (4-D conv lora_down/lora_up) all pass the same key rules.
+    """
     with path.open("rb") as fh:
         info = read_safetensors_header(fh, path.stat().st_size)
     problems = kohya_key_problems(info.tensors)
@@ -145,18 +151,22 @@ def lora_file_check(path: Path) -> LoraFileInfo:
         shown = "; ".join(problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise LoraInvalid(
-            "Not a kohya-format LoRA (keys lora_unet_…/lora_te_… with lora_down, "
-            f"lora_up and alpha): {shown}{more}"
+            "Not a kohya-format LoRA (keys lora_unet_…, lora_te_… or lora_te1_…/"
+            f"lora_te2_… with lora_down, lora_up and alpha): {shown}{more}"
         )
     return info
 
 
 def _rank(info: LoraFileInfo) -> int | None:
+    """The LoRA's rank: its metadata's, else the most common rank of its
+    linear (2-D) modules; a LoCon file's conv modules may have another
+    (`conv_dim`), which ss_network_dim does not describe either."""
     dim = info.metadata.get("ss_network_dim") or info.metadata.get("rank")
     if dim and dim.isdigit():
         return int(dim)
     downs = [t for k, t in info.tensors.items() if k.endswith(".lora_down.weight")]
-    return downs[0].shape[0] if downs else None
+    ranks = [t.shape[0] for t in downs if t.ndim == 2] or [t.shape[0] for t in downs]
+    return Counter(ranks).most_common(1)[0][0] if ranks else None
 
 
 def _alpha(info: LoraFileInfo) -> float | None:
@@ -166,6 +176,65 @@ def _alpha(info: LoraFileInfo) -> float | None:
         except (KeyError, ValueError):
             continue
     return None
+
+
+# Which family sd-scripts' ss_base_model_version names ("sd_v1", "sd_v2_768_v",
+# "sdxl_base_v1-0", ...), by prefix; sdxl first, as sd_v2 would not match it.
+KOHYA_VERSION_FAMILIES = (("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"))
+# The width of the text embedding the UNet's cross-attention takes (what
+# attn2.to_k reads): 768 for SD 1.x, 1024 for SD 2.x, 2048 for SDXL. Only
+# full-size models; a tiny test model's says nothing.
+CROSS_ATTENTION_FAMILIES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+
+
+def lora_family(info: LoraFileInfo) -> str:
+    """The model family a LoRA file was trained on, "" when it does not say.
+
+    Read, in order, from our `family` metadata, sd-scripts'
+    `ss_base_model_version` (or `ss_v2`), SDXL's two text encoders' keys
+    (lora_te1_/lora_te2_), and the width of the cross-attention input.
+    """
+    meta = info.metadata
+    ours = meta.get("family", "").strip().lower()
+    if ours in Lora.Family.values:
+        return ours
+    version = meta.get("ss_base_model_version", "").strip().lower()
+    for prefix, family in KOHYA_VERSION_FAMILIES:
+        if version.startswith(prefix):
+            return family
+    if meta.get("ss_v2", "").strip().lower() == "true":
+        return Lora.Family.SD2
+    if any(key.startswith(("lora_te1_", "lora_te2_")) for key in info.tensors):
+        return Lora.Family.SDXL
+    for key, tensor in info.tensors.items():
+        if "attn2_to_k.lora_down" in key and tensor.ndim == 2:
+            return CROSS_ATTENTION_FAMILIES.get(tensor.shape[1], "")
+    return ""
+
+
+def base_model_family(base_model: str) -> str:
+    """The family of a base model (read from its config files, never loaded);
+    "" when it cannot be told: a hub id not in the local cache, a folder that
+    is not a Stable Diffusion pipeline."""
+    from training.ml import family as families
+
+    detect = getattr(families, "detect_family", None)
+    if detect is None or not base_model.strip():
+        return ""
+    try:
+        return detect(base_model)
+    except (TrainingError, OSError, ValueError) as exc:
+        logger.info("No family for base model %s: %s", base_model_name(base_model), exc)
+        return ""
+
+
+def run_family(run: TrainingRun) -> str:
+    """The family a run trains: what its manifest recorded, else its base
+    model's."""
+    recorded = (run.manifest or {}).get("family", "")
+    if recorded in Lora.Family.values:
+        return recorded
+    return base_model_family(run.base_model)
 
 
 # --- storing -------------------------------------------------------------------------
@@ -258,6 +327,7 @@ def lora_import(
                 base_model=base_model_name(
                     base_model.strip() or info.metadata.get("base_model", "")
                 )[:500],
+                family=lora_family(info),
                 rank=_rank(info),
                 alpha=_alpha(info),
                 metadata=info.metadata,
@@ -275,51 +345,75 @@ def lora_import(
     return lora
 
 
-def lora_register_from_run(*, run: TrainingRun, lora_path: Path) -> Lora:
-    """Register the LoRA a run wrote; once per run however often this is called.
+def lora_register_from_run(
+    *, run: TrainingRun, lora_path: Path, step: int | None = None
+) -> Lora:
+    """Register a LoRA a run wrote: its final one (`step` None) or the snapshot
+    of checkpoint `step` ("use step 1,200"). Once per (run, step), however
+    often this is called; the same bytes are one LoRA whoever registers them.
 
-    The name is the run's (with "(run #id)" added when another LoRA has it);
-    the trigger word is the dataset's.
+    The final LoRA takes the run's name (with "(run #id)" added when another
+    LoRA has it), a checkpoint's "<name> step N"; the trigger word is the
+    dataset's, the family the run's (else the file's).
     """
-    existing = Lora.objects.filter(source_run=run).first()
-    if existing is not None:
-        return existing
     path = Path(lora_path)
     info = lora_file_check(path)
+    source_step = step if step is not None else _final_step(run, info)
+    existing = Lora.objects.filter(source_run=run, source_step=source_step).first()
+    if existing is not None:
+        return existing
     with path.open("rb") as fh:
         sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
     same = Lora.objects.filter(sha256=sha256).first()
     if same is not None:
         # The same bytes are one LoRA (lora.sha256 is unique): a run that
-        # trained exactly what another did, or an imported copy, names it.
+        # trained exactly what another did, an imported copy, or the final
+        # LoRA and its last checkpoint's snapshot.
         logger.info("Training run %s made the same file as LoRA %s", run.pk, same)
         return same
     key = _store(path, sha256)
     trigger = run.dataset.trigger_word.strip()
+    name = run.name or f"run-{run.pk}"
+    if step is not None:
+        name = f"{name[:180]} step {step}"
     fields = {
-        "name": _unique_name(run.name or f"run-{run.pk}", f"(run #{run.pk})"),
+        "name": _unique_name(name, f"(run #{run.pk})"),
         "file": key,
         "sha256": sha256,
         "size": path.stat().st_size,
         "trigger_words": [trigger] if trigger else [],
         "base_model": base_model_name(run.base_model),
+        "family": run_family(run) or lora_family(info),
         "rank": run.config.get("rank") or _rank(info),
         "alpha": run.config.get("alpha") or _alpha(info),
         "metadata": info.metadata,
-        "sample_album": run.sample_album,
+        # A checkpoint's samples are the run page's grid, not an album.
+        "sample_album": run.sample_album if step is None else None,
         "created_by": run.created_by,
     }
     try:
         with transaction.atomic():
-            lora = Lora.objects.create(source_run=run, **fields)
+            lora = Lora.objects.create(
+                source_run=run, source_step=source_step, **fields
+            )
     except IntegrityError:
-        # Another delivery of this run registered it first (lora_one_per_run),
+        # Another delivery or click registered it first (lora_one_per_run_step),
         # or a concurrent one the same bytes.
-        return Lora.objects.filter(source_run=run).first() or Lora.objects.get(
-            sha256=sha256
-        )
-    logger.info("Registered LoRA %s from training run %s", lora.name, run.pk)
+        return Lora.objects.filter(
+            source_run=run, source_step=source_step
+        ).first() or Lora.objects.get(sha256=sha256)
+    logger.info("Registered LoRA %s from run %s step %s", lora, run.pk, source_step)
     return lora
+
+
+def _final_step(run: TrainingRun, info: LoraFileInfo) -> int | None:
+    """The step a run's final LoRA was saved at: its metadata's `ss_steps`,
+    else the run's configured steps."""
+    steps = info.metadata.get("ss_steps", "").strip()
+    if steps.isdigit():
+        return int(steps)
+    configured = run.config.get("steps")
+    return configured if isinstance(configured, int) else None
 
 
 def lora_update(
@@ -361,3 +455,24 @@ def lora_delete(*, lora: Lora) -> None:
 def lora_open(lora: Lora) -> BinaryIO:
     """The stored file, opened for reading (local disk or S3 alike)."""
     return default_storage.open(lora.file.name, "rb")
+
+
+class CheckpointMissing(NotFound):
+    """No finished snapshot of that step (never written, or the run's work
+    dir was deleted)."""
+
+
+def lora_register_checkpoint(*, run: TrainingRun, step: int) -> Lora:
+    """Register the LoRA of checkpoint `step` of `run` ("use step N"); asking
+    again finds the same LoRA. CheckpointMissing names the steps there are."""
+    from training.selectors import run_snapshots
+
+    snapshots = run_snapshots(run)
+    snapshot = next((s for s in snapshots if s.step == step), None)
+    if snapshot is None or not snapshot.lora_path.is_file():
+        steps = ", ".join(str(s.step) for s in snapshots) or "none"
+        raise CheckpointMissing(
+            f"Training run {run.pk} has no checkpoint at step {step} "
+            f"(checkpoints: {steps})."
+        )
+    return lora_register_from_run(run=run, lora_path=snapshot.lora_path, step=step)

@@ -7,13 +7,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from training.models import Lora, TrainingRun
+from training.models import TrainingRun
 from training.paths import base_model_name
-from training.selectors import training_run_log_lines, training_runs
+from training.registry import CheckpointMissing, lora_register_checkpoint
+from training.selectors import (
+    run_checkpoints,
+    run_lora,
+    training_run_log_lines,
+    training_runs,
+)
 from training.services import training_run_can_start
 
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 220, 28
@@ -75,6 +84,7 @@ def run_report(run: TrainingRun) -> dict[str, Any]:
             {"image_id": pk, "prompt": prompts[i] if i < len(prompts) else ""}
             for i, pk in enumerate(ids)
         ]
+    prompts, checkpoints = run_checkpoints(run)
     return {
         "run": run,
         "base_model": base_model_name(run.base_model),  # a name, never a path
@@ -82,7 +92,9 @@ def run_report(run: TrainingRun) -> dict[str, Any]:
         "eta": duration(run.eta_seconds),
         "log_lines": training_run_log_lines(run),
         "samples": samples,
-        "lora": Lora.objects.filter(source_run=run).first(),
+        "lora": run_lora(run),
+        "checkpoint_prompts": prompts,
+        "checkpoints": checkpoints,
         "config_json": json.dumps(run.config, indent=2, sort_keys=True),
         "manifest_json": json.dumps(run.manifest, indent=2, sort_keys=True),
         "can_start": training_run_can_start(run),
@@ -95,3 +107,21 @@ def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
     runs = training_runs().select_related("sample_album")
     run = get_object_or_404(runs, pk=run_id)
     return render(request, "training/run.html", run_report(run))
+
+
+@staff_member_required
+@require_POST
+def checkpoint_use(request: HttpRequest, run_id: int, step: int) -> HttpResponse:
+    """ "Use step N" on the run pages: register that step's LoRA (once; a second
+    click finds it) and land on it in the admin."""
+    run = get_object_or_404(TrainingRun.objects.defer("log_tail"), pk=run_id)
+    try:
+        lora = lora_register_checkpoint(run=run, step=step)
+    except CheckpointMissing as exc:
+        # The admin's run page shows messages; the staff run page has none.
+        messages.warning(request, exc.message)
+        return HttpResponseRedirect(run.get_absolute_url())
+    messages.success(
+        request, f"Step {step} of run #{run.pk} is the LoRA {lora.name!r}."
+    )
+    return HttpResponseRedirect(reverse("admin:training_lora_change", args=[lora.pk]))

@@ -30,7 +30,8 @@ from training.generation.services import (
     scheduler_names,
 )
 from training.models import Lora
-from training.paths import base_model_name
+from training.paths import base_model_location, base_model_name
+from training.registry import base_model_family
 
 FIELDS = (
     "prompt",
@@ -109,7 +110,8 @@ class GenerateForm(forms.Form):
         low, high = settings.GENERATION_MIN_SIZE, settings.GENERATION_MAX_SIZE
         for side in ("width", "height"):
             self.fields[side].help_text = f"A multiple of 8 from {low} to {high}."
-        self.registered = lora_choices()
+        self.family = base_model_family(self._base_model_asked())
+        self.registered = lora_choices(self.family)
         for lora in self.registered:
             self.fields[f"lora_{lora.pk}"] = forms.BooleanField(
                 required=False, label=lora.name
@@ -125,6 +127,13 @@ class GenerateForm(forms.Form):
         if not self.is_bound:
             self._initial_size_and_steps()
         self.note = self.initial.get("note", "")
+
+    def _base_model_asked(self) -> str:
+        """The base model the form is for: as posted, else as preset (a
+        query's), else the default; as a location, so its family is read."""
+        source = self.data if self.is_bound else self.initial
+        asked = str(source.get("base_model") or "").strip()
+        return base_model_location(asked or default_base_model())
 
     def _initial_size_and_steps(self) -> None:
         model = self.initial.get("base_model") or default_base_model()
@@ -151,6 +160,7 @@ class GenerateForm(forms.Form):
                     "use": self[f"lora_{lora.pk}"],
                     "weight": self[f"lora_{lora.pk}_weight"],
                     "base_model": shown,
+                    "family": lora.get_family_display() if lora.family else "",
                     "defaults": defaults[shown],
                 }
             )
@@ -282,10 +292,13 @@ def _from_image(pk: int) -> dict[str, Any]:
     return initial
 
 
-def lora_choices() -> list[Lora]:
-    """The registered LoRAs the form offers, with trigger words and weights."""
-    return list(
-        Lora.objects.only(
-            "name", "trigger_words", "default_weight", "base_model", "created"
-        ).order_by("name")
-    )
+def lora_choices(family: str = "") -> list[Lora]:
+    """The registered LoRAs the form offers, with trigger words and weights:
+    those of `family` (and those of unknown family) when the base model's
+    family is known, else all."""
+    loras = Lora.objects.only(
+        "name", "trigger_words", "default_weight", "base_model", "family", "created"
+    ).order_by("name")
+    if family:
+        loras = loras.filter(family__in=[family, ""])
+    return list(loras)

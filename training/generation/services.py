@@ -27,6 +27,7 @@ from imagineer_project.ratelimit import RateLimitExceeded, rate_limit_take
 from imagineer_project.runs import run_enqueue
 from training.models import GenerationJob, Lora
 from training.paths import base_model_location, base_model_name
+from training.registry import base_model_family
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -167,11 +168,41 @@ def _find_lora(ref: str | int) -> Lora | None:
     return Lora.objects.filter(name=str(ref).strip()).first()
 
 
+def family_label(family: str) -> str:
+    return Lora.Family(family).label if family in Lora.Family.values else "unknown"
+
+
+def lora_fit_problem(lora: Lora, base_model: str, base_family: str) -> str | None:
+    """Why `lora` cannot apply to `base_model` (of `base_family`, "" when
+    unknown); None when it can.
+
+    When both families are known the family decides: a LoRA of another
+    family is refused (its layers do not match), while one trained on another
+    checkpoint of the same family (an SD 1.5 LoRA on an SD 1.5 fine-tune)
+    works and is allowed. When either family is unknown, the base models'
+    names must match (same_base_model), as before families were recorded.
+    """
+    if lora.family and base_family:
+        if lora.family == base_family:
+            return None
+        return (
+            f"{lora.name!r} is a {family_label(lora.family)} LoRA; base model "
+            f"{base_model_name(base_model)!r} is {family_label(base_family)}"
+        )
+    if same_base_model(lora.base_model, base_model):
+        return None
+    return (
+        f"{lora.name!r} was made for base model "
+        f"{base_model_name(lora.base_model)!r}, not {base_model_name(base_model)!r}"
+    )
+
+
 def _check_loras(
     request: GenerationRequest, base_model: str, errors: dict[str, str]
 ) -> list[tuple[Lora, float]]:
     chosen: list[tuple[Lora, float]] = []
     problems: list[str] = []
+    base_family: str | None = None  # read once, only when a LoRA has a family
     if len(request.loras) > settings.GENERATION_MAX_LORAS:
         problems.append(f"at most {settings.GENERATION_MAX_LORAS} LoRAs at once")
     for ref, weight in request.loras:
@@ -190,14 +221,14 @@ def _check_loras(
             )
         elif any(lora.pk == other.pk for other, _ in chosen):
             problems.append(f"{lora.name!r} is listed twice; give it one weight")
-        elif not same_base_model(lora.base_model, base_model):
-            problems.append(
-                f"{lora.name!r} was made for base model "
-                f"{base_model_name(lora.base_model)!r}, "
-                f"not {base_model_name(base_model)!r}"
-            )
         else:
-            chosen.append((lora, weight))
+            if base_family is None and lora.family:
+                base_family = base_model_family(base_model)
+            problem = lora_fit_problem(lora, base_model, base_family or "")
+            if problem:
+                problems.append(problem)
+            else:
+                chosen.append((lora, weight))
     if problems:
         errors["loras"] = "; ".join(problems)
     return chosen
