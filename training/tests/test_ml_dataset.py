@@ -250,3 +250,26 @@ def test_bucket_info_is_sd_scripts_shaped(cache: Any, tmp_path: Path) -> None:
         "2": {"resolution": [72, 48], "count": 1},
     }
     assert info["mean_img_ar_error"] == pytest.approx(0.0)
+
+
+def test_sdxl_latents_use_the_sdxl_vae_scaling(
+    tiny_sdxl_base: Path, samples: list[TrainSample], tmp_path: Path
+) -> None:
+    """The VAE's own config scales the latents (SDXL: 0.13025, not SD's 0.18215)."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from training.ml.images import load_rgb, to_tensor
+
+    vae = AutoencoderKL.from_pretrained(tiny_sdxl_base / "vae")
+    assert vae.config.scaling_factor == pytest.approx(0.13025)
+    config = _config(tmp_path, random_flip=False)
+    cache = _encode(vae, samples[:1], config)
+    image = load_rgb(samples[0].image_path).resize((48, 72), Image.Resampling.LANCZOS)
+    pixels = to_tensor(image)[None]
+    with torch.no_grad():
+        raw = vae.encode(pixels).latent_dist.sample(
+            generator=torch.Generator().manual_seed(0)
+        )
+    assert torch.allclose(cache.latents[(48, 72)], raw * 0.13025, atol=1e-5)
+    assert raw.abs().max() > 0.1  # a wrong factor would show
