@@ -1,33 +1,38 @@
-"""LoRA training of a Stable Diffusion 1.x UNet with diffusers and peft.
+"""LoRA training of Stable Diffusion (SD 1.x, SD 2.x, SDXL) with diffusers and peft.
 
-The VAE and text encoder are frozen, so each image's latents (and its mirror
-image's, with `random_flip`) and each caption's embedding are computed once
-before the loop; a step then costs one UNet forward and backward per
-micro-batch. LoRA adapters sit on the attention projections (to_q, to_k, to_v,
-to_out.0) of every UNet attention block.
+The run, in order:
+  1. load the base pipeline and detect its family (training.ml.family);
+  2. encode every image once with the VAE at its aspect-ratio bucket
+     (training.ml.dataset.LatentCache; regularisation images join with their
+     own loss weight), then the VAE goes back to the CPU;
+  3. attach the LoRA (training.ml.network.LoraNetwork: the UNet's transformer
+     blocks by default, optionally the 3x3 convs and the text encoders);
+  4. optimizer steps (training.ml.step.TrainStep) over batches drawn from one
+     bucket at a time (training.ml.dataset.BatchSampler);
+  5. at every checkpoint and at the end: a resumable checkpoint
+     (training.ml.checkpoints) and a lasting snapshot (training.ml.snapshots:
+     the LoRA, sample images, training and validation loss).
 
-Learning rate: linear warmup over `warmup_steps`, then constant. Constant is
-the usual choice for small LoRA datasets and keeps a longer re-run (more
-`steps`) meaningful after a resume; cosine would tie the curve to the total.
+Text conditioning: the frozen text encoders' output is cached per caption
+when captions are the same at every draw; with tag shuffling, caption dropout
+or a trained text encoder, each batch's captions are encoded as it is drawn.
 
 Resume: when `<output_dir>/checkpoints` holds a complete checkpoint of the
-same run (same base model, rank, alpha, resolution, dataset), training picks
-up after its step with the LoRA weights, optimizer, LR schedule, RNG streams
-and data order restored, and runs to `steps`. On the CPU a resumed run ends
-with exactly the weights of an uninterrupted one.
+same run (same base model, network, buckets, dataset), training picks up
+after its step with the LoRA weights, optimizer, LR schedule, sampler (bucket
+order, caption draws) and RNG streams restored, and runs to `steps`. On the
+CPU a resumed run ends with exactly the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +48,6 @@ from training.ml.checkpoints import (
 )
 from training.ml.config import (
     InvalidTrainingInput,
-    NonFiniteLoss,
     OutOfMemory,
     StepReport,
     TrainConfig,
@@ -51,8 +55,16 @@ from training.ml.config import (
     TrainSample,
 )
 from training.ml.device import pick_device, pick_dtype
-from training.ml.images import check_readable, load_rgb, square_crop, to_tensor
-from training.ml.kohya import kohya_metadata, kohya_name, peft_to_kohya, save_kohya_lora
+from training.ml.images import check_readable
+from training.ml.metadata import RunFacts, lora_metadata
+from training.ml.optim import prodigy_note
+from training.ml.snapshots import (
+    find_snapshot,
+    finish_snapshot,
+    sample_path,
+    snapshot_folder,
+)
+from training.ml.step import TrainStep
 
 if TYPE_CHECKING:
     import torch
@@ -61,10 +73,6 @@ __all__ = ["hash_base_model", "library_versions", "train_lora"]
 
 logger = logging.getLogger(__name__)
 
-TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
-MAX_GRAD_NORM = 1.0
-WEIGHT_DECAY = 1e-2
-ENCODE_BATCH = 8  # images per VAE call while caching latents
 LOG_EVERY = 50  # optimizer steps between progress lines in the log
 
 
@@ -72,6 +80,8 @@ def train_lora(
     config: TrainConfig,
     samples: Sequence[TrainSample],
     *,
+    reg_samples: Sequence[TrainSample] = (),
+    validation_samples: Sequence[TrainSample] = (),
     on_step: Callable[[StepReport], None] | None = None,
     on_checkpoint: Callable[[int, str], None] | None = None,
     log: Callable[[str], None] | None = None,
@@ -79,14 +89,16 @@ def train_lora(
 ) -> TrainResult:
     """Train (or resume) a LoRA and save it to `<output_dir>/<output_name>.safetensors`.
 
+    `reg_samples` are regularisation (class) images, trained with loss weight
+    `config.reg_weight`; `validation_samples` are held out and only scored.
     `on_step` runs after every optimizer step; whatever it raises (a cancel)
-    propagates unchanged and ends the run there. `on_stage(text)` hears what
-    happens outside the steps, for a person ("Loading the base model",
-    "Encoding latents (8 of 40 images)", "Saving checkpoint at step 100",
-    "Rendering samples (1 of 3), step 4 of 20"), often enough that what it
-    raises stops a long phase as promptly. Checkpoints written so far stay, so
-    calling again with the same config resumes. Raises InvalidTrainingInput,
-    NonFiniteLoss or OutOfMemory (all TrainingError).
+    propagates unchanged and ends the run there. `on_checkpoint(step, folder)`
+    hears of each finished snapshot (training.ml.snapshots). `on_stage(text)`
+    hears what happens outside the steps, for a person ("Loading the base
+    model", "Saving checkpoint at step 100", "Rendering samples (1 of 3), step
+    4 of 20"), often enough that what it raises stops a long phase as promptly.
+    Checkpoints written so far stay, so calling again with the same config
+    resumes. Raises InvalidTrainingInput, NonFiniteLoss or OutOfMemory.
     """
     import torch
 
@@ -95,17 +107,22 @@ def train_lora(
     if problems:
         raise InvalidTrainingInput("Invalid training config: " + "; ".join(problems))
     check_readable(list(samples))
+    for extra in (reg_samples, validation_samples):
+        if extra:
+            check_readable(list(extra))
     try:
         device = pick_device(config.device)
     except ValueError as exc:
         raise InvalidTrainingInput(str(exc)) from exc
     dtype, note = pick_dtype(device, config.mixed_precision)
-    if note:
-        say(note)
-    detail = ""
+    for line in (note, prodigy_note(config)):
+        if line:
+            say(line)
     hooks = _Hooks(on_step, on_checkpoint, on_stage or (lambda text: None), say)
+    data = _Data(list(samples), list(reg_samples), list(validation_samples))
+    detail = ""
     try:
-        return _train(config, list(samples), device, dtype, hooks)
+        return _train(config, data, device, dtype, hooks)
     except torch.cuda.OutOfMemoryError as exc:
         detail = str(exc).splitlines()[0] if str(exc) else ""
     # Raised outside the except block so the failed frames (and their GPU
@@ -124,9 +141,16 @@ class _Hooks:
     say: Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class _Data:
+    train: list[TrainSample]
+    reg: list[TrainSample]
+    validation: list[TrainSample]
+
+
 def _train(
     config: TrainConfig,
-    samples: list[TrainSample],
+    data: _Data,
     device: str,
     dtype: torch.dtype,
     hooks: _Hooks,
@@ -135,53 +159,261 @@ def _train(
     output.mkdir(parents=True, exist_ok=True)
     root = checkpoints_root(output)
     remove_leftovers(root)
-    fingerprint = _fingerprint(config, len(samples))
     resume = latest_checkpoint(root)
-    if resume is not None:
-        _check_same_run(resume, fingerprint)
+    if resume is not None:  # fail before loading any model when we can
+        _check_same_run(resume, _config_fingerprint(config, data), partial=True)
     base_hash = hash_base_model(config.base_model)
-    run = _Session(config, root, fingerprint, base_hash, len(samples), hooks.say)
-    # Everything the training step holds on the device is local to `_fit`, so
-    # it is freed when `_fit` returns, before the sample pipeline loads.
-    fitted = _fit(run, samples, device, dtype, resume, hooks)
+    run = _prepare(config, data, device, dtype, hooks)
+    run.base_hash = base_hash
+    if resume is not None:
+        _check_same_run(resume, run.fingerprint)
+    try:
+        fitted = _fit(run, root, resume, hooks)
+    finally:
+        run.close()
     _free_memory()
-    sample_paths = _render_samples(config, Path(fitted.lora_path), device, hooks)
     return TrainResult(
         lora_path=fitted.lora_path,
         steps_done=fitted.steps_done,
         final_loss=fitted.final_loss,
         resumed_from_step=fitted.resumed_from_step,
         checkpoints=[str(c.path) for c in list_checkpoints(root)],
-        sample_paths=[str(p) for p in sample_paths],
+        sample_paths=fitted.sample_paths,
         metadata=fitted.metadata,
         base_model_hash=base_hash,
         library_versions=library_versions(),
+        family=run.family,
+        module_counts=run.network.module_counts(),
     )
 
 
-@dataclass(frozen=True)
-class _Session:
-    """What `_fit` needs besides the model: where to write and what to record."""
+@dataclass
+class _Run:
+    """A prepared run: the model with its LoRA, the data, the step, the samples."""
 
     config: TrainConfig
-    root: Path
+    family: str
+    network: Any  # training.ml.network.LoraNetwork
+    sampler: Any  # training.ml.dataset.BatchSampler
+    step: TrainStep
+    validation: Any  # training.ml.dataset.LatentCache | None
     fingerprint: dict[str, Any]
-    base_hash: str
-    sample_count: int
-    say: Callable[[str], None]
+    data: _Data
+    device: str
+    base_hash: str = ""
+    holder: Any = None  # the sample pipeline, loaded at the first snapshot
+    say: Callable[[str], None] = field(default=logger.info)
 
-    def write_lora(
-        self, lora_run: _LoraRun, path: Path, steps_done: int
-    ) -> dict[str, str]:
-        meta = _metadata(
-            self.config,
-            steps_done,
-            self.base_hash,
-            self.sample_count,
-            _precision_name(lora_run.dtype),
-        )
-        save_kohya_lora(lora_run.kohya_state(), path, meta)
+    def write_lora(self, path: Path, steps_done: int) -> dict[str, str]:
+        from training.ml.kohya import save_kohya_lora
+
+        meta = lora_metadata(self.config, self.facts(), steps_done)
+        save_kohya_lora(self.network.kohya_state(), path, meta)
         return meta
+
+    def facts(self) -> RunFacts:
+        from training.ml.captions import tag_frequency
+
+        return RunFacts(
+            family=self.family,
+            prediction_type=self.step.noise_scheduler.config.prediction_type,
+            precision=_precision_name(self.step.dtype),
+            base_hash=self.base_hash,
+            image_count=sum(s.repeats for s in self.data.train),
+            reg_count=sum(s.repeats for s in self.data.reg),
+            tag_counts=tag_frequency(s.caption for s in self.data.train),
+            bucket_info=self.sampler.bucket_info(),
+            batches_per_epoch=self.sampler.batches_per_epoch,
+            module_counts=self.network.module_counts(),
+        )
+
+    def close(self) -> None:
+        if self.holder is not None:
+            self.holder.close()
+            self.holder = None
+
+
+def _prepare(
+    config: TrainConfig,
+    data: _Data,
+    device: str,
+    dtype: torch.dtype,
+    hooks: _Hooks,
+) -> _Run:
+    """Load the base model, cache the latents, attach the LoRA, build the step."""
+    import torch
+    from diffusers import DDPMScheduler
+
+    from training.ml.dataset import BatchSampler
+    from training.ml.family import Conditioner, pipeline_family
+    from training.ml.network import LoraNetwork
+
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 parts on tensor cores
+    hooks.stage("Loading the base model")
+    pipe = load_pipeline(config.base_model)
+    family = pipeline_family(pipe)
+    hooks.say(
+        f"Encoding {len(data.train)} images ({family}) at {config.resolution}px "
+        f"on {device}"
+    )
+    cache, validation = _encode(pipe, config, data, device, hooks.stage)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    conditioner = Conditioner(pipe, device)
+    hooks.stage("Adding the LoRA layers")
+    if not config.train_text_encoder:
+        _frozen_text_encoders(conditioner, device, dtype)
+    torch.manual_seed(config.seed)  # peft's gaussian init draws from it
+    network = LoraNetwork.attach(
+        pipe.unet,
+        conditioner.text_encoders,
+        config,
+        family=family,
+        device=device,
+        dtype=dtype,
+    )
+    unet = _compiled(pipe.unet, config, device, hooks.say)
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = BatchSampler(cache, config, generator, device)
+    text = _TextSource(conditioner, config, dtype)
+    step = TrainStep.create(
+        config,
+        unet,
+        network.param_groups(),
+        noise_scheduler,
+        next_batch=sampler.next_batch,
+        conditioning=text.unet_kwargs,
+        device=device,
+        dtype=dtype,
+        generator=generator,
+        sampler=sampler,
+    )
+    fingerprint = {
+        **_config_fingerprint(config, data),
+        "family": family,
+        "network": network.fingerprint(),
+        "buckets": sampler.fingerprint(),
+    }
+    return _Run(
+        config=config,
+        family=family,
+        network=network,
+        sampler=sampler,
+        step=step,
+        validation=validation,
+        fingerprint=_plain(fingerprint),
+        data=data,
+        device=device,
+        say=hooks.say,
+    )
+
+
+def _encode(
+    pipe: Any,
+    config: TrainConfig,
+    data: _Data,
+    device: str,
+    stage: Callable[[str], None],
+) -> tuple[Any, Any]:
+    """Latents of the training (+ regularisation) and validation images.
+
+    Each set gets its own generator seeded with `config.seed`, so adding
+    validation images does not change the training latents.
+    """
+    import torch
+
+    from training.ml.dataset import LatentCache
+
+    vae = pipe.vae.to(device)
+
+    def encode(samples: list[TrainSample], weight: float) -> Any:
+        generator = torch.Generator().manual_seed(config.seed)
+        return LatentCache.encode(
+            vae, samples, config, device, stage, generator=generator, weight=weight
+        )
+
+    with torch.no_grad():
+        cache = encode(data.train, 1.0)
+        if data.reg:
+            stage(f"Encoding {len(data.reg)} regularisation images")
+            cache = cache.merged(encode(data.reg, config.reg_weight))
+        validation = encode(data.validation, 1.0) if data.validation else None
+    pipe.vae.to("cpu")  # not needed again during training
+    return cache, validation
+
+
+def _frozen_text_encoders(conditioner: Any, device: str, dtype: Any) -> None:
+    """Untrained text encoders on the device, frozen, in the autocast dtype.
+
+    (LoraNetwork.attach does this for the UNet and for trained encoders.)
+    """
+    for encoder in conditioner.text_encoders:
+        encoder.requires_grad_(False)
+        encoder.to(device, dtype=dtype)
+        encoder.eval()
+
+
+def _compiled(unet: Any, config: TrainConfig, device: str, say: Callable) -> Any:
+    """The UNet, compiled with torch.compile when asked and on CUDA."""
+    if not config.compile_unet:
+        return unet
+    if not device.startswith("cuda"):
+        say(f"compile_unet is ignored on {device}: torch.compile needs CUDA here")
+        return unet
+    # In place: parameter names (and so the LoRA's keys) stay the same.
+    unet.compile()
+    say("Compiling the UNet with torch.compile (the first steps are slow)")
+    return unet
+
+
+class _TextSource:
+    """The UNet's conditioning for a batch, with frozen-encoder outputs cached.
+
+    When a caption is the same at every draw and the text encoders are
+    frozen, its encoding never changes: it is computed once per caption.
+    """
+
+    def __init__(self, conditioner: Any, config: TrainConfig, dtype: Any) -> None:
+        self.conditioner = conditioner
+        self.dtype = dtype
+        self.trained = config.train_text_encoder
+        self.cache_captions = not (
+            config.train_text_encoder or config.shuffle_tags or config.caption_dropout
+        )
+        self.cached: dict[str, Any] = {}
+
+    def unet_kwargs(self, batch: Any) -> dict[str, Any]:
+        return self.conditioner.unet_kwargs(
+            self.encode(batch.captions), batch.sizes, self.dtype
+        )
+
+    def encode(self, captions: list[str]) -> Any:
+        import torch
+
+        if self.trained:
+            return self.conditioner.encode(captions)
+        if not self.cache_captions:
+            with torch.no_grad():
+                return self.conditioner.encode(captions)
+        missing = sorted({c for c in captions if c not in self.cached})
+        if missing:
+            with torch.no_grad():
+                encoded = self.conditioner.encode(missing)
+            for i, caption in enumerate(missing):
+                self.cached[caption] = encoded.rows([i])
+        return _stack_text([self.cached[c] for c in captions])
+
+
+def _stack_text(rows: list[Any]) -> Any:
+    import torch
+
+    from training.ml.family import TextCond
+
+    pooled = [r.pooled for r in rows]
+    return TextCond(
+        hidden=torch.cat([r.hidden for r in rows]),
+        pooled=None if pooled[0] is None else torch.cat(pooled),
+    )
 
 
 @dataclass(frozen=True)
@@ -191,397 +423,201 @@ class _Fitted:
     final_loss: float
     resumed_from_step: int
     metadata: dict[str, str]
+    sample_paths: list[str]
 
 
-def _fit(
-    run: _Session,
-    samples: list[TrainSample],
-    device: str,
-    dtype: torch.dtype,
-    resume: Checkpoint | None,
-    hooks: _Hooks,
-) -> _Fitted:
+def _fit(run: _Run, root: Path, resume: Checkpoint | None, hooks: _Hooks) -> _Fitted:
     config = run.config
-    on_step, on_checkpoint = hooks.on_step, hooks.on_checkpoint
-    lora_run = _prepare(config, samples, device, dtype, hooks)
     start, last_loss = 0, math.nan
     if resume is not None:
         hooks.stage(f"Resuming from the checkpoint at step {resume.step}")
-        start, last_loss = _restore(lora_run, resume)
+        start, last_loss = _restore(run, resume)
         run.say(f"Resumed from checkpoint at step {start} ({resume.path})")
+        # A crash between the checkpoint and its snapshot left the latter undone.
+        _snapshot(run, start, last_loss, hooks)
     if start < config.steps:
         hooks.stage(f"Step {start + 1} of {config.steps} under way")
     started = time.perf_counter()
     for step in range(start + 1, config.steps + 1):
-        last_loss, lr = lora_run.optimizer_step(step)
+        last_loss, lr = run.step.optimizer_step(step)
         if step % LOG_EVERY == 0 or step == config.steps:
             run.say(f"step {step}/{config.steps} loss {last_loss:.4f} lr {lr:.2e}")
-        if on_step is not None:  # a cancel raised here ends the run at this step
-            on_step(_report(config, step, start, started, last_loss, lr))
+        if hooks.on_step is not None:  # a cancel raised here ends the run
+            hooks.on_step(_report(config, step, start, started, last_loss, lr))
         if config.checkpoint_every and (
             step % config.checkpoint_every == 0 or step == config.steps
         ):
             hooks.stage(f"Saving checkpoint at step {step}")
-            path = save_checkpoint(
-                run.root,
+            save_checkpoint(
+                root,
                 step,
-                write_lora=lambda p, s=step: run.write_lora(lora_run, p, s),
-                training_state=lora_run.state_dict(),
+                write_lora=lambda p, s=step: run.write_lora(p, s),
+                training_state=run.step.state_dict(),
                 info={"fingerprint": run.fingerprint, "loss": last_loss},
             )
-            if on_checkpoint is not None:
-                on_checkpoint(step, str(path))
+            _snapshot(run, step, last_loss, hooks)
     steps_done = max(start, config.steps)
+    final = _snapshot(run, steps_done, last_loss, hooks)
     lora_path = Path(config.output_dir) / f"{config.output_name}.safetensors"
     hooks.stage("Saving the LoRA")
-    metadata = run.write_lora(lora_run, lora_path, steps_done)
+    metadata = run.write_lora(lora_path, steps_done)
     run.say(f"Saved LoRA to {lora_path}")
-    return _Fitted(str(lora_path), steps_done, last_loss, start, metadata)
-
-
-def _prepare(
-    config: TrainConfig,
-    samples: list[TrainSample],
-    device: str,
-    dtype: torch.dtype,
-    hooks: _Hooks,
-) -> _LoraRun:
-    """Load the base model, cache the inputs, and set up the LoRA and optimizer."""
-    import torch
-    from diffusers import DDPMScheduler
-
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 parts on tensor cores
-    torch.manual_seed(config.seed)  # peft's gaussian init draws from it
-    hooks.stage("Loading the base model")
-    pipe = load_pipeline(config.base_model)
-    hooks.say(f"Encoding {len(samples)} images at {config.resolution}px on {device}")
-    encoded = _encode_samples(pipe, samples, config, device, hooks.stage)
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    hooks.stage("Adding the LoRA layers to the UNet")
-    # Only the UNet is kept: the VAE and text encoder go with `pipe`.
-    unet = _add_lora(pipe.unet, config, device, dtype)
-    return _LoraRun(config, unet, noise_scheduler, encoded, device, dtype)
-
-
-@dataclass
-class _Encoded:
-    """Per-sample model inputs, computed once: row i belongs to samples[i]."""
-
-    latents: torch.Tensor  # (n, 4, h, w), already scaled by the VAE's factor
-    flipped: torch.Tensor | None  # latents of the mirrored images, for random_flip
-    text: torch.Tensor  # (n, 77, hidden) text encoder states
-
-
-def _encode_samples(
-    pipe: Any,
-    samples: list[TrainSample],
-    config: TrainConfig,
-    device: str,
-    stage: Callable[[str], None],
-) -> _Encoded:
-    import torch
-
-    vae, text_encoder = pipe.vae.to(device), pipe.text_encoder.to(device)
-    crop_rng = random.Random(config.seed)  # random_crop: one fixed crop per image
-    # A CPU generator gives the same latents on every device.
-    generator = torch.Generator().manual_seed(config.seed)
-    latents, flipped = [], []
-    with torch.no_grad():
-        for first in range(0, len(samples), ENCODE_BATCH):
-            stage(f"Encoding latents ({first} of {len(samples)} images)")
-            chunk = samples[first : first + ENCODE_BATCH]
-            pixels = torch.stack(
-                [
-                    to_tensor(
-                        square_crop(
-                            load_rgb(s.image_path, config.resolution),
-                            config.resolution,
-                            center=config.center_crop,
-                            rng=crop_rng,
-                        )
-                    )
-                    for s in chunk
-                ]
-            ).to(device)
-            latents.append(_vae_encode(vae, pixels, generator))
-            if config.random_flip:
-                flipped.append(_vae_encode(vae, pixels.flip(-1), generator))
-        stage("Encoding the captions")
-        text = _encode_captions(pipe.tokenizer, text_encoder, samples, config, device)
-    return _Encoded(
-        latents=torch.cat(latents),
-        flipped=torch.cat(flipped) if flipped else None,
-        text=text,
+    return _Fitted(
+        str(lora_path),
+        steps_done,
+        last_loss,
+        start,
+        metadata,
+        [str(p) for p in final.sample_paths],
     )
 
 
-def _vae_encode(
-    vae: Any, pixels: torch.Tensor, generator: torch.Generator
-) -> torch.Tensor:
-    latents = vae.encode(pixels.to(vae.dtype)).latent_dist.sample(generator=generator)
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    return ((latents - shift) * vae.config.scaling_factor).float()
+def _snapshot(run: _Run, step: int, loss: float, hooks: _Hooks) -> Any:
+    """The lasting record of step `step` (LoRA, samples, losses), made once.
 
-
-def _encode_captions(
-    tokenizer: Any,
-    text_encoder: Any,
-    samples: list[TrainSample],
-    config: TrainConfig,
-    device: str,
-) -> torch.Tensor:
-    import torch
-
-    captions = [_with_trigger(s.caption, config.trigger_word) for s in samples]
-    unique = sorted(set(captions))
-    ids = tokenizer(
-        unique,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
-    states = torch.cat(
-        [text_encoder(ids[i : i + 32].to(device))[0] for i in range(0, len(unique), 32)]
-    )
-    row = {caption: i for i, caption in enumerate(unique)}
-    return states[[row[c] for c in captions]].float()
-
-
-def _with_trigger(caption: str, trigger: str) -> str:
-    caption = caption.strip()
-    if not trigger or trigger.lower() in caption.lower():
-        return caption
-    return f"{trigger}, {caption}" if caption else trigger
-
-
-def _add_lora(unet: Any, config: TrainConfig, device: str, dtype: torch.dtype) -> Any:
-    import torch
-    from peft import LoraConfig
-
-    unet.requires_grad_(False)
-    unet.to(device)
-    if dtype != torch.float32:
-        # Frozen weights in the autocast dtype halve their memory; the LoRA
-        # weights (the only ones the optimizer sees) stay float32.
-        unet.to(dtype=dtype)
-    unet.add_adapter(
-        LoraConfig(
-            r=config.rank,
-            lora_alpha=config.alpha,
-            init_lora_weights="gaussian",
-            target_modules=list(TARGET_MODULES),
-        )
-    )
-    for param in unet.parameters():
-        if param.requires_grad:
-            param.data = param.data.to(torch.float32)
-    if config.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    unet.train()
-    return unet
-
-
-class _Sampler:
-    """Which samples each micro-batch uses: a fresh shuffle each epoch.
-
-    Its queue is checkpointed, so a resumed run sees the same data order.
+    A finished snapshot of the step is reused: the final call after a
+    checkpoint at the last step, and a finished run started again, find it.
     """
+    from training.ml.snapshots import LORA_FILE
 
-    def __init__(self, count: int, generator: torch.Generator) -> None:
-        self.count = count
-        self.generator = generator
-        self.queue: list[int] = []
+    existing = find_snapshot(run.config.output_dir, step)
+    if existing is not None:
+        return existing
+    folder = snapshot_folder(run.config.output_dir, step)
+    run.write_lora(folder / LORA_FILE, step)
+    _render_samples(run, folder / LORA_FILE, folder, hooks)
+    validation_loss = _validation_loss(run, hooks) if run.validation else None
+    if validation_loss is not None:
+        run.say(f"step {step} validation loss {validation_loss:.4f}")
+    snapshot = finish_snapshot(
+        folder,
+        {
+            "loss": loss,
+            "validation_loss": validation_loss,
+            "prompts": list(run.config.sample_prompts),
+            "seeds": [
+                run.config.sample_seed + i
+                for i in range(len(run.config.sample_prompts))
+            ],
+        },
+    )
+    if hooks.on_checkpoint is not None:
+        hooks.on_checkpoint(step, str(folder))
+    return snapshot
 
-    def take(self, size: int) -> list[int]:
-        import torch
 
-        picked = []
-        while len(picked) < size:
-            if not self.queue:
-                self.queue = torch.randperm(
-                    self.count, generator=self.generator
-                ).tolist()
-            picked.append(self.queue.pop())
-        return picked
+def _validation_loss(run: _Run, hooks: _Hooks) -> float:
+    """Mean loss over the validation images at fixed timesteps and noise.
+
+    The generator is seeded with `config.seed` each time, so every checkpoint
+    scores the same noisy inputs and the numbers compare across steps.
+    """
+    import torch
+
+    from training.ml.dataset import validation_batches
+
+    hooks.stage("Scoring the validation images")
+    generator = torch.Generator().manual_seed(run.config.seed)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in validation_batches(run.validation, run.config.batch_size):
+            size = batch.latents.shape[0]
+            loss = run.step.batch_loss(batch, generator)
+            total += loss.item() * size
+            count += size
+    return total / count if count else math.nan
 
 
-class _LoraRun:
-    """The optimizer, schedule, scaler and random streams of one training run."""
+def _render_samples(run: _Run, lora_path: Path, folder: Path, hooks: _Hooks) -> None:
+    """Sample images from the saved file, loaded as the generation feature loads it.
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        unet: Any,
-        noise_scheduler: Any,
-        encoded: _Encoded,
-        device: str,
-        dtype: torch.dtype,
-    ) -> None:
-        import torch
+    One sample pipeline serves every snapshot of the run; it sits next to the
+    training models (a second copy of the frozen weights in fp16), which fits
+    wherever the training itself fits with room for activations.
+    """
+    config = run.config
+    if not config.sample_prompts:
+        return
+    from training.ml.generate import (
+        GenerateSpec,
+        LoraSpec,
+        PipelineHolder,
+        generate_images,
+    )
 
-        self.config, self.unet, self.encoded = config, unet, encoded
-        self.noise_scheduler = noise_scheduler
-        self.device, self.dtype = device, dtype
-        self.autocast = dtype != torch.float32
-        # "default" is the adapter name peft gives; dropping it yields peft's
-        # state-dict keys (`<module>.lora_A.weight`).
-        self.params = {
-            name.replace(".default.", "."): p
-            for name, p in unet.named_parameters()
-            if p.requires_grad
-        }
-        self.optimizer = torch.optim.AdamW(
-            self.params.values(), lr=config.learning_rate, weight_decay=WEIGHT_DECAY
+    if run.holder is None:
+        precision = "fp16" if config.mixed_precision != "no" else "no"
+        run.holder = PipelineHolder(
+            config.base_model,
+            device=run.device,
+            mixed_precision=precision,
+            fuse_loras=False,
         )
-        warmup = config.warmup_steps
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+    lora = LoraSpec(str(lora_path), 1.0, config.output_name)
+    count = len(config.sample_prompts)
+    for i, prompt in enumerate(config.sample_prompts):
+        label = f"Rendering samples ({i + 1} of {count})"
+        hooks.stage(label)
+        spec = GenerateSpec(
+            prompt=prompt,
+            steps=config.sample_steps,
+            seed=config.sample_seed + i,
+            width=config.resolution,
+            height=config.resolution,
+            loras=(lora,),
         )
-        # fp16 gradients underflow without loss scaling; bf16 has fp32's range.
-        self.scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        # One CPU generator drives batches, flips, timesteps and noise, so a
-        # run is reproducible and its stream can be checkpointed.
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.sampler = _Sampler(len(encoded.latents), self.generator)
-        prediction = noise_scheduler.config.prediction_type
-        if prediction not in ("epsilon", "v_prediction", "sample"):
-            raise InvalidTrainingInput(f"Unsupported prediction_type {prediction!r}.")
-        self.prediction = prediction
-
-    def optimizer_step(self, step: int) -> tuple[float, float]:
-        """One step over `gradient_accumulation` micro-batches: (mean loss, lr)."""
-        import torch
-
-        lr = self.schedule.get_last_lr()[0]
-        accumulation = self.config.gradient_accumulation
-        total = torch.zeros((), device=self.device)
-        for _ in range(accumulation):
-            loss = self._micro_batch_loss()
-            scaled = loss / accumulation
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            total += loss.detach()
-        mean = (total / accumulation).item()
-        if not math.isfinite(mean):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLoss(step, mean)
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.params.values(), MAX_GRAD_NORM)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)  # skips the step if gradients overflowed
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.schedule.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return mean, lr
-
-    def _micro_batch_loss(self) -> torch.Tensor:
-        import torch
-        import torch.nn.functional as F  # noqa: N812
-
-        size, gen = self.config.batch_size, self.generator
-        rows = torch.tensor(self.sampler.take(size), device=self.device)
-        latents = self.encoded.latents[rows]
-        if self.encoded.flipped is not None:
-            flip = (torch.rand(size, generator=gen) < 0.5).to(self.device)
-            latents = torch.where(
-                flip[:, None, None, None], self.encoded.flipped[rows], latents
-            )
-        noise = torch.randn(latents.shape, generator=gen).to(self.device)
-        steps = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (size,), generator=gen).to(self.device)
-        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-        if self.prediction == "epsilon":
-            target = noise
-        elif self.prediction == "v_prediction":
-            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            target = latents
-        with self._autocast():
-            prediction = self.unet(noisy, timesteps, self.encoded.text[rows]).sample
-        return F.mse_loss(prediction.float(), target.float())
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        import torch
-
-        if not self.autocast:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.split(":", 1)[0], dtype=self.dtype)
-
-    def kohya_state(self) -> dict[str, torch.Tensor]:
-        weights = {key: p.detach() for key, p in self.params.items()}
-        return peft_to_kohya(weights, self.config.alpha)
-
-    def load_kohya_state(self, state: dict[str, torch.Tensor]) -> None:
-        import torch
-
-        with torch.no_grad():
-            for key, param in self.params.items():
-                param.copy_(state[kohya_name(key)])
-
-    def state_dict(self) -> dict[str, Any]:
-        import torch
-
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else {},
-            "generator": self.generator.get_state(),
-            "sampler_queue": list(self.sampler.queue),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all()
-            if torch.cuda.is_available()
-            else [],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        import torch
-
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        if self.scaler is not None and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
-        self.generator.set_state(state["generator"])
-        self.sampler.queue = list(state["sampler_queue"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        image = generate_images(
+            run.holder,
+            spec,
+            on_step=lambda step, steps, label=label: hooks.stage(
+                f"{label}, step {step} of {steps}"
+            ),
+        )[0]
+        image.save(sample_path(folder, i))
 
 
-def _restore(run: _LoraRun, checkpoint: Checkpoint) -> tuple[int, float]:
+def _restore(run: _Run, checkpoint: Checkpoint) -> tuple[int, float]:
     """Load a checkpoint into `run`; return its step and loss."""
     from safetensors.torch import load_file
 
     from training.ml.checkpoints import LORA_FILE
 
-    run.load_kohya_state(load_file(str(checkpoint.path / LORA_FILE)))
-    run.load_state_dict(load_training_state(checkpoint))
+    run.network.load_kohya_state(load_file(str(checkpoint.path / LORA_FILE)))
+    run.step.load_state_dict(load_training_state(checkpoint))
     info = checkpoint.info()
     return checkpoint.step, float(info.get("loss", math.nan))
 
 
-def _fingerprint(config: TrainConfig, sample_count: int) -> dict[str, Any]:
-    """What a checkpoint must share with this run to be resumed by it."""
+def _config_fingerprint(config: TrainConfig, data: _Data) -> dict[str, Any]:
+    """What a checkpoint must share with this run to be resumed by it (config part)."""
     return {
         "base_model": config.base_model,
         "rank": config.rank,
         "alpha": config.alpha,
         "resolution": config.resolution,
         "dataset_hash": config.dataset_hash,
-        "samples": sample_count,
-        "target_modules": list(TARGET_MODULES),
+        "samples": len(data.train),
+        "reg_samples": len(data.reg),
+        "batch_size": config.batch_size,
+        "lora_targets": config.lora_targets,
+        "train_text_encoder": config.train_text_encoder,
     }
 
 
-def _check_same_run(checkpoint: Checkpoint, fingerprint: dict[str, Any]) -> None:
-    saved = checkpoint.info().get("fingerprint")
-    if saved != fingerprint:
-        changed = sorted(
-            k for k in fingerprint if (saved or {}).get(k) != fingerprint[k]
-        )
+def _plain(value: Any) -> Any:
+    """As it reads back from checkpoint.json (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _check_same_run(
+    checkpoint: Checkpoint, fingerprint: dict[str, Any], *, partial: bool = False
+) -> None:
+    """Refuse a checkpoint of another run; `partial` compares only the given keys."""
+    saved = checkpoint.info().get("fingerprint") or {}
+    fingerprint = _plain(fingerprint)
+    keys = fingerprint.keys() if partial else fingerprint.keys() | saved.keys()
+    changed = sorted(k for k in keys if saved.get(k) != fingerprint.get(k))
+    if changed:
         raise InvalidTrainingInput(
             f"{checkpoint.path.parent} holds checkpoints of a different run "
             f"(differs in: {', '.join(changed)}). Use a new output_dir, or delete "
@@ -612,98 +648,6 @@ def _precision_name(dtype: Any) -> str:
     import torch
 
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
-
-
-def _metadata(
-    config: TrainConfig,
-    steps_done: int,
-    base_hash: str,
-    sample_count: int,
-    precision: str,
-) -> dict[str, str]:
-    # Written into the file: the model's name, never where it lies on disk.
-    base_model = config.base_model_name or config.base_model
-    ours = {
-        "base_model": base_model,
-        "base_model_hash": base_hash,
-        "rank": str(config.rank),
-        "alpha": repr(float(config.alpha)),
-        "steps": str(steps_done),
-        "trigger_word": config.trigger_word,
-        "dataset_hash": config.dataset_hash,
-        "resolution": str(config.resolution),
-        "learning_rate": repr(float(config.learning_rate)),
-        "batch_size": str(config.batch_size),
-        "gradient_accumulation": str(config.gradient_accumulation),
-        "seed": str(config.seed),
-        "mixed_precision": precision,
-        "num_train_images": str(sample_count),
-        "library_versions": json.dumps(library_versions(), sort_keys=True),
-        "ss_resolution": f"({config.resolution}, {config.resolution})",
-        "ss_learning_rate": repr(float(config.learning_rate)),
-        "ss_unet_lr": repr(float(config.learning_rate)),
-        "ss_text_encoder_lr": "0.0",
-        "ss_seed": str(config.seed),
-        "ss_num_train_images": str(sample_count),
-        "ss_mixed_precision": precision,
-        "ss_sd_model_hash": base_hash,
-    }
-    return kohya_metadata(
-        output_name=config.output_name,
-        base_model=base_model,
-        rank=config.rank,
-        alpha=config.alpha,
-        steps=steps_done,
-        extra=ours,
-    )
-
-
-def _render_samples(
-    config: TrainConfig, lora_path: Path, device: str, hooks: _Hooks
-) -> list[Path]:
-    """Sample images from the saved file, loaded as the generation feature loads it."""
-    if not config.sample_prompts:
-        return []
-    from training.ml.generate import (
-        GenerateSpec,
-        LoraSpec,
-        PipelineHolder,
-        generate_images,
-    )
-
-    folder = Path(config.output_dir) / "samples"
-    folder.mkdir(exist_ok=True)
-    for stale in folder.glob("sample-*.png"):
-        stale.unlink()
-    precision = "fp16" if config.mixed_precision != "no" else "no"
-    holder = PipelineHolder(config.base_model, device=device, mixed_precision=precision)
-    lora = LoraSpec(str(lora_path), 1.0, config.output_name)
-    paths: list[Path] = []
-    count = len(config.sample_prompts)
-
-    def on_step(step: int, steps: int) -> None:
-        sample = f"Rendering samples ({len(paths) + 1} of {count})"
-        hooks.stage(f"{sample}, step {step} of {steps}")
-
-    try:
-        for i, prompt in enumerate(config.sample_prompts):
-            hooks.stage(f"Rendering samples ({i + 1} of {count})")
-            spec = GenerateSpec(
-                prompt=prompt,
-                steps=config.sample_steps,
-                seed=config.sample_seed + i,
-                width=config.resolution,
-                height=config.resolution,
-                loras=(lora,),
-            )
-            image = generate_images(holder, spec, on_step=on_step)[0]
-            path = folder / f"sample-{i:02d}.png"
-            image.save(path)
-            paths.append(path)
-    finally:
-        holder.close()
-    hooks.say(f"Rendered {len(paths)} sample images")
-    return paths
 
 
 def _free_memory() -> None:

@@ -1,0 +1,188 @@
+"""What a trained LoRA file says about its training: sd-scripts' `ss_*` keys and ours.
+
+Every value is a string (safetensors metadata). The `ss_*` names and value
+shapes follow kohya sd-scripts, so A1111, ComfyUI and Civitai-style tools
+show the base model version, resolution, tags and settings. Our own keys keep
+the options sd-scripts has no name for (family, lora_targets, ...). Paths are
+never written: the base model is named, not located.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from training.ml.base import library_versions
+from training.ml.config import TrainConfig
+from training.ml.kohya import kohya_metadata
+
+# TrainConfig options recorded as they are, under their own names.
+RECORDED_OPTIONS = (
+    "rank",
+    "alpha",
+    "learning_rate",
+    "warmup_steps",
+    "batch_size",
+    "gradient_accumulation",
+    "resolution",
+    "random_flip",
+    "center_crop",
+    "seed",
+    "trigger_word",
+    "dataset_hash",
+    "lora_targets",
+    "conv_rank",
+    "conv_alpha",
+    "train_text_encoder",
+    "text_encoder_lr",
+    "bucketing",
+    "bucket_min_side",
+    "bucket_max_side",
+    "bucket_step",
+    "shuffle_tags",
+    "keep_tokens",
+    "caption_dropout",
+    "reg_weight",
+    "optimizer",
+    "lr_scheduler",
+    "lr_cycles",
+    "loss_type",
+    "huber_c",
+    "min_snr_gamma",
+    "noise_offset",
+    "gradient_checkpointing",
+    "compile_unet",
+)
+OPTIMIZER_NAMES = {
+    "adamw": "torch.optim.AdamW(weight_decay=0.01)",
+    "adamw8bit": "bitsandbytes.optim.AdamW8bit(weight_decay=0.01)",
+    "prodigy": (
+        "prodigyopt.Prodigy(weight_decay=0.01,decouple=True,"
+        "use_bias_correction=True,safeguard_warmup=True,d_coef=1.0)"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the metadata needs to know about a run beyond its config."""
+
+    family: str
+    prediction_type: str
+    precision: str  # "bf16", "fp16", or "no" where fp32 ran
+    base_hash: str
+    image_count: int  # training images, repeats included
+    reg_count: int
+    tag_counts: dict[str, int]
+    bucket_info: dict[str, Any]
+    batches_per_epoch: int
+    module_counts: dict[str, int]
+
+
+def lora_metadata(
+    config: TrainConfig, facts: RunFacts, steps_done: int
+) -> dict[str, str]:
+    """The LoRA file's metadata after `steps_done` optimizer steps."""
+    from training.ml.family import kohya_base_version
+
+    base_model = config.base_model_name or config.base_model
+    ours = {name: _text(getattr(config, name)) for name in RECORDED_OPTIONS}
+    ours.update(
+        base_model=base_model,
+        base_model_hash=facts.base_hash,
+        family=facts.family,
+        steps=str(steps_done),
+        mixed_precision=facts.precision,
+        num_train_images=str(facts.image_count),
+        module_counts=json.dumps(facts.module_counts, sort_keys=True),
+        library_versions=json.dumps(library_versions(), sort_keys=True),
+    )
+    ours.update(_kohya_fields(config, facts, steps_done))
+    ours["ss_base_model_version"] = kohya_base_version(
+        facts.family, facts.prediction_type
+    )
+    ours["ss_v2"] = str(facts.family == "sd2")
+    return kohya_metadata(
+        output_name=config.output_name,
+        base_model=base_model,
+        rank=config.rank,
+        alpha=config.alpha,
+        steps=steps_done,
+        extra=ours,
+    )
+
+
+def _kohya_fields(
+    config: TrainConfig, facts: RunFacts, steps_done: int
+) -> dict[str, str]:
+    """sd-scripts' ss_* training keys, with its names and value formats."""
+    te_lr = config.text_encoder_lr if config.train_text_encoder else 0.0
+    images_per_step = config.batch_size * config.gradient_accumulation
+    epochs = -(-steps_done * config.gradient_accumulation // facts.batches_per_epoch)
+    fields: dict[str, Any] = {
+        "ss_network_dim": config.rank,
+        "ss_network_alpha": float(config.alpha),
+        "ss_network_args": json.dumps(_network_args(config)),
+        "ss_network_train_unet_only": not config.train_text_encoder,
+        "ss_resolution": f"({config.resolution}, {config.resolution})",
+        "ss_num_train_images": facts.image_count,
+        "ss_num_reg_images": facts.reg_count,
+        "ss_num_batches_per_epoch": facts.batches_per_epoch,
+        "ss_num_epochs": epochs,
+        "ss_epoch": epochs,
+        "ss_tag_frequency": json.dumps(
+            {"dataset": facts.tag_counts}, ensure_ascii=False, sort_keys=True
+        ),
+        "ss_steps": steps_done,
+        "ss_max_train_steps": config.steps,
+        "ss_learning_rate": float(config.learning_rate),
+        "ss_unet_lr": float(config.learning_rate),
+        "ss_text_encoder_lr": float(te_lr),
+        "ss_lr_scheduler": config.lr_scheduler,
+        "ss_lr_warmup_steps": config.warmup_steps,
+        "ss_optimizer": OPTIMIZER_NAMES[config.optimizer],
+        "ss_batch_size_per_device": config.batch_size,
+        "ss_gradient_accumulation_steps": config.gradient_accumulation,
+        "ss_total_batch_size": images_per_step,
+        "ss_gradient_checkpointing": config.gradient_checkpointing,
+        "ss_mixed_precision": facts.precision,
+        "ss_seed": config.seed,
+        "ss_noise_offset": float(config.noise_offset) if config.noise_offset else None,
+        "ss_min_snr_gamma": float(config.min_snr_gamma)
+        if config.min_snr_gamma
+        else None,
+        "ss_loss_type": config.loss_type,
+        "ss_huber_c": float(config.huber_c),
+        "ss_caption_dropout_rate": float(config.caption_dropout),
+        "ss_shuffle_caption": config.shuffle_tags,
+        "ss_keep_tokens": config.keep_tokens,
+        "ss_flip_aug": config.random_flip,
+        "ss_enable_bucket": config.bucketing,
+        "ss_bucket_no_upscale": False,
+        "ss_min_bucket_reso": config.bucket_min_side or config.resolution // 2,
+        "ss_max_bucket_reso": config.bucket_max_side or config.resolution * 2,
+        "ss_bucket_info": json.dumps(facts.bucket_info, sort_keys=True)
+        if config.bucketing
+        else None,
+        "ss_sd_model_hash": facts.base_hash,
+        "ss_training_comment": f"trigger word: {config.trigger_word}"
+        if config.trigger_word
+        else None,
+    }
+    return {key: _text(value) for key, value in fields.items()}
+
+
+def _network_args(config: TrainConfig) -> dict[str, str]:
+    """sd-scripts' --network_args as it records them (strings)."""
+    args = {"lora_targets": config.lora_targets}
+    if config.lora_targets == "transformer+conv":
+        args.update(conv_dim=str(config.conv_rank), conv_alpha=_text(config.conv_alpha))
+    return args
+
+
+def _text(value: Any) -> str:
+    """kohya's spelling: floats by repr, booleans True/False, None as "None"."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
