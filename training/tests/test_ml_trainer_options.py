@@ -53,9 +53,9 @@ def test_signal_to_noise_is_alpha_bar_over_its_complement() -> None:
     expected = (alpha_bar / (1 - alpha_bar)).tolist()
     assert signal_to_noise(scheduler, t).tolist() == pytest.approx(expected)
     # Low noise has a high SNR: t=0 is far above gamma, t=999 far below.
-    assert signal_to_noise(scheduler, t)[0] > 100 > 0.01 > signal_to_noise(
-        scheduler, t
-    )[2]
+    assert (
+        signal_to_noise(scheduler, t)[0] > 100 > 0.01 > signal_to_noise(scheduler, t)[2]
+    )
 
 
 def test_diffusion_loss_weights_each_sample_by_min_snr_and_its_own_weight() -> None:
@@ -265,10 +265,10 @@ def test_every_option_set_trains_and_is_recorded(
     assert math.isfinite(result.final_loss) and result.final_loss > 0
     assert kohya_key_problems(result.lora_path) == []
     for name, value in options.items():
-        assert result.metadata[name] == (repr(value) if type(value) is float else str(value))
-    assert result.metadata["ss_optimizer"].startswith(
-        {"adamw": "torch.optim.AdamW", "prodigy": "prodigyopt.Prodigy"}[config.optimizer]
-    )
+        written = repr(value) if type(value) is float else str(value)
+        assert result.metadata[name] == written
+    optimizer_class = {"adamw": "torch.optim.AdamW", "prodigy": "prodigyopt.Prodigy"}
+    assert result.metadata["ss_optimizer"].startswith(optimizer_class[config.optimizer])
     assert result.metadata["ss_lr_scheduler"] == config.lr_scheduler
     if options.get("compile_unet"):
         assert any("compile_unet is ignored on cpu" in line for line in lines)
