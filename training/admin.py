@@ -31,24 +31,27 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
+from albums.models import Album
 from imagineer_project.admin_pages import ImagineerAdmin
 from imagineer_project.errors import DomainError
 from imagineer_project.forms import add_domain_error
 from imagineer_project.run_admin import RunAdmin
 from training.config import (
+    ADVANCED_SECTIONS,
     FIELDS,
     ConfigInvalid,
     config_defaults,
     config_validate,
     field_help,
 )
+from training.config import SECTIONS as CONFIG_SECTIONS
 from training.datasets.admin import (
     DatasetBuildAdmin,
     DatasetBuildForm,
     DatasetExportAdmin,
     DatasetVersionAdmin,
 )
-from training.datasets.services import DatasetInvalid
+from training.datasets.services import MAX_REPEATS, DatasetInvalid
 from training.estimates import training_estimate, training_estimates
 from training.generation.admin import GenerationJobAdmin
 from training.maintenance import (
@@ -95,6 +98,14 @@ from training.views import run_report
 def _config_field(name: str, kind: type, choices: tuple[str, ...]) -> forms.Field:
     default = config_defaults()[name]
     options: dict[str, Any] = {"initial": default, "help_text": field_help(name)}
+    if name == "reg_album":
+        return forms.TypedChoiceField(
+            coerce=int,
+            choices=_reg_album_choices,
+            required=False,
+            empty_value=0,
+            **options,
+        )
     if choices:
         return forms.ChoiceField(choices=[(c, c) for c in choices], **options)
     if kind is bool:
@@ -104,20 +115,54 @@ def _config_field(name: str, kind: type, choices: tuple[str, ...]) -> forms.Fiel
     return forms.FloatField(**options)
 
 
+def _reg_album_choices() -> list[tuple[int, str]]:
+    albums = Album.objects.order_by("name", "id").values_list("pk", "name")
+    return [(0, "None"), *albums]
+
+
+def parse_album_repeats(text: str, albums: list[Album]) -> dict[int, int]:
+    """ "tarot=3, faces=2" (album slug, name or id = count; commas or lines
+    between) as {album id: repeats}; raises ValueError saying what is wrong."""
+    by_ref = {}
+    for album in albums:
+        by_ref.update({str(album.pk): album, album.slug: album, album.name: album})
+    repeats = {}
+    for entry in (e.strip() for e in text.replace("\n", ",").split(",")):
+        if not entry:
+            continue
+        ref, _, count = (part.strip() for part in entry.rpartition("="))
+        if ref not in by_ref:
+            raise ValueError(f"{ref or entry!r} is not one of the chosen albums")
+        if not count.isdigit() or not 1 <= int(count) <= MAX_REPEATS:
+            raise ValueError(f"{entry!r}: repeats must be 1 to {MAX_REPEATS}")
+        repeats[by_ref[ref].pk] = int(count)
+    return repeats
+
+
 class TrainingRunAddForm(DatasetBuildForm):
-    """The dataset build form (albums with readiness, trigger word, NSFW), plus
-    the run: base model, start now, a preset, and the config fields.
+    """The dataset build form (albums with readiness, trigger word, NSFW, repeats
+    per album), plus the run: base model, start now, a preset, and the config
+    fields in their sections (training.config.SECTIONS; the advanced ones
+    folded).
 
     Steps and resolution may go below their minimum, as `manage.py train`
     allows, with a warning (`warnings` after cleaning). A preset fills the
     config fields in the browser (train.js); the server applies it too, to
-    every field posted at its default.
+    every field posted at its default. A resolution at the default follows the
+    base model's family (SDXL trains at 1024).
     """
 
     base_model = forms.CharField(
         max_length=500,
         help_text="A local diffusers folder or a hub id, as the gpu worker's "
         "machine sees it.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+    album_repeats = forms.CharField(
+        required=False,
+        label="Repeats per album",
+        help_text="How often each album's images count per epoch (kohya's folder "
+        "repeats), e.g. “tarot=3, faces=1”: album slug, name or id. Unlisted: 1.",
         widget=forms.TextInput(attrs={"size": 60}),
     )
     start = forms.BooleanField(
@@ -135,9 +180,19 @@ class TrainingRunAddForm(DatasetBuildForm):
     )
 
     SECTIONS = (
-        ("Data", ("albums", "trigger_word", "no_trigger_word", "include_nsfw")),
+        (
+            "Data",
+            (
+                "albums",
+                "trigger_word",
+                "no_trigger_word",
+                "include_nsfw",
+                "album_repeats",
+            ),
+        ),
         ("Run", ("name", "base_model", "start", "preset")),
     )
+    ADVANCED = ADVANCED_SECTIONS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -152,18 +207,44 @@ class TrainingRunAddForm(DatasetBuildForm):
         self.warnings: list[str] = []
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
-        config = [self[spec.name] for spec in FIELDS]
         named = [(title, [self[n] for n in names]) for title, names in self.SECTIONS]
-        return [*named, ("Training config", config)]
+        config = [
+            (title, [self[spec.name] for spec in FIELDS if spec.section == title])
+            for title in CONFIG_SECTIONS
+        ]
+        return [*named, *config]
+
+    # Left at the default, these follow the base model (resolution) or the
+    # optimizer (Prodigy's learning rates): config_validate fills them.
+    FOLLOWING = ("resolution", "learning_rate", "text_encoder_lr")
 
     def config(self) -> dict[str, Any]:
-        return {spec.name: self.cleaned_data.get(spec.name) for spec in FIELDS}
+        """The config as posted, less the FOLLOWING fields left at their default."""
+        config = {spec.name: self.cleaned_data.get(spec.name) for spec in FIELDS}
+        defaults = config_defaults()
+        for name in self.FOLLOWING:
+            if config[name] == defaults[name]:
+                del config[name]
+        return config
+
+    def repeats(self) -> dict[int, int]:
+        return self.cleaned_data.get("album_repeats_by_id", {})
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         self._apply_preset(data)
         try:
-            _, self.warnings = config_validate(self.config(), allow_below_minimum=True)
+            data["album_repeats_by_id"] = parse_album_repeats(
+                data.get("album_repeats", ""), list(data.get("albums") or [])
+            )
+        except ValueError as exc:
+            self.add_error("album_repeats", f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        try:
+            _, self.warnings = config_validate(
+                self.config(),
+                allow_below_minimum=True,
+                base_model=data.get("base_model", ""),
+            )
         except ConfigInvalid as exc:
             for name, message in exc.errors.items():
                 if name not in self.errors:
@@ -366,6 +447,7 @@ class TrainingRunAdmin(RunAdmin):
                 include_nsfw=data["include_nsfw"],
                 base_model=data["base_model"],
                 config=form.config(),
+                repeats=form.repeats(),
                 name=data["name"],
                 created_by=request.user,
                 enqueue=data["start"],

@@ -21,6 +21,7 @@ from imagineer_project.permissions import staff_required
 from imagineer_project.run_api import RunRoutes, add_run_routes
 from training.config import config_fields
 from training.datasets.selectors import dataset_version_get
+from training.datasets.services import repeats_by_album
 from training.models import Lora, TrainingRun
 from training.registry import lora_open
 from training.schemas import (
@@ -62,7 +63,9 @@ RUNS = RunRoutes(
 
 @runs_router.get("/config", response=list[ConfigFieldOut])
 def training_config_fields(request: HttpRequest) -> Any:
-    """Each config field with its default and allowed range (from settings)."""
+    """Each config field with its section, default, allowed range or choices and
+    help (from settings). The learning rate's range depends on the optimizer
+    (`optimizer_ranges`); an unset resolution follows the base model's family."""
     return config_fields()
 
 
@@ -88,6 +91,7 @@ def training_run_new(
             albums=albums,
             trigger_word=payload.trigger_word,
             include_nsfw=payload.include_nsfw,
+            repeats=repeats_by_album(albums, payload.repeats),
             **options,
         )
     else:

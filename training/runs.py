@@ -15,10 +15,11 @@ import hashlib
 import json
 import logging
 import math
+import random
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +38,23 @@ from imagineer_project.runs import (
     RunCancelled,
     run_checkpoint,
 )
-from training.datasets.files import caption_with_trigger, dataset_materialize
+from training.config import FIELDS, RUN_ONLY_FIELDS
+from training.datasets.files import (
+    caption_with_trigger,
+    copy_atomically,
+    dataset_materialize,
+    item_suffix,
+    open_item,
+)
+from training.datasets.services import album_training_items, item_repeats
 from training.estimates import StepTimer
-from training.ml.config import StepReport, TrainConfig, TrainResult, TrainSample
+from training.ml.config import (
+    InvalidTrainingInput,
+    StepReport,
+    TrainConfig,
+    TrainResult,
+    TrainSample,
+)
 from training.models import DatasetVersion, TrainingRun
 from training.paths import base_model_name, without_paths
 from training.registry import lora_register_from_run
@@ -126,12 +141,21 @@ def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) ->
         f"dataset {dataset.manifest_sha256[:12]}"
     )
     run_checkpoint(run, total=run.config["steps"], message="Copying the dataset")
-    pairs = dataset_materialize(dataset, work / "data")
-    samples = [TrainSample(str(path), caption) for path, caption in pairs]
+    samples, validation = validation_split(
+        dataset_samples(dataset, work / "data"),
+        float(run.config.get("validation_split") or 0.0),
+        seed=int(run.config.get("seed", 0)),
+    )
+    reg_samples = _reg_samples(run, work / "reg")
+    if validation or reg_samples:
+        tracker.log(
+            f"{len(samples)} training images, {len(validation)} held out for "
+            f"validation, {len(reg_samples)} regularisation images"
+        )
     config = _train_config(run, work / "out")
     # Hashing the base model's weights reads them all once per worker.
     run_checkpoint(run, message="Checking the base model's files")
-    _write_manifest(run, config)
+    _write_manifest(run, config, reg_samples=reg_samples, validation=validation)
 
     def stage(text: str) -> None:
         # Also how a cancel lands in a long phase (loading, encoding, samples).
@@ -162,6 +186,8 @@ def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) ->
     result = train_lora(
         config,
         samples,
+        reg_samples=reg_samples,
+        validation_samples=validation,
         on_step=step,
         on_checkpoint=tracker.checkpoint,
         log=tracker.log,
@@ -174,7 +200,8 @@ def _train(run: TrainingRun, tracker: _Tracker, on_step: StepCallback | None) ->
     if album is not None and lora.sample_album_id is None:
         lora.sample_album = album
         lora.save(update_fields=["sample_album"])
-    shutil.rmtree(work / "data", ignore_errors=True)  # the copies; storage has them
+    for copies in ("data", "reg"):  # storage has them
+        shutil.rmtree(work / copies, ignore_errors=True)
     tracker.log(f"Registered LoRA {lora.name!r} ({lora.size:,} bytes)")
     return _summary(result, lora.name)
 
@@ -193,8 +220,58 @@ def _summary(result: TrainResult, lora_name: str) -> str:
     return f"Trained {result.steps_done} steps ({loss}{resumed}); LoRA {lora_name!r}"
 
 
+def dataset_samples(dataset: DatasetVersion, dest: Path) -> list[TrainSample]:
+    """The version's images copied to `dest`, as samples in manifest order,
+    each with its training text and its album's repeats."""
+    pairs = dataset_materialize(dataset, dest)
+    items = dataset.manifest.get("items", [])
+    return [
+        TrainSample(str(path), text, item_repeats(item))
+        for (path, text), item in zip(pairs, items, strict=True)
+    ]
+
+
+def validation_split(
+    samples: list[TrainSample], fraction: float, *, seed: int
+) -> tuple[list[TrainSample], list[TrainSample]]:
+    """(training, validation): `fraction` of the images held out, chosen by
+    `seed` (the same run holds out the same images on every attempt). At least
+    one image each way once `fraction` is above 0 and there are two images."""
+    if fraction <= 0 or len(samples) < 2:
+        return samples, []
+    count = min(len(samples) - 1, max(1, round(len(samples) * fraction)))
+    held = set(random.Random(seed).sample(range(len(samples)), count))
+    training = [s for i, s in enumerate(samples) if i not in held]
+    return training, [s for i, s in enumerate(samples) if i in held]
+
+
+def _reg_samples(run: TrainingRun, dest: Path) -> list[TrainSample]:
+    """The regularisation album's images copied to `dest` with their captions
+    (no trigger word: they show the class, not the concept); none without one."""
+    album_id = run.config.get("reg_album") or 0
+    if not album_id:
+        return []
+    album = Album.objects.filter(pk=album_id).first()
+    if album is None:
+        raise InvalidTrainingInput(
+            f"The regularisation album (id {album_id}) was deleted since the run "
+            "was created."
+        )
+    items = album_training_items(album, include_nsfw=run.dataset.include_nsfw)
+    dest.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for n, item in enumerate(items, start=1):
+        target = dest / f"{n:05d}-{item['sha256'][:12]}{item_suffix(item)}"
+        with open_item(item) as source:
+            size = getattr(source, "size", None)
+            if not (target.exists() and target.stat().st_size == size):
+                copy_atomically(source, target)
+        samples.append(TrainSample(str(target), item["caption"]))
+    return samples
+
+
 def _train_config(run: TrainingRun, output_dir: Path) -> TrainConfig:
-    fields = {name: run.config[name] for name in _ML_FIELDS if name in run.config}
+    fields = {name: run.config[name] for name in ML_FIELDS if name in run.config}
     return TrainConfig(
         base_model=run.base_model,
         base_model_name=base_model_name(run.base_model),
@@ -208,28 +285,22 @@ def _train_config(run: TrainingRun, output_dir: Path) -> TrainConfig:
     )
 
 
-_ML_FIELDS = (
-    "steps",
-    "rank",
-    "alpha",
-    "learning_rate",
-    "warmup_steps",
-    "gradient_accumulation",
-    "batch_size",
-    "resolution",
-    "random_flip",
-    "center_crop",
-    "mixed_precision",
-    "seed",
-    "checkpoint_every",
-    "gradient_checkpointing",
-    "sample_steps",
-)
+# The run's config fields that are TrainConfig's; the others (RUN_ONLY_FIELDS)
+# become regularisation and validation samples here.
+ML_FIELDS = tuple(spec.name for spec in FIELDS if spec.name not in RUN_ONLY_FIELDS)
 
 
-def training_manifest(run: TrainingRun, config: TrainConfig) -> dict[str, Any]:
-    """What reproduces the run. No ids or times: two runs of the same setup have
-    the same manifest, and so the same hash."""
+def training_manifest(
+    run: TrainingRun,
+    config: TrainConfig,
+    *,
+    reg_samples: Sequence[TrainSample] = (),
+    validation: Sequence[TrainSample] = (),
+) -> dict[str, Any]:
+    """What reproduces the run: every config option (the run's config, with
+    the resolution and learning rate it was given), the data and the code.
+    No ids or times: two runs of the same setup have the same manifest, and so
+    the same hash."""
     from training.ml.base import hash_base_model, library_versions
 
     try:
@@ -251,7 +322,21 @@ def training_manifest(run: TrainingRun, config: TrainConfig) -> dict[str, Any]:
         "config": run.config,
         "sample_prompts": list(config.sample_prompts),
         "sample_seed": config.sample_seed,
+        "validation_images": [Path(s.image_path).name for s in validation],
+        "regularisation": {
+            "images": len(reg_samples),
+            "sha256": _samples_digest(reg_samples),
+        },
     }
+
+
+def _samples_digest(samples: Sequence[TrainSample]) -> str:
+    """Identifies regularisation images by content and caption: their files
+    are named by content hash, so the names and captions are enough."""
+    if not samples:
+        return ""
+    lines = sorted(f"{Path(s.image_path).name}\t{s.caption}" for s in samples)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _device_name() -> str:
@@ -268,8 +353,8 @@ def manifest_sha256(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _write_manifest(run: TrainingRun, config: TrainConfig) -> None:
-    run.manifest = training_manifest(run, config)
+def _write_manifest(run: TrainingRun, config: TrainConfig, **samples: Any) -> None:
+    run.manifest = training_manifest(run, config, **samples)
     run.manifest_sha256 = manifest_sha256(run.manifest)
     TrainingRun.objects.filter(pk=run.pk).update(
         manifest=run.manifest, manifest_sha256=run.manifest_sha256

@@ -14,6 +14,7 @@ from ninja import ModelSchema, Schema
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from imagineer_project.run_api import RunFilterIn
+from training.datasets.services import MAX_REPEATS
 from training.models import DatasetVersion, Lora, TrainingRun
 from training.paths import base_model_name
 from training.services import training_run_can_start
@@ -43,6 +44,31 @@ class TrainingConfigIn(Schema):
     checkpoint_every: int | None = None
     gradient_checkpointing: bool | None = None
     sample_steps: int | None = None
+    lora_targets: str | None = None
+    conv_rank: int | None = None
+    conv_alpha: float | None = None
+    train_text_encoder: bool | None = None
+    text_encoder_lr: float | None = None
+    bucketing: bool | None = None
+    bucket_min_side: int | None = None
+    bucket_max_side: int | None = None
+    bucket_step: int | None = None
+    shuffle_tags: bool | None = None
+    keep_tokens: int | None = None
+    caption_dropout: float | None = None
+    reg_album: int | None = Field(
+        None, description="Album id of regularisation images; 0 or absent: none."
+    )
+    reg_weight: float | None = None
+    validation_split: float | None = None
+    optimizer: str | None = None
+    lr_scheduler: str | None = None
+    lr_cycles: int | None = None
+    loss_type: str | None = None
+    huber_c: float | None = None
+    min_snr_gamma: float | None = None
+    noise_offset: float | None = None
+    compile_unet: bool | None = None
 
 
 class TrainingRunIn(Schema):
@@ -60,6 +86,11 @@ class TrainingRunIn(Schema):
     # With albums: absent takes the first album's trigger word; "" for none.
     trigger_word: Annotated[str, StringConstraints(max_length=100)] | None = None
     include_nsfw: bool = False
+    # With albums: one per album, in the same order: how often its images
+    # count per epoch (kohya's folder repeats). Absent: 1 each.
+    repeats: list[Annotated[int, Field(ge=1, le=MAX_REPEATS)]] | None = Field(
+        None, max_length=100
+    )
     config: TrainingConfigIn = Field(default_factory=TrainingConfigIn)
     start: bool = Field(True, description="Queue for the gpu worker now.")
 
@@ -67,17 +98,28 @@ class TrainingRunIn(Schema):
     def _one_source(self) -> TrainingRunIn:
         if (self.albums is None) == (self.dataset is None):
             raise ValueError("Give either albums or dataset (not both).")
+        if self.repeats is not None and self.albums is None:
+            raise ValueError("repeats go with albums (a dataset has its own).")
         return self
 
 
 class ConfigFieldOut(Schema):
     name: str
     type: str
-    default: Any
+    section: str = Field(description="Where the admin form shows it.")
+    default: Any = Field(
+        description="Unset resolution: the base model family's (SDXL 1024); unset "
+        "learning_rate with prodigy: 1.0."
+    )
     minimum: float | None
     maximum: float | None
     choices: list[str]
+    optimizer_ranges: dict[str, list[float]] = Field(
+        description="The range under these optimizers instead (prodigy's "
+        "learning rate)."
+    )
     help: str
+    kohya: str = Field(description="sd-scripts' name for the option.")
 
 
 class TrainingRunFilterIn(RunFilterIn):

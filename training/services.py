@@ -3,7 +3,7 @@ start (or resume) it, cancel it. The gpu worker's half is training.runs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -16,7 +16,7 @@ from imagineer_project.errors import Conflict, Invalid
 from imagineer_project.permissions import person
 from imagineer_project.ratelimit import rate_limit_take
 from imagineer_project.runs import BaseRun, run_enqueue, run_retry
-from training.config import config_validate
+from training.config import ConfigInvalid, config_check_machine, config_validate
 from training.datasets.services import dataset_version_build
 from training.models import DatasetVersion, TrainingRun
 
@@ -45,17 +45,24 @@ def training_run_create(
     """A run of `dataset` on `base_model` (default TRAINING_BASE_MODEL).
 
     `config` is checked and completed by training.config.config_validate
-    (raises ConfigInvalid naming each bad field and its range). With `enqueue`
+    (raises ConfigInvalid naming each bad field and its range; an unset
+    resolution follows the base model's family), and against this machine
+    (config_check_machine: adamw8bit needs CUDA); `reg_album` must name an
+    album with images that is not one of the dataset's. With `enqueue`
     the run goes to the gpu worker once the transaction commits; otherwise it
     waits for training_run_start. Raises InsufficientStorage, creating
     nothing, when the training work dir's disk is below DISK_FREE_FLOOR_BYTES.
     With `rate_limited` (the API and the admin) a queued run counts against
     the `train` rate limit (RateLimitExceeded); commands are never limited.
     """
-    full, warnings = config_validate(config, allow_below_minimum=allow_below_minimum)
     base_model = (base_model or settings.TRAINING_BASE_MODEL).strip()
     if not base_model:
         raise Invalid("Name a base model: a local diffusers folder or a hub id.")
+    full, warnings = config_validate(
+        config, allow_below_minimum=allow_below_minimum, base_model=base_model
+    )
+    _check_reg_album(full, dataset)
+    config_check_machine(full)
     # Even unqueued: `manage.py train` runs it in the foreground at once.
     disk_floor_check("training")
     if rate_limited and enqueue:
@@ -77,18 +84,38 @@ def training_run_create(
     return run
 
 
+def _check_reg_album(config: dict[str, Any], dataset: DatasetVersion) -> None:
+    """A regularisation album must exist, hold images and not be a training album."""
+    album_id = config.get("reg_album") or 0
+    if not album_id:
+        return
+    problem = ""
+    album = Album.objects.filter(pk=album_id).first()
+    if album_id < 0 or album is None:
+        problem = f"reg_album names no album (got {album_id})"
+    elif dataset.albums.filter(pk=album_id).exists():
+        problem = f"reg_album {album.name!r} is one of the dataset's own albums"
+    elif not album.memberships.exists():
+        problem = f"reg_album {album.name!r} holds no images"
+    if problem:
+        raise ConfigInvalid({"reg_album": problem})
+
+
 def training_run_create_from_albums(
     *,
     albums: Sequence[Album],
     trigger_word: str | None = None,
     include_nsfw: bool = False,
+    repeats: Mapping[int, int] | None = None,
     created_by: User | None = None,
     **kwargs: Any,
 ) -> TrainingRun:
     """Build (or find) the albums' dataset version, then create the run.
 
-    The config is checked first, so a bad config builds nothing. Raises
-    ConfigInvalid, or DatasetInvalid when the albums cannot train.
+    `repeats` maps album ids to how often their images count per epoch
+    (kohya's folder repeats; unlisted albums 1). The config is checked first,
+    so a bad config builds nothing. Raises ConfigInvalid, or DatasetInvalid
+    when the albums cannot train.
     """
     config_validate(
         kwargs.get("config"),
@@ -101,6 +128,7 @@ def training_run_create_from_albums(
         albums=albums,
         trigger_word=trigger_word,
         include_nsfw=include_nsfw,
+        repeats=repeats,
         created_by=created_by,
     )
     return training_run_create(dataset=dataset, created_by=created_by, **kwargs)

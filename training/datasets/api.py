@@ -32,6 +32,7 @@ from training.datasets.schemas import (
 from training.datasets.services import (
     dataset_export_request,
     dataset_version_build_or_get,
+    repeats_by_album,
 )
 from training.datasets.views import export_response
 from training.models import DatasetExport
@@ -59,6 +60,7 @@ def dataset_create(request: HttpRequest, payload: DatasetIn) -> Any:
         name=payload.name,
         trigger_word=payload.trigger_word,
         include_nsfw=payload.include_nsfw,
+        repeats=repeats_by_album(albums, payload.repeats),
         created_by=request.user,
     )
     return Status(

@@ -4,7 +4,8 @@ Three layouts, all named by position in the manifest (image_0001, ...):
 
 - flat: image_0001.png + image_0001.txt pairs, every image converted to PNG
   (the SD 1.5 example scripts' format);
-- kohya: <repeats>_<concept>/image_0001.<ext> + image_0001.txt, originals kept;
+- kohya: <repeats>_<concept>/image_0001.<ext> + image_0001.txt, originals kept
+  (an item whose album repeats N times goes in <repeats × N>_<concept>/);
 - jsonl: originals plus metadata.jsonl, one {"file_name", "text"} per line
   (Hugging Face's imagefolder).
 
@@ -38,7 +39,7 @@ from training.datasets.files import (
     item_suffix,
     open_item,
 )
-from training.datasets.services import MAX_REPEATS
+from training.datasets.services import MAX_REPEATS, item_repeats
 from training.models import DatasetExport, DatasetVersion
 
 logger = logging.getLogger(__name__)
@@ -99,10 +100,12 @@ def export_plan(
         raise ExportRefused(f"Unknown layout {layout!r}: use one of {LAYOUTS}.")
     if not 1 <= repeats <= MAX_REPEATS:
         raise ExportRefused(f"repeats must be between 1 and {MAX_REPEATS}.")
-    folder = f"{repeats}_{concept_name(dataset)}/" if layout == "kohya" else ""
     files: list[ExportFile] = []
     lines = []
     for n, item in enumerate(dataset_items(dataset), start=1):
+        # An item's own repeats (its album's) multiply the export's.
+        count = repeats * item_repeats(item)
+        folder = f"{count}_{concept_name(dataset)}/" if layout == "kohya" else ""
         stem = f"{folder}image_{n:04d}"
         if layout == "flat":
             files.append(ExportFile(f"{stem}.png", item=item, as_png=True))

@@ -44,6 +44,11 @@ class DatasetIn(Schema):
     # Absent: the first album's trigger word; "" for none.
     trigger_word: Annotated[str, StringConstraints(max_length=100)] | None = None
     include_nsfw: bool = False
+    # One per album, in the same order: how often its images count per epoch
+    # (kohya's folder repeats). Absent: 1 each.
+    repeats: list[Annotated[int, Field(ge=1, le=MAX_REPEATS)]] | None = Field(
+        None, max_length=100
+    )
 
 
 class DatasetOut(ModelSchema):
@@ -72,6 +77,7 @@ class DatasetItemOut(Schema):
     image_id: int
     caption: str
     caption_source: str
+    repeats: int = 1
 
 
 class DatasetDetailOut(DatasetOut):

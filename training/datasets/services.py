@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -90,18 +90,25 @@ def _selected(albums: Sequence[Album], include_nsfw: bool) -> list[tuple]:
     album_order = {album.pk: n for n, album in enumerate(albums)}
     seen: dict[int, tuple] = {}
     # Album order, then each album's own order; the first place an image
-    # appears is its place in the dataset.
+    # appears is its place in the dataset (and its album, its repeats).
     for row in sorted(rows, key=lambda r: (album_order[r[0]], r[1], r[2])):
-        seen.setdefault(row[3], row[3:])
+        seen.setdefault(row[3], (*row[3:], row[0]))
     return list(seen.values())
 
 
 def _manifest(
-    albums: Sequence[Album], trigger_word: str, include_nsfw: bool
+    albums: Sequence[Album],
+    trigger_word: str,
+    include_nsfw: bool,
+    repeats: Mapping[int, int] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """(manifest, eligible images including the uncaptioned ones)."""
+    """(manifest, eligible images including the uncaptioned ones).
+
+    An item carries `repeats` only when its album repeats more than once, so
+    versions built before repeats existed keep their hash."""
     rows = _selected(albums, include_nsfw)
     captions = training_captions(row[0] for row in rows)
+    repeats = repeats or {}
     items = [
         {
             "image_id": image_id,
@@ -111,8 +118,9 @@ def _manifest(
             "height": height,
             "caption": captions[image_id].text,
             "caption_source": captions[image_id].reason,
+            **({"repeats": repeats[album_id]} if repeats.get(album_id, 1) != 1 else {}),
         }
-        for image_id, sha256, file, width, height in rows
+        for image_id, sha256, file, width, height, album_id in rows
         if captions[image_id]
     ]
     manifest = {
@@ -153,6 +161,60 @@ def _warnings(eligible: int, captioned: int, items: list[dict]) -> list[str]:
     return warnings
 
 
+def item_repeats(item: dict[str, Any]) -> int:
+    """How often a manifest item counts per epoch (kohya's folder repeats)."""
+    return int(item.get("repeats", 1))
+
+
+def _check_repeats(
+    albums: Sequence[Album], repeats: Mapping[int, int] | None
+) -> dict[int, int]:
+    """{album id: repeats}, each 1..MAX_REPEATS and naming a chosen album."""
+    repeats = dict(repeats or {})
+    chosen = {album.pk for album in albums}
+    for album_id, count in repeats.items():
+        if album_id not in chosen:
+            raise DatasetInvalid(f"Repeats name album {album_id}, which is not chosen.")
+        if not 1 <= count <= MAX_REPEATS:
+            raise DatasetInvalid(
+                f"Repeats must be between 1 and {MAX_REPEATS} (got {count})."
+            )
+    return repeats
+
+
+def repeats_by_album(
+    albums: Sequence[Album], repeats: Sequence[int] | None
+) -> dict[int, int]:
+    """The API's `repeats` list (one count per album, in the same order) as
+    {album id: repeats}; raises DatasetInvalid when the lengths differ."""
+    if repeats is None:
+        return {}
+    if len(repeats) != len(albums):
+        raise DatasetInvalid(
+            f"Give one repeats count per album ({len(albums)}), not {len(repeats)}."
+        )
+    return {album.pk: count for album, count in zip(albums, repeats, strict=True)}
+
+
+def album_training_items(album: Album, *, include_nsfw: bool) -> list[dict[str, Any]]:
+    """An album's images as manifest-like items (regularisation images): each
+    with its training caption, else the album's trigger word, else its name
+    (a class image needs no caption of its own). Rejected images left out, and
+    NSFW ones unless `include_nsfw`."""
+    rows = _selected([album], include_nsfw)
+    captions = training_captions(row[0] for row in rows)
+    fallback = album.trigger_word.strip() or album.name
+    return [
+        {
+            "image_id": image_id,
+            "sha256": sha256,
+            "file": file,
+            "caption": captions[image_id].text if captions[image_id] else fallback,
+        }
+        for image_id, sha256, file, _width, _height, _album in rows
+    ]
+
+
 def _check(captioned: int, eligible: int, include_nsfw: bool) -> None:
     if captioned < min_captioned():
         left_out = "rejected" if include_nsfw else "rejected and NSFW"
@@ -180,15 +242,17 @@ def dataset_version_build_or_get(
     name: str = "",
     trigger_word: str | None = None,
     include_nsfw: bool = False,
+    repeats: Mapping[int, int] | None = None,
     created_by: User | None = None,
 ) -> tuple[DatasetVersion, bool]:
     """dataset_version_build, and whether this call created the version."""
     albums = list({album.pk: album for album in albums}.values())
     if not albums:
         raise DatasetInvalid("Choose at least one album.")
+    repeats = _check_repeats(albums, repeats)
     if trigger_word is None:
         trigger_word = _default_trigger_word(albums)
-    manifest, eligible = _manifest(albums, trigger_word.strip(), include_nsfw)
+    manifest, eligible = _manifest(albums, trigger_word.strip(), include_nsfw, repeats)
     captioned = len(manifest["items"])
     _check(captioned, eligible, include_nsfw)
     sha = manifest_hash(manifest)
@@ -224,6 +288,7 @@ def dataset_version_build(
     name: str = "",
     trigger_word: str | None = None,
     include_nsfw: bool = False,
+    repeats: Mapping[int, int] | None = None,
     created_by: User | None = None,
 ) -> DatasetVersion:
     """Build (or find) the dataset version for `albums`.
@@ -232,13 +297,16 @@ def dataset_version_build(
     and NSFW ones unless `include_nsfw`; each trains with the caption the
     labeling rule picks, and uncaptioned images are left out (counted in the
     warnings). `trigger_word=None` takes the first album's non-empty trigger
-    word. Raises DatasetInvalid below TRAINING_MIN_CAPTIONED captioned images.
+    word. `repeats` maps album ids to how often their images count per epoch
+    (kohya's `N_concept` folders; recorded per item, default 1). Raises
+    DatasetInvalid below TRAINING_MIN_CAPTIONED captioned images.
     """
     version, _created = dataset_version_build_or_get(
         albums=albums,
         name=name,
         trigger_word=trigger_word,
         include_nsfw=include_nsfw,
+        repeats=repeats,
         created_by=created_by,
     )
     return version

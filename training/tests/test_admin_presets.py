@@ -45,9 +45,9 @@ def report(step: int, elapsed: float, total: int = 20) -> StepReport:
 def test_the_page_offers_presets_with_no_made_up_estimate(admin_client: Any) -> None:
     page = admin_client.get(f"{RUNS}add/")
     text = page.text
-    for label in ("Smoke test", "Standard", "High quality"):
+    for label in ("Smoke test", "Standard", "High quality", "Prodigy", "SDXL"):
         assert label in text
-    assert text.count("not measured on this device yet: the first run measures it") == 3
+    assert text.count("not measured on this device yet: the first run measures it") == 5
     assert page.context["form"]["preset"].value() == "standard"
 
 
@@ -138,7 +138,7 @@ def test_above_the_maximum_is_still_refused(admin_client: Any) -> None:
         f"{RUNS}add/", add_form([album], config={"resolution": 2048})
     )
     assert response.context["form"].errors == {
-        "resolution": ["resolution must be between 256 and 1024 (got 2048)"]
+        "resolution": ["resolution must be between 256 and 1536 (got 2048)"]
     }
 
 

@@ -207,11 +207,13 @@ def test_detail_has_the_items(call_as: Any, album: Album) -> None:
                 "image_id": a.pk,
                 "caption": "card 0",
                 "caption_source": "approved caption by a person",
+                "repeats": 1,
             },
             {
                 "image_id": b.pk,
                 "caption": "card 1",
                 "caption_source": "approved caption by a person",
+                "repeats": 1,
             },
         ],
         "items_truncated": False,

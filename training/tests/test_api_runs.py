@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from training.config import FIELDS_BY_NAME, SECTIONS
 from training.models import Lora, TrainingRun
 from training.registry import lora_import
 from training.tests.builders import (
@@ -251,14 +252,38 @@ def test_config_fields_list_defaults_and_ranges(call_as: Any) -> None:
     assert fields[0] == {
         "name": "steps",
         "type": "int",
+        "section": "Basics",
         "default": 1500,
         "minimum": 500,
         "maximum": 5000,
         "choices": [],
+        "optimizer_ranges": {},
         "help": "Optimizer steps to train.",
+        "kohya": "max_train_steps",
     }
-    precision = next(f for f in fields if f["name"] == "mixed_precision")
-    assert precision["choices"] == ["no", "fp16", "bf16"]
+    by_name = {f["name"]: f for f in fields}
+    assert by_name["mixed_precision"]["choices"] == ["no", "fp16", "bf16"]
+    # Every option, each in a section, with its choices or range.
+    assert set(by_name) == set(FIELDS_BY_NAME)
+    assert {f["section"] for f in fields} == set(SECTIONS)
+    assert by_name["optimizer"]["choices"] == ["adamw", "adamw8bit", "prodigy"]
+    assert by_name["lr_scheduler"]["default"] == "constant_with_warmup"
+    assert (
+        by_name["min_snr_gamma"]["minimum"],
+        by_name["min_snr_gamma"]["maximum"],
+    ) == (0, 20)
+    assert by_name["learning_rate"]["optimizer_ranges"] == {"prodigy": [0.1, 2.0]}
+    assert by_name["validation_split"]["maximum"] == 0.5
+    assert by_name["reg_album"]["default"] == 0
+    numeric = [f for f in fields if f["type"] in ("int", "float")]
+    unbounded = {f["name"] for f in numeric if f["minimum"] is None}
+    assert unbounded == {"reg_album"}  # an album id
+
+
+def test_the_api_config_schema_takes_every_config_field() -> None:
+    from training.schemas import TrainingConfigIn
+
+    assert set(TrainingConfigIn.model_fields) == set(FIELDS_BY_NAME)
 
 
 # --- LoRAs ---------------------------------------------------------------------------

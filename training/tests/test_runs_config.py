@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from imagineer_project.runs import run_request_cancel
-from training.config import ConfigInvalid, config_defaults, config_validate, field_help
+from training.config import (
+    FIELDS,
+    FIELDS_BY_NAME,
+    ConfigInvalid,
+    config_defaults,
+    config_validate,
+    field_help,
+)
 from training.datasets.services import DatasetInvalid
 from training.models import TrainingRun
 from training.runs import CURVE_POINTS, _Tracker, sample_prompts
@@ -27,26 +34,46 @@ from training.tests.builders import (
 
 
 def test_defaults_come_from_settings(settings: Any) -> None:
-    assert config_validate({}) == (
-        {
-            "steps": 1500,
-            "rank": 8,
-            "alpha": 32.0,
-            "learning_rate": 1e-4,
-            "warmup_steps": 100,
-            "gradient_accumulation": 4,
-            "batch_size": 1,
-            "resolution": 512,
-            "random_flip": True,
-            "center_crop": True,
-            "mixed_precision": "bf16",
-            "seed": 0,
-            "checkpoint_every": 250,
-            "gradient_checkpointing": False,
-            "sample_steps": 20,
-        },
-        [],
-    )
+    config, warnings = config_validate({})
+    assert warnings == []
+    assert config == {
+        spec.name: settings.TRAINING_DEFAULTS[spec.name] for spec in FIELDS
+    }
+    assert {
+        name: config[name]
+        for name in ("steps", "rank", "learning_rate", "resolution", "mixed_precision")
+    } == {
+        "steps": 1500,
+        "rank": 8,
+        "learning_rate": 1e-4,
+        "resolution": 512,
+        "mixed_precision": "bf16",
+    }
+    # The new options' defaults: kohya's coverage, buckets on, AdamW, plain loss.
+    assert {
+        name: config[name]
+        for name in (
+            "lora_targets",
+            "train_text_encoder",
+            "bucketing",
+            "optimizer",
+            "lr_scheduler",
+            "loss_type",
+            "min_snr_gamma",
+            "reg_album",
+            "validation_split",
+        )
+    } == {
+        "lora_targets": "transformer",
+        "train_text_encoder": False,
+        "bucketing": True,
+        "optimizer": "adamw",
+        "lr_scheduler": "constant_with_warmup",
+        "loss_type": "l2",
+        "min_snr_gamma": 0.0,
+        "reg_album": 0,
+        "validation_split": 0.0,
+    }
     settings.TRAINING_DEFAULTS = {**settings.TRAINING_DEFAULTS, "rank": 16}
     assert config_defaults()["rank"] == 16
 
@@ -65,11 +92,11 @@ def test_every_error_names_the_field_and_its_allowed_range() -> None:
                 "epochs": 3,
             }
         )
-    assert raised.value.errors == {
-        "epochs": "unknown setting (known: steps, rank, alpha, learning_rate, "
-        "warmup_steps, gradient_accumulation, batch_size, resolution, random_flip, "
-        "center_crop, mixed_precision, seed, checkpoint_every, "
-        "gradient_checkpointing, sample_steps)",
+    errors = raised.value.errors
+    assert (
+        errors.pop("epochs") == f"unknown setting (known: {', '.join(FIELDS_BY_NAME)})"
+    )
+    assert errors == {
         "steps": "steps must be between 500 and 5000 (got 10)",
         "rank": "rank must be between 4 and 32 (got 64)",
         "learning_rate": "learning_rate must be a number (got 'fast')",

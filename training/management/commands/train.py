@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -7,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from albums.cli import album_from_arg
 from imagineer_project.cli import run_in_foreground
 from imagineer_project.errors import DomainError
-from training.config import config_validate
+from training.config import FIELDS, config_validate
+from training.datasets.services import repeats_by_album
 from training.models import TrainingRun
 from training.runs import training_run_execute
 from training.selectors import loss_text
@@ -28,6 +30,15 @@ CONFIG_OPTIONS = {
     "mixed_precision": "mixed_precision",
     "sample_steps": "sample_steps",
 }
+
+
+def _field_options() -> dict[str, str]:
+    """argparse dest -> config field for the fields without a short option."""
+    return {
+        spec.name: spec.name
+        for spec in FIELDS
+        if spec.name not in CONFIG_OPTIONS.values()
+    }
 
 
 class Command(BaseCommand):
@@ -69,6 +80,26 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int)
         parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
         parser.add_argument("--sample-steps", type=int)
+        # Every other config field, named as in the config ("--lora-targets").
+        for spec in FIELDS:
+            if spec.name in CONFIG_OPTIONS.values():
+                continue
+            flag = f"--{spec.name.replace('_', '-')}"
+            if spec.kind is bool:
+                parser.add_argument(
+                    flag, action=argparse.BooleanOptionalAction, help=spec.help
+                )
+            else:
+                parser.add_argument(
+                    flag, type=spec.kind, choices=spec.choices or None, help=spec.help
+                )
+        parser.add_argument(
+            "--repeats",
+            type=int,
+            action="append",
+            help="how often an album's images count per epoch (kohya's folder "
+            "repeats): one per --album, in the same order",
+        )
         parser.add_argument(
             "--enqueue", action="store_true", help="queue for the gpu worker and return"
         )
@@ -77,15 +108,18 @@ class Command(BaseCommand):
         albums = [album_from_arg(ref) for ref in options["album"]]
         config = {
             field: options[option]
-            for option, field in CONFIG_OPTIONS.items()
+            for option, field in {**CONFIG_OPTIONS, **_field_options()}.items()
             if options[option] is not None
         }
         try:
-            _, warnings = config_validate(config, allow_below_minimum=True)
+            _, warnings = config_validate(
+                config, allow_below_minimum=True, base_model=options["base_model"]
+            )
             run = training_run_create_from_albums(
                 albums=albums,
                 trigger_word=options["trigger_word"],
                 include_nsfw=options["include_nsfw"],
+                repeats=repeats_by_album(albums, options["repeats"]),
                 base_model=options["base_model"],
                 config=config,
                 name=options["name"],
