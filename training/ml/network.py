@@ -84,11 +84,15 @@ class LoraNetwork:
 
         The text encoders get adapters (and are moved) only when
         `config.train_text_encoder`; pass them in kohya order (te1, te2).
+        Otherwise they are only frozen, so nothing asks for their gradients.
         The caller seeds torch's global RNG first: the init draws from it.
         """
         unet_set = unet_targets(unet, config.lora_targets)
         parts = [_Part("unet", "lora_unet_", unet, unet_set)]
-        if config.train_text_encoder:
+        if not config.train_text_encoder:
+            for text_encoder in text_encoders:
+                text_encoder.requires_grad_(False)
+        else:
             if len(text_encoders) != (2 if family == SDXL else 1):
                 raise ValueError(
                     f"A {family} model has {2 if family == SDXL else 1} text "
