@@ -49,7 +49,10 @@ def add_form(albums: list, **overrides: Any) -> dict[str, Any]:
         **{k: str(v).lower() if isinstance(v, bool) else v for k, v in config.items()},
         **overrides,
     }
-    for name in ("random_flip", "center_crop", "gradient_checkpointing", "start"):
+    from training.config import FIELDS
+
+    checkboxes = [spec.name for spec in FIELDS if spec.kind is bool]
+    for name in (*checkboxes, "start"):
         if data.get(name) in ("false", False, None):
             data.pop(name, None)  # an unticked checkbox is absent
     return data
