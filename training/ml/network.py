@@ -264,7 +264,14 @@ def _kohya_weights(part: _Part) -> list[tuple[str, torch.nn.Parameter]]:
 def _enable_gradient_checkpointing(model: nn.Module) -> None:
     if hasattr(model, "enable_gradient_checkpointing"):  # diffusers
         model.enable_gradient_checkpointing()
-    else:  # transformers; non-reentrant, as the embeddings are frozen
-        model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
+    else:
+        # transformers. Non-reentrant: the reentrant kind needs an input that
+        # requires grad, and the frozen embeddings' output does not.
+        # transformers 5 renamed the method; 4.x has only the old name.
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs=kwargs
+            )
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

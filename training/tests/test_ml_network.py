@@ -314,3 +314,43 @@ def test_the_fingerprint_names_what_a_resume_must_match(
         "module_counts": {"unet": 32},
     }
     assert len(fingerprint["modules_sha256"]) == 64
+
+
+def test_full_size_sd15_gets_192_unet_and_72_text_encoder_modules() -> None:
+    """The issue's count, on SD 1.5's real shapes (built on the meta device)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from training.ml.config import TrainConfig
+    from training.ml.shapes import SD15_TEXT, SD15_UNET
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SD15_UNET)
+        text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=49408, **SD15_TEXT))
+    config = TrainConfig(base_model="sd15", output_dir="-", train_text_encoder=True)
+    network = LoraNetwork.attach(
+        unet, [text_encoder], config, family="sd1", device="meta", dtype=torch.float32
+    )
+    assert network.module_counts() == {"unet": 192, "text_encoder": 72}
+
+
+def test_both_models_lora_weights_get_gradients_with_gradient_checkpointing(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    pipe = load_pipe(tiny_base)
+    config = make_train_config(
+        tiny_base, tmp_path, train_text_encoder=True, gradient_checkpointing=True
+    )
+    network = attach(pipe, config)
+    ids = pipe.tokenizer(
+        ["zxq a cat"], padding="max_length", max_length=77, return_tensors="pt"
+    ).input_ids
+    sample = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    text = pipe.text_encoder(ids)[0]
+    pipe.unet(sample, 10, text).sample.square().mean().backward()
+    # lora_up starts at zero, so only it gets a gradient on the first step.
+    ups = [p for i, p in enumerate(network.parameters()) if i % 2]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ups)
