@@ -84,101 +84,88 @@ def lora_metadata(
     config: TrainConfig, facts: RunFacts, steps_done: int
 ) -> dict[str, str]:
     """The LoRA file's metadata after `steps_done` optimizer steps."""
-    from training.ml.family import kohya_base_version
-
     base_model = config.base_model_name or config.base_model
-    ours = {name: _text(getattr(config, name)) for name in RECORDED_OPTIONS}
-    ours.update(
-        base_model=base_model,
-        base_model_hash=facts.base_hash,
-        family=facts.family,
-        steps=str(steps_done),
-        mixed_precision=facts.precision,
-        num_train_images=str(facts.image_count),
-        module_counts=json.dumps(facts.module_counts, sort_keys=True),
-        library_versions=json.dumps(library_versions(), sort_keys=True),
-    )
-    ours.update(_kohya_fields(config, facts, steps_done))
-    ours["ss_base_model_version"] = kohya_base_version(
-        facts.family, facts.prediction_type
-    )
-    ours["ss_v2"] = str(facts.family == "sd2")
     return kohya_metadata(
         output_name=config.output_name,
         base_model=base_model,
         rank=config.rank,
         alpha=config.alpha,
         steps=steps_done,
-        extra=ours,
+        family=facts.family,
+        v_prediction=facts.prediction_type == "v_prediction",
+        lora_targets=config.lora_targets,
+        conv_rank=config.conv_rank if _locon(config) else None,
+        conv_alpha=config.conv_alpha if _locon(config) else None,
+        max_train_steps=config.steps,
+        resolution=config.resolution,
+        num_train_images=facts.image_count,
+        # sd-scripts' {dataset folder: {tag: count}}; ours is one dataset.
+        tag_frequency={"dataset": facts.tag_counts},
+        learning_rate=config.learning_rate,
+        unet_lr=config.learning_rate,
+        text_encoder_lr=config.text_encoder_lr if config.train_text_encoder else 0.0,
+        lr_scheduler=config.lr_scheduler,
+        optimizer=OPTIMIZER_NAMES[config.optimizer],
+        noise_offset=config.noise_offset or None,
+        min_snr_gamma=config.min_snr_gamma or None,
+        caption_dropout_rate=config.caption_dropout,
+        shuffle_caption=config.shuffle_tags,
+        keep_tokens=config.keep_tokens,
+        enable_bucket=config.bucketing,
+        min_bucket_reso=config.bucket_min_side or config.resolution // 2,
+        max_bucket_reso=config.bucket_max_side or config.resolution * 2,
+        bucket_info=facts.bucket_info if config.bucketing else None,
+        mixed_precision=facts.precision,
+        seed=config.seed,
+        training_comment=(
+            f"trigger word: {config.trigger_word}" if config.trigger_word else None
+        ),
+        extra=_ours(config, facts, steps_done) | _more_kohya(config, facts, steps_done),
     )
 
 
-def _kohya_fields(
+def _locon(config: TrainConfig) -> bool:
+    return config.lora_targets == "transformer+conv"
+
+
+def _ours(config: TrainConfig, facts: RunFacts, steps_done: int) -> dict[str, str]:
+    """Our own keys: every option by its TrainConfig name, and run facts."""
+    ours = {name: _text(getattr(config, name)) for name in RECORDED_OPTIONS}
+    ours.update(
+        base_model=config.base_model_name or config.base_model,
+        base_model_hash=facts.base_hash,
+        steps=str(steps_done),
+        mixed_precision=facts.precision,
+        num_train_images=str(facts.image_count),
+        module_counts=json.dumps(facts.module_counts, sort_keys=True),
+        library_versions=json.dumps(library_versions(), sort_keys=True),
+    )
+    return ours
+
+
+def _more_kohya(
     config: TrainConfig, facts: RunFacts, steps_done: int
 ) -> dict[str, str]:
-    """sd-scripts' ss_* training keys, with its names and value formats."""
-    te_lr = config.text_encoder_lr if config.train_text_encoder else 0.0
-    images_per_step = config.batch_size * config.gradient_accumulation
-    epochs = -(-steps_done * config.gradient_accumulation // facts.batches_per_epoch)
+    """sd-scripts' ss_* keys that kohya_metadata has no argument for."""
+    batches = steps_done * config.gradient_accumulation
+    epochs = -(-batches // facts.batches_per_epoch)
     fields: dict[str, Any] = {
-        "ss_network_dim": config.rank,
-        "ss_network_alpha": float(config.alpha),
-        "ss_network_args": json.dumps(_network_args(config)),
         "ss_network_train_unet_only": not config.train_text_encoder,
-        "ss_resolution": f"({config.resolution}, {config.resolution})",
-        "ss_num_train_images": facts.image_count,
         "ss_num_reg_images": facts.reg_count,
         "ss_num_batches_per_epoch": facts.batches_per_epoch,
-        "ss_num_epochs": epochs,
         "ss_epoch": epochs,
-        "ss_tag_frequency": json.dumps(
-            {"dataset": facts.tag_counts}, ensure_ascii=False, sort_keys=True
-        ),
-        "ss_steps": steps_done,
-        "ss_max_train_steps": config.steps,
-        "ss_learning_rate": float(config.learning_rate),
-        "ss_unet_lr": float(config.learning_rate),
-        "ss_text_encoder_lr": float(te_lr),
-        "ss_lr_scheduler": config.lr_scheduler,
         "ss_lr_warmup_steps": config.warmup_steps,
-        "ss_optimizer": OPTIMIZER_NAMES[config.optimizer],
         "ss_batch_size_per_device": config.batch_size,
         "ss_gradient_accumulation_steps": config.gradient_accumulation,
-        "ss_total_batch_size": images_per_step,
+        "ss_total_batch_size": config.batch_size * config.gradient_accumulation,
         "ss_gradient_checkpointing": config.gradient_checkpointing,
-        "ss_mixed_precision": facts.precision,
-        "ss_seed": config.seed,
-        "ss_noise_offset": float(config.noise_offset) if config.noise_offset else None,
-        "ss_min_snr_gamma": float(config.min_snr_gamma)
-        if config.min_snr_gamma
-        else None,
         "ss_loss_type": config.loss_type,
         "ss_huber_c": float(config.huber_c),
-        "ss_caption_dropout_rate": float(config.caption_dropout),
-        "ss_shuffle_caption": config.shuffle_tags,
-        "ss_keep_tokens": config.keep_tokens,
         "ss_flip_aug": config.random_flip,
-        "ss_enable_bucket": config.bucketing,
         "ss_bucket_no_upscale": False,
-        "ss_min_bucket_reso": config.bucket_min_side or config.resolution // 2,
-        "ss_max_bucket_reso": config.bucket_max_side or config.resolution * 2,
-        "ss_bucket_info": json.dumps(facts.bucket_info, sort_keys=True)
-        if config.bucketing
-        else None,
         "ss_sd_model_hash": facts.base_hash,
-        "ss_training_comment": f"trigger word: {config.trigger_word}"
-        if config.trigger_word
-        else None,
     }
     return {key: _text(value) for key, value in fields.items()}
-
-
-def _network_args(config: TrainConfig) -> dict[str, str]:
-    """sd-scripts' --network_args as it records them (strings)."""
-    args = {"lora_targets": config.lora_targets}
-    if config.lora_targets == "transformer+conv":
-        args.update(conv_dim=str(config.conv_rank), conv_alpha=_text(config.conv_alpha))
-    return args
 
 
 def _text(value: Any) -> str:

@@ -1,7 +1,9 @@
-"""train_lora on the tiny real pipeline: steps, checkpoints, resume, cancel, errors."""
+"""train_lora on the tiny real pipeline: steps, checkpoints, snapshots, buckets,
+resume, cancel, errors."""
 
 from __future__ import annotations
 
+import json
 import math
 import stat
 from pathlib import Path
@@ -68,9 +70,11 @@ def test_training_reports_each_step_with_a_finite_loss(reference_run: Any) -> No
 def test_checkpoints_every_n_steps_hold_lora_state_and_info(reference_run: Any) -> None:
     config, result, _, saved = reference_run
     root = Path(config.output_dir) / "checkpoints"
-    assert [(step, Path(path).name) for step, path in saved] == [
-        (2, "step-000002"),
-        (4, "step-000004"),
+    # on_checkpoint hears of each step's snapshot, the lasting part.
+    snapshots = Path(config.output_dir) / "snapshots"
+    assert saved == [
+        (2, str(snapshots / "step-000002")),
+        (4, str(snapshots / "step-000004")),
     ]
     assert result.checkpoints == [str(root / "step-000002"), str(root / "step-000004")]
     for folder in result.checkpoints:
@@ -272,3 +276,192 @@ def test_checkpoints_of_a_different_run_are_not_resumed(
         InvalidTrainingInput, match=r"different run \(differs in: rank\)"
     ):
         train_lora(replace(config, rank=8), train_samples)
+
+
+def write_shaped_images(folder: Path, sizes: list[tuple[int, int]]) -> list[Path]:
+    """Blocky PNGs of the given (width, height)."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    paths = []
+    for i, (width, height) in enumerate(sizes):
+        blocks = rng.integers(0, 256, size=(height // 8, width // 8, 3), dtype=np.uint8)
+        path = folder / f"shaped-{i}.png"
+        Image.fromarray(np.kron(blocks, np.ones((8, 8, 1), dtype=np.uint8))).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def mixed_samples(tmp_path_factory: Any) -> list[TrainSample]:
+    """Two 2:3 portraits (96x144) and two squares: two buckets at 64 px, step 8."""
+    sizes = [(96, 144), (64, 64), (96, 144), (64, 64)]
+    paths = write_shaped_images(tmp_path_factory.mktemp("ml-mixed"), sizes)
+    return [
+        TrainSample(str(p), f"tag{i}, blocks, pattern") for i, p in enumerate(paths)
+    ]
+
+
+@pytest.fixture
+def batches_seen(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every batch the trainer draws (the real BatchSampler, watched)."""
+    from training.ml.dataset import BatchSampler
+
+    seen: list[Any] = []
+    draw = BatchSampler.next_batch
+
+    def watched(self: Any) -> Any:
+        batch = draw(self)
+        seen.append(batch)
+        return batch
+
+    monkeypatch.setattr(BatchSampler, "next_batch", watched)
+    return seen
+
+
+def bucket_config(base: Path, output: Path, **overrides: Any) -> Any:
+    return make_train_config(
+        base,
+        output,
+        bucket_step=8,
+        batch_size=2,
+        shuffle_tags=True,
+        caption_dropout=0.2,
+        **overrides,
+    )
+
+
+def test_a_portrait_trains_at_a_portrait_bucket_uncropped(
+    tiny_base: Path, mixed_samples: list, tmp_path: Path, batches_seen: list
+) -> None:
+    config = bucket_config(tiny_base, tmp_path, steps=2, checkpoint_every=0)
+    result = train_lora(config, mixed_samples)
+    shapes = {tuple(b.latents.shape) for b in batches_seen}
+    # 48x72 px (2:3, the whole 96x144 image halved) and 64x64 px, in latents
+    # (the tiny VAE downsamples by 2).
+    assert shapes == {(2, 4, 36, 24), (2, 4, 32, 32)}
+    portrait = [b for b in batches_seen if b.latents.shape[2:] == (36, 24)]
+    assert portrait, "no batch drew from the 2:3 bucket"
+    for size in portrait[0].sizes:
+        assert size.original == (144, 96)
+        assert size.crop_top_left == (0, 0)
+        assert size.target == (72, 48)
+    info = json.loads(result.metadata["ss_bucket_info"])
+    resolutions = sorted(b["resolution"] for b in info["buckets"].values())
+    assert resolutions == [[48, 72], [64, 64]]
+
+
+def test_resume_keeps_bucket_order_captions_and_rng(
+    tiny_base: Path, mixed_samples: list, tmp_path: Path, batches_seen: list
+) -> None:
+    whole = train_lora(bucket_config(tiny_base, tmp_path / "whole"), mixed_samples)
+    uninterrupted = [(tuple(b.latents.shape), b.captions) for b in batches_seen]
+    batches_seen.clear()
+
+    config = bucket_config(tiny_base, tmp_path / "split")
+    with pytest.raises(Crash):  # at step 3, after the checkpoint at step 2
+        train_lora(config, mixed_samples, on_step=raise_at(3, []))
+    crashed = [(tuple(b.latents.shape), b.captions) for b in batches_seen]
+    batches_seen.clear()
+    resumed = train_lora(config, mixed_samples)
+    assert resumed.resumed_from_step == 2
+    after = [(tuple(b.latents.shape), b.captions) for b in batches_seen]
+    # The same buckets in the same order, the same shuffled/dropped captions.
+    assert crashed == uninterrupted[:3]
+    assert after == uninterrupted[2:]
+    assert len({shape for shape, _ in uninterrupted}) == 2
+    ours, theirs = lora_tensors(resumed.lora_path), lora_tensors(whole.lora_path)
+    assert ours.keys() == theirs.keys()
+    assert all(torch_equal(ours[k], theirs[k]) for k in ours)
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
+def test_every_checkpoint_leaves_a_snapshot_with_samples_and_validation_loss(
+    tiny_base: Path, train_samples: list, tmp_path: Path
+) -> None:
+    from training.ml.snapshots import list_snapshots
+
+    lines: list[str] = []
+    saved: list[tuple[int, str]] = []
+    prompts = ("zxq a cat", "zxq a dog")
+    config = make_train_config(
+        tiny_base, tmp_path, sample_prompts=prompts, sample_steps=1, sample_seed=5
+    )
+    result = train_lora(
+        config,
+        train_samples[:4],
+        validation_samples=train_samples[4:],
+        on_checkpoint=lambda step, folder: saved.append((step, folder)),
+        log=lines.append,
+    )
+    snapshots = list_snapshots(tmp_path)
+    assert [s.step for s in snapshots] == [2, 4]
+    assert saved == [(s.step, str(s.folder)) for s in snapshots]
+    for snapshot in snapshots:
+        assert [p.name for p in snapshot.sample_paths] == [
+            "sample-00.png",
+            "sample-01.png",
+        ]
+        assert snapshot.info["prompts"] == list(prompts)
+        assert snapshot.info["seeds"] == [5, 6]
+        assert math.isfinite(snapshot.loss) and snapshot.loss > 0
+        assert math.isfinite(snapshot.validation_loss) and snapshot.validation_loss > 0
+        assert snapshot.lora_path.is_file()
+    # The step-4 snapshot's LoRA is the final one; step 2's is an earlier state.
+    final = lora_tensors(str(snapshots[1].lora_path))
+    assert all(final[k].equal(v) for k, v in lora_tensors(result.lora_path).items())
+    early = lora_tensors(str(snapshots[0].lora_path))
+    assert any(not early[k].equal(final[k]) for k in final)
+    assert result.sample_paths == [str(p) for p in snapshots[1].sample_paths]
+    assert [line for line in lines if "validation loss" in line] == [
+        f"step {s.step} validation loss {s.validation_loss:.4f}" for s in snapshots
+    ]
+
+
+TRANSFORMER_MODULES = (
+    "proj_in",
+    "proj_out",
+    *(f"transformer_blocks.0.attn{n}.{p}" for n in (1, 2) for p in ("to_q", "to_k")),
+    *(
+        f"transformer_blocks.0.attn{n}.{p}"
+        for n in (1, 2)
+        for p in ("to_v", "to_out.0")
+    ),
+    "transformer_blocks.0.ff.net.0.proj",
+    "transformer_blocks.0.ff.net.2",
+)
+
+
+def test_the_default_lora_covers_every_transformer_module(
+    reference_run: Any,
+) -> None:
+    """lora_targets "transformer" (kohya's set): 12 modules in each of the tiny
+    UNet's own transformer blocks, nothing else."""
+    from diffusers import UNet2DConditionModel
+
+    config, result, _, _ = reference_run
+    unet = UNet2DConditionModel.from_pretrained(config.base_model, subfolder="unet")
+    transformers = [
+        name
+        for name, module in unet.named_modules()
+        if type(module).__name__ == "Transformer2DModel"
+    ]
+    expected = {
+        "lora_unet_" + f"{block}.{sub}".replace(".", "_")
+        for block in transformers
+        for sub in TRANSFORMER_MODULES
+    }
+    keys = lora_tensors(result.lora_path).keys()
+    modules = {k.removesuffix(".lora_down.weight") for k in keys if "lora_down" in k}
+    assert len(transformers) == 4  # down 1, mid 1, up 2 in the tiny UNet
+    assert modules == expected
+    assert result.module_counts == {"unet": 48}
+    assert result.family == "sd1"
+    assert result.metadata["lora_targets"] == "transformer"
