@@ -364,7 +364,6 @@ def train_shapes(tiny: bool) -> dict[str, dict[str, Any]]:
 def bench_one(
     args: argparse.Namespace, family: str, shape: dict[str, Any], variant: str
 ) -> dict[str, Any]:
-    import torch
 
     from training.ml.config import TrainConfig
     from training.ml.device import pick_dtype
@@ -383,6 +382,7 @@ def bench_one(
             output_dir="unused",
             rank=args.rank,
             batch_size=args.batch_size,
+            gradient_accumulation=1,  # one batch of `batch_size` per step, as there
             mixed_precision=args.precision,
             gradient_checkpointing=args.gradient_checkpointing,
             lora_targets=variant.removeprefix("ours-"),
@@ -417,10 +417,16 @@ def bench_one(
         achieved = figures["flops_per_step"] / figures["seconds_per_step"]
         figures["mfu"] = achieved / (args.peak_tflops * 1e12)
     del step, unet, batch
+    free_memory(device)
+    return figures
+
+
+def free_memory(device: str) -> None:
+    import torch
+
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return figures
 
 
 def print_train_row(row: dict[str, Any]) -> None:
@@ -463,7 +469,17 @@ def bench_gpu(args: argparse.Namespace) -> None:
         )
         reference = None
         for variant in args.variants.split(","):
-            row = bench_one(args, family, shape, variant)
+            try:
+                row = bench_one(args, family, shape, variant)
+            except Exception as error:  # noqa: BLE001 - the other figures still count
+                # One failure (out of memory, say) must not cost the GPU call
+                # the figures of the other steps.
+                print(f"  {variant}: FAILED: {type(error).__name__}: {error}")
+                rows.append(
+                    {"family": family, "variant": variant, "error": repr(error)}
+                )
+                free_memory(device)
+                continue
             if variant == "reference":
                 reference = row["seconds_per_step"]
             elif reference:

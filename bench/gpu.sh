@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of issues 17 and 18, in one call on a lent GPU machine
+# (docs/benchmarks.md, "Training step on a GPU" and "Generation on a GPU"):
+#   1. bench/train.py --gpu: the trainer's step against a diffusers-style
+#      reference, SD 1.5 at 512 px and SDXL at 1024 px, bf16, batch 4;
+#   2. bench/generate.py --gpu: SD 1.5-shaped pipeline, 512 px, 25 steps,
+#      ours (LoRA fused) against diffusers' plain pipeline with and without
+#      the LoRA;
+#   3. the same for SDXL at 1024 px.
+# About 5 minutes on an H200 (each part has its own time limit, and a part
+# that fails does not stop the others). The machine has torch, transformers,
+# peft and accelerate but not diffusers: the wheels in .whl/ (git-ignored;
+# see docs/benchmarks.md for how they are fetched) are installed into $SITE
+# first. Figures go to $OUT/*.json, everything printed to $OUT/gpu-bench.log.
+#
+#   bench/gpu.sh              on the GPU machine (the device tool sets $OUT)
+#   bench/gpu.sh --cpu-smoke  here, on the CPU: the same steps on the tiny
+#                             shapes with 1-2 iterations and no Django
+#                             importable, so the GPU call cannot fail on an
+#                             import or a typo. PYTHON, SITE and OUT may be set.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+
+SMOKE=0
+if [ "${1:-}" = "--cpu-smoke" ]; then SMOKE=1; fi
+PYTHON=${PYTHON:-python3}
+SITE=${SITE:-/tmp/site}
+if [ -z "${OUT:-}" ]; then OUT=$(mktemp -d /tmp/gpu-bench-out.XXXXXX); fi
+mkdir -p "$OUT"
+LOG=$OUT/gpu-bench.log
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+
+say() { echo "$@" | tee -a "$LOG"; }
+
+rm -rf "$SITE"
+if ! "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target "$SITE" .whl/*.whl 2>&1 | tee -a "$LOG"; then
+    say "could not install the wheels in .whl/ into $SITE"
+    exit 1
+fi
+PYTHONPATH=$SITE
+if [ "$SMOKE" = 1 ]; then
+    # The GPU machine has no Django: make importing it fail here too.
+    mkdir -p "$SITE/_no_django/django"
+    echo 'raise ImportError("no Django on the GPU machine")' \
+        >"$SITE/_no_django/django/__init__.py"
+    PYTHONPATH=$PYTHONPATH:$SITE/_no_django${SMOKE_PYTHONPATH:+:$SMOKE_PYTHONPATH}
+fi
+export PYTHONPATH=$PYTHONPATH:$PWD
+
+say "== gpu-bench $(date -u '+%Y-%m-%d %H:%M:%S UTC') smoke=$SMOKE out=$OUT"
+if command -v nvidia-smi >/dev/null; then nvidia-smi -L 2>&1 | tee -a "$LOG"; fi
+"$PYTHON" - <<'EOF' 2>&1 | tee -a "$LOG"
+import importlib.metadata as m, sys
+names = ("torch", "diffusers", "transformers", "peft", "accelerate",
+         "huggingface_hub", "safetensors", "tokenizers", "numpy", "pillow")
+found = []
+for name in names:
+    try:
+        found.append(f"{name} {m.version(name)}")
+    except m.PackageNotFoundError:
+        found.append(f"{name} absent")
+print(f"python {sys.version.split()[0]}; " + ", ".join(found))
+import diffusers, transformers
+print("diffusers from", diffusers.__file__, "| transformers from", transformers.__file__)
+EOF
+
+FAILED=""
+part() {  # part NAME SECONDS COMMAND...: run one benchmark under a time limit
+    local name=$1 limit=$(($2 * SLOWER))
+    shift 2
+    say "== $name (limit ${limit} s): $*"
+    local began=$SECONDS
+    timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
+    local rc=$?
+    say "== $name: exit $rc after $((SECONDS - began)) s"
+    if [ "$rc" != 0 ]; then FAILED="$FAILED $name"; fi
+}
+
+SLOWER=1  # the limits are for the H200; a shared CPU needs far longer
+if [ "$SMOKE" = 1 ]; then
+    SLOWER=8
+    TRAIN=(--device cpu --tiny-shape --steps 1 --warmup 1 --batch-size 1)
+    GEN=(--device cpu --tiny-shape --size 64 --steps 2 --images 1 --warmup 1)
+    GEN_XL=("${GEN[@]}")
+else
+    TRAIN=(--steps 10 --warmup 3 --batch-size 4)
+    GEN=(--images 8 --warmup 2)
+    GEN_XL=(--images 3 --warmup 1)
+fi
+part train 210 "$PYTHON" bench/train.py --gpu "${TRAIN[@]}" --json "$OUT/train.json"
+part generate-sd1 120 "$PYTHON" bench/generate.py --gpu --family sd1 --loras 1 \
+    "${GEN[@]}" --json "$OUT/generate-sd1.json"
+part generate-sdxl 180 "$PYTHON" bench/generate.py --gpu --family sdxl --loras 1 \
+    --variants plain-lora,plain,fused "${GEN_XL[@]}" --json "$OUT/generate-sdxl.json"
+
+say "== done in $SECONDS s; failed:${FAILED:- none}"
+ls -la "$OUT" | tee -a "$LOG"
+[ -z "$FAILED" ]
