@@ -5,6 +5,10 @@ A `PipelineHolder` loads the base model once and keeps it on the device;
 image per seed (`seed`, `seed + 1`, ...), so image i of a job can be rendered
 again alone, with the same result.
 
+SD 1.x, SD 2.x and SDXL base models all go through here (`load_pipeline`
+picks the pipeline class); a LoRA trained on another family is refused
+before it is loaded (`lora_family`).
+
 The LoRA stack is fused into the weights (`use_loras`): a denoising step then
 costs what the base model's does. The next job with the same stack (same files
 by sha256, same weights) finds it already fused; another stack first gets the
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from training.ml.base import load_pipeline
 from training.ml.config import GenerationStopped, InvalidGenerationInput
 from training.ml.device import pick_device, pick_dtype
+from training.ml.family import FAMILY_LABELS, SD1, SD2, SDXL, pipeline_family
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -61,7 +66,35 @@ LATENT_RGB_FACTORS = (
     (-0.2829, 0.1762, 0.2721),
     (-0.2120, -0.2616, -0.7177),
 )
+# SDXL's VAE has its own latent space: ComfyUI's SDXL fit.
+SDXL_LATENT_RGB_FACTORS = (
+    (0.3920, 0.4054, 0.4549),
+    (-0.2634, -0.0196, 0.0653),
+    (0.0568, 0.1687, -0.0755),
+    (-0.3112, -0.2359, -0.2076),
+)
+# SD 2.x shares SD 1.x's VAE.
+FAMILY_LATENT_RGB_FACTORS = {
+    SD1: LATENT_RGB_FACTORS,
+    SD2: LATENT_RGB_FACTORS,
+    SDXL: SDXL_LATENT_RGB_FACTORS,
+}
 PREVIEW_MAX_SIDE = 256
+# What a LoRA file's metadata says about its family: sd-scripts'
+# ss_base_model_version ("sd_v1", "sd_v2_768_v", "sdxl_base_v1-0", ...) and
+# the modelspec architecture ("stable-diffusion-xl-v1-base/lora", ...), by
+# prefix, SDXL first (its names start like the others').
+_VERSION_PREFIXES = (("sdxl", SDXL), ("sd_v2", SD2), ("sd_v1", SD1))
+_ARCHITECTURE_PREFIXES = (
+    ("stable-diffusion-xl", SDXL),
+    ("stable-diffusion-v2", SD2),
+    ("stable-diffusion-v1", SD1),
+)
+# Widths that only one full-size family has: the text encoder's (SD 1.x
+# 768, SD 2.x 1024, SDXL's second 1280) and the UNet's cross-attention input
+# (768, 1024, 2048). A tiny test model's widths say nothing.
+_TEXT_WIDTHS = {768: SD1, 1024: SD2, 1280: SDXL}
+_CONTEXT_WIDTHS = {768: SD1, 1024: SD2, 2048: SDXL}
 
 
 @dataclass(frozen=True)
@@ -132,7 +165,7 @@ class PipelineHolder:
         return self._pipe is not None
 
     @property
-    def pipe(self) -> Any:  # StableDiffusionPipeline
+    def pipe(self) -> Any:  # StableDiffusionPipeline or StableDiffusionXLPipeline
         if self._pipe is None:
             self._pipe = self._load()
         return self._pipe
@@ -360,6 +393,84 @@ def _load_lora(pipe: Any, spec: LoraSpec, name: str) -> None:
         )
 
 
+def lora_family(path: str | Path) -> str | None:
+    """The family ("sd1", "sd2", "sdxl") a LoRA file was trained for, None when
+    it does not tell. Read from our `family` metadata, sd-scripts'
+    `ss_base_model_version` (or `ss_v2`), the modelspec architecture, then
+    its keys: SDXL's two text encoders (lora_te1_/lora_te2_), else the width of
+    a text-encoder or cross-attention weight."""
+    return _lora_family_of(*_file_identity(str(path)))
+
+
+@lru_cache(maxsize=256)
+def _lora_family_of(path: str, size: int, mtime_ns: int) -> str | None:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            family = _family_from_metadata(metadata)
+            if family is not None:
+                return family
+            names = handle.keys()
+            shapes = {key: handle.get_slice(key).get_shape() for key in names}
+    except OSError as exc:
+        raise InvalidGenerationInput(f"LoRA file {path} cannot be read: {exc}") from exc
+    except SafetensorError as exc:  # not a safetensors file
+        raise InvalidGenerationInput(f"LoRA {path} could not be loaded: {exc}") from exc
+    return _family_from_keys(shapes)
+
+
+def _family_from_metadata(metadata: dict[str, str]) -> str | None:
+    ours = metadata.get("family", "").strip().lower()
+    if ours in FAMILY_LABELS:
+        return ours
+    version = metadata.get("ss_base_model_version", "").strip().lower()
+    architecture = metadata.get("modelspec.architecture", "").strip().lower()
+    for text, prefixes in (
+        (version, _VERSION_PREFIXES),
+        (architecture, _ARCHITECTURE_PREFIXES),
+    ):
+        for prefix, family in prefixes:
+            if text.startswith(prefix):
+                return family
+    if metadata.get("ss_v2", "").strip().lower() == "true":
+        return SD2
+    return None
+
+
+def _family_from_keys(shapes: dict[str, list[int]]) -> str | None:
+    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in shapes):
+        return SDXL
+    for key, shape in shapes.items():
+        if len(shape) != 2 or not key.endswith(("lora_down.weight", "lora_A.weight")):
+            continue
+        if key.startswith(("lora_te_", "text_encoder.")) and "q_proj" in key:
+            family = _TEXT_WIDTHS.get(shape[1])
+        elif "attn2" in key and ("to_k" in key or "to_v" in key):
+            family = _CONTEXT_WIDTHS.get(shape[1])
+        else:
+            continue
+        if family is not None:
+            return family
+    return None
+
+
+def check_lora_families(pipe: Any, loras: Sequence[LoraSpec]) -> None:
+    """Refuse a LoRA made for another model family than `pipe`'s, by name."""
+    if not loras:
+        return
+    base = pipeline_family(pipe)
+    for spec in loras:
+        family = lora_family(spec.path)
+        if family is not None and family != base:
+            name = spec.name or Path(spec.path).name
+            raise InvalidGenerationInput(
+                f"LoRA {name} is an {FAMILY_LABELS[family]} LoRA; the base model "
+                f"is {FAMILY_LABELS[base]}."
+            )
+
+
 def generate_images(
     holder: PipelineHolder,
     spec: GenerateSpec,
@@ -387,6 +498,7 @@ def generate_images(
         raise InvalidGenerationInput("; ".join(problems))
     with holder.lock:
         pipe = holder.pipe
+        check_lora_families(pipe, spec.loras)
         use_loras(pipe, spec.loras, fuse=holder.fuse_loras)
         pipe.scheduler = holder.scheduler(spec.scheduler)
         # CUDA draws noise on the GPU; elsewhere (MPS included) a CPU generator
@@ -405,7 +517,10 @@ def generate_images(
                 height=spec.height,
                 generator=generator,
                 callback_on_step_end=_step_callback(
-                    should_stop, on_step, spec, _Previews(on_preview, preview_every)
+                    should_stop,
+                    on_step,
+                    spec,
+                    _Previews(on_preview, preview_every, pipeline_family(pipe)),
                 ),
             )
             image = output.images[0]
@@ -424,6 +539,7 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
 class _Previews:
     send: Callable[[Image.Image], None] | None
     every: int
+    family: str = SD1
 
     def due(self, step: int, steps: int) -> bool:
         return self.send is not None and step < steps and step % self.every == 0
@@ -443,23 +559,31 @@ def _step_callback(
         if on_step is not None:
             on_step(step + 1, steps)
         if previews.due(step + 1, steps) and "latents" in kwargs:
-            previews.send(latent_preview(kwargs["latents"], spec.width, spec.height))
+            previews.send(
+                latent_preview(
+                    kwargs["latents"], spec.width, spec.height, family=previews.family
+                )
+            )
         _check_stop(should_stop)
         return kwargs
 
     return callback
 
 
-def latent_preview(latents: Any, width: int, height: int) -> Image.Image:
+def latent_preview(
+    latents: Any, width: int, height: int, *, family: str = SD1
+) -> Image.Image:
     """A rough RGB picture of the first image in `latents` (batch, 4, h, w),
-    by the linear latent-to-RGB fit: no VAE, so it costs next to nothing.
-    Sized to the image's aspect ratio, at most PREVIEW_MAX_SIDE a side."""
+    by the linear latent-to-RGB fit of the model family's VAE: no VAE run, so
+    it costs next to nothing. Sized to the image's aspect ratio, at most
+    PREVIEW_MAX_SIDE a side."""
     import torch
     from PIL import Image as PILImage
 
     latent = latents[0].detach().float().cpu()
-    if latent.shape[0] == len(LATENT_RGB_FACTORS):
-        rgb = torch.einsum("chw,cr->hwr", latent, torch.tensor(LATENT_RGB_FACTORS))
+    factors = FAMILY_LATENT_RGB_FACTORS.get(family, LATENT_RGB_FACTORS)
+    if latent.shape[0] == len(factors):
+        rgb = torch.einsum("chw,cr->hwr", latent, torch.tensor(factors))
     else:  # not an SD 1.x latent space: show its first channels, normalised
         channels = latent[:3] if latent.shape[0] >= 3 else latent[:1].repeat(3, 1, 1)
         rgb = channels.permute(1, 2, 0) / channels.abs().amax().clamp(min=1e-6)
