@@ -73,6 +73,50 @@ def test_train_with_enqueue_queues_for_the_gpu_worker(
     assert "Queued for the gpu worker" in out
 
 
+def test_train_takes_every_option_and_album_repeats() -> None:
+    make_training_album()
+    run_command(
+        "train",
+        "--album",
+        "blocks",
+        "--repeats",
+        "5",
+        "--optimizer",
+        "prodigy",
+        "--lora-targets",
+        "attention",
+        "--train-text-encoder",
+        "--no-bucketing",
+        "--min-snr-gamma",
+        "5",
+        "--validation-split",
+        "0.2",
+        "--enqueue",
+    )
+    run = TrainingRun.objects.get()
+    assert {
+        name: run.config[name]
+        for name in (
+            "optimizer",
+            "learning_rate",
+            "lora_targets",
+            "train_text_encoder",
+            "bucketing",
+            "min_snr_gamma",
+            "validation_split",
+        )
+    } == {
+        "optimizer": "prodigy",
+        "learning_rate": 1.0,
+        "lora_targets": "attention",
+        "train_text_encoder": True,
+        "bucketing": False,
+        "min_snr_gamma": 5.0,
+        "validation_split": 0.2,
+    }
+    assert {item["repeats"] for item in run.dataset.manifest["items"]} == {5}
+
+
 def test_ctrl_c_ends_the_run_as_cancelled(monkeypatch: Any) -> None:
     from training import runs
 
@@ -95,6 +139,11 @@ def test_ctrl_c_ends_the_run_as_cancelled(monkeypatch: Any) -> None:
         (("--album", "Blocks", "--rank", "2"), "rank must be between 4 and 32"),
         (("--album", "Blocks", "--steps", "0"), "steps must be between 500 and 5000"),
         (("--album", "Few"), "2 captioned"),
+        (
+            ("--album", "Blocks", "--optimizer", "prodigy", "--lr", "1e-4"),
+            r"learning_rate must be between 0.1 and 2.0 \(got 0.0001\)",
+        ),
+        (("--album", "Blocks", "--repeats", "2", "--repeats", "3"), "one repeats"),
     ],
 )
 def test_train_refuses_bad_requests(args: tuple[str, ...], message: str) -> None:
