@@ -403,14 +403,18 @@ def main() -> None:
     mode.add_argument(
         "--tiny", action="store_true", help="tiny pipeline, CPU (default)"
     )
-    mode.add_argument("--gpu", action="store_true", help="SD 1.5 shape, fp16, CUDA")
+    mode.add_argument(
+        "--gpu", action="store_true", help="SD 1.5 or SDXL shape, fp16, CUDA"
+    )
     parser.add_argument(
         "--device", default=None, help="default: cpu, or cuda with --gpu"
     )
     parser.add_argument(
         "--tiny-shape", action="store_true", help="--gpu on tiny shapes"
     )
-    parser.add_argument("--size", type=int, default=None, help="default 64, or 512")
+    parser.add_argument(
+        "--size", type=int, default=None, help="default 64, or the family's resolution"
+    )
     parser.add_argument("--steps", type=int, default=None, help="default 20, or 25")
     parser.add_argument("--images", type=int, default=10, help="timed images")
     parser.add_argument("--warmup", type=int, default=2)

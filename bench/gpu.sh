@@ -85,8 +85,8 @@ if [ "$SMOKE" = 1 ]; then
     GEN=(--device cpu --tiny-shape --size 64 --steps 2 --images 1 --warmup 1)
     GEN_XL=("${GEN[@]}")
 else
-    TRAIN=(--steps 10 --warmup 3 --batch-size 4)
-    GEN=(--images 8 --warmup 2)
+    TRAIN=(--steps 8 --warmup 2 --batch-size 4)
+    GEN=(--images 6 --warmup 1)
     GEN_XL=(--images 3 --warmup 1)
 fi
 part train 210 "$PYTHON" bench/train.py --gpu "${TRAIN[@]}" --json "$OUT/train.json"
@@ -94,6 +94,58 @@ part generate-sd1 120 "$PYTHON" bench/generate.py --gpu --family sd1 --loras 1 \
     "${GEN[@]}" --json "$OUT/generate-sd1.json"
 part generate-sdxl 180 "$PYTHON" bench/generate.py --gpu --family sdxl --loras 1 \
     --variants plain-lora,plain,fused "${GEN_XL[@]}" --json "$OUT/generate-sdxl.json"
+
+# The tables of docs/benchmarks.md, filled from the JSON files.
+OUT=$OUT "$PYTHON" - <<'TABLES' 2>&1 | tee "$OUT/tables.md" | tee -a "$LOG"
+import json, os
+from pathlib import Path
+
+out = Path(os.environ["OUT"])
+
+
+def load(name):
+    path = out / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+train = load("train.json")
+if train:
+    print(f"Training step, {train['device']}, {train['date']}, {train['versions']}")
+    print("| shape | step | LoRA modules | trained params | s/step (median; min-max) "
+          "| images/s | peak GPU memory | MFU | ours / reference |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in train["rows"]:
+        if "error" in r:
+            print(f"| {r['family']} | {r['variant']} | failed: {r['error'][:80]} |")
+            continue
+        peak = f"{r['peak_gpu_gib']:.1f} GiB" if r["peak_gpu_gib"] else "-"
+        mfu = f"{100 * r['mfu']:.0f}%" if "mfu" in r else "-"
+        ratio = r.get("ratio_to_reference")
+        print(f"| {r['family']} {r['pixels']} px | {r['variant']} | {r['lora_modules']} "
+              f"| {r['trainable_params'] / 1e6:.2f} M | {r['seconds_per_step']:.3f} "
+              f"({r['seconds_min']:.3f}-{r['seconds_max']:.3f}) "
+              f"| {r['images_per_second']:.1f} | {peak} | {mfu} "
+              f"| {f'{ratio:.2f}x' if ratio else '-'} |")
+for name in ("generate-sd1.json", "generate-sdxl.json"):
+    gen = load(name)
+    if not gen:
+        continue
+    print(f"\nGeneration {gen['family']}, {gen.get('card')}, {gen['size']} px, "
+          f"{gen['steps']} {gen['scheduler']} steps, {gen['precision']}, "
+          f"{gen['loras']} LoRA; build {gen['build_seconds']:.0f} s, "
+          f"load {gen['load_seconds']:.0f} s; fused vs baseline max pixel "
+          f"difference {gen.get('fused_vs_baseline_max_pixel_difference')}; "
+          f"stack change {gen.get('stack_change_seconds', 0):.3f} s; "
+          f"peak {gen.get('peak_gpu_gib', 0):.1f} GiB")
+    print("| way | s/image (median; min-max) | images/s "
+          "| / baseline (medians) | / baseline (minimums) |")
+    print("|---|---|---|---|---|")
+    for r in gen["rows"]:
+        print(f"| {r['variant']} | {r['seconds_per_image']:.3f} "
+              f"({r['seconds_min']:.3f}-{r['seconds_max']:.3f}) "
+              f"| {1 / r['seconds_per_image']:.2f} | {r['ratio_to_baseline']:.2f}x "
+              f"| {r['ratio_of_minimums']:.2f}x |")
+TABLES
 
 say "== done in $SECONDS s; failed:${FAILED:- none}"
 ls -la "$OUT" | tee -a "$LOG"
