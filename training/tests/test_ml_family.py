@@ -181,3 +181,17 @@ def test_encoding_keeps_a_graph_only_for_trainable_encoders(sdxl_pipe: Any) -> N
         for encoder in encoders:
             encoder.requires_grad_(False)
             encoder.zero_grad(set_to_none=True)
+
+
+def test_a_cached_hub_model_is_read_from_its_snapshot(
+    tiny_sdxl_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    # The hub cache's layout: refs/main names the snapshot folder.
+    repo = tmp_path / "hub" / "models--someone--tiny-xl"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(tiny_sdxl_base, repo / "snapshots" / ("0" * 40))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert detect_family("someone/tiny-xl") == SDXL
