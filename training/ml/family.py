@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.ml.config import InvalidTrainingInput
+from training.ml.kohya import BASE_MODEL_VERSIONS
 
 if TYPE_CHECKING:
     import torch
@@ -27,10 +28,8 @@ if TYPE_CHECKING:
 SD1, SD2, SDXL = "sd1", "sd2", "sdxl"
 FAMILY_LABELS = {SD1: "SD 1.5", SD2: "SD 2.x", SDXL: "SDXL"}
 DEFAULT_RESOLUTION = {SD1: 512, SD2: 768, SDXL: 1024}
-# sd-scripts' ss_base_model_version strings. SD 2.x is "sd_v2_768_v" when the
-# model predicts v (the 768 px models), see kohya_base_version.
-KOHYA_BASE_VERSION = {SD1: "sd_v1", SD2: "sd_v2_512", SDXL: "sdxl_base_v1-0"}
-SD2_V_BASE_VERSION = "sd_v2_768_v"
+# sd-scripts' ss_base_model_version strings (training.ml.kohya has the rule).
+KOHYA_BASE_VERSION = BASE_MODEL_VERSIONS
 
 SD_PIPELINE = "StableDiffusionPipeline"
 SDXL_PIPELINE = "StableDiffusionXLPipeline"
@@ -53,13 +52,6 @@ class SizeCond:
     def time_ids(self) -> tuple[int, int, int, int, int, int]:
         """SDXL's six "time ids", in the order diffusers' _get_add_time_ids uses."""
         return (*self.original, *self.crop_top_left, *self.target)
-
-
-def kohya_base_version(family: str, prediction_type: str = "epsilon") -> str:
-    """sd-scripts' ss_base_model_version for a model of `family`."""
-    if family == SD2 and prediction_type == "v_prediction":
-        return SD2_V_BASE_VERSION
-    return KOHYA_BASE_VERSION[family]
 
 
 def detect_family(base_model: str) -> str:

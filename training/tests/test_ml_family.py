@@ -18,7 +18,6 @@ from training.ml.family import (
     Conditioner,
     SizeCond,
     detect_family,
-    kohya_base_version,
     pipeline_family,
 )
 
@@ -75,13 +74,6 @@ def test_loaded_pipelines_know_their_family(sd1_pipe: Any, sdxl_pipe: Any) -> No
     assert type(sdxl_pipe).__name__ == "StableDiffusionXLPipeline"
     assert pipeline_family(sd1_pipe) == SD1
     assert pipeline_family(sdxl_pipe) == SDXL
-
-
-def test_kohya_base_versions() -> None:
-    assert kohya_base_version(SD1) == "sd_v1"
-    assert kohya_base_version(SD2) == "sd_v2_512"
-    assert kohya_base_version(SD2, "v_prediction") == "sd_v2_768_v"
-    assert kohya_base_version(SDXL) == "sdxl_base_v1-0"
 
 
 def test_sd1_conditioning_is_the_pipelines_prompt_embedding(sd1_pipe: Any) -> None:
