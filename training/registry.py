@@ -216,13 +216,12 @@ def base_model_family(base_model: str) -> str:
     """The family of a base model (read from its config files, never loaded);
     "" when it cannot be told: a hub id not in the local cache, a folder that
     is not a Stable Diffusion pipeline."""
-    from training.ml import family as families
+    from training.ml.family import detect_family
 
-    detect = getattr(families, "detect_family", None)
-    if detect is None or not base_model.strip():
+    if not base_model.strip():
         return ""
     try:
-        return detect(base_model)
+        return detect_family(base_model)
     except (TrainingError, OSError, ValueError) as exc:
         logger.info("No family for base model %s: %s", base_model_name(base_model), exc)
         return ""

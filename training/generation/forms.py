@@ -186,11 +186,29 @@ class GenerateForm(forms.Form):
         field then takes."""
         data = super().clean()
         models = {}
-        for lora, _ in self.picked():
+        picked = [lora for lora, _ in self.picked()]
+        for lora in picked:
             if lora.base_model.strip():
                 models.setdefault(base_model_name(lora.base_model), []).append(lora)
         first = next(iter(models), "")
-        if any(not same_base_model(first, other) for other in models):
+        families = {lora.family for lora in picked}
+        # LoRAs of one known family fit together whatever checkpoint of it
+        # each was trained on (services.lora_fit_problem).
+        one_family = len(families) == 1 and "" not in families
+        if len(families - {""}) > 1:
+            mixed = "; ".join(
+                f"{lora.name} ({lora.get_family_display()})"
+                for lora in picked
+                if lora.family
+            )
+            self.add_error(
+                "loras",
+                f"The picked LoRAs are of different model families ({mixed}). "
+                "Pick LoRAs of one family.",
+            )
+        elif not one_family and any(
+            not same_base_model(first, other) for other in models
+        ):
             mixed = "; ".join(
                 f"{', '.join(lora.name for lora in loras)} on {model}"
                 for model, loras in models.items()

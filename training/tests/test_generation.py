@@ -200,9 +200,14 @@ def test_invalid_requests_name_the_field_and_why(
     assert not GenerationJob.objects.exists()
 
 
-def test_a_lora_for_another_base_model_is_refused(loras: tuple[Any, Any]) -> None:
+def test_a_lora_of_unknown_family_for_another_base_model_is_refused(
+    loras: tuple[Any, Any],
+) -> None:
+    """Without a family to compare, the base models' names decide (families:
+    test_lora_family)."""
     blocks, _ = loras
     blocks.base_model = "stabilityai/stable-diffusion-xl-base-1.0"
+    blocks.family = ""
     blocks.save()
     with pytest.raises(GenerationInvalid) as caught:
         create(loras=[("blocks", 1.0)])
