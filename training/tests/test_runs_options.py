@@ -312,3 +312,15 @@ def test_per_album_repeats_make_the_kohya_export_folders(train_env: Path) -> Non
         {f.name.split("/")[0] for f in export_plan(dataset, "kohya", repeats=10)}
     )
     assert folders == ["10_zxq", "40_zxq"]
+
+
+@pytest.mark.django_db
+def test_repeats_of_one_keep_the_version_and_other_repeats_make_a_new_one(
+    train_env: Path,
+) -> None:
+    album = make_training_album(3)
+    plain = dataset_version_build(albums=[album])
+    assert dataset_version_build(albums=[album], repeats={album.pk: 1}) == plain
+    tripled = dataset_version_build(albums=[album], repeats={album.pk: 3})
+    assert tripled != plain
+    assert [item.get("repeats") for item in plain.manifest["items"]] == [None] * 3
