@@ -1,10 +1,15 @@
 """Training checkpoints: `<output_dir>/checkpoints/step-000500/`, written atomically.
 
 Each checkpoint folder holds
-  - `lora.safetensors`: the LoRA so far, in kohya format (usable as is),
+  - `lora.safetensors`: the LoRA so far (UNet and text encoders), in kohya
+    format (usable as is),
   - `training_state.pt`: optimizer, LR scheduler, grad scaler and RNG states,
-    the data sampler's queue (loaded with `weights_only=True`),
-  - `checkpoint.json`: step, total steps and the run's fingerprint, written last.
+    the batch sampler's state (the epoch's bucket-by-bucket queue and its
+    generator), all loadable with `weights_only=True`,
+  - `checkpoint.json`: step, loss and the run's fingerprint (config, network
+    and bucket layout), written last.
+The lasting per-step record people choose between (samples, losses) is the
+snapshot (training.ml.snapshots); only the newest `KEEP` checkpoints stay.
 A checkpoint is built in a `.tmp-*` folder and renamed into place, so a folder
 named `step-*` with a `checkpoint.json` is always complete.
 """
