@@ -87,9 +87,15 @@ def build_scheduler(
 
 def prodigy_note(config: TrainConfig) -> str:
     """A warning for the log when Prodigy gets an Adam-sized learning rate."""
-    if config.optimizer == "prodigy" and config.learning_rate < 0.1:
-        return (
-            f"Prodigy treats the learning rate as a multiplier of its own estimate; "
-            f"{config.learning_rate:g} will barely train (1.0 is usual)."
-        )
-    return ""
+    if config.optimizer != "prodigy":
+        return ""
+    rates = {"learning_rate": config.learning_rate}
+    if config.train_text_encoder:
+        rates["text_encoder_lr"] = config.text_encoder_lr
+    small = [f"{name} {rate:g}" for name, rate in rates.items() if rate < 0.1]
+    if not small:
+        return ""
+    return (
+        "Prodigy treats learning rates as multipliers of its own estimate; "
+        f"{' and '.join(small)} will barely train (1.0 is usual)."
+    )

@@ -531,9 +531,11 @@ def _validation_loss(run: _Run, hooks: _Hooks) -> float:
 def _render_samples(run: _Run, lora_path: Path, folder: Path, hooks: _Hooks) -> None:
     """Sample images from the saved file, loaded as the generation feature loads it.
 
-    One sample pipeline serves every snapshot of the run; it sits next to the
-    training models (a second copy of the frozen weights in fp16), which fits
-    wherever the training itself fits with room for activations.
+    The sample pipeline sits next to the training models while it renders (a
+    second copy of the frozen weights, fp16 on CUDA), which fits wherever the
+    training fits with room for its activations. On CUDA it is dropped again
+    afterwards, so the training steps keep that memory; elsewhere (the CPU,
+    tiny test models) it is kept for the run's next snapshot.
     """
     config = run.config
     if not config.sample_prompts:
@@ -574,6 +576,8 @@ def _render_samples(run: _Run, lora_path: Path, folder: Path, hooks: _Hooks) -> 
             ),
         )[0]
         image.save(sample_path(folder, i))
+    if run.device.startswith("cuda"):
+        run.close()
 
 
 def _restore(run: _Run, checkpoint: Checkpoint) -> tuple[int, float]:

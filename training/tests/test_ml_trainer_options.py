@@ -208,6 +208,22 @@ def test_prodigy_uses_its_preset_and_the_groups_own_rates() -> None:
     assert all(g["decouple"] and g["safeguard_warmup"] for g in optimizer.param_groups)
 
 
+def test_prodigy_warns_when_given_adam_sized_rates() -> None:
+    from training.ml.optim import prodigy_note
+
+    def note(**options: Any) -> str:
+        return prodigy_note(TrainConfig(base_model="m", output_dir="o", **options))
+
+    assert note(optimizer="adamw", learning_rate=1e-4) == ""
+    assert note(optimizer="prodigy", learning_rate=1.0) == ""
+    assert "learning_rate 0.0001 will barely train" in note(
+        optimizer="prodigy", learning_rate=1e-4
+    )
+    assert "text_encoder_lr 5e-05 will barely train" in note(
+        optimizer="prodigy", learning_rate=1.0, train_text_encoder=True
+    )
+
+
 # --- every option trains the tiny model ------------------------------------------
 
 OPTION_SETS = [
