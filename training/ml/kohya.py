@@ -7,6 +7,10 @@ three tensors under it: `.lora_down.weight` (peft's lora_A, rank x in),
 `.lora_up.weight` (lora_B, out x rank) and `.alpha` (a 0-d tensor). The
 effective scale is alpha / rank, as in peft.
 
+The SDXL UNet is named as sd-scripts names it, by the original (SGM) UNet's
+blocks: `lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q` for
+diffusers' `down_blocks.1.attentions.0...` (`training.ml.sdxl_keys`).
+
 Text encoders: `lora_te_` (SD 1.x/2.x), `lora_te1_` and `lora_te2_` (SDXL's
 CLIP ViT-L and OpenCLIP bigG). A 3x3 conv ("LoCon") keeps its 4-D shapes:
 lora_down is a conv (rank, in, kh, kw) and lora_up a 1x1 conv (out, rank, 1, 1).

@@ -6,7 +6,11 @@ puts peft `LoraConfig`s on them (by exact module path, so nothing else
 matches), keeps the frozen base weights in the training dtype and the LoRA
 weights in float32, and names every module the way kohya does:
 `lora_unet_<path>` for the UNet, `lora_te_<path>` for the SD 1.x/2.x text
-encoder, `lora_te1_<path>`/`lora_te2_<path>` for SDXL's two.
+encoder, `lora_te1_<path>`/`lora_te2_<path>` for SDXL's two. The path is
+diffusers' module path, except in the SDXL UNet: there sd-scripts writes the
+original SGM names (`lora_unet_input_blocks_4_1_...`, see
+`training.ml.sdxl_keys`), and so does this module. Files from before that
+(`lora_unet_down_blocks_1_...` in an SDXL file) still load.
 
 Initialisation: peft's "gaussian" (lora_A ~ N(0, 1/rank), lora_B = 0), drawn
 from torch's global generator, which the caller seeds. kohya initialises
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from training.ml.kohya import kohya_module_name
+from training.ml.sdxl_keys import SgmNames
 from training.ml.targets import Targets, text_encoder_targets, unet_targets
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ ADAPTER = "default"  # the adapter name peft's add_adapter gives
 INIT = "gaussian"
 SDXL = "sdxl"
 TEXT_MODEL = "text_model."
+WEIGHT_SUFFIXES = (".lora_down.weight", ".lora_up.weight")  # lora_A, lora_B
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,17 @@ class _Part:
     prefix: str  # its kohya key prefix
     model: Any
     targets: Targets
+    sgm: SgmNames | None = None  # the SDXL UNet's SGM names; None: diffusers'
 
     def kohya_name(self, path: str) -> str:
-        """The kohya name of the module at `path` in this model.
+        """The kohya name of the module at `path` in this model, as sd-scripts
+        writes it (SGM block names in the SDXL UNet)."""
+        if self.sgm is not None:
+            return kohya_module_name(self.sgm.to_sgm(path), self.prefix)
+        return self.diffusers_name(path)
+
+    def diffusers_name(self, path: str) -> str:
+        """The kohya name spelled with diffusers' module path.
 
         kohya names text-encoder modules from the CLIPTextModel of
         transformers 4 (`text_model.encoder.layers.0...`), and every UI reads
@@ -59,6 +73,10 @@ class _Part:
         if self.key != "unet" and not path.startswith(TEXT_MODEL):
             path = TEXT_MODEL + path
         return kohya_module_name(path, self.prefix)
+
+    def names(self, path: str) -> list[str]:
+        """The names a file may hold this module under, the current one first."""
+        return list(dict.fromkeys([self.kohya_name(path), self.diffusers_name(path)]))
 
 
 class LoraNetwork:
@@ -88,7 +106,8 @@ class LoraNetwork:
         The caller seeds torch's global RNG first: the init draws from it.
         """
         unet_set = unet_targets(unet, config.lora_targets)
-        parts = [_Part("unet", "lora_unet_", unet, unet_set)]
+        sgm = SgmNames(unet.config) if family == SDXL else None
+        parts = [_Part("unet", "lora_unet_", unet, unet_set, sgm)]
         if not config.train_text_encoder:
             for text_encoder in text_encoders:
                 text_encoder.requires_grad_(False)
@@ -141,21 +160,25 @@ class LoraNetwork:
     def load_kohya_state(self, state: Mapping[str, torch.Tensor]) -> None:
         """Copy weights saved by `kohya_state` back in (a resumed run).
 
-        Raises ValueError naming the missing keys when the file holds another
-        network's modules.
+        An SDXL UNet module is found under its SGM name or, in files written
+        before those, its diffusers one. Raises ValueError naming the missing
+        keys when the file holds another network's modules.
         """
         import torch
 
-        pairs = [pair for part in self.parts for pair in _kohya_weights(part)]
-        missing = [key for key, _ in pairs if key not in state]
+        found, missing = [], []
+        for part in self.parts:
+            part_found, part_missing = _stored_weights(part, state)
+            found += part_found
+            missing += part_missing
         if missing:
             raise ValueError(
                 f"The LoRA lacks {len(missing)} of this network's weights, "
                 f"e.g. {', '.join(missing[:3])}"
             )
         with torch.no_grad():
-            for key, param in pairs:
-                param.copy_(state[key])
+            for param, tensor in found:
+                param.copy_(tensor)
 
     # --- what it is ---------------------------------------------------------
 
@@ -167,8 +190,12 @@ class LoraNetwork:
         """What a checkpoint must share with this network to be resumed into it."""
         config = self.config
         conv = config.lora_targets == "transformer+conv"
+        # diffusers' paths: an SDXL checkpoint saved before the SGM names
+        # has the same modules, so it resumes.
         names = "\n".join(
-            part.kohya_name(path) for part in self.parts for path in part.targets.all
+            part.diffusers_name(path)
+            for part in self.parts
+            for path in part.targets.all
         )
         return {
             "family": self.family,
@@ -252,13 +279,37 @@ def _kohya_weights(part: _Part) -> list[tuple[str, torch.nn.Parameter]]:
     lora_up (lora_B), in target order."""
     weights = []
     for path in part.targets.all:
-        module = part.model.get_submodule(path)
         name = part.kohya_name(path)
-        weights += [
-            (f"{name}.lora_down.weight", module.lora_A[ADAPTER].weight),
-            (f"{name}.lora_up.weight", module.lora_B[ADAPTER].weight),
-        ]
+        params = _adapter(part.model.get_submodule(path))
+        weights += [(name + s, p) for s, p in zip(WEIGHT_SUFFIXES, params, strict=True)]
     return weights
+
+
+def _adapter(module: nn.Module) -> tuple[torch.nn.Parameter, torch.nn.Parameter]:
+    """A peft-wrapped module's lora_A (kohya's lora_down) and lora_B (lora_up)."""
+    return module.lora_A[ADAPTER].weight, module.lora_B[ADAPTER].weight
+
+
+def _stored_weights(
+    part: _Part, state: Mapping[str, torch.Tensor]
+) -> tuple[list[tuple[torch.nn.Parameter, torch.Tensor]], list[str]]:
+    """(weight, saved tensor) of each of the part's modules found in `state`
+    under any of its names, and the keys of those not found."""
+    found, missing = [], []
+    for path in part.targets.all:
+        params = _adapter(part.model.get_submodule(path))
+        names = part.names(path)
+        name = next(
+            (n for n in names if all(n + s in state for s in WEIGHT_SUFFIXES)), None
+        )
+        if name is None:
+            missing += [names[0] + suffix for suffix in WEIGHT_SUFFIXES]
+        else:
+            found += [
+                (p, state[name + s])
+                for s, p in zip(WEIGHT_SUFFIXES, params, strict=True)
+            ]
+    return found, missing
 
 
 def _enable_gradient_checkpointing(model: nn.Module) -> None:

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from training.ml.kohya import kohya_key_problems, save_kohya_lora
+from training.ml.kohya import kohya_key_problems, kohya_module_name, save_kohya_lora
 from training.ml.network import LoraNetwork
+from training.ml.sdxl_keys import SgmNames
+from training.ml.targets import unet_targets
 from training.tests.conftest import make_train_config
 
 
@@ -274,6 +276,93 @@ def test_sdxl_saves_both_text_encoders_under_te1_and_te2(
         key = f"{prefix}text_model_{v_proj.replace('.', '_')}.lora_down.weight"
         assert down.detach().equal(state[key])
     assert abs(image(pipe) - plain).mean() > 1e-3
+
+
+def diffusers_named(state: dict[str, Any], unet: Any) -> dict[str, Any]:
+    """An SDXL kohya state with the UNet keys spelled with diffusers' paths,
+    as this project wrote SDXL files before the SGM names."""
+    names = SgmNames(unet.config)
+    paths = unet_targets(unet, "transformer+conv").all
+    rename = {kohya_module_name(names.to_sgm(p)): kohya_module_name(p) for p in paths}
+    renamed = {}
+    for key, tensor in state.items():
+        module, suffix = key.split(".", 1)
+        renamed[f"{rename.get(module, module)}.{suffix}"] = tensor
+    return renamed
+
+
+def test_sdxl_unet_keys_take_sd_scripts_sgm_names_and_generate_the_same_image(
+    tiny_sdxl_base: Path, tmp_path: Path
+) -> None:
+    """sd-scripts (and A1111/ComfyUI) name SDXL UNet modules by the original
+    UNet's blocks; diffusers maps them back, so the SGM-named file gives the
+    image the diffusers-named one (this project's old form) gives."""
+    config = make_train_config(tiny_sdxl_base, tmp_path, train_text_encoder=True)
+    network = attach(load_pipe(tiny_sdxl_base), config, family="sdxl")
+    randomize(network)
+    state = network.kohya_state()
+    unet_modules = {k.split(".")[0] for k in state if k.startswith("lora_unet_")}
+    assert len(unet_modules) == network.module_counts()["unet"]
+    assert {
+        "lora_unet_input_blocks_3_1_proj_in",
+        "lora_unet_input_blocks_3_1_transformer_blocks_1_attn2_to_k",
+        "lora_unet_middle_block_1_transformer_blocks_0_ff_net_0_proj",
+        "lora_unet_output_blocks_1_1_transformer_blocks_1_attn1_to_out_0",
+    } <= unet_modules
+    assert not [m for m in unet_modules if "down_blocks" in m or "up_blocks" in m]
+    sgm_file = save(network, tmp_path / "sgm.safetensors")
+    pipe = load_pipe(tiny_sdxl_base)
+    old = diffusers_named(state, pipe.unet)
+    assert "lora_unet_down_blocks_1_attentions_0_proj_in.alpha" in old
+    old_file = save_kohya_lora(old, tmp_path / "old.safetensors", {})
+
+    plain = image(pipe)
+    with library_warnings() as warned:
+        pipe.load_lora_weights(str(sgm_file))
+    assert not [m for m in warned if "LoRA" in m or "keys" in m], warned
+    with_sgm = image(pipe)
+    pipe = load_pipe(tiny_sdxl_base)
+    pipe.load_lora_weights(str(old_file))
+    with_old = image(pipe)
+    assert abs(with_sgm - plain).mean() > 1e-3
+    assert (with_sgm == with_old).all()
+
+
+def test_an_sdxl_unet_only_file_loads_with_no_unet_warning(
+    tiny_sdxl_base: Path, tmp_path: Path
+) -> None:
+    config = make_train_config(
+        tiny_sdxl_base, tmp_path, lora_targets="transformer+conv"
+    )
+    network = attach(load_pipe(tiny_sdxl_base), config, family="sdxl")
+    randomize(network)
+    path = save(network, tmp_path / "unet.safetensors")
+    pipe = load_pipe(tiny_sdxl_base)
+    with library_warnings() as warned:
+        pipe.load_lora_weights(str(path))
+    # Only the text encoders, which the file leaves alone, are named.
+    assert warned and all("CLIPTextModel" in m for m in warned), warned
+    adapted = [n for n, m in pipe.unet.named_modules() if hasattr(m, "lora_A")]
+    assert len(adapted) == network.module_counts()["unet"]
+
+
+def test_an_sdxl_state_loads_back_from_sgm_and_from_old_diffusers_names(
+    tiny_sdxl_base: Path, tmp_path: Path
+) -> None:
+    config = make_train_config(
+        tiny_sdxl_base, tmp_path, lora_targets="transformer+conv"
+    )
+    pipe = load_pipe(tiny_sdxl_base)
+    trained = attach(pipe, config, family="sdxl")
+    randomize(trained)
+    state = trained.kohya_state()
+    for saved in (state, diffusers_named(state, pipe.unet)):
+        fresh = attach(load_pipe(tiny_sdxl_base), config, family="sdxl")
+        assert fresh.fingerprint() == trained.fingerprint()
+        fresh.load_kohya_state(saved)
+        restored = fresh.kohya_state()
+        assert restored.keys() == state.keys()
+        assert all(restored[k].equal(state[k]) for k in state)
 
 
 def test_a_saved_state_loads_back_into_a_fresh_network(
