@@ -90,6 +90,12 @@ else
     GEN_XL=(--images 3 --warmup 1)
 fi
 part train 210 "$PYTHON" bench/train.py --gpu "${TRAIN[@]}" --json "$OUT/train.json"
+if [ "${BENCH_COMPILE:-0}" = 1 ]; then  # opt-in: about 2 more minutes per family
+    part train-compiled 240 "$PYTHON" bench/train.py --gpu "${TRAIN[@]}" \
+        --families "${BENCH_COMPILE_FAMILIES:-sd1}" --warmup 3 \
+        --variants ours-transformer,ours-transformer-compiled \
+        --json "$OUT/train-compiled.json"
+fi
 part generate-sd1 120 "$PYTHON" bench/generate.py --gpu --family sd1 --loras 1 \
     "${GEN[@]}" --json "$OUT/generate-sd1.json"
 part generate-sdxl 180 "$PYTHON" bench/generate.py --gpu --family sdxl --loras 1 \
@@ -108,8 +114,9 @@ def load(name):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-train = load("train.json")
-if train:
+for train in (load("train.json"), load("train-compiled.json")):
+    if not train:
+        continue
     print(f"Training step, {train['device']}, {train['date']}, {train['versions']}")
     print("| shape | step | LoRA modules | trained params | s/step (median; min-max) "
           "| images/s | peak GPU memory | MFU | ours / reference |")

@@ -283,10 +283,12 @@ def our_step(
     and random stream), fed the same cached batch on every step."""
     from training.ml.network import LoraNetwork
     from training.ml.step import TrainStep
+    from training.ml.trainer import _compiled
 
     network = LoraNetwork.attach(
         unet, [], config, family=family, device=device, dtype=dtype
     )
+    _compiled(unet, config, device, print)  # config.compile_unet: as the trainer does
     unet.train()
     kwargs = batch.unet_kwargs()
     step = TrainStep.create(
@@ -351,6 +353,8 @@ def measure(
 
 
 TRAIN_VARIANTS = ("reference", "ours-attention", "ours-transformer")
+# Also known: "ours-transformer-compiled" (compile_unet, CUDA only; its first
+# steps compile for a minute or more, so give it --warmup 3 or so).
 
 
 def train_shapes(tiny: bool) -> dict[str, dict[str, Any]]:
@@ -385,7 +389,8 @@ def bench_one(
             gradient_accumulation=1,  # one batch of `batch_size` per step, as there
             mixed_precision=args.precision,
             gradient_checkpointing=args.gradient_checkpointing,
-            lora_targets=variant.removeprefix("ours-"),
+            lora_targets=variant.removeprefix("ours-").removesuffix("-compiled"),
+            compile_unet=variant.endswith("-compiled"),
         )
         step = our_step(
             unet, batch, config=config, family=family, device=device, dtype=dtype
@@ -395,7 +400,9 @@ def bench_one(
         warmup=args.warmup,
         steps=args.steps,
         device=device,
-        count_flops=args.count_flops,
+        # torch's FlopCounterMode and a compiled module do not mix: the
+        # uncompiled variant's count stands for both.
+        count_flops=args.count_flops and not variant.endswith("-compiled"),
     )
     side = shape["sample_size"]
     figures.update(
