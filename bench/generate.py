@@ -55,18 +55,21 @@ def random_kohya_lora(
     unet: Any, path: Path, rank: int, seed: int, family: str = "sd1"
 ) -> Path:
     """A kohya LoRA with random weights on every attention projection of `unet`,
-    big enough to move the output, marked with its model family."""
+    big enough to move the output, marked with its model family; SDXL modules
+    under sd-scripts' (SGM) names, as our trainer writes them."""
     import torch
 
     from training.ml.family import KOHYA_BASE_VERSION
     from training.ml.kohya import save_kohya_lora
+    from training.ml.sdxl_keys import SgmNames
 
+    rename = SgmNames(unet.config).to_sgm if family == "sdxl" else (lambda n: n)
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for name, module in unet.named_modules():
         if not name.endswith(("to_q", "to_k", "to_v", "to_out.0")):
             continue
-        key = "lora_unet_" + name.replace(".", "_")
+        key = "lora_unet_" + rename(name).replace(".", "_")
         down = torch.randn(rank, module.in_features, generator=generator)
         up = torch.randn(module.out_features, rank, generator=generator)
         state[f"{key}.lora_down.weight"] = down / module.in_features**0.5
@@ -369,6 +372,13 @@ def run(args: argparse.Namespace, *, device: str, tiny_shape: bool) -> dict:
             )
             figures["fused_vs_baseline_max_pixel_difference"] = gap
             print(f"  fused vs baseline image, seed 0: max pixel difference {gap}/255")
+            if "plain" in wanted:  # the LoRA did load: it moves the image
+                moved = max_pixel_difference(
+                    plain_render(plains["plain"], spec, 0, device),
+                    plain_render(plains["plain-lora"], spec, 0, device),
+                )
+                figures["lora_vs_no_lora_max_pixel_difference"] = moved
+                print(f"  with vs without the LoRA, seed 0: max difference {moved}/255")
             other = (LoraSpec(loras[-1].path, 0.7, "b"),)
             swap = stack_change_seconds(holders["fused"], (other, loras), times=4)
             figures["stack_change_seconds"] = swap

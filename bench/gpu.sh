@@ -141,7 +141,8 @@ for name in ("generate-sd1.json", "generate-sdxl.json"):
           f"{gen['steps']} {gen['scheduler']} steps, {gen['precision']}, "
           f"{gen['loras']} LoRA; build {gen['build_seconds']:.0f} s, "
           f"load {gen['load_seconds']:.0f} s; fused vs baseline max pixel "
-          f"difference {gen.get('fused_vs_baseline_max_pixel_difference')}; "
+          f"difference {gen.get('fused_vs_baseline_max_pixel_difference')} "
+          f"(LoRA vs none: {gen.get('lora_vs_no_lora_max_pixel_difference')}); "
           f"stack change {gen.get('stack_change_seconds', 0):.3f} s; "
           f"peak {gen.get('peak_gpu_gib', 0):.1f} GiB")
     print("| way | s/image (median; min-max) | images/s "
