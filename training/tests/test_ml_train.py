@@ -465,3 +465,46 @@ def test_the_default_lora_covers_every_transformer_module(
     assert result.module_counts == {"unet": 48}
     assert result.family == "sd1"
     assert result.metadata["lora_targets"] == "transformer"
+
+
+def test_the_file_carries_sd_scripts_metadata_as_strings(reference_run: Any) -> None:
+    from training.ml.kohya import read_lora_metadata
+
+    config, result, _, _ = reference_run
+    meta = read_lora_metadata(result.lora_path)
+    assert meta == result.metadata
+    assert all(isinstance(v, str) for v in meta.values())
+    assert {
+        k: meta[k]
+        for k in (
+            "ss_network_module",
+            "ss_network_dim",
+            "ss_network_alpha",
+            "ss_base_model_version",
+            "ss_resolution",
+            "ss_num_train_images",
+            "ss_steps",
+            "ss_learning_rate",
+            "ss_lr_scheduler",
+            "ss_shuffle_caption",
+            "ss_enable_bucket",
+            "family",
+        )
+    } == {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": "4",
+        "ss_network_alpha": "4.0",
+        "ss_base_model_version": "sd_v1",
+        "ss_resolution": "(64, 64)",
+        "ss_num_train_images": "6",
+        "ss_steps": "4",
+        "ss_learning_rate": "0.001",
+        "ss_lr_scheduler": "constant_with_warmup",
+        "ss_shuffle_caption": "False",
+        "ss_enable_bucket": "True",
+        "family": "sd1",
+    }
+    tags = json.loads(meta["ss_tag_frequency"])
+    assert tags == {"dataset": {f"a blocky picture number {i}": 1 for i in range(6)}}
+    assert json.loads(meta["ss_bucket_info"])["buckets"]
+    assert meta["lora_targets"] == config.lora_targets == "transformer"
