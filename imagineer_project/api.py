@@ -39,6 +39,7 @@ from labeling.api import jobs_router as labeling_jobs_router
 from labeling.api import labels_router
 from legacy.api import router as legacy_imports_router
 from scraping.api import router as scrape_jobs_router
+from training import checkpoints_api
 from training.api import loras_router, runs_router
 from training.datasets import api as datasets_api
 from training.generation.api import generate_router
@@ -342,6 +343,7 @@ api.add_router("/labels", analytics_api.labels_router)
 api.add_router("/labels", labels_router)
 api.add_router("/labeling-jobs", labeling_jobs_router)
 api.add_router("/training/runs", runs_router)
+api.add_router("/training/runs", checkpoints_api.router)
 api.add_router("/training", datasets_api.router)
 api.add_router("/training/dataset-exports", datasets_api.exports_router)
 api.add_router("/loras", loras_router)

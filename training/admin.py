@@ -557,13 +557,14 @@ class LoraAdmin(ImagineerAdmin):
         "trigger_words_shown",
         "rank",
         "alpha",
+        "family",
         "size_shown",
         "base_model",
         "source_run_link",
         "created",
         "download_link",
     )
-    list_filter = (LoraOriginFilter, "rank", "base_model")
+    list_filter = (LoraOriginFilter, "family", "rank", "base_model")
     search_fields = ("name", "trigger_words", "base_model", "sha256")
     # The list shows only source_run_id: joining the run would load its JSON.
     list_select_related = ()
@@ -579,8 +580,10 @@ class LoraAdmin(ImagineerAdmin):
                     "sha256",
                     "rank",
                     "alpha",
+                    "family",
                     "base_model",
                     "source_run_link",
+                    "source_step",
                     "samples",
                     "created_by",
                     "created",
@@ -595,8 +598,10 @@ class LoraAdmin(ImagineerAdmin):
         "sha256",
         "rank",
         "alpha",
+        "family",
         "base_model",
         "source_run_link",
+        "source_step",
         "samples",
         "created_by",
         "created",

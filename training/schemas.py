@@ -212,6 +212,7 @@ class LoraFilterIn(Schema):
 
 class LoraOut(ModelSchema):
     source_run_id: int | None
+    source_step: int | None
     sample_album_id: int | None
     download_url: str
 
@@ -225,6 +226,7 @@ class LoraOut(ModelSchema):
             "base_model",
             "rank",
             "alpha",
+            "family",
             "size",
             "sha256",
             "created",

@@ -24,6 +24,7 @@ from training.models import (
     SetRun,
     TrainingRun,
 )
+from training.selectors import run_lora
 
 GENERATE = "training.add_generationjob"
 
@@ -94,13 +95,13 @@ def lora_generate(request: HttpRequest, lora: Lora) -> list[tuple[str, str]]:
 
 
 def run_generate(request: HttpRequest, run: TrainingRun) -> list[tuple[str, str]]:
-    # Only a run that made its LoRA (one at most: lora_one_per_run).
+    # Only a run that made a LoRA: its latest registered step's.
     if not request.user.has_perm(GENERATE):
         return []
-    lora_id = run.loras.values_list("pk", flat=True).first()
-    if lora_id is None:
+    lora = run_lora(run)
+    if lora is None:
         return []
-    return [("Generate with this LoRA", _generate_url(f"lora={lora_id}"))]
+    return [("Generate with this LoRA", _generate_url(f"lora={lora.pk}"))]
 
 
 def image_generate_again(request: HttpRequest, image: Image) -> list[tuple[str, str]]:
