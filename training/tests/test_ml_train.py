@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -270,8 +271,6 @@ def test_checkpoints_of_a_different_run_are_not_resumed(
     reference_run: Any, train_samples: list
 ) -> None:
     config, _, _, _ = reference_run
-    from dataclasses import replace
-
     with pytest.raises(
         InvalidTrainingInput, match=r"different run \(differs in: rank\)"
     ):
@@ -356,11 +355,13 @@ def test_a_portrait_trains_at_a_portrait_bucket_uncropped(
 def test_resume_keeps_bucket_order_captions_and_rng(
     tiny_base: Path, mixed_samples: list, tmp_path: Path, batches_seen: list
 ) -> None:
-    whole = train_lora(bucket_config(tiny_base, tmp_path / "whole"), mixed_samples)
+    # The text encoder trained too: its LoRA and optimizer state resume as well.
+    whole_config = bucket_config(tiny_base, tmp_path / "whole", train_text_encoder=True)
+    whole = train_lora(whole_config, mixed_samples)
     uninterrupted = [(tuple(b.latents.shape), b.captions) for b in batches_seen]
     batches_seen.clear()
 
-    config = bucket_config(tiny_base, tmp_path / "split")
+    config = replace(whole_config, output_dir=str(tmp_path / "split"))
     with pytest.raises(Crash):  # at step 3, after the checkpoint at step 2
         train_lora(config, mixed_samples, on_step=raise_at(3, []))
     crashed = [(tuple(b.latents.shape), b.captions) for b in batches_seen]
@@ -372,6 +373,7 @@ def test_resume_keeps_bucket_order_captions_and_rng(
     assert crashed == uninterrupted[:3]
     assert after == uninterrupted[2:]
     assert len({shape for shape, _ in uninterrupted}) == 2
+    assert any(k.startswith("lora_te_") for k in lora_tensors(whole.lora_path))
     ours, theirs = lora_tensors(resumed.lora_path), lora_tensors(whole.lora_path)
     assert ours.keys() == theirs.keys()
     assert all(torch_equal(ours[k], theirs[k]) for k in ours)
