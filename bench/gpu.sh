@@ -18,6 +18,9 @@
 #                             shapes with 1-2 iterations and no Django
 #                             importable, so the GPU call cannot fail on an
 #                             import or a typo. PYTHON, SITE and OUT may be set.
+#   BENCH_PARTS=train,generate-sd1 bench/gpu.sh   only these parts
+#   BENCH_COMPILE=1 bench/gpu.sh   adds train-compiled (SD 1.5 with compile_unet;
+#                             BENCH_COMPILE_FAMILIES=sd1,sdxl for both)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,9 +70,14 @@ print("diffusers from", diffusers.__file__, "| transformers from", transformers.
 EOF
 
 FAILED=""
+# Which parts run: BENCH_PARTS (comma-separated names) or all but the opt-in
+# train-compiled, which BENCH_COMPILE=1 adds.
+PARTS=${BENCH_PARTS:-train,generate-sd1,generate-sdxl}
+if [ "${BENCH_COMPILE:-0}" = 1 ]; then PARTS=$PARTS,train-compiled; fi
 part() {  # part NAME SECONDS COMMAND...: run one benchmark under a time limit
     local name=$1 limit=$(($2 * SLOWER))
     shift 2
+    case ",$PARTS," in *",$name,"*) ;; *) return 0 ;; esac
     say "== $name (limit ${limit} s): $*"
     local began=$SECONDS
     timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
@@ -90,12 +98,11 @@ else
     GEN_XL=(--images 3 --warmup 1)
 fi
 part train 210 "$PYTHON" bench/train.py --gpu "${TRAIN[@]}" --json "$OUT/train.json"
-if [ "${BENCH_COMPILE:-0}" = 1 ]; then  # opt-in: about 2 more minutes per family
-    part train-compiled 240 "$PYTHON" bench/train.py --gpu "${TRAIN[@]}" \
-        --families "${BENCH_COMPILE_FAMILIES:-sd1}" --warmup 3 \
-        --variants ours-transformer,ours-transformer-compiled \
-        --json "$OUT/train-compiled.json"
-fi
+# Opt-in (about 2 more minutes per family): our step with compile_unet.
+part train-compiled 240 "$PYTHON" bench/train.py --gpu "${TRAIN[@]}" \
+    --families "${BENCH_COMPILE_FAMILIES:-sd1}" --warmup 3 \
+    --variants ours-transformer,ours-transformer-compiled \
+    --json "$OUT/train-compiled.json"
 part generate-sd1 120 "$PYTHON" bench/generate.py --gpu --family sd1 --loras 1 \
     "${GEN[@]}" --json "$OUT/generate-sd1.json"
 part generate-sdxl 180 "$PYTHON" bench/generate.py --gpu --family sdxl --loras 1 \

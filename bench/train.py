@@ -498,6 +498,9 @@ def bench_gpu(args: argparse.Namespace) -> None:
     print(f"  peak RSS of the process: {peak_rss_mib():.0f} MiB")
     if args.json:
         write_json(args.json, {"bench": "train", "device": card, "rows": rows})
+    failed = [f"{r['family']} {r['variant']}" for r in rows if "error" in r]
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 def write_json(path: str, body: dict[str, Any]) -> None:
