@@ -301,9 +301,11 @@ def test_loras_list_detail_and_download(call_as: Any, trained_lora: Any) -> None
         "base_model": lora.base_model,
         "rank": 4,
         "alpha": 4.0,
+        "family": "sd1",  # from the file's metadata
         "size": lora.size,
         "sha256": lora.sha256,
         "source_run_id": None,
+        "source_step": None,
         "sample_album_id": None,
         "download_url": f"/api/loras/{lora.pk}/download",
         "created": listed["items"][0]["created"],

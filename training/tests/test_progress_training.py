@@ -34,16 +34,19 @@ def test_a_run_says_each_stage_as_it_happens() -> None:
         "Checking the base model's files",
         "Loading the base model",
         "Encoding latents (0 of 6 images)",
-        "Encoding the captions",
+        "Encoding latents (6 of 6 images)",
+        "Adding the LoRA layers",
         "Step 1 of 4 under way",
         "Step 1 of 4, loss ",
         "Saving checkpoint at step 2",
-        "Step 4 of 4, loss ",
-        "Saving checkpoint at step 4",
-        "Saving the LoRA",
+        # Every checkpoint renders its samples (the run page's grid).
         "Rendering samples (1 of 3)",
         "Rendering samples (1 of 3), step 2 of 2",
         "Rendering samples (3 of 3), step 2 of 2",
+        "Step 3 of 4, loss ",
+        "Step 4 of 4, loss ",
+        "Saving checkpoint at step 4",
+        "Saving the LoRA",
         "Registering the LoRA and its samples",
     ]
     positions = [
