@@ -186,7 +186,7 @@ def lora_fit_problem(lora: Lora, base_model: str, base_family: str) -> str | Non
         if lora.family == base_family:
             return None
         return (
-            f"{lora.name!r} is a {family_label(lora.family)} LoRA; base model "
+            f"{lora.name!r} is an {family_label(lora.family)} LoRA; base model "
             f"{base_model_name(base_model)!r} is {family_label(base_family)}"
         )
     if same_base_model(lora.base_model, base_model):

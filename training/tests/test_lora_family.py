@@ -133,7 +133,7 @@ def test_generation_refuses_a_lora_of_another_family_naming_both(
     with pytest.raises(GenerationInvalid) as caught:
         generation_job_create(request=small_request(loras=[("neon-xl", 1.0)]))
     assert caught.value.errors == {
-        "loras": f"'neon-xl' is a SDXL LoRA; base model {gen_env.name!r} is SD 1.5"
+        "loras": f"'neon-xl' is an SDXL LoRA; base model {gen_env.name!r} is SD 1.5"
     }
     assert not GenerationJob.objects.exists()
 
@@ -148,7 +148,7 @@ def test_the_api_answers_422_for_a_lora_of_another_family(
     )
     assert response.status_code == 422
     assert response.json()["details"]["errors"]["loras"] == (
-        f"'neon-xl' is a SDXL LoRA; base model {gen_env.name!r} is SD 1.5"
+        f"'neon-xl' is an SDXL LoRA; base model {gen_env.name!r} is SD 1.5"
     )
 
 
@@ -190,7 +190,7 @@ def test_a_set_refuses_a_lora_of_another_family(gen_env: Path) -> None:
     with pytest.raises(SetInvalid) as caught:
         set_run_create(request=request)
     assert caught.value.errors["loras"] == (
-        f"'neon-xl' is a SDXL LoRA; base model {gen_env.name!r} is SD 1.5"
+        f"'neon-xl' is an SDXL LoRA; base model {gen_env.name!r} is SD 1.5"
     )
     assert not SetRun.objects.exists()
 
@@ -209,7 +209,7 @@ def test_the_sets_api_answers_422_naming_both_families(
         content_type="application/json",
     )
     assert response.status_code == 422
-    assert "'neon-xl' is a SDXL LoRA" in response.json()["details"]["errors"]["loras"]
+    assert "'neon-xl' is an SDXL LoRA" in response.json()["details"]["errors"]["loras"]
 
 
 def test_the_generate_form_offers_only_the_base_models_family(
