@@ -51,7 +51,7 @@ from training.datasets.admin import (
     DatasetExportAdmin,
     DatasetVersionAdmin,
 )
-from training.datasets.services import MAX_REPEATS, DatasetInvalid
+from training.datasets.services import DatasetInvalid
 from training.estimates import training_estimate, training_estimates
 from training.generation.admin import GenerationJobAdmin
 from training.maintenance import (
@@ -120,25 +120,6 @@ def _reg_album_choices() -> list[tuple[int, str]]:
     return [(0, "None"), *albums]
 
 
-def parse_album_repeats(text: str, albums: list[Album]) -> dict[int, int]:
-    """ "tarot=3, faces=2" (album slug, name or id = count; commas or lines
-    between) as {album id: repeats}; raises ValueError saying what is wrong."""
-    by_ref = {}
-    for album in albums:
-        by_ref.update({str(album.pk): album, album.slug: album, album.name: album})
-    repeats = {}
-    for entry in (e.strip() for e in text.replace("\n", ",").split(",")):
-        if not entry:
-            continue
-        ref, _, count = (part.strip() for part in entry.rpartition("="))
-        if ref not in by_ref:
-            raise ValueError(f"{ref or entry!r} is not one of the chosen albums")
-        if not count.isdigit() or not 1 <= int(count) <= MAX_REPEATS:
-            raise ValueError(f"{entry!r}: repeats must be 1 to {MAX_REPEATS}")
-        repeats[by_ref[ref].pk] = int(count)
-    return repeats
-
-
 class TrainingRunAddForm(DatasetBuildForm):
     """The dataset build form (albums with readiness, trigger word, NSFW, repeats
     per album), plus the run: base model, start now, a preset, and the config
@@ -156,13 +137,6 @@ class TrainingRunAddForm(DatasetBuildForm):
         max_length=500,
         help_text="A local diffusers folder or a hub id, as the gpu worker's "
         "machine sees it.",
-        widget=forms.TextInput(attrs={"size": 60}),
-    )
-    album_repeats = forms.CharField(
-        required=False,
-        label="Repeats per album",
-        help_text="How often each album's images count per epoch (kohya's folder "
-        "repeats), e.g. “tarot=3, faces=1”: album slug, name or id. Unlisted: 1.",
         widget=forms.TextInput(attrs={"size": 60}),
     )
     start = forms.BooleanField(
@@ -227,18 +201,9 @@ class TrainingRunAddForm(DatasetBuildForm):
                 del config[name]
         return config
 
-    def repeats(self) -> dict[int, int]:
-        return self.cleaned_data.get("album_repeats_by_id", {})
-
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         self._apply_preset(data)
-        try:
-            data["album_repeats_by_id"] = parse_album_repeats(
-                data.get("album_repeats", ""), list(data.get("albums") or [])
-            )
-        except ValueError as exc:
-            self.add_error("album_repeats", f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
         try:
             _, self.warnings = config_validate(
                 self.config(),

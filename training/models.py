@@ -55,6 +55,9 @@ class DatasetBuild(BaseRun):
     trigger_word = models.CharField(max_length=100, blank=True)
     trigger_word_given = models.BooleanField(default=False)
     include_nsfw = models.BooleanField(default=False)
+    # {album id (a JSON key, so a string): times its images count per epoch};
+    # unlisted albums count once (kohya's N_concept folders).
+    album_repeats = models.JSONField(default=dict, blank=True)
     dataset = models.ForeignKey(
         DatasetVersion,
         null=True,

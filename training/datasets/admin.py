@@ -34,8 +34,10 @@ from imagineer_project.run_admin import RunAdmin
 from training.datasets.export import LAYOUTS
 from training.datasets.selectors import training_albums
 from training.datasets.services import (
+    MAX_REPEATS,
     dataset_build_start,
     dataset_export_request,
+    item_repeats,
     min_captioned,
 )
 from training.datasets.views import export_response
@@ -65,6 +67,27 @@ class AlbumChoiceField(forms.ModelMultipleChoiceField):
         )
 
 
+def parse_album_repeats(text: str, albums: list[Album]) -> dict[int, int]:
+    """ "tarot=3, faces=2" (album slug, name or id = count; commas or lines
+    between) as {album id: repeats}; raises ValueError saying what is wrong."""
+    by_ref = {}
+    for album in albums:
+        by_ref.update({str(album.pk): album, album.slug: album, album.name: album})
+    repeats = {}
+    for entry in (e.strip() for e in text.replace("\n", ",").split(",")):
+        if not entry:
+            continue
+        ref, equals, count = (part.strip() for part in entry.rpartition("="))
+        if not equals:
+            raise ValueError(f"{entry!r}: write album=count, e.g. {entry}=2")
+        if ref not in by_ref:
+            raise ValueError(f"{ref or entry!r} is not one of the chosen albums")
+        if not count.isdigit() or not 1 <= int(count) <= MAX_REPEATS:
+            raise ValueError(f"{entry!r}: repeats must be 1 to {MAX_REPEATS}")
+        repeats[by_ref[ref].pk] = int(count)
+    return repeats
+
+
 class DatasetBuildForm(forms.Form):
     albums = AlbumChoiceField(
         queryset=Album.objects.order_by("name", "id"),
@@ -84,6 +107,13 @@ class DatasetBuildForm(forms.Form):
         required=False, label="No trigger word", help_text="Train on captions alone."
     )
     include_nsfw = forms.BooleanField(required=False, label="Include NSFW images")
+    album_repeats = forms.CharField(
+        required=False,
+        label="Repeats per album",
+        help_text="How often each album's images count per epoch (kohya's folder "
+        "repeats), e.g. “tarot=3, faces=1”: album slug, name or id. Unlisted: 1.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -93,8 +123,15 @@ class DatasetBuildForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         """Refuse at once a selection that cannot reach the minimum even if no
-        image repeats across the albums (the build itself checks exactly)."""
+        image repeats across the albums (the build itself checks exactly), and
+        repeats that name an album not chosen."""
         data = super().clean()
+        try:
+            data["album_repeats_by_id"] = parse_album_repeats(
+                data.get("album_repeats", ""), list(data.get("albums") or [])
+            )
+        except ValueError as exc:
+            self.add_error("album_repeats", f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
         if data.get("albums"):
             if data.get("include_nsfw"):
                 rows = training_albums(include_nsfw=True)
@@ -110,6 +147,10 @@ class DatasetBuildForm(forms.Form):
                     "captions.",
                 )
         return data
+
+    def repeats(self) -> dict[int, int]:
+        """{album id: repeats} as parsed from `album_repeats` (unlisted: 1)."""
+        return self.cleaned_data.get("album_repeats_by_id", {})
 
     def trigger_word_choice(self) -> str | None:
         if self.cleaned_data["no_trigger_word"]:
@@ -201,7 +242,7 @@ class DatasetVersionAdmin(ImagineerAdmin):
             "",
             '<tr><td>{}</td><td><a href="{}"><img class="imagineer-thumb" src="{}" '
             'width="96" height="96" alt="" loading="lazy"></a></td><td>{}</td>'
-            "<td>{}</td></tr>",
+            "<td>{}</td><td>{}</td></tr>",
             (
                 (
                     n,
@@ -209,6 +250,7 @@ class DatasetVersionAdmin(ImagineerAdmin):
                     f"{thumbnail_url(item['image_id'])}?size=256",
                     item["caption"],
                     item["caption_source"],
+                    item_repeats(item),
                 )
                 for n, item in enumerate(items[:ITEMS_SHOWN], start=1)
             ),
@@ -216,7 +258,8 @@ class DatasetVersionAdmin(ImagineerAdmin):
         more = len(items) - ITEMS_SHOWN
         return format_html(
             '<table class="imagineer-results"><thead><tr><th>#</th>'
-            "<th>Image</th><th>Caption</th><th>Chosen as</th></tr></thead>"
+            "<th>Image</th><th>Caption</th><th>Chosen as</th><th>Repeats</th>"
+            "</tr></thead>"
             "<tbody>{}</tbody></table>{}",
             rows,
             format_html(
@@ -240,6 +283,7 @@ class DatasetVersionAdmin(ImagineerAdmin):
                     name=form.cleaned_data["name"],
                     trigger_word=form.trigger_word_choice(),
                     include_nsfw=form.cleaned_data["include_nsfw"],
+                    repeats=form.repeats(),
                     created_by=request.user,
                 )
             except DomainError as exc:
@@ -346,12 +390,18 @@ class DatasetBuildAdmin(RunAdmin):
 
     @admin.display(description="albums")
     def album_links(self, obj: DatasetBuild) -> str:
+        """The albums in the build's order, each with its repeats when not 1."""
         found = Album.objects.in_bulk(obj.album_ids)
+        repeats = {int(pk): count for pk, count in obj.album_repeats.items()}
         return format_html_join(
             ", ",
-            '<a href="{}">{}</a>',
+            '<a href="{}">{}</a>{}',
             (
-                (reverse("admin:albums_album_change", args=[pk]), found[pk].name)
+                (
+                    reverse("admin:albums_album_change", args=[pk]),
+                    found[pk].name,
+                    f" ×{repeats[pk]}" if repeats.get(pk, 1) != 1 else "",
+                )
                 for pk in obj.album_ids
                 if pk in found
             ),

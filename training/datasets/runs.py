@@ -31,6 +31,7 @@ def dataset_build_execute(build: DatasetBuild) -> str:
         name=build.name,
         trigger_word=build.trigger_word if build.trigger_word_given else None,
         include_nsfw=build.include_nsfw,
+        repeats={int(pk): count for pk, count in build.album_repeats.items()},
         created_by=build.created_by,
     )
     DatasetBuild.objects.filter(pk=build.pk).update(

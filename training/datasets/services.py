@@ -321,13 +321,16 @@ def dataset_build_start(
     name: str = "",
     trigger_word: str | None = None,
     include_nsfw: bool = False,
+    repeats: Mapping[int, int] | None = None,
     created_by: User | None = None,
 ) -> DatasetBuild:
     """Queue dataset_version_build on the worker (training.datasets.runs);
-    watch the run, which links the version once built."""
+    watch the run, which links the version once built. `repeats` is
+    dataset_version_build's, checked here so a wrong one is refused at once."""
     album_ids = list(dict.fromkeys(album.pk for album in albums))
     if not album_ids:
         raise DatasetInvalid("Choose at least one album.")
+    repeats = _check_repeats(albums, repeats)
     with transaction.atomic():
         build = DatasetBuild.objects.create(
             name=name.strip()[:200],
@@ -335,6 +338,7 @@ def dataset_build_start(
             trigger_word=(trigger_word or "").strip(),
             trigger_word_given=trigger_word is not None,
             include_nsfw=include_nsfw,
+            album_repeats={str(pk): count for pk, count in repeats.items()},
             created_by=person(created_by),
             message="Waiting for the worker",
         )

@@ -243,3 +243,73 @@ def test_an_export_the_worker_has_not_written_yet_is_offered_on_its_page(
     assert "Download the zip" in admin_client.get(page_url).content.decode()
     download = admin_client.get(f"/admin/training/datasetexport/{export.pk}/download/")
     assert download["Content-Type"] == "application/zip"
+
+
+def test_build_page_repeats_reach_the_manifest_through_the_worker(
+    admin_client: Any,
+) -> None:
+    tarot = labelled_album("Tarot")
+    faces = labelled_album("Faces")
+    page = admin_client.get(ADD).content.decode()
+    assert 'name="album_repeats"' in page
+
+    response = admin_client.post(
+        ADD, {"albums": [tarot.pk, faces.pk], "album_repeats": "tarot=3, Faces=1"}
+    )
+
+    build = DatasetBuild.objects.get()
+    assert build.album_repeats == {str(tarot.pk): 3, str(faces.pk): 1}
+    build_page = admin_client.get(response["Location"]).content.decode()
+    assert "Tarot</a> ×3" in build_page
+    assert "Faces</a>, <a" in build_page  # once: no "×1"
+    assert run_dataset_build(build.pk) == "succeeded"
+    build.refresh_from_db()
+    repeats = {
+        item["caption"]: item.get("repeats", 1)
+        for item in build.dataset.manifest["items"]
+    }
+    assert repeats == {
+        "Tarot card 0": 3,
+        "Tarot card 1": 3,
+        "Faces card 0": 1,
+        "Faces card 1": 1,
+    }
+    version_page = admin_client.get(f"{LIST}{build.dataset_id}/change/")
+    assert "<th>Repeats</th>" in version_page.content.decode()
+
+
+def test_build_page_repeats_of_one_find_the_version_without_repeats(
+    admin_client: Any,
+) -> None:
+    tarot = labelled_album("Tarot")
+    plain = dataset_version_build(albums=[tarot])
+
+    admin_client.post(ADD, {"albums": [tarot.pk], "album_repeats": "tarot=1"})
+    admin_client.post(ADD, {"albums": [tarot.pk], "album_repeats": "tarot=2"})
+
+    first, second = DatasetBuild.objects.order_by("id")
+    assert run_dataset_build(first.pk) == run_dataset_build(second.pk) == "succeeded"
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.dataset, first.created_version) == (plain, False)
+    assert second.dataset != plain and second.created_version
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("elsewhere=2", "&#x27;elsewhere&#x27; is not one of the chosen albums."),
+        ("tarot=0", "&#x27;tarot=0&#x27;: repeats must be 1 to"),
+        ("tarot", "&#x27;tarot&#x27;: write album=count, e.g. tarot=2."),
+    ],
+)
+def test_build_page_refuses_wrong_repeats(
+    admin_client: Any, text: str, error: str
+) -> None:
+    tarot = labelled_album("Tarot")
+
+    response = admin_client.post(ADD, {"albums": [tarot.pk], "album_repeats": text})
+
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert not DatasetBuild.objects.exists()

@@ -18,11 +18,12 @@ from labeling.services import label_create
 from training.datasets.files import caption_with_trigger, dataset_materialize
 from training.datasets.services import (
     DatasetInvalid,
+    dataset_build_start,
     dataset_version_build,
     dataset_version_build_or_get,
     manifest_hash,
 )
-from training.models import DatasetVersion
+from training.models import DatasetBuild, DatasetVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -211,6 +212,22 @@ def test_too_few_captioned_images_is_invalid(settings: Any) -> None:
 def test_no_albums_is_invalid() -> None:
     with pytest.raises(DatasetInvalid, match="at least one album"):
         dataset_version_build(albums=[])
+
+
+@pytest.mark.parametrize(
+    ("repeats", "match"),
+    [({12345: 2}, "not chosen"), ({0: 0}, "between 1 and")],
+)
+def test_a_build_with_wrong_repeats_is_refused_before_it_is_queued(
+    repeats: dict[int, int], match: str
+) -> None:
+    album = make_album(name="Tarot")
+    repeats = {album.pk if k == 0 else k: v for k, v in repeats.items()}
+
+    with pytest.raises(DatasetInvalid, match=match):
+        dataset_build_start(albums=[album], repeats=repeats)
+
+    assert not DatasetBuild.objects.exists()
 
 
 def test_enough_images_give_no_warnings(settings: Any) -> None:
