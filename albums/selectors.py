@@ -73,6 +73,25 @@ def _with_summary(albums: Any, user: Viewer) -> Any:
     )
 
 
+def album_tiles(*, album: Album, staff: bool) -> Any:
+    """The album's images as its page shows them, in album order: tuples of
+    (id, is_nsfw, visibility, original_filename), no model objects. Visitors
+    reach only public albums, where Image.objects.public is PUBLIC_MEMBER."""
+    members = AlbumImage.objects.filter(album=album)
+    if not staff:
+        members = members.filter(PUBLIC_MEMBER)
+    return members.order_by("position", "id").values_list(*TILE_FIELDS)
+
+
+# What a tile on an album page shows of an image (views.tiles_html).
+TILE_FIELDS = (
+    "image_id",
+    "image__is_nsfw",
+    "image__visibility",
+    "image__original_filename",
+)
+
+
 def album_images(*, user: Viewer, album: Album) -> Any:
     """The album's images the user may see, with their place in album order
     (`position`, `membership_id`): paginate on those two keys."""
