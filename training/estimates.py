@@ -3,8 +3,15 @@
 A run measures its first few optimizer steps (and how long it took to load
 the model) and keeps them as a StepTiming per base model, device and shape.
 An estimate scales the nearest measurement of the same base model and device
-by pixels × images per step; with none there is no number, only a note that
-the first run measures it.
+by pixels × images per step and by the options' step cost (step_cost); with
+none there is no number, only a note that the first run measures it.
+
+Aspect-ratio buckets need no factor: every bucket's area is at most
+resolution² and at least 0.8 of it (64 px steps), so an image costs about
+what a square one does; an estimate errs by at most that much on the long
+side.
+A measurement is kept divided by its run's step cost (the time of a plain
+step), so a run with other options scales from it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from imagineer_project.lib.spoken import duration_spoken
+from training.ml.config import TrainConfig
 from training.models import StepTiming
 from training.paths import base_model_name
 
@@ -29,6 +37,30 @@ logger = logging.getLogger(__name__)
 TIMED_FROM_STEP = 2
 TIMED_STEPS = 5
 NOT_MEASURED = "not measured on this device yet: the first run measures it"
+
+# How much longer than a plain step (TrainConfig's defaults: the transformer
+# LoRA set, frozen text encoder, AdamW, no gradient checkpointing) a step with
+# an option takes. Where the figures come from:
+# - gradient checkpointing: the UNet's forward is run again in the backward.
+#   FLOPs counted (torch's FlopCounterMode) on full-size SD 1.5 at 512 px with
+#   frozen weights: forward + backward = 2.15 forwards, 2.89 with
+#   checkpointing.
+# - LoRA modules: their FLOPs are under 2% of the layers they wrap (rank
+#   against width), but every module adds kernels and autograd nodes. On the
+#   tiny UNets (docs/benchmarks.md, CPU) the transformer set's extra modules
+#   cost 9-18% over the attention set, so attention is taken as 10% cheaper;
+#   LoCon's convs (+86 modules on SD 1.5's 192) are taken to cost 10% more.
+#   Not yet measured on a GPU.
+# - text-encoder LoRA: the encoder's forward and backward are 1.7% of the
+#   UNet's FLOPs at the family's resolution (SD 1.5: 13 against 803 GFLOP at
+#   512 px; SDXL: 111 against 6,761 at 1,024 px); its 72 LoRA modules (SD 1.5)
+#   cost like the transformer set's 64 extra ones.
+# Prodigy and AdamW 8-bit add nothing here: the optimizer updates the LoRA
+# weights alone, a few million numbers elementwise, against the UNet's ~1.7
+# TFLOP per image of forward and backward.
+GRADIENT_CHECKPOINTING_COST = 2.89 / 2.15
+LORA_TARGETS_COST = {"attention": 1 / 1.1, "transformer": 1.0, "transformer+conv": 1.1}
+TEXT_ENCODER_COST = 1.1
 
 
 @dataclass(frozen=True)
@@ -111,11 +143,24 @@ class StepTimer:
                 device=self.device,
                 resolution=int(self.config["resolution"]),
                 images_per_step=_images_per_step(self.config),
-                seconds_per_step=per_step,
+                seconds_per_step=per_step / step_cost(self.config),
                 load_seconds=self.load,
             )
         except Exception:  # an estimate is never worth failing a run for
             logger.exception("Could not record the step time")
+
+
+def step_cost(config: dict[str, Any]) -> float:
+    """How many plain steps of the same shape one step of `config` costs (1 for
+    TrainConfig's defaults; the factors above). Options a config leaves out
+    take TrainConfig's defaults."""
+    targets = config.get("lora_targets", TrainConfig.lora_targets)
+    cost = LORA_TARGETS_COST.get(targets, 1.0)
+    if config.get("train_text_encoder"):
+        cost *= TEXT_ENCODER_COST
+    if config.get("gradient_checkpointing"):
+        cost *= GRADIENT_CHECKPOINTING_COST
+    return cost
 
 
 def _images_per_step(config: dict[str, Any]) -> int:
@@ -145,7 +190,8 @@ def training_estimate(
     *, base_model: str, config: dict[str, Any], rows: list[StepTiming] | None = None
 ) -> Estimate:
     """How long `config` trains on `base_model` here, from the nearest measured
-    shape (scaled by pixels × images per step) plus the measured load time."""
+    shape (scaled by pixels × images per step and by step_cost) plus the
+    measured load time."""
     rows = _device_rows(base_model) if rows is None else rows
     if not rows:
         return Estimate(None, NOT_MEASURED)
@@ -154,8 +200,11 @@ def training_estimate(
         rows,
         key=lambda r: abs(math.log(wanted / _work(r.resolution, r.images_per_step))),
     )
-    per_step = nearest.seconds_per_step * (
-        wanted / _work(nearest.resolution, nearest.images_per_step)
+    per_step = (
+        nearest.seconds_per_step
+        * wanted
+        / _work(nearest.resolution, nearest.images_per_step)
+        * step_cost(config)
     )
     seconds = nearest.load_seconds + int(config["steps"]) * per_step
     return Estimate(seconds, duration_text(seconds))
