@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import get_script_prefix, reverse
@@ -35,7 +35,7 @@ COVERS_PER_ALBUM = selectors.COVER_COUNT
 def gallery(request: HttpRequest) -> HttpResponse:
     # Stored counts and covers (albums.counts): no count per album per request.
     albums = selectors.album_list(user=request.user)
-    page = Paginator(albums, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = _page_without_count(albums, GALLERY_PAGE_SIZE, request.GET.get("page"))
     page.object_list = _attach_covers(page.object_list)
     return render(request, "albums/gallery.html", {"page": page})
 
@@ -77,6 +77,21 @@ def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
 
 
 # --- helpers ----------------------------------------------------------------------
+
+
+def _page_without_count(rows: Any, size: int, number: str | None) -> Page:
+    """Page `number` of `rows`, as Paginator.get_page gives it; the first page
+    (most requests) reads one row more than it shows instead of a COUNT, and
+    counts only when there is more than one page."""
+    paginator = Paginator(rows, size)
+    if number not in (None, "", "1"):
+        return paginator.get_page(number)
+    first = list(rows[: size + 1])
+    if len(first) <= size:
+        paginator.count = len(first)  # Paginator.count is a cached_property
+    page = paginator.page(1)  # counts when there are more pages
+    page.object_list = first[:size]
+    return page
 
 
 def tiles_html(rows: Iterable[tuple[int, bool, str, str]]) -> SafeString:
