@@ -5,10 +5,11 @@ folder on the worker's machine (albums.services.folder_import_create, the
 `import_images` command). Staged files live in storage under
 `staging/uploads/<batch>/<n>` (names we make; the user's filename is kept only
 for display). The worker expands zip archives, ingests every entry through
-`image_ingest`, records a result per entry and checkpoints after each one, so
-a re-delivered task resumes where the last one stopped instead of starting
-over. Files beside a folder's images go to the sidecar readers the upper apps
-register (a `.txt` caption: albums.extensions).
+`image_prepare` and `image_store` in batches (files durable first, then the
+batch's rows in one transaction), records a result per entry and checkpoints
+after each batch, so a re-delivered task resumes where the last one stopped
+instead of starting over. Files beside a folder's images go to the sidecar
+readers the upper apps register (a `.txt` caption: albums.extensions).
 
 Every file the run does not import has a result with a reason: hidden files
 and folders, archive members whose path climbs out (`..`), files that are no
@@ -34,14 +35,18 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 
 from albums.extensions import read_sidecars
-from albums.ingest import EXTENSIONS
+from albums.ingest import EXTENSIONS, InspectedImage, safe_display_name
 from albums.models import Image, SourceKind, UploadFile, UploadRun
 from albums.services import (
     SIDECAR_ALONE,
+    AlbumLinks,
+    IngestResult,
     NearDuplicatePolicy,
-    image_ingest,
+    image_prepare,
+    image_store,
     near_duplicate_policy,
 )
+from imagineer_project.lib.storage import durable_batch
 from imagineer_project.runs import (
     RunWaiting,
     run_checkpoint,
@@ -54,8 +59,9 @@ from imagineer_project.runs import (
 logger = logging.getLogger(__name__)
 
 ZIP_MAGIC = b"PK\x03\x04"
-# Rows are written (with the run's counts and progress) this many files at a
-# time; a cancel is noticed at each write.
+# Files are made durable with one storage sync, and their rows (images, album
+# links, results, the run's counts and progress) written in one transaction,
+# this many at a time; a cancel is noticed after each batch.
 ROW_BATCH = 16
 # A run of fewer files than this is one chunk, ingested by the run's own task.
 CHUNK_MIN_FILES = 32
@@ -153,9 +159,13 @@ def upload_chunk_execute(run_id: int, start: int, stop: int) -> str:
 def upload_chunk_ingest(
     run: UploadRun, entries: list[Entry], start: int, stop: int, *, budget: float
 ) -> None:
-    """Ingest the entries start..stop-1 that have no row yet, writing rows in
-    small batches (each with the run's counts and progress, in one
-    transaction); raises RunCancelled at a batch once a cancel was asked for."""
+    """Ingest the entries start..stop-1 that have no row yet, ROW_BATCH files at
+    a time: each batch's files are decoded and checked, written and made
+    durable together (one storage sync, see durable_batch), and only then are
+    its image rows, album links, result rows, counts and progress committed in
+    one transaction. So no row ever names a file a power cut could lose, and a
+    crash loses a whole batch or nothing. Raises RunCancelled after a batch
+    once a cancel was asked for."""
     done = set(
         run.files.filter(position__gte=start, position__lt=stop).values_list(
             "position", flat=True
@@ -164,23 +174,28 @@ def upload_chunk_ingest(
     todo = [n for n in range(start, stop) if n not in done]
     policy = near_duplicate_policy(run.near_duplicates)
     spent = 0.0
-    batch: list[tuple[UploadFile, int]] = []
-    for index in todo:
-        entry = entries[index]
+    for a in range(0, len(todo), ROW_BATCH):
+        batch = todo[a : a + ROW_BATCH]
+        with durable_batch():
+            prepared = []
+            for index in batch:
+                started = time.thread_time()
+                if spent > budget:
+                    prepared.append(_over_budget(entries[index], index, len(entries)))
+                else:
+                    prepared.append(_prepare(entries[index]))
+                spent += time.thread_time() - started
         started = time.thread_time()
-        if spent > budget:
-            outcome = _over_budget(entry, index, len(entries))
-        else:
-            outcome = _ingest_entry(entry, run, policy)
-            if index == todo[0] and first_after_crash(run, outcome):
-                outcome["status"] = "created"  # ours, stored before the crash
+        with transaction.atomic():
+            links = AlbumLinks(run.album, run.uploaded_by)
+            rows = [
+                _register(run, n, entries[n], item, policy, links, first=n == todo[0])
+                for n, item in zip(batch, prepared, strict=True)
+            ]
+            links.flush()
+            _record(run, rows)
         spent += time.thread_time() - started
-        batch.append((_row(run, index, outcome), outcome.get("sidecars", 0)))
-        if len(batch) >= ROW_BATCH:
-            _record(run, batch, entry.name)
-            batch = []
-    if batch:
-        _record(run, batch, entries[todo[-1]].name)
+        _checkpoint_after(run, entries[batch[-1]].name)
 
 
 def _row(run: UploadRun, position: int, outcome: dict[str, Any]) -> UploadFile:
@@ -196,7 +211,7 @@ def _row(run: UploadRun, position: int, outcome: dict[str, Any]) -> UploadFile:
     )
 
 
-def _record(run: UploadRun, batch: list[tuple[UploadFile, int]], last: str) -> None:
+def _record(run: UploadRun, batch: list[tuple[UploadFile, int]]) -> None:
     """Write a batch of rows once: rows another copy of the chunk wrote first
     are left out, and the counts grow by the rows written here only, in the
     same transaction, so they always equal the rows."""
@@ -216,6 +231,11 @@ def _record(run: UploadRun, batch: list[tuple[UploadFile, int]], last: str) -> N
             break
         except IntegrityError:  # another copy wrote some in between: again
             continue
+
+
+def _checkpoint_after(run: UploadRun, last: str) -> None:
+    """After a batch is committed: end the run at its last file, else report
+    progress (and notice a cancel)."""
     run.refresh_from_db(fields=["progress_done", "progress_total"])
     total = run.progress_total
     if run.progress_done >= total:
@@ -284,9 +304,10 @@ def first_after_crash(run: UploadRun, outcome: dict[str, Any]) -> bool:
     )
 
 
-def _ingest_entry(
-    entry: Entry, run: UploadRun, policy: NearDuplicatePolicy
-) -> dict[str, Any]:
+def _prepare(entry: Entry) -> dict[str, Any] | InspectedImage:
+    """A batch's first step for one entry: its outcome when it is not to be
+    stored (skipped, unreadable, rejected), else its inspected image, whose
+    files are written (durable when the batch ends)."""
     if entry.skip is not None:
         code, reason = entry.skip
         return {
@@ -304,21 +325,46 @@ def _ingest_entry(
             "code": "unreadable",
             "reason": str(exc),
         }
-    result = image_ingest(
-        data=data,
-        filename=entry.name,
+    prepared = image_prepare(data=data, filename=entry.name)
+    if isinstance(prepared, IngestResult):
+        return {**prepared.as_dict(), "filename": entry.name}
+    return prepared
+
+
+def _register(
+    run: UploadRun,
+    index: int,
+    entry: Entry,
+    prepared: dict[str, Any] | InspectedImage,
+    policy: NearDuplicatePolicy,
+    links: AlbumLinks,
+    *,
+    first: bool,
+) -> tuple[UploadFile, int]:
+    """A batch's second step for one entry, inside its transaction and after
+    its files are durable: the image row and album link, the sidecars, and the
+    entry's result row (with the number of sidecars read)."""
+    if isinstance(prepared, dict):
+        return _row(run, index, prepared), 0
+    result = image_store(
+        inspected=prepared,
+        filename=safe_display_name(entry.name),
         source_kind=SourceKind.UPLOAD,
         album=run.album,
         uploaded_by=run.uploaded_by,
         near_duplicates=policy,
+        files_stored=True,
+        links=links,
     )
-    outcome = result.as_dict()
-    outcome["filename"] = entry.name  # the path inside the folder or archive
+    outcome = {**result.as_dict(), "filename": entry.name}
+    if first and first_after_crash(run, outcome):
+        outcome["status"] = "created"  # ours, stored before the crash
+    sidecars = 0
     if entry.path is not None and result.image is not None:
-        outcome["sidecars"] = read_sidecars(result.image, entry.path)
+        sidecars = read_sidecars(result.image, entry.path)
     elif entry.sidecars and result.image is not None:
-        outcome["sidecars"] = _staged_sidecars(result.image, entry.sidecars)
-    return outcome
+        sidecars = _staged_sidecars(result.image, entry.sidecars)
+    return _row(run, index, outcome), sidecars
 
 
 def _staged_sidecars(image: Image, sidecars: dict[str, str]) -> int:

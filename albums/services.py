@@ -234,7 +234,56 @@ def _store(key: str, data: bytes) -> None:
         default_storage.save(key, ContentFile(data))
 
 
+def image_files_store(inspected: InspectedImage) -> None:
+    """Write an inspected image's original and thumbnails under their content
+    keys (each durable on return, or at the end of the surrounding
+    imagineer_project.lib.storage.durable_batch)."""
+    _store(image_key(inspected.sha256, inspected.extension), inspected.data)
+    for size, thumb in inspected.thumbnails.items():
+        _store(thumbnail_key(inspected.sha256, size), thumb)
+
+
+def image_prepare(
+    *, data: bytes, filename: str | None
+) -> InspectedImage | IngestResult:
+    """image_ingest's first half, for callers that register images in batches
+    (an upload run): inspect the bytes and write the files; a rejected file
+    comes back as its IngestResult and leaves nothing behind. Inside a
+    durable_batch the files are durable only once it ends: register them with
+    image_store(files_stored=True) after that, never before."""
+    display = safe_display_name(filename)
+    try:
+        inspected = inspect_image(data, display)
+    except ImageRejected as exc:
+        return IngestResult("rejected", display, code=exc.code, reason=exc.reason)
+    image_files_store(inspected)
+    return inspected
+
+
 # --- images -----------------------------------------------------------------------
+
+
+@dataclass
+class AlbumLinks:
+    """The album links of a batch of image_store calls, written by one
+    album_add_images (`flush`) instead of one per image: for a caller that
+    registers a batch inside one transaction and flushes before it commits
+    (an upload run). Order is kept: a near-duplicate replacement flushes what
+    came before it first."""
+
+    album: Album
+    added_by: User | None = None
+    images: list[Image] = field(default_factory=list)
+
+    def add(self, image: Image) -> None:
+        self.images.append(image)
+
+    def flush(self) -> None:
+        if self.images:
+            album_add_images(
+                album=self.album, images=self.images, added_by=self.added_by
+            )
+            self.images = []
 
 
 def image_ingest(
@@ -281,6 +330,8 @@ def image_store(
     provenance: dict[str, Any] | None = None,
     near_duplicates: NearDuplicatePolicy | None = None,
     on_delete: Callable[[Image, Image], None] | None = None,
+    files_stored: bool = False,
+    links: AlbumLinks | None = None,
 ) -> IngestResult:
     """Register an already inspected image (or find its exact duplicate) and link
     it into `album`. For callers that inspect first to decide (the scraper).
@@ -292,6 +343,11 @@ def image_store(
     skipped; a larger one is created and takes #N's place in `album`, #N going
     only when this batch stored it and no album holds it any more, see
     near_duplicate_replace).
+
+    `files_stored`: the caller already made the files durable (image_prepare
+    in a durable_batch that has ended), so they are not looked for again.
+    `links` (for `album`, inside the caller's transaction): the album link is
+    left to the caller's AlbumLinks.flush, with the rest of its batch.
     """
     display = safe_display_name(filename)
     warnings = list(inspected.warnings)
@@ -314,7 +370,10 @@ def image_store(
     else:
         # With no near duplicate to handle first, the row and its album link
         # are written in one transaction: one commit per file, not two.
-        link, album = (album, None) if near is None else (None, album)
+        if links is not None:
+            link = None  # linked with the rest of the caller's batch, below
+        else:
+            link, album = (album, None) if near is None else (None, album)
         image, created = _image_create(
             inspected,
             content_filename(display, inspected.format),
@@ -322,16 +381,24 @@ def image_store(
             uploaded_by,
             provenance or {},
             link=link,
+            files_stored=files_stored,
         )
         if created and near_duplicates is not None:
             near_duplicates.added(image)
         if near is not None:
+            if (
+                links is not None
+                and near_duplicates.mode == NearDuplicates.REPLACE_SMALLER
+            ):
+                links.flush()  # the batch's earlier images keep their places
             warnings.append(
                 _near_action(near_duplicates, near, image, album, on_delete)
             )
             if near_duplicates.mode == NearDuplicates.REPLACE_SMALLER:
                 album = None  # it already holds #N's place there
-    if album is not None:
+    if album is not None and links is not None:
+        links.add(image)
+    elif album is not None:
         album_add_images(album=album, images=[image], added_by=uploaded_by)
     status = "created" if created else "duplicate"
     return IngestResult(status, display, image, warnings=tuple(warnings))
@@ -382,39 +449,51 @@ def _image_create(
     provenance: dict[str, Any],
     *,
     link: Album | None = None,
+    files_stored: bool = False,
 ) -> tuple[Image, bool]:
     """Store the files, then the row (linked into `link`, in the same
     transaction); an image another ingest stored meanwhile is reused."""
-    key = image_key(inspected.sha256, inspected.extension)
     # Files first, row second: a crash in between leaves a file that a later
     # ingest of the same content reuses, never a row without its file.
-    _store(key, inspected.data)
-    for size, thumb in inspected.thumbnails.items():
-        _store(thumbnail_key(inspected.sha256, size), thumb)
+    if not files_stored:
+        image_files_store(inspected)
+    if link is None:
+        return _image_row(inspected, display, source_kind, uploaded_by, provenance)
     with transaction.atomic():
-        try:
-            with transaction.atomic():  # a savepoint: only the insert may race
-                image = Image.objects.create(
-                    sha256=inspected.sha256,
-                    file=key,
-                    width=inspected.width,
-                    height=inspected.height,
-                    format=inspected.format,
-                    bytes=len(inspected.data),
-                    is_animated=inspected.is_animated,
-                    phash=inspected.phash,
-                    original_filename=display,
-                    source_kind=source_kind,
-                    uploaded_by=person(uploaded_by),
-                    **provenance,
-                )
-            created = True
-        except IntegrityError:
-            # A concurrent ingest of the same bytes won the race; reuse its row.
-            image, created = Image.objects.get(sha256=inspected.sha256), False
-        if link is not None:
-            album_add_images(album=link, images=[image], added_by=uploaded_by)
+        image, created = _image_row(
+            inspected, display, source_kind, uploaded_by, provenance
+        )
+        album_add_images(album=link, images=[image], added_by=uploaded_by)
     return image, created
+
+
+def _image_row(
+    inspected: InspectedImage,
+    display: str,
+    source_kind: str,
+    uploaded_by: User | None,
+    provenance: dict[str, Any],
+) -> tuple[Image, bool]:
+    try:
+        with transaction.atomic():  # a savepoint: only the insert may race
+            image = Image.objects.create(
+                sha256=inspected.sha256,
+                file=image_key(inspected.sha256, inspected.extension),
+                width=inspected.width,
+                height=inspected.height,
+                format=inspected.format,
+                bytes=len(inspected.data),
+                is_animated=inspected.is_animated,
+                phash=inspected.phash,
+                original_filename=display,
+                source_kind=source_kind,
+                uploaded_by=person(uploaded_by),
+                **provenance,
+            )
+        return image, True
+    except IntegrityError:
+        # A concurrent ingest of the same bytes won the race; reuse its row.
+        return Image.objects.get(sha256=inspected.sha256), False
 
 
 def image_thumbnail_key(image: Image, size: int) -> str:

@@ -67,6 +67,25 @@ def draft_pipeline(data: bytes) -> int:
     return value - (1 << 64) if value >= (1 << 63) else value
 
 
+def distinct_photo_jpeg(seed: int) -> bytes:
+    """bench.run's photo-like 1 MP JPEG with a coarse pattern of its own laid
+    over it, so that images of different seeds are not near duplicates of each
+    other (the plain ones share their gradients, hence their pHash, and an
+    upload run would treat them as one picture)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(photo_like_jpeg(seed))) as im:
+        pixels = np.asarray(im.convert("RGB"), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.uniform(0, 255, (6, 6)).astype("uint8"), "L")
+    field = np.asarray(coarse.resize(im.size, Image.Resampling.BICUBIC), np.float32)
+    mixed = (pixels * 0.5 + field[..., None] * 0.5).clip(0, 255).astype("uint8")
+    buf = io.BytesIO()
+    Image.fromarray(mixed, "RGB").save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
 def ours(data: bytes) -> object:
     from albums.ingest import inspect_image
 
@@ -139,7 +158,7 @@ def bench_ingest(count: int) -> None:
     from albums.services import album_create
 
     album_create(name="Ingest bench", slug="ingest-bench")
-    _IMAGES.extend(photo_like_jpeg(seed) for seed in range(count))
+    _IMAGES.extend(distinct_photo_jpeg(seed) for seed in range(count))
     same, drift = _same_work()  # also warms imports and caches
     limit, limit_cpu = rate("limit", 1)
     draft, draft_cpu = rate("draft", 1)
@@ -163,9 +182,98 @@ def bench_ingest(count: int) -> None:
     )
     verdict = "same sha256, pHash and thumbnail" if same else "NO: outputs differ"
     print(f"  limit does our work: {verdict}")
+    bench_end_to_end(count, limit, limit_cpu)
+
+
+def _upload_run(folder: Path, processes: int) -> tuple[float, float, str]:
+    """Import `folder` through the real upload run path (folder import, chunk
+    sub-tasks as the worker runs them, each on one of `processes` forked
+    processes, like the general cluster's workers). Images per second of wall
+    time and per CPU second (this process and its children), and the run's
+    summary."""
+    import resource
+
+    from django.db import connection
+
+    from albums import runs
+    from albums.models import Album, UploadRun
+    from albums.services import folder_import_create
+    from imagineer_project.runs import run_chunks, run_claim
+
+    album = Album.objects.get(slug="ingest-bench")
+    run = folder_import_create(
+        folder=folder, album=album, enqueue=False, near_duplicates="keep"
+    )
+    run = run_claim(UploadRun, run.pk)
+    total = len(runs.run_entries(run))
+    UploadRun.objects.filter(pk=run.pk).update(progress_total=total)
+    chunks = run_chunks(total, min_size=runs.CHUNK_MIN_FILES)
+    args = [(run.pk, a, b) for a, b in chunks]
+    connection.close()  # forked children must not share the parent's connection
+
+    def cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    started, cpu_started = time.perf_counter(), cpu()
+    if processes == 1:
+        for arg in args:
+            _run_chunk(arg)
+    else:
+        with get_context("fork").Pool(processes) as pool:
+            pool.map(_run_chunk, args, chunksize=1)
+    wall = time.perf_counter() - started
+    spent = cpu() - cpu_started
+    run.refresh_from_db()
+    return total / wall, total / spent, f"{run.status}: {run.message}"
+
+
+def _run_chunk(args: tuple[int, int, int]) -> str:
+    from django.db import connection
+
+    from albums.runs import upload_chunk_execute
+
+    try:
+        return upload_chunk_execute(*args)
+    finally:
+        connection.close()
+
+
+def bench_end_to_end(count: int, limit: float, limit_cpu: float) -> None:
+    """1 MP JPEGs through the real upload run path on 1 and 2 processes, new
+    images each time (files written and durable, rows, album links), against
+    the Pillow-only limit measured above; with Linux syncfs and with an fsync
+    per file and folder (what other systems get)."""
+    from imagineer_project.lib import storage
+
+    print(f"end to end: a folder import (upload run) of {count} new 1 MP JPEGs:")
+    syncfs = storage._syncfs
+    seed = 10_000
+    with tempfile.TemporaryDirectory(prefix="imagineer-bench-e2e-") as tmp:
+        for sync in ("syncfs", "fsync"):
+            storage._syncfs = syncfs if sync == "syncfs" else None
+            if sync == "syncfs" and syncfs is None:
+                continue
+            for processes in (1, 2):
+                folder = Path(tmp) / f"{sync}-{processes}"
+                folder.mkdir()
+                for n in range(count):
+                    data = distinct_photo_jpeg(seed := seed + 1)
+                    (folder / f"{n:05d}.jpg").write_bytes(data)
+                wall, per_cpu, summary = _upload_run(folder, processes)
+                print(
+                    f"  {sync}, {processes} process{'es' if processes > 1 else ''}"
+                    f"{'' if processes > 1 else '  '}  {wall:7.1f}/s  "
+                    f"{per_cpu:7.1f}/cpu-s  cpu {per_cpu / limit_cpu:.0%} of the "
+                    f"limit, wall {wall / limit:.2f}x 1 core's   ({summary})"
+                )
+    storage._syncfs = syncfs
 
 
 def bench_rows(sizes: list[int]) -> None:
+    from django.db import transaction
+
     from albums import runs
     from albums.models import UploadFile, UploadRun
     from albums.services import album_create
@@ -187,7 +295,9 @@ def bench_rows(sizes: list[int]) -> None:
                 )
                 for n in range(a, min(a + runs.ROW_BATCH, size))
             ]
-            runs._record(run, batch, "x")
+            with transaction.atomic():
+                runs._record(run, batch)
+            runs._checkpoint_after(run, "x")
         per_k = (time.perf_counter() - started) * 1000 / size
         line = f"  {size:6,} files: rows {per_k:7.3f} s/1k"
         if size <= 5000:
