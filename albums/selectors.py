@@ -7,9 +7,11 @@ caller may not see raise the same 404 as items that do not exist.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
+from django.db import connection
 from django.db.models import F, OuterRef, Prefetch, Q, Subquery
 
 from albums.counts import PUBLIC_MEMBER
@@ -136,6 +138,31 @@ def image_list(
             | Q(pk__in=labelled)
         )
     return images
+
+
+def image_visible(*, user: Viewer, image_id: int) -> Image | None:
+    """One image the user may see, or None; what
+    `Image.objects.visible_to(user).filter(pk=image_id).first()` returns, read
+    with SQL compiled once per process: compiling the visibility rule's nested
+    EXISTS took ~1 ms of every image page, four times the query itself."""
+    sql, params, slot = _image_by_pk_sql(sees_everything(user), connection.vendor)
+    bound = list(params)
+    bound[slot] = image_id
+    return next(iter(Image.objects.raw(sql, bound)), None)
+
+
+_PK_MARKER = -7_654_321_987_654_321  # an id no row has, only while compiling
+
+
+@functools.lru_cache(maxsize=4)
+def _image_by_pk_sql(staff: bool, vendor: str) -> tuple[str, tuple[Any, ...], int]:
+    """The SQL of "the visible image with this id", its parameters, and
+    where among them the id goes."""
+    images = Image.objects.all() if staff else Image.objects.public()
+    sql, params = images.filter(pk=_PK_MARKER).query.sql_with_params()
+    slots = [n for n, p in enumerate(params) if p == _PK_MARKER]
+    assert len(slots) == 1, sql
+    return sql, tuple(params), slots[0]
 
 
 def image_get(*, user: Viewer, image_id: int, detail: bool = False) -> Image:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import get_script_prefix, reverse
 from django.utils.html import escape
@@ -61,11 +61,14 @@ def album_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
-    image = get_object_or_404(Image.objects.visible_to(request.user), pk=image_id)
+    image = selectors.image_visible(user=request.user, image_id=image_id)
+    if image is None:
+        raise Http404("No such image.")
     albums = (
         Album.objects.visible_to(request.user)
         .filter(memberships__image=image)
         .order_by("name")
+        .only("name", "slug")
     )
     context = {
         "image": image,

@@ -134,3 +134,40 @@ def test_the_album_page_costs_the_same_on_a_later_page(
     # Tiles read four columns of a join, not whole image rows.
     tile_query = [s for s in first if '"albums_albumimage"' in s and "ORDER BY" in s]
     assert len(tile_query) == 1 and '"albums_image"."sha256"' not in tile_query[0]
+
+
+def test_the_image_page_lookup_applies_the_visibility_rule(
+    plain_user: Any, staff_user: Any
+) -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    from albums import selectors
+
+    public_album = make_album(name="Open")
+    private_album = make_album(name="Closed", visibility="private")
+    images = {
+        "plain": make_image(seed=50),
+        "nsfw": make_image(seed=51, is_nsfw=True),
+        "private": make_image(seed=52, visibility="private"),
+        "only in a private album": make_image(seed=53),
+        "in both albums": make_image(seed=54),
+    }
+    album_add_images(album=private_album, images=[images["only in a private album"]])
+    album_add_images(album=private_album, images=[images["in both albums"]])
+    album_add_images(album=public_album, images=[images["in both albums"]])
+
+    for user in (AnonymousUser(), plain_user, staff_user):
+        for name, image in images.items():
+            found = selectors.image_visible(user=user, image_id=image.pk)
+            rule = Image.objects.visible_to(user).filter(pk=image.pk).first()
+            assert found == rule, (user, name)
+            if found is not None:
+                assert found.sha256 == image.sha256  # a whole row
+    visitor = AnonymousUser()
+    seen = {
+        name
+        for name, image in images.items()
+        if selectors.image_visible(user=visitor, image_id=image.pk)
+    }
+    assert seen == {"plain", "in both albums"}
+    assert selectors.image_visible(user=staff_user, image_id=10**9) is None
