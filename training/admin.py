@@ -59,6 +59,7 @@ from training.maintenance import (
     training_run_delete,
     training_run_work_dir_size,
 )
+from training.ml.config import LORA_TARGET_CHOICES
 from training.models import (
     DatasetBuild,
     DatasetExport,
@@ -390,13 +391,19 @@ class TrainingRunAdmin(RunAdmin):
 
     def estimate_view(self, request: HttpRequest) -> JsonResponse:
         """GET ?base_model=&steps=&resolution=&batch_size=&gradient_accumulation=
-        : the estimate for what the form holds now (train.js asks on change)."""
+        &lora_targets=&train_text_encoder=&gradient_checkpointing=: the estimate
+        for what the form holds now (train.js asks on change)."""
         self.require_add(request)
         config = config_defaults()
         for name in ("steps", "resolution", "batch_size", "gradient_accumulation"):
             value = request.GET.get(name, "")
             if value.isdigit() and int(value) > 0:
                 config[name] = int(value)
+        if request.GET.get("lora_targets") in LORA_TARGET_CHOICES:
+            config["lora_targets"] = request.GET["lora_targets"]
+        for name in ("train_text_encoder", "gradient_checkpointing"):
+            if name in request.GET:
+                config[name] = request.GET[name] in ("on", "true", "1")
         base_model = request.GET.get("base_model") or settings.TRAINING_BASE_MODEL
         estimate = training_estimate(base_model=base_model, config=config)
         return JsonResponse({"seconds": estimate.seconds, "text": estimate.text})

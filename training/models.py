@@ -201,6 +201,8 @@ class StepTiming(models.Model):
     device = models.CharField(max_length=50)  # "cuda", "mps", "cpu"
     resolution = models.PositiveIntegerField()
     images_per_step = models.PositiveIntegerField()  # batch × accumulation
+    # Of a step with TrainConfig's default options: the measured step divided by
+    # training.estimates.step_cost(the run's config).
     seconds_per_step = models.FloatField()
     # From the run's start to its first step: loading the model, encoding.
     load_seconds = models.FloatField(default=0)

@@ -1,6 +1,7 @@
 // The admin's "Start a training run" page: choosing a preset fills the config
-// fields; changing the base model, steps, resolution or batch asks the server
-// for the time estimate (measured step times of this device).
+// fields; changing the base model, steps, resolution, batch or an option that
+// makes a step dearer asks the server for the time estimate (measured step
+// times of this device).
 (function () {
   "use strict";
   const configs = JSON.parse(
@@ -8,7 +9,11 @@
   );
   const form = document.getElementById("trainingrun_form");
   const estimate = document.getElementById("train-estimate");
-  const shown = ["base_model", "steps", "resolution", "batch_size", "gradient_accumulation"];
+  // What the estimate depends on: sizes, and the options that make a step dearer.
+  const shown = [
+    "base_model", "steps", "resolution", "batch_size", "gradient_accumulation",
+    "lora_targets", "train_text_encoder", "gradient_checkpointing",
+  ];
 
   function field(name) {
     return form.elements.namedItem(name);
@@ -27,7 +32,10 @@
   let asked = 0;
   async function refresh() {
     const query = new URLSearchParams();
-    for (const name of shown) query.set(name, field(name).value);
+    for (const name of shown) {
+      const input = field(name);
+      query.set(name, input.type === "checkbox" ? (input.checked ? "on" : "") : input.value);
+    }
     const mine = ++asked;
     try {
       const response = await fetch(`${estimate.dataset.url}?${query}`);

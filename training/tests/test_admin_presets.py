@@ -85,6 +85,24 @@ def test_the_estimate_endpoint_follows_the_fields(
     }
 
 
+def test_the_estimate_follows_the_options_that_make_a_step_dearer(
+    admin_client: Any, train_env: Path
+) -> None:
+    measured(train_env)
+    query = {"base_model": str(train_env), "steps": 200, "resolution": 64}
+
+    def seconds(**options: str) -> float:
+        response = admin_client.get(f"{RUNS}estimate/", {**query, **options})
+        return response.json()["seconds"]
+
+    plain = seconds(train_text_encoder="", gradient_checkpointing="")
+    with_te = seconds(train_text_encoder="on", gradient_checkpointing="")
+    both = seconds(train_text_encoder="on", gradient_checkpointing="on")
+    assert plain < with_te < both
+    assert seconds(lora_targets="attention") < plain
+    assert seconds(lora_targets="no such set") == plain  # ignored, not an error
+
+
 def test_only_the_device_the_worker_uses_counts(settings: Any, train_env: Path) -> None:
     measured(train_env, device="cuda", seconds_per_step=0.01)
     config = preset_config("smoke")
