@@ -154,7 +154,7 @@ def _same_work() -> tuple[bool, int]:
     return same, drift
 
 
-def bench_ingest(count: int) -> None:
+def bench_ingest(count: int) -> tuple[float, float]:
     from albums.services import album_create
 
     album_create(name="Ingest bench", slug="ingest-bench")
@@ -182,7 +182,7 @@ def bench_ingest(count: int) -> None:
     )
     verdict = "same sha256, pHash and thumbnail" if same else "NO: outputs differ"
     print(f"  limit does our work: {verdict}")
-    bench_end_to_end(count, limit, limit_cpu)
+    return limit, limit_cpu
 
 
 def _upload_run(folder: Path, processes: int) -> tuple[float, float, str]:
@@ -321,11 +321,18 @@ def _json_rewrite(album: object, size: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=60)
+    parser.add_argument(
+        "--e2e-images",
+        type=int,
+        default=256,
+        help="images per end-to-end upload run (several chunks per process)",
+    )
     parser.add_argument("--rows", default="1000,5000,20000")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="imagineer-bench-ingest-") as tmp:
         setup_django(Path(tmp))
-        bench_ingest(args.images)
+        limit, limit_cpu = bench_ingest(args.images)
+        bench_end_to_end(args.e2e_images, limit, limit_cpu)
         bench_rows([int(s) for s in args.rows.split(",")])
 
 

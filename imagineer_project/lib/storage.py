@@ -15,7 +15,7 @@ import contextlib
 import ctypes
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -34,7 +34,6 @@ class DurableBatch:
         # Folders whose entries rows will name: written here, or found there
         # (another writer may not have made its rename durable yet).
         self.folders: set[Path] = set()
-        self.synced = 0  # sync calls so far (tests watch it)
 
     def add(self, final: Path, tmp: Path) -> None:
         self.pending[final] = tmp
@@ -42,14 +41,12 @@ class DurableBatch:
 
     def sync(self) -> None:
         """Make every file of the batch durable under its final name."""
-        temporaries = list(self.pending.values())
-        _make_durable(temporaries, self.folders)  # the data, before any rename
+        _make_durable(files=list(self.pending.values()))  # data, then renames
         for final, tmp in self.pending.items():
             tmp.replace(final)
         self.pending.clear()
-        _make_durable([], self.folders)  # the renames
+        _make_durable(folders=self.folders)  # the renames
         self.folders.clear()
-        self.synced += 1
 
     def discard(self) -> None:
         for tmp in self.pending.values():
@@ -143,19 +140,16 @@ def _key(name: str) -> str:
     return str(name).replace("\\", "/")
 
 
-def _make_durable(files: list[Path], folders: set[Path]) -> None:
+def _make_durable(*, files: Iterable[Path] = (), folders: Iterable[Path] = ()) -> None:
     """fsync `files` and `folders`, or syncfs(2) once per filesystem they are
     on where Linux offers it (one journal commit instead of one per fsync)."""
-    if not files and not folders:
-        return
-    if _syncfs is not None and folders:
-        for folder in _one_per_filesystem(folders):
+    files, folders = list(files), set(folders)
+    if _syncfs is not None:
+        for folder in _one_per_filesystem(folders | {f.parent for f in files}):
             _syncfs_folder(folder)
         return
-    for path in files:
+    for path in [*files, *folders]:
         _fsync(path)
-    for folder in folders:
-        _fsync(folder)
 
 
 def _one_per_filesystem(folders: set[Path]) -> list[Path]:
