@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
@@ -29,9 +31,32 @@ COVER_COUNT = 4
 # --- albums -----------------------------------------------------------------------
 
 
-def album_list(*, user: Viewer) -> Any:
-    """Albums the user may see, each with its visible image count and covers."""
-    return _with_summary(Album.objects.visible_to(user), user)
+def album_list(*, user: Viewer, cover_flags: bool = False) -> Any:
+    """Albums the user may see, each with its visible image count and covers;
+    with `cover_flags`, also `cover_<k>_nsfw`, each cover's NSFW flag (None
+    where the cover has no image), so a page needs no query for its covers."""
+    albums = _with_summary(Album.objects.visible_to(user), user)
+    if cover_flags:
+        albums = albums.annotate(
+            **{
+                f"cover_{k}_nsfw": Subquery(
+                    Image.objects.filter(pk=OuterRef(f"cover_{k}")).values("is_nsfw")
+                )
+                for k in range(COVER_COUNT)
+            }
+        )
+    return albums
+
+
+def album_list_head(*, user: Viewer, count: int) -> list[Album]:
+    """The first `count` albums of `album_list(cover_flags=True)`, newest
+    first as the gallery shows them: one query, its SQL compiled once."""
+    return list(raw_once(_album_list_head, sees_everything(user), None, count))
+
+
+def _album_list_head(staff: bool, count: int) -> Any:
+    albums = album_list(user=_VIEWERS[staff], cover_flags=True)
+    return albums.order_by("-id")[:count]
 
 
 def album_get(*, user: Viewer, ref: str | int, summary: bool = False) -> Album:
@@ -141,28 +166,15 @@ def image_list(
 
 
 def image_visible(*, user: Viewer, image_id: int) -> Image | None:
-    """One image the user may see, or None; what
-    `Image.objects.visible_to(user).filter(pk=image_id).first()` returns, read
-    with SQL compiled once per process: compiling the visibility rule's nested
-    EXISTS took ~1 ms of every image page, four times the query itself."""
-    sql, params, slot = _image_by_pk_sql(sees_everything(user), connection.vendor)
-    bound = list(params)
-    bound[slot] = image_id
-    return next(iter(Image.objects.raw(sql, bound)), None)
+    """One image the user may see, or None: what
+    `Image.objects.visible_to(user).filter(pk=image_id).first()` returns, with
+    its SQL compiled once per process (compiling the visibility rule's nested
+    EXISTS took ~1 ms of every image page, four times the query itself)."""
+    return next(iter(raw_once(_visible_image, sees_everything(user), image_id)), None)
 
 
-_PK_MARKER = -7_654_321_987_654_321  # an id no row has, only while compiling
-
-
-@functools.lru_cache(maxsize=4)
-def _image_by_pk_sql(staff: bool, vendor: str) -> tuple[str, tuple[Any, ...], int]:
-    """The SQL of "the visible image with this id", its parameters, and
-    where among them the id goes."""
-    images = Image.objects.all() if staff else Image.objects.public()
-    sql, params = images.filter(pk=_PK_MARKER).query.sql_with_params()
-    slots = [n for n, p in enumerate(params) if p == _PK_MARKER]
-    assert len(slots) == 1, sql
-    return sql, tuple(params), slots[0]
+def _visible_image(staff: bool) -> Any:
+    return Image.objects.visible_to(_VIEWERS[staff]).filter(pk=SLOT)
 
 
 def image_get(*, user: Viewer, image_id: int, detail: bool = False) -> Image:
@@ -183,6 +195,42 @@ def image_get(*, user: Viewer, image_id: int, detail: bool = False) -> Image:
     if image is None:
         raise NotFound(f"Image {image_id} not found.")
     return image
+
+
+# --- SQL compiled once ------------------------------------------------------------
+
+# Stands for a request's value (an id) while a query is compiled once; no row
+# has it. The visitor and the staff member a compiled query is built for.
+SLOT = -7_654_321_987_654_321
+_VIEWERS = {
+    False: SimpleNamespace(is_staff=False, is_active=True, is_authenticated=False),
+    True: SimpleNamespace(is_staff=True, is_active=True, is_authenticated=True),
+}
+
+
+def raw_once(
+    build: Callable[..., Any], staff: bool, value: int | None = None, *shape: Any
+) -> Any:
+    """The rows of the queryset `build(staff, *shape)` returns, read with SQL
+    the ORM compiled once per process for those arguments (model objects,
+    annotations included, as the queryset gives them). Where `build` put
+    SLOT, `value` goes. For the pages' hot queries: Django compiles a queryset
+    anew on every request, and for these that cost more than running them."""
+    model, sql, params, slots = _compiled(build, staff, shape, connection.vendor)
+    bound = list(params)
+    for slot in slots:
+        bound[slot] = value
+    return model.objects.raw(sql, bound)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(
+    build: Callable[..., Any], staff: bool, shape: tuple[Any, ...], vendor: str
+) -> tuple[Any, str, tuple[Any, ...], tuple[int, ...]]:
+    queryset = build(staff, *shape)
+    sql, params = queryset.query.sql_with_params()
+    slots = tuple(n for n, p in enumerate(params) if p == SLOT)
+    return queryset.model, sql, tuple(params), slots
 
 
 # --- upload runs ------------------------------------------------------------------

@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import get_script_prefix, reverse
@@ -22,7 +23,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from albums import selectors
 from albums.extensions import album_page_parts, image_page_parts
-from albums.models import Album, Image, Visibility, thumbnail_url
+from albums.models import Album, Visibility, thumbnail_url
 from imagineer_project.permissions import is_staff
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,24 @@ COVERS_PER_ALBUM = selectors.COVER_COUNT
 
 def gallery(request: HttpRequest) -> HttpResponse:
     # Stored counts and covers (albums.counts): no count per album per request.
-    albums = selectors.album_list(user=request.user)
-    page = _page_without_count(albums, GALLERY_PAGE_SIZE, request.GET.get("page"))
-    page.object_list = _attach_covers(page.object_list)
+    number = request.GET.get("page")
+    if number in (None, "", "1"):
+        # The first page (most requests): its albums with their covers' flags
+        # in one query compiled once; counted only when there are more pages.
+        size = GALLERY_PAGE_SIZE
+        head = selectors.album_list_head(user=request.user, count=size + 1)
+        fits = len(head) <= size
+        albums = head if fits else _gallery_albums(request)
+        page = Paginator(albums, size).page(1)
+        page.object_list = _attach_covers(head[:size])
+    else:
+        page = Paginator(_gallery_albums(request), GALLERY_PAGE_SIZE).get_page(number)
+        page.object_list = _attach_covers(page.object_list)
     return render(request, "albums/gallery.html", {"page": page})
+
+
+def _gallery_albums(request: HttpRequest) -> Any:
+    return selectors.album_list(user=request.user, cover_flags=True)
 
 
 def album_page(request: HttpRequest, slug: str) -> HttpResponse:
@@ -82,21 +97,6 @@ def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
 # --- helpers ----------------------------------------------------------------------
 
 
-def _page_without_count(rows: Any, size: int, number: str | None) -> Page:
-    """Page `number` of `rows`, as Paginator.get_page gives it; the first page
-    (most requests) reads one row more than it shows instead of a COUNT, and
-    counts only when there is more than one page."""
-    paginator = Paginator(rows, size)
-    if number not in (None, "", "1"):
-        return paginator.get_page(number)
-    first = list(rows[: size + 1])
-    if len(first) <= size:
-        paginator.count = len(first)  # Paginator.count is a cached_property
-    page = paginator.page(1)  # counts when there are more pages
-    page.object_list = first[:size]
-    return page
-
-
 def tiles_html(rows: Iterable[tuple[int, bool, str, str]]) -> SafeString:
     """The album page's grid tiles (the markup of albums/_thumb.html) from
     `selectors.album_tiles` rows, built here: 60 template includes, each
@@ -127,12 +127,24 @@ def _image_page_url(script_prefix: str) -> tuple[str, str]:
 
 
 def _attach_covers(albums: Any) -> list[Album]:
-    """One query for the cover images of a whole page of albums."""
+    """Each album's `covers` (id and NSFW flag), from the flags its query
+    carries (selectors.album_list with cover_flags): no query of its own."""
     albums = list(albums)
     slots = [f"cover_{n}" for n in range(selectors.COVER_COUNT)]
-    cover_ids = {getattr(a, slot) for a in albums for slot in slots} - {None}
-    images = Image.objects.only("id", "is_nsfw").in_bulk(cover_ids)
     for album in albums:
-        ids = [getattr(album, slot) for slot in slots]
-        album.covers = [images[i] for i in ids if i in images]
+        # A flag is None where the cover has no image.
+        pairs = [(getattr(album, s), getattr(album, f"{s}_nsfw")) for s in slots]
+        album.covers = [Cover(pk, nsfw) for pk, nsfw in pairs if nsfw is not None]
     return albums
+
+
+@dataclass(frozen=True)
+class Cover:
+    """What the gallery shows of a cover image."""
+
+    pk: int
+    is_nsfw: bool
+
+    @property
+    def thumbnail_url(self) -> str:
+        return thumbnail_url(self.pk)

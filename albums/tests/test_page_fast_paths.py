@@ -98,6 +98,8 @@ def test_the_home_page_counts_albums_only_when_they_fill_more_than_a_page(
     monkeypatch.setattr(views, "GALLERY_PAGE_SIZE", 3)
     one_page = sql_of(lambda: client.get("/"))
     assert [s for s in one_page if "COUNT(" in s.upper()] == []
+    # Albums, counts, covers and the covers' flags: one query in all.
+    assert len(one_page) == 1
 
     monkeypatch.setattr(views, "GALLERY_PAGE_SIZE", 2)
     response = client.get("/")
@@ -171,3 +173,18 @@ def test_the_image_page_lookup_applies_the_visibility_rule(
     }
     assert seen == {"plain", "in both albums"}
     assert selectors.image_visible(user=staff_user, image_id=10**9) is None
+
+
+@pytest.mark.parametrize("page", ["1", "2"])
+def test_gallery_covers_are_blurred_for_staff_on_every_page(
+    staff_client: Any, monkeypatch: Any, page: str
+) -> None:
+    for n in range(2):
+        album = make_album(name=f"Covers {n}")
+        album_add_images(
+            album=album, images=[make_image(seed=60 + n, is_nsfw=True), make_image()]
+        )
+    monkeypatch.setattr(views, "GALLERY_PAGE_SIZE", 1)
+    html = staff_client.get("/", {"page": page}).text
+    assert html.count('class="cover nsfw-blur"') == 1
+    assert html.count('<div class="cover">') == 1
