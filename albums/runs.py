@@ -53,6 +53,7 @@ from imagineer_project.runs import (
     run_chunk_execute,
     run_chunks,
     run_chunks_enqueue,
+    run_chunks_in_pool,
     run_finish,
 )
 
@@ -82,21 +83,35 @@ class Entry:
     sidecars: dict[str, str] | None = None
 
 
-def upload_run_execute(run: UploadRun) -> str:
-    """The body of an upload run in one process (the `import_images` command's
+def upload_run_execute(run: UploadRun, *, pool: Any = None) -> str:
+    """The body of an upload run on this machine (the `import_images` command's
     foreground run): ingest every file not yet recorded, resuming after a
-    crash where the last attempt stopped."""
+    crash where the last attempt stopped; with a process `pool`, spread over
+    it in chunks as the worker spreads a run over its cluster."""
     entries = run_entries(run)
+    total = len(entries)
     run_checkpoint(
         run,
-        total=len(entries),
-        message=f"Ingesting {len(entries)} image(s)",
+        total=total,
+        message=f"Ingesting {total} image(s)",
         fields=_recount(run),
     )
-    budget = settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS
-    upload_chunk_ingest(run, entries, 0, len(entries), budget=budget)
+    chunks = run_chunks(total, min_size=CHUNK_MIN_FILES)
+    if pool is None or len(chunks) <= 1:
+        budget = settings.IMAGINEER_UPLOAD_RUN_CPU_SECONDS
+        upload_chunk_ingest(run, entries, 0, total, budget=budget)
+    else:
+        run_chunks_in_pool(run, pool, upload_chunk_execute, _chunks_left(run, chunks))
     run.refresh_from_db()
     return upload_run_summary(run)
+
+
+def _chunks_left(
+    run: UploadRun, chunks: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The chunks that still have a file with no row."""
+    done = set(run.files.values_list("position", flat=True))
+    return [(a, b) for a, b in chunks if not done.issuperset(range(a, b))]
 
 
 def upload_run_spread(run: UploadRun) -> str:
@@ -119,8 +134,7 @@ def upload_run_spread(run: UploadRun) -> str:
         )
         run.refresh_from_db()
         return upload_run_summary(run)
-    done = set(run.files.values_list("position", flat=True))
-    left = [(a, b) for a, b in chunks if not done.issuperset(range(a, b))]
+    left = _chunks_left(run, chunks)
     if not left:
         return upload_run_summary(run)
     message = f"Ingesting {total} image(s) in {len(chunks)} parallel chunks"

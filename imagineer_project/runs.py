@@ -484,6 +484,31 @@ def run_chunks_enqueue(
         )
 
 
+def run_chunks_in_pool(
+    run: BaseRun,
+    pool: Any,
+    task: Callable[[int, int, int], str],
+    chunks: list[tuple[int, int]],
+    *,
+    poll_seconds: float = 0.5,
+) -> None:
+    """Run `task(run_id, start, stop)` for each chunk on `pool`, a process pool
+    of this machine (a command's foreground run spread as the worker spreads
+    it), checkpointing the run while they work: heartbeat, progress for a
+    listener (run_progress), and RunCancelled once a cancel was asked for (the
+    chunks stop at their own next checkpoint). A chunk's error is raised."""
+    pending = pool.starmap_async(
+        task, [(run.pk, start, stop) for start, stop in chunks], chunksize=1
+    )
+    while not pending.ready():
+        pending.wait(poll_seconds)
+        run.refresh_from_db(fields=["status", "progress_done", "progress_total"])
+        if run.status != BaseRun.Status.RUNNING:
+            break  # a chunk ended it (its last file, or a cancel)
+        run_checkpoint(run)
+    pending.get()
+
+
 def run_chunk_execute(model: type[R], run_id: int, body: Callable[[R], None]) -> str:
     """A chunk sub-task: `body(run)` while the run is running ("not running"
     otherwise: it ended, or a copy of this chunk ended it). A cancel noticed in

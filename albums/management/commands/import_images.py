@@ -1,24 +1,33 @@
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from albums.models import Album, NearDuplicates, UploadRun
-from albums.runs import upload_run_execute
+from albums.runs import CHUNK_MIN_FILES, run_entries, upload_run_execute
 from albums.selectors import upload_run_results
 from albums.services import album_get_or_create, folder_import_create
 from imagineer_project.cli import run_in_foreground
 from imagineer_project.errors import DomainError
+from imagineer_project.runs import run_chunks
 
 
 class Command(BaseCommand):
     help = (
         "Import every image under DIR (recursively) into the album NAME, creating it "
         "if needed. A .txt file beside an image becomes its caption. Runs here with "
-        "a progress bar (an upload run, resumable), or with --enqueue hands it to "
-        "the worker, which must see the same folder."
+        "a progress bar (an upload run, resumable; a big folder spread over "
+        "--processes worker processes), or with --enqueue hands it to the worker, "
+        "which must see the same folder."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -36,6 +45,13 @@ class Command(BaseCommand):
             "replace_smaller)",
         )
         parser.add_argument(
+            "--processes",
+            type=int,
+            default=None,
+            help="processes ingesting in the foreground (default: Q_WORKERS, as "
+            "many as the worker's general cluster has)",
+        )
+        parser.add_argument(
             "--enqueue",
             action="store_true",
             help="queue the import for the worker and return",
@@ -49,6 +65,7 @@ class Command(BaseCommand):
         quiet: bool,
         enqueue: bool,
         near_duplicates: str = NearDuplicates.REPLACE_SMALLER,
+        processes: int | None = None,
         **options: Any,
     ) -> None:
         if not dir.expanduser().is_dir():
@@ -68,14 +85,18 @@ class Command(BaseCommand):
                 f"Queued folder import #{run.pk}; follow it in the admin."
             )
             return
-        run = run_in_foreground(
-            run,
-            upload_run_execute,
-            stream=self.stderr._out,
-            unit="img",
-            postfix=lambda r: f"{r.progress_done} done",
-            quiet=quiet,
-        )
+        workers = processes or settings.Q_CLUSTER.get("workers", 1)
+        with process_pool(min(workers, _chunk_count(run))) as pool:
+            if pool is not None:
+                self.stdout.write(f"Ingesting in {pool._processes} processes")
+            run = run_in_foreground(
+                run,
+                functools.partial(upload_run_execute, pool=pool),
+                stream=self.stderr._out,
+                unit="img",
+                postfix=lambda r: f"{r.progress_done} done",
+                quiet=quiet,
+            )
         self._report(run, target)
 
     def _report(self, run: UploadRun, album: Album) -> None:
@@ -107,3 +128,26 @@ class Command(BaseCommand):
                 )
             )
         )
+
+
+def _chunk_count(run: UploadRun) -> int:
+    return len(run_chunks(len(run_entries(run)), min_size=CHUNK_MIN_FILES))
+
+
+@contextlib.contextmanager
+def process_pool(processes: int) -> Iterator[Any]:
+    """A pool of `processes` forked processes for the run's chunks, or None
+    (ingest here) for one. Forked before the run's heartbeat thread starts,
+    from a process with no other thread (a fork copies only the calling
+    thread, and a lock another one held would stay held in the child), with
+    no database connection to share: each child opens its own."""
+    if processes < 2 or threading.active_count() > 1:
+        yield None
+        return
+    connections.close_all()
+    pool = get_context("fork").Pool(processes, initializer=connections.close_all)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
