@@ -100,14 +100,36 @@ def _with_summary(albums: Any, user: Viewer) -> Any:
     )
 
 
-def album_tiles(*, album: Album, staff: bool) -> Any:
+def album_visible(*, user: Viewer, slug: str) -> Album | None:
+    """The album with this slug if the user may see it (SQL compiled once)."""
+    found = raw_once(_album_by_slug, sees_everything(user), slug)
+    return next(iter(found), None)
+
+
+def _album_by_slug(staff: bool) -> Any:
+    return Album.objects.visible_to(_VIEWERS[staff]).filter(slug=TEXT_SLOT)
+
+
+class AlbumTiles:
     """The album's images as its page shows them, in album order: tuples of
-    (id, is_nsfw, visibility, original_filename), no model objects. Visitors
-    reach only public albums, where Image.objects.public is PUBLIC_MEMBER."""
-    members = AlbumImage.objects.filter(album=album)
+    (id, is_nsfw, visibility, original_filename), no model objects. A
+    sequence that Paginator slices: each slice is one query, compiled once per
+    page position. Visitors reach only public albums, where
+    Image.objects.public is PUBLIC_MEMBER."""
+
+    def __init__(self, *, album: Album, staff: bool) -> None:
+        self.album_id = album.pk
+        self.staff = staff
+
+    def __getitem__(self, rows: slice) -> list[tuple]:
+        return rows_once(_album_tiles, self.staff, self.album_id, rows.start, rows.stop)
+
+
+def _album_tiles(staff: bool, start: int, stop: int) -> Any:
+    members = AlbumImage.objects.filter(album_id=SLOT)
     if not staff:
         members = members.filter(PUBLIC_MEMBER)
-    return members.order_by("position", "id").values_list(*TILE_FIELDS)
+    return members.order_by("position", "id").values_list(*TILE_FIELDS)[start:stop]
 
 
 # What a tile on an album page shows of an image (views.tiles_html).
@@ -173,6 +195,17 @@ def image_visible(*, user: Viewer, image_id: int) -> Image | None:
     return next(iter(raw_once(_visible_image, sees_everything(user), image_id)), None)
 
 
+def image_albums(*, user: Viewer, image: Image) -> list[Album]:
+    """The albums holding `image` that the user may see, by name (their name
+    and slug only; SQL compiled once)."""
+    return list(raw_once(_image_albums, sees_everything(user), image.pk))
+
+
+def _image_albums(staff: bool) -> Any:
+    albums = Album.objects.visible_to(_VIEWERS[staff]).filter(memberships__image=SLOT)
+    return albums.order_by("name").only("name", "slug")
+
+
 def _visible_image(staff: bool) -> Any:
     return Image.objects.visible_to(_VIEWERS[staff]).filter(pk=SLOT)
 
@@ -199,9 +232,10 @@ def image_get(*, user: Viewer, image_id: int, detail: bool = False) -> Image:
 
 # --- SQL compiled once ------------------------------------------------------------
 
-# Stands for a request's value (an id) while a query is compiled once; no row
-# has it. The visitor and the staff member a compiled query is built for.
+# Stand for a request's value (an id, a slug) while a query is compiled once;
+# no row has them. The visitor and the staff member it is compiled for.
 SLOT = -7_654_321_987_654_321
+TEXT_SLOT = "\x00slot\x00"
 _VIEWERS = {
     False: SimpleNamespace(is_staff=False, is_active=True, is_authenticated=False),
     True: SimpleNamespace(is_staff=True, is_active=True, is_authenticated=True),
@@ -209,27 +243,45 @@ _VIEWERS = {
 
 
 def raw_once(
-    build: Callable[..., Any], staff: bool, value: int | None = None, *shape: Any
+    build: Callable[..., Any], staff: bool, value: Any = None, *shape: Any
 ) -> Any:
     """The rows of the queryset `build(staff, *shape)` returns, read with SQL
     the ORM compiled once per process for those arguments (model objects,
-    annotations included, as the queryset gives them). Where `build` put
-    SLOT, `value` goes. For the pages' hot queries: Django compiles a queryset
-    anew on every request, and for these that cost more than running them."""
+    annotations included, as the queryset gives them). Where `build` put SLOT
+    or TEXT_SLOT, `value` goes. For the pages' hot queries: Django compiles a
+    queryset anew on every request, and for these that cost more than running
+    them."""
+    model, sql, bound = _bind(build, staff, value, shape)
+    return model.objects.raw(sql, bound)
+
+
+def rows_once(
+    build: Callable[..., Any], staff: bool, value: Any = None, *shape: Any
+) -> list[tuple]:
+    """Like raw_once, for a `values_list` queryset: its tuples."""
+    _, sql, bound = _bind(build, staff, value, shape)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, bound)
+        return cursor.fetchall()
+
+
+def _bind(
+    build: Callable[..., Any], staff: bool, value: Any, shape: tuple[Any, ...]
+) -> tuple[Any, str, list[Any]]:
     model, sql, params, slots = _compiled(build, staff, shape, connection.vendor)
     bound = list(params)
     for slot in slots:
         bound[slot] = value
-    return model.objects.raw(sql, bound)
+    return model, sql, bound
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=128)
 def _compiled(
     build: Callable[..., Any], staff: bool, shape: tuple[Any, ...], vendor: str
 ) -> tuple[Any, str, tuple[Any, ...], tuple[int, ...]]:
     queryset = build(staff, *shape)
     sql, params = queryset.query.sql_with_params()
-    slots = tuple(n for n, p in enumerate(params) if p == SLOT)
+    slots = tuple(n for n, p in enumerate(params) if p in (SLOT, TEXT_SLOT))
     return queryset.model, sql, tuple(params), slots
 
 

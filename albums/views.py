@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import get_script_prefix, reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -56,11 +56,13 @@ def _gallery_albums(request: HttpRequest) -> Any:
 
 
 def album_page(request: HttpRequest, slug: str) -> HttpResponse:
-    album = get_object_or_404(Album.objects.visible_to(request.user), slug=slug)
+    album = selectors.album_visible(user=request.user, slug=slug)
+    if album is None:
+        raise Http404("No such album.")
     staff = is_staff(request)
     # Tuples of the four columns a tile shows, not two model objects per tile.
     paginator = Paginator(
-        selectors.album_tiles(album=album, staff=staff), ALBUM_PAGE_SIZE
+        selectors.AlbumTiles(album=album, staff=staff), ALBUM_PAGE_SIZE
     )
     # The stored count (albums.counts) instead of a COUNT over the album.
     paginator.count = album.image_count if staff else album.public_image_count
@@ -79,12 +81,7 @@ def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
     image = selectors.image_visible(user=request.user, image_id=image_id)
     if image is None:
         raise Http404("No such image.")
-    albums = (
-        Album.objects.visible_to(request.user)
-        .filter(memberships__image=image)
-        .order_by("name")
-        .only("name", "slug")
-    )
+    albums = selectors.image_albums(user=request.user, image=image)
     context = {
         "image": image,
         "albums": albums,
@@ -99,7 +96,7 @@ def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
 
 def tiles_html(rows: Iterable[tuple[int, bool, str, str]]) -> SafeString:
     """The album page's grid tiles (the markup of albums/_thumb.html) from
-    `selectors.album_tiles` rows, built here: 60 template includes, each
+    `selectors.AlbumTiles` rows, built here: 60 template includes, each
     reversing a URL, were most of the page's time."""
     head, tail = _image_page_url(get_script_prefix())
     tiles = []
