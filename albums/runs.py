@@ -39,7 +39,7 @@ from albums.ingest import EXTENSIONS, InspectedImage, safe_display_name
 from albums.models import Image, SourceKind, UploadFile, UploadRun
 from albums.services import (
     SIDECAR_ALONE,
-    AlbumLinks,
+    IngestBatch,
     IngestResult,
     NearDuplicatePolicy,
     image_prepare,
@@ -48,6 +48,7 @@ from albums.services import (
 )
 from imagineer_project.lib.storage import durable_batch
 from imagineer_project.runs import (
+    RunCancelled,
     RunWaiting,
     run_checkpoint,
     run_chunk_execute,
@@ -201,12 +202,15 @@ def upload_chunk_ingest(
                 spent += time.thread_time() - started
         started = time.thread_time()
         with transaction.atomic():
-            links = AlbumLinks(run.album, run.uploaded_by)
+            shared = IngestBatch(run.album, run.uploaded_by)
+            shared.read_known(p.sha256 for p in prepared if not isinstance(p, dict))
             rows = [
-                _register(run, n, entries[n], item, policy, links, first=n == todo[0])
+                _register(run, n, entries[n], item, policy, shared, first=n == todo[0])
                 for n, item in zip(batch, prepared, strict=True)
             ]
-            links.flush()
+            shared.flush()
+            if policy.replaced:
+                _forget_deleted(rows)
             _record(run, rows)
         spent += time.thread_time() - started
         _checkpoint_after(run, entries[batch[-1]].name)
@@ -223,6 +227,17 @@ def _row(run: UploadRun, position: int, outcome: dict[str, Any]) -> UploadFile:
         reason=outcome.get("reason", "")[:1000],
         warnings=outcome.get("warnings", []),
     )
+
+
+def _forget_deleted(rows: list[tuple[UploadFile, int]]) -> None:
+    """A row's image that a later file of the batch replaced and deleted is
+    gone: the row keeps its result without it, as SET_NULL leaves a row
+    written before such a delete."""
+    ids = {row.image_id for row, _ in rows if row.image_id is not None}
+    alive = set(Image.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    for row, _ in rows:
+        if row.image_id not in alive:
+            row.image_id = None
 
 
 def _record(run: UploadRun, batch: list[tuple[UploadFile, int]]) -> None:
@@ -250,8 +265,12 @@ def _record(run: UploadRun, batch: list[tuple[UploadFile, int]]) -> None:
 def _checkpoint_after(run: UploadRun, last: str) -> None:
     """After a batch is committed: end the run at its last file, else report
     progress (and notice a cancel)."""
-    run.refresh_from_db(fields=["progress_done", "progress_total"])
+    run.refresh_from_db(fields=["status", "progress_done", "progress_total"])
     total = run.progress_total
+    if run.status == UploadRun.Status.SUCCEEDED:
+        return  # another chunk recorded the last file: its summary stays
+    if run.status != UploadRun.Status.RUNNING:
+        raise RunCancelled  # ended meanwhile (cancelled, or failed): stop here
     if run.progress_done >= total:
         run_finish(run, UploadRun.Status.SUCCEEDED, message=upload_run_summary(run))
         return
@@ -351,7 +370,7 @@ def _register(
     entry: Entry,
     prepared: dict[str, Any] | InspectedImage,
     policy: NearDuplicatePolicy,
-    links: AlbumLinks,
+    shared: IngestBatch,
     *,
     first: bool,
 ) -> tuple[UploadFile, int]:
@@ -368,7 +387,7 @@ def _register(
         uploaded_by=run.uploaded_by,
         near_duplicates=policy,
         files_stored=True,
-        links=links,
+        batch=shared,
     )
     outcome = {**result.as_dict(), "filename": entry.name}
     if first and first_after_crash(run, outcome):

@@ -264,16 +264,24 @@ def image_prepare(
 
 
 @dataclass
-class AlbumLinks:
-    """The album links of a batch of image_store calls, written by one
-    album_add_images (`flush`) instead of one per image: for a caller that
-    registers a batch inside one transaction and flushes before it commits
-    (an upload run). Order is kept: a near-duplicate replacement flushes what
-    came before it first."""
+class IngestBatch:
+    """What a batch of image_store calls shares inside the caller's one
+    transaction (an upload run's batch): the images the library already holds,
+    by sha256, read with one query (`read_known`; the batch adds the ones it
+    creates), and the album links, written by one album_add_images (`flush`,
+    before the transaction commits) instead of one per image. Order is kept: a
+    near-duplicate replacement flushes what came before it first."""
 
     album: Album
     added_by: User | None = None
     images: list[Image] = field(default_factory=list)
+    known: dict[str, Image] | None = None
+
+    def read_known(self, sha256s: Iterable[str]) -> None:
+        self.known = {
+            image.sha256: image
+            for image in Image.objects.filter(sha256__in=list(set(sha256s)))
+        }
 
     def add(self, image: Image) -> None:
         self.images.append(image)
@@ -331,7 +339,7 @@ def image_store(
     near_duplicates: NearDuplicatePolicy | None = None,
     on_delete: Callable[[Image, Image], None] | None = None,
     files_stored: bool = False,
-    links: AlbumLinks | None = None,
+    batch: IngestBatch | None = None,
 ) -> IngestResult:
     """Register an already inspected image (or find its exact duplicate) and link
     it into `album`. For callers that inspect first to decide (the scraper).
@@ -346,12 +354,15 @@ def image_store(
 
     `files_stored`: the caller already made the files durable (image_prepare
     in a durable_batch that has ended), so they are not looked for again.
-    `links` (for `album`, inside the caller's transaction): the album link is
-    left to the caller's AlbumLinks.flush, with the rest of its batch.
+    `batch` (for `album`, inside the caller's transaction): the library's
+    images are looked up in it, and the album link is left to its flush.
     """
     display = safe_display_name(filename)
     warnings = list(inspected.warnings)
-    existing = Image.objects.filter(sha256=inspected.sha256).first()
+    if batch is not None and batch.known is not None:
+        existing = batch.known.get(inspected.sha256)
+    else:
+        existing = Image.objects.filter(sha256=inspected.sha256).first()
     near = None
     if existing is None and near_duplicates is not None:
         near = near_duplicates.nearest(inspected.phash)
@@ -370,7 +381,7 @@ def image_store(
     else:
         # With no near duplicate to handle first, the row and its album link
         # are written in one transaction: one commit per file, not two.
-        if links is not None:
+        if batch is not None:
             link = None  # linked with the rest of the caller's batch, below
         else:
             link, album = (album, None) if near is None else (None, album)
@@ -385,19 +396,20 @@ def image_store(
         )
         if created and near_duplicates is not None:
             near_duplicates.added(image)
+        if batch is not None and batch.known is not None:
+            batch.known[image.sha256] = image
         if near is not None:
-            if (
-                links is not None
-                and near_duplicates.mode == NearDuplicates.REPLACE_SMALLER
-            ):
-                links.flush()  # the batch's earlier images keep their places
+            replacing = near_duplicates.mode == NearDuplicates.REPLACE_SMALLER
+            if batch is not None and replacing:
+                batch.flush()  # the batch's earlier images keep their places
+                batch.known = None  # it may delete one: look up again from here
             warnings.append(
                 _near_action(near_duplicates, near, image, album, on_delete)
             )
-            if near_duplicates.mode == NearDuplicates.REPLACE_SMALLER:
+            if replacing:
                 album = None  # it already holds #N's place there
-    if album is not None and links is not None:
-        links.add(image)
+    if album is not None and batch is not None:
+        batch.add(image)
     elif album is not None:
         album_add_images(album=album, images=[image], added_by=uploaded_by)
     status = "created" if created else "duplicate"

@@ -20,7 +20,7 @@ from albums.tests.builders import make_album
 from imagineer_project.lib import storage
 from imagineer_project.lib.storage import AtomicFileSystemStorage, durable_batch
 from imagineer_project.runs import run_retry
-from imagineer_project.testing import make_image_bytes
+from imagineer_project.testing import make_image_bytes, smaller_copy
 
 FILES = 5
 
@@ -196,3 +196,34 @@ def test_an_upload_run_on_s3_stores_every_batch_in_the_bucket(
     images = list(Image.objects.all())
     assert len(images) == 3
     assert {im.file.name for im in images} <= keys
+
+
+@pytest.mark.django_db
+def test_a_batch_replacing_its_own_image_then_meeting_it_again_links_the_larger(
+    django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch: a picture, its larger copy (which replaces it: deleted, as
+    the batch stored it), then the same small bytes again, found as a near
+    duplicate of the larger copy, not as the deleted row."""
+    monkeypatch.setattr(runs, "ROW_BATCH", 3)
+    picture = make_image_bytes("JPEG", (480, 360), seed=101)
+    small = smaller_copy(picture)
+    files = [
+        SimpleUploadedFile(name, data)
+        for name, data in (("a.jpg", small), ("b.jpg", picture), ("c.jpg", small))
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        run = upload_run_create(
+            files=files, album=make_album(), near_duplicates="replace_smaller"
+        )
+    run.refresh_from_db()
+    assert run.status == UploadRun.Status.SUCCEEDED, run.error
+    big = Image.objects.get()
+    assert (big.width, big.height) == (480, 360)
+    assert list(run.album.images.all()) == [big]
+    rows = run.files.order_by("position")
+    assert [(r.filename, r.status, r.image_id) for r in rows] == [
+        ("a.jpg", "created", None),  # replaced by b.jpg, and deleted
+        ("b.jpg", "created", big.pk),
+        ("c.jpg", "duplicate", big.pk),
+    ]
