@@ -187,6 +187,25 @@ def image_list(
     return images
 
 
+def newest_images(
+    *, user: Viewer, columns: tuple[str, ...], before: int | None, count: int
+) -> list[tuple]:
+    """The first `count` images of `image_list(user=user)` (no filters),
+    newest first, those with an id below `before` when it is given: tuples of
+    `columns`, with SQL compiled once (rows_once)."""
+    staff = sees_everything(user)
+    return rows_once(_newest_images, staff, before, columns, before is not None, count)
+
+
+def _newest_images(
+    staff: bool, columns: tuple[str, ...], after_cursor: bool, count: int
+) -> Any:
+    images = image_list(user=_VIEWERS[staff]).order_by("-id")
+    if after_cursor:
+        images = images.filter(pk__lt=SLOT)
+    return images.values_list(*columns)[:count]
+
+
 def image_visible(*, user: Viewer, image_id: int) -> Image | None:
     """One image the user may see, or None: what
     `Image.objects.visible_to(user).filter(pk=image_id).first()` returns, with
@@ -242,6 +261,18 @@ _VIEWERS = {
 }
 
 
+def rows_once(
+    build: Callable[..., Any], staff: bool, value: Any = None, *shape: Any
+) -> list[tuple]:
+    """Like raw_once, for a `values_list` queryset: its tuples, converted as
+    the ORM converts them (booleans and datetimes on every database)."""
+    compiler, sql, bound = _bind(build, staff, value, shape)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, bound)
+        fetched = cursor.fetchall()
+    return list(compiler.results_iter(results=[fetched], tuple_expected=True))
+
+
 def raw_once(
     build: Callable[..., Any], staff: bool, value: Any = None, *shape: Any
 ) -> Any:
@@ -251,38 +282,31 @@ def raw_once(
     or TEXT_SLOT, `value` goes. For the pages' hot queries: Django compiles a
     queryset anew on every request, and for these that cost more than running
     them."""
-    model, sql, bound = _bind(build, staff, value, shape)
-    return model.objects.raw(sql, bound)
-
-
-def rows_once(
-    build: Callable[..., Any], staff: bool, value: Any = None, *shape: Any
-) -> list[tuple]:
-    """Like raw_once, for a `values_list` queryset: its tuples."""
-    _, sql, bound = _bind(build, staff, value, shape)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, bound)
-        return cursor.fetchall()
+    compiler, sql, bound = _bind(build, staff, value, shape)
+    return compiler.query.model.objects.raw(sql, bound)
 
 
 def _bind(
     build: Callable[..., Any], staff: bool, value: Any, shape: tuple[Any, ...]
 ) -> tuple[Any, str, list[Any]]:
-    model, sql, params, slots = _compiled(build, staff, shape, connection.vendor)
+    compiler, sql, params, slots = _compiled(build, staff, shape, connection.vendor)
     bound = list(params)
     for slot in slots:
         bound[slot] = value
-    return model, sql, bound
+    return compiler, sql, bound
 
 
 @functools.lru_cache(maxsize=128)
 def _compiled(
     build: Callable[..., Any], staff: bool, shape: tuple[Any, ...], vendor: str
 ) -> tuple[Any, str, tuple[Any, ...], tuple[int, ...]]:
+    """The compiler (kept: it knows the columns' converters), SQL and
+    parameters of `build(staff, *shape)`, and where the request's value goes."""
     queryset = build(staff, *shape)
-    sql, params = queryset.query.sql_with_params()
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    sql, params = compiler.as_sql()
     slots = tuple(n for n, p in enumerate(params) if p in (SLOT, TEXT_SLOT))
-    return queryset.model, sql, tuple(params), slots
+    return compiler, sql, tuple(params), slots
 
 
 # --- upload runs ------------------------------------------------------------------
