@@ -86,9 +86,10 @@ class Command(BaseCommand):
             )
             return
         workers = processes or settings.Q_CLUSTER.get("workers", 1)
-        with process_pool(min(workers, _chunk_count(run))) as pool:
+        workers = min(workers, _chunk_count(run))
+        with process_pool(workers) as pool:
             if pool is not None:
-                self.stdout.write(f"Ingesting in {pool._processes} processes")
+                self.stdout.write(f"Ingesting in {workers} processes")
             run = run_in_foreground(
                 run,
                 functools.partial(upload_run_execute, pool=pool),
