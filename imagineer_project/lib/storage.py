@@ -16,6 +16,7 @@ import ctypes
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -148,8 +149,11 @@ def _make_durable(*, files: Iterable[Path] = (), folders: Iterable[Path] = ()) -
         for folder in _one_per_filesystem(folders | {f.parent for f in files}):
             _syncfs_folder(folder)
         return
-    for path in [*files, *folders]:
-        _fsync(path)
+    # Concurrent fsyncs share the filesystem's journal commits (ext4, XFS):
+    # far cheaper than the same fsyncs one after another.
+    paths = [*files, *folders]
+    with ThreadPoolExecutor(max_workers=min(16, len(paths) or 1)) as pool:
+        list(pool.map(_fsync, paths))
 
 
 def _one_per_filesystem(folders: set[Path]) -> list[Path]:
