@@ -35,12 +35,19 @@ ContextFn = Callable[[HttpRequest, Any], "dict[str, Any] | None"]
 
 @dataclass(frozen=True)
 class PagePart:
-    """A section an upper app adds to a page: a template and its context."""
+    """A section an upper app adds to a page: a template and its context.
+
+    `annotations` names values the part reads from the page's image or
+    album, as expressions over its row (typically `Exists(...)`): albums
+    computes them in the page's own query for that row, so the context can
+    tell from the object (`getattr(obj, name, True)`) that it has nothing to
+    show without a query of its own."""
 
     name: str
     template: str
     context: ContextFn
     order: int = 100
+    annotations: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,24 @@ def _render(
 def image_page_parts(request: HttpRequest, image: Image) -> list[SafeString]:
     """The registered sections of an image's page, rendered, in order."""
     return _render(registry.image_page, request, image)
+
+
+def image_page_annotations() -> dict[str, Any]:
+    """The registered image-page parts' annotations, for the page's image query."""
+    return _annotations(registry.image_page)
+
+
+def album_page_annotations() -> dict[str, Any]:
+    """The registered album-page parts' annotations, for the page's album query."""
+    return _annotations(registry.album_page)
+
+
+def _annotations(parts: dict[str, PagePart]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in parts.values():
+        if part.annotations is not None:
+            out |= part.annotations()
+    return out
 
 
 def album_page_parts(request: HttpRequest, album: Album) -> list[SafeString]:

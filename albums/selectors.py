@@ -17,6 +17,11 @@ from django.db import connection
 from django.db.models import F, OuterRef, Prefetch, Q, Subquery
 
 from albums.counts import PUBLIC_MEMBER
+from albums.extensions import (
+    album_page_annotations,
+    image_page_annotations,
+    registry,
+)
 from albums.models import Album, AlbumImage, Image, UploadRun
 from imagineer_project.errors import NotFound
 
@@ -108,6 +113,18 @@ def album_visible(*, user: Viewer, slug: str) -> Album | None:
 
 def _album_by_slug(staff: bool) -> Any:
     return Album.objects.visible_to(_VIEWERS[staff]).filter(slug=TEXT_SLOT)
+
+
+def album_for_page(*, user: Viewer, slug: str) -> Album | None:
+    """album_visible, with what the album page's parts read from the album
+    (their flags, albums.extensions.album_page_annotations) in the same query."""
+    parts = tuple(sorted(registry.album_page))  # compiled again if they change
+    found = raw_once(_album_for_page, sees_everything(user), slug, parts)
+    return next(iter(found), None)
+
+
+def _album_for_page(staff: bool, parts: tuple[str, ...]) -> Any:
+    return _album_by_slug(staff).annotate(**album_page_annotations())
 
 
 class AlbumTiles:
@@ -212,6 +229,18 @@ def image_visible(*, user: Viewer, image_id: int) -> Image | None:
     its SQL compiled once per process (compiling the visibility rule's nested
     EXISTS took ~1 ms of every image page, four times the query itself)."""
     return next(iter(raw_once(_visible_image, sees_everything(user), image_id)), None)
+
+
+def image_for_page(*, user: Viewer, image_id: int) -> Image | None:
+    """image_visible, with what the image page's parts read from the image
+    (their flags, albums.extensions.image_page_annotations) in the same query."""
+    parts = tuple(sorted(registry.image_page))  # compiled again if they change
+    found = raw_once(_image_for_page, sees_everything(user), image_id, parts)
+    return next(iter(found), None)
+
+
+def _image_for_page(staff: bool, parts: tuple[str, ...]) -> Any:
+    return _visible_image(staff).annotate(**image_page_annotations())
 
 
 def image_albums(*, user: Viewer, image: Image) -> list[Album]:

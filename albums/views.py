@@ -56,7 +56,7 @@ def _gallery_albums(request: HttpRequest) -> Any:
 
 
 def album_page(request: HttpRequest, slug: str) -> HttpResponse:
-    album = selectors.album_visible(user=request.user, slug=slug)
+    album = selectors.album_for_page(user=request.user, slug=slug)
     if album is None:
         raise Http404("No such album.")
     staff = is_staff(request)
@@ -78,7 +78,7 @@ def album_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def image_page(request: HttpRequest, image_id: int) -> HttpResponse:
-    image = selectors.image_visible(user=request.user, image_id=image_id)
+    image = selectors.image_for_page(user=request.user, image_id=image_id)
     if image is None:
         raise Http404("No such image.")
     albums = selectors.image_albums(user=request.user, image=image)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 
 from albums.extensions import PagePart, registry
@@ -15,16 +16,26 @@ from albums.models import Album, Image
 from imagineer_project.permissions import is_staff
 from labeling.analytics import album_labeling_analytics
 from labeling.models import IMPORTED_SOURCES, Label
-from labeling.selectors import TRAINING_CAPTION_RULE, training_caption
+from labeling.selectors import NO_CAPTION, TRAINING_CAPTION_RULE, training_caption
 from labeling.services import label_get_or_create
 
 
 def image_labels_context(request: HttpRequest, image: Image) -> dict[str, Any]:
+    # The image page's query says whether there are any labels (annotations
+    # below): an image without any costs no query here.
+    labelled = getattr(image, HAS_LABELS, True)
     return {
-        "label_groups": labels_by_kind(image),
-        "training_caption": training_caption(image),
+        "label_groups": labels_by_kind(image) if labelled else [],
+        "training_caption": training_caption(image) if labelled else NO_CAPTION,
         "training_caption_rule": TRAINING_CAPTION_RULE,
     }
+
+
+HAS_LABELS = "labeling_has_labels"
+
+
+def image_labels_annotations() -> dict[str, Any]:
+    return {HAS_LABELS: Exists(Label.objects.filter(image=OuterRef("pk")))}
 
 
 def album_coverage_context(request: HttpRequest, album: Album) -> dict[str, Any] | None:
@@ -79,7 +90,13 @@ def labels_to_larger_copy(smaller: Image, larger: Image) -> None:
 
 def register() -> None:
     registry.add_image_page_part(
-        PagePart("labels", "labeling/_image_labels.html", image_labels_context, 10)
+        PagePart(
+            "labels",
+            "labeling/_image_labels.html",
+            image_labels_context,
+            10,
+            annotations=image_labels_annotations,
+        )
     )
     registry.add_album_page_part(
         PagePart("coverage", "labeling/_coverage.html", album_coverage_context, 10)

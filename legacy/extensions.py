@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 
 from albums.extensions import DetailField, PagePart, registry
@@ -16,13 +17,20 @@ from legacy.models import ImportItem
 
 def latest_import(image: Image) -> ImportItem | None:
     """The newest real import of the image's bytes (the import_item_image index)."""
-    return (
-        ImportItem.objects.filter(
-            image=image, outcome__in=ImportItem.IMPORTED, run__dry_run=False
-        )
-        .order_by("-id")
-        .first()
+    return real_imports().filter(image=image).order_by("-id").first()
+
+
+def real_imports() -> Any:
+    return ImportItem.objects.filter(
+        outcome__in=ImportItem.IMPORTED, run__dry_run=False
     )
+
+
+HAS_IMPORT = "legacy_has_import"
+
+
+def provenance_annotations() -> dict[str, Any]:
+    return {HAS_IMPORT: Exists(real_imports().filter(image=OuterRef("pk")))}
 
 
 def provenance(image: Image, request: HttpRequest | None) -> dict[str, Any] | None:
@@ -44,6 +52,8 @@ def provenance(image: Image, request: HttpRequest | None) -> dict[str, Any] | No
 
 
 def provenance_context(request: HttpRequest, image: Image) -> dict[str, Any] | None:
+    if not getattr(image, HAS_IMPORT, True):
+        return None  # the image page's query says it has none: no query here
     item = latest_import(image)
     if item is None:
         return None
@@ -52,6 +62,12 @@ def provenance_context(request: HttpRequest, image: Image) -> dict[str, Any] | N
 
 def register() -> None:
     registry.add_image_page_part(
-        PagePart("legacy", "legacy/_image_provenance.html", provenance_context, 30)
+        PagePart(
+            "legacy",
+            "legacy/_image_provenance.html",
+            provenance_context,
+            30,
+            annotations=provenance_annotations,
+        )
     )
     registry.add_image_detail_field(DetailField("provenance", provenance))

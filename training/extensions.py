@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -17,6 +18,7 @@ from training.generation.selectors import (
     recipe_for_viewer,
     recipe_form_query,
 )
+from training.models import ImageRecipe, SetAlbum
 from training.sets.selectors import FILLED, set_album_of, slot_counts, slot_statuses
 
 
@@ -29,6 +31,8 @@ def recipe_value(image: Image, request: HttpRequest | None) -> dict[str, Any] | 
 def recipe_context(request: HttpRequest, image: Image) -> dict[str, Any] | None:
     """A generated image's recipe, and for staff the link that fills the
     generate form with it."""
+    if not getattr(image, HAS_RECIPE, True):
+        return None  # the image page's query says it has none: no query here
     recipe = image_recipe(image)
     if recipe is None:
         return None
@@ -41,9 +45,25 @@ def recipe_context(request: HttpRequest, image: Image) -> dict[str, Any] | None:
     return context
 
 
+HAS_RECIPE = "training_has_recipe"
+
+
+def recipe_annotations() -> dict[str, Any]:
+    return {HAS_RECIPE: Exists(ImageRecipe.objects.filter(image=OuterRef("pk")))}
+
+
+IS_SET_ALBUM = "training_is_set_album"
+
+
+def set_slots_annotations() -> dict[str, Any]:
+    return {IS_SET_ALBUM: Exists(SetAlbum.objects.filter(album=OuterRef("pk")))}
+
+
 def set_slots_context(request: HttpRequest, album: Album) -> dict[str, Any] | None:
     """A set album's slot grid: staff see every slot (missing and failed ones
     as placeholders); visitors only the filled slots whose image they may see."""
+    if not getattr(album, IS_SET_ALBUM, True):
+        return None  # the album page's query says it is not a set: no query here
     set_album = set_album_of(album)
     if set_album is None:
         return None
@@ -68,9 +88,21 @@ def set_slots_context(request: HttpRequest, album: Album) -> dict[str, Any] | No
 
 def register() -> None:
     registry.add_image_page_part(
-        PagePart("recipe", "training/_image_recipe.html", recipe_context, 20)
+        PagePart(
+            "recipe",
+            "training/_image_recipe.html",
+            recipe_context,
+            20,
+            annotations=recipe_annotations,
+        )
     )
     registry.add_image_detail_field(DetailField("recipe", recipe_value))
     registry.add_album_page_part(
-        PagePart("set-slots", "training/sets/_album_slots.html", set_slots_context, 5)
+        PagePart(
+            "set-slots",
+            "training/sets/_album_slots.html",
+            set_slots_context,
+            5,
+            annotations=set_slots_annotations,
+        )
     )

@@ -211,3 +211,27 @@ def test_the_image_page_names_only_the_albums_the_caller_may_see(
     assert staff_sees.index("Alpha closed") < staff_sees.index("Zebra open")
     assert visitor.get("/albums/alpha-closed/").status_code == 404
     assert staff_client.get("/albums/alpha-closed/").status_code == 200
+
+
+def test_an_image_page_without_labels_recipe_or_import_costs_two_queries() -> None:
+    # The parts' flags come with the image (albums.extensions annotations):
+    # the image with its flags, and its albums; nothing per empty part.
+    from labeling.models import Label
+
+    image = make_image(seed=80)
+    album_add_images(album=make_album(name="Plain"), images=[image])
+    visitor = Client()
+    page = sql_of(lambda: visitor.get(image.get_absolute_url()))
+    assert len(page) == 2
+    assert "No labels yet." in visitor.get(image.get_absolute_url()).text
+
+    Label.objects.create(image=image, kind="caption", text="a quiet harbour")
+    html = visitor.get(image.get_absolute_url()).text
+    assert "a quiet harbour" in html and "No labels yet." not in html
+
+
+def test_an_album_page_that_is_no_set_costs_two_queries() -> None:
+    # The album with its parts' flags (not a set album), and its tiles.
+    album = make_album(name="Plain album")
+    album_add_images(album=album, images=[make_image(seed=90)])
+    assert len(sql_of(lambda: Client().get(album.get_absolute_url()))) == 2
