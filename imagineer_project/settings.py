@@ -205,6 +205,11 @@ else:
         "BACKEND": "imagineer_project.lib.storage.AtomicFileSystemStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": MEDIA_URL},
     }
+# A bulk upload makes each batch of files durable with one syncfs(2) of the
+# media filesystem (Linux). syncfs also waits for every other program's dirty
+# pages there: where others write a lot to that filesystem, turn it off and the
+# batch's files and folders are fsynced concurrently instead.
+STORAGE_SYNCFS = env_bool("IMAGINEER_STORAGE_SYNCFS", True)
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {

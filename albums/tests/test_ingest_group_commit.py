@@ -159,10 +159,15 @@ def test_a_batch_that_fails_leaves_no_file_and_no_temporary(tmp_path: Path) -> N
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
+@pytest.mark.parametrize("why", ["no syncfs on this system", "turned off"])
 def test_without_syncfs_each_file_is_fsynced_before_its_rename_and_each_folder_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    monkeypatch.setattr(storage, "_syncfs", None)  # what non-Linux systems get
+    if why == "turned off":  # IMAGINEER_STORAGE_SYNCFS=0
+        settings.STORAGE_SYNCFS = False
+        monkeypatch.setattr(storage, "_syncfs", _refuse)
+    else:
+        monkeypatch.setattr(storage, "_syncfs", None)  # what non-Linux systems get
     synced: list[tuple[Path, bool]] = []
     real_fsync = storage._fsync
 
@@ -183,6 +188,10 @@ def test_without_syncfs_each_file_is_fsynced_before_its_rename_and_each_folder_a
         (tmp_path / "a", True),
         (tmp_path / "b", True),
     ]
+
+
+def _refuse(fd: int) -> int:
+    raise AssertionError("syncfs called although IMAGINEER_STORAGE_SYNCFS is off")
 
 
 @pytest.mark.django_db

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import FileSystemStorage
 
@@ -145,7 +146,7 @@ def _make_durable(*, files: Iterable[Path] = (), folders: Iterable[Path] = ()) -
     """fsync `files` and `folders`, or syncfs(2) once per filesystem they are
     on where Linux offers it (one journal commit instead of one per fsync)."""
     files, folders = list(files), set(folders)
-    if _syncfs is not None:
+    if _syncfs is not None and getattr(settings, "STORAGE_SYNCFS", True):
         for folder in _one_per_filesystem(folders | {f.parent for f in files}):
             _syncfs_folder(folder)
         return
