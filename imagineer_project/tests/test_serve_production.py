@@ -118,6 +118,17 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def web_processes(pid: int, *, expected: int, seconds: float = 30) -> list[int]:
+    """The gunicorn processes below `pid`, once there are `expected` of them
+    (or whatever there are after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        web = [p for p in descendants(pid) if "gunicorn" in cmdline(p)]
+        if len(web) >= expected or time.monotonic() > deadline:
+            return web
+        time.sleep(0.2)
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -208,12 +219,14 @@ def test_serves_the_app_static_files_and_workers_then_stops_them_all(
     )
     try:
         health = wait_for_health(base, process, seconds=240)
-        children = descendants(process.pid)
 
         assert health["environment"] == "production"
         assert health["queue"]["workers_alive"] == 2  # general and gpu clusters
-        # One gunicorn master and the two web workers asked for.
-        web = [pid for pid in children if "gunicorn" in cmdline(pid)]
+        # One gunicorn master and the two web workers asked for. The master
+        # loads the app once and forks the workers a moment apart, so the
+        # first may answer before the second exists.
+        web = web_processes(process.pid, expected=3)
+        children = descendants(process.pid)
         assert len(web) == 3
         assert sum("qcluster" in cmdline(pid) for pid in children) >= 2
         assert not (metrics / "counter_1.db").exists()
