@@ -27,7 +27,7 @@ from django.db import IntegrityError, transaction
 from imagineer_project.errors import Invalid, NotFound
 from imagineer_project.permissions import person
 from training.ml.config import TrainingError
-from training.ml.kohya import kohya_key_problems
+from training.ml.kohya import kohya_key_problems, lora_family_of
 from training.models import Lora, TrainingRun
 from training.paths import base_model_name
 
@@ -178,38 +178,11 @@ def _alpha(info: LoraFileInfo) -> float | None:
     return None
 
 
-# Which family sd-scripts' ss_base_model_version names ("sd_v1", "sd_v2_768_v",
-# "sdxl_base_v1-0", ...), by prefix; sdxl first, as sd_v2 would not match it.
-KOHYA_VERSION_FAMILIES = (("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"))
-# The width of the text embedding the UNet's cross-attention takes (what
-# attn2.to_k reads): 768 for SD 1.x, 1024 for SD 2.x, 2048 for SDXL. Only
-# full-size models; a tiny test model's says nothing.
-CROSS_ATTENTION_FAMILIES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
-
-
 def lora_family(info: LoraFileInfo) -> str:
-    """The model family a LoRA file was trained on, "" when it does not say.
-
-    Read, in order, from our `family` metadata, sd-scripts'
-    `ss_base_model_version` (or `ss_v2`), SDXL's two text encoders' keys
-    (lora_te1_/lora_te2_), and the width of the cross-attention input.
-    """
-    meta = info.metadata
-    ours = meta.get("family", "").strip().lower()
-    if ours in Lora.Family.values:
-        return ours
-    version = meta.get("ss_base_model_version", "").strip().lower()
-    for prefix, family in KOHYA_VERSION_FAMILIES:
-        if version.startswith(prefix):
-            return family
-    if meta.get("ss_v2", "").strip().lower() == "true":
-        return Lora.Family.SD2
-    if any(key.startswith(("lora_te1_", "lora_te2_")) for key in info.tensors):
-        return Lora.Family.SDXL
-    for key, tensor in info.tensors.items():
-        if "attn2_to_k.lora_down" in key and tensor.ndim == 2:
-            return CROSS_ATTENTION_FAMILIES.get(tensor.shape[1], "")
-    return ""
+    """The model family a LoRA file was trained on, "" when it does not say
+    (training.ml.kohya.lora_family_of's rules, over the header read here)."""
+    shapes = {key: tensor.shape for key, tensor in info.tensors.items()}
+    return lora_family_of(info.metadata, shapes) or ""
 
 
 def base_model_family(base_model: str) -> str:

@@ -35,6 +35,7 @@ from training.ml.base import load_pipeline
 from training.ml.config import GenerationStopped, InvalidGenerationInput
 from training.ml.device import pick_device, pick_dtype
 from training.ml.family import FAMILY_LABELS, SD1, SD2, SDXL, pipeline_family
+from training.ml.kohya import lora_family_of
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -80,21 +81,6 @@ FAMILY_LATENT_RGB_FACTORS = {
     SDXL: SDXL_LATENT_RGB_FACTORS,
 }
 PREVIEW_MAX_SIDE = 256
-# What a LoRA file's metadata says about its family: sd-scripts'
-# ss_base_model_version ("sd_v1", "sd_v2_768_v", "sdxl_base_v1-0", ...) and
-# the modelspec architecture ("stable-diffusion-xl-v1-base/lora", ...), by
-# prefix, SDXL first (its names start like the others').
-_VERSION_PREFIXES = (("sdxl", SDXL), ("sd_v2", SD2), ("sd_v1", SD1))
-_ARCHITECTURE_PREFIXES = (
-    ("stable-diffusion-xl", SDXL),
-    ("stable-diffusion-v2", SD2),
-    ("stable-diffusion-v1", SD1),
-)
-# Widths that only one full-size family has: the text encoder's (SD 1.x
-# 768, SD 2.x 1024, SDXL's second 1280) and the UNet's cross-attention input
-# (768, 1024, 2048). A tiny test model's widths say nothing.
-_TEXT_WIDTHS = {768: SD1, 1024: SD2, 1280: SDXL}
-_CONTEXT_WIDTHS = {768: SD1, 1024: SD2, 2048: SDXL}
 
 
 @dataclass(frozen=True)
@@ -409,51 +395,13 @@ def _lora_family_of(path: str, size: int, mtime_ns: int) -> str | None:
     try:
         with safe_open(path, framework="pt") as handle:
             metadata = handle.metadata() or {}
-            family = _family_from_metadata(metadata)
-            if family is not None:
-                return family
             names = handle.keys()
             shapes = {key: handle.get_slice(key).get_shape() for key in names}
     except OSError as exc:
         raise InvalidGenerationInput(f"LoRA file {path} cannot be read: {exc}") from exc
     except SafetensorError as exc:  # not a safetensors file
         raise InvalidGenerationInput(f"LoRA {path} could not be loaded: {exc}") from exc
-    return _family_from_keys(shapes)
-
-
-def _family_from_metadata(metadata: dict[str, str]) -> str | None:
-    ours = metadata.get("family", "").strip().lower()
-    if ours in FAMILY_LABELS:
-        return ours
-    version = metadata.get("ss_base_model_version", "").strip().lower()
-    architecture = metadata.get("modelspec.architecture", "").strip().lower()
-    for text, prefixes in (
-        (version, _VERSION_PREFIXES),
-        (architecture, _ARCHITECTURE_PREFIXES),
-    ):
-        for prefix, family in prefixes:
-            if text.startswith(prefix):
-                return family
-    if metadata.get("ss_v2", "").strip().lower() == "true":
-        return SD2
-    return None
-
-
-def _family_from_keys(shapes: dict[str, list[int]]) -> str | None:
-    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in shapes):
-        return SDXL
-    for key, shape in shapes.items():
-        if len(shape) != 2 or not key.endswith(("lora_down.weight", "lora_A.weight")):
-            continue
-        if key.startswith(("lora_te_", "text_encoder.")) and "q_proj" in key:
-            family = _TEXT_WIDTHS.get(shape[1])
-        elif "attn2" in key and ("to_k" in key or "to_v" in key):
-            family = _CONTEXT_WIDTHS.get(shape[1])
-        else:
-            continue
-        if family is not None:
-            return family
-    return None
+    return lora_family_of(metadata, shapes)
 
 
 def check_lora_families(pipe: Any, loras: Sequence[LoraSpec]) -> None:

@@ -22,7 +22,7 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -309,3 +309,62 @@ def _text(value: Any) -> str:
 def _number(value: float) -> str:
     """32.0 -> "32.0", 0.5 -> "0.5": a float's repr, the way kohya writes it."""
     return repr(float(value))
+
+
+# What a LoRA file says about its family: sd-scripts' ss_base_model_version
+# ("sd_v1", "sd_v2_v", "sdxl_base_v1-0", ...) and the modelspec architecture
+# ("stable-diffusion-xl-v1-base/lora", ...), by prefix, SDXL first (its names
+# start like the others').
+_VERSION_PREFIXES = (("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"))
+_ARCHITECTURE_PREFIXES = (
+    ("stable-diffusion-xl", "sdxl"),
+    ("stable-diffusion-v2", "sd2"),
+    ("stable-diffusion-v1", "sd1"),
+)
+# Widths only one full-size family has: the text encoder's (SD 1.x 768,
+# SD 2.x 1024, SDXL's second 1280) and the UNet's cross-attention input (768,
+# 1024, 2048). A tiny test model's widths say nothing.
+_TEXT_WIDTHS = {768: "sd1", 1024: "sd2", 1280: "sdxl"}
+_CONTEXT_WIDTHS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+
+
+def lora_family_of(
+    metadata: Mapping[str, str], shapes: Mapping[str, Sequence[int]]
+) -> str | None:
+    """The family ("sd1", "sd2", "sdxl") a LoRA was trained for, None when it
+    does not tell: from our `family` metadata, `ss_base_model_version`, the
+    modelspec architecture or `ss_v2`, then its keys (SDXL's two text encoders)
+    and the width of a text-encoder or cross-attention weight. Takes what a
+    file's header holds, so the web process can ask without torch."""
+    ours = metadata.get("family", "").strip().lower()
+    if ours in BASE_MODEL_VERSIONS:
+        return ours
+    version = metadata.get("ss_base_model_version", "").strip().lower()
+    architecture = metadata.get("modelspec.architecture", "").strip().lower()
+    for text, prefixes in (
+        (version, _VERSION_PREFIXES),
+        (architecture, _ARCHITECTURE_PREFIXES),
+    ):
+        for prefix, family in prefixes:
+            if text.startswith(prefix):
+                return family
+    if metadata.get("ss_v2", "").strip().lower() == "true":
+        return "sd2"
+    return _family_from_shapes(shapes)
+
+
+def _family_from_shapes(shapes: Mapping[str, Sequence[int]]) -> str | None:
+    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in shapes):
+        return "sdxl"
+    for key, shape in shapes.items():
+        if len(shape) != 2 or not key.endswith(("lora_down.weight", "lora_A.weight")):
+            continue
+        if key.startswith(("lora_te_", "text_encoder.")) and "q_proj" in key:
+            family = _TEXT_WIDTHS.get(shape[1])
+        elif "attn2" in key and ("to_k" in key or "to_v" in key):
+            family = _CONTEXT_WIDTHS.get(shape[1])
+        else:
+            continue
+        if family is not None:
+            return family
+    return None
