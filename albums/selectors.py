@@ -105,19 +105,14 @@ def _with_summary(albums: Any, user: Viewer) -> Any:
     )
 
 
-def album_visible(*, user: Viewer, slug: str) -> Album | None:
-    """The album with this slug if the user may see it (SQL compiled once)."""
-    found = raw_once(_album_by_slug, sees_everything(user), slug)
-    return next(iter(found), None)
-
-
 def _album_by_slug(staff: bool) -> Any:
     return Album.objects.visible_to(_VIEWERS[staff]).filter(slug=TEXT_SLOT)
 
 
 def album_for_page(*, user: Viewer, slug: str) -> Album | None:
-    """album_visible, with what the album page's parts read from the album
-    (their flags, albums.extensions.album_page_annotations) in the same query."""
+    """The album with this slug if the user may see it, with what the album
+    page's parts read from it (their flags,
+    albums.extensions.album_page_annotations) in the same query, compiled once."""
     parts = tuple(sorted(registry.album_page))  # compiled again if they change
     found = raw_once(_album_for_page, sees_everything(user), slug, parts)
     return next(iter(found), None)
@@ -223,17 +218,13 @@ def _newest_images(
     return images.values_list(*columns)[:count]
 
 
-def image_visible(*, user: Viewer, image_id: int) -> Image | None:
+def image_for_page(*, user: Viewer, image_id: int) -> Image | None:
     """One image the user may see, or None: what
     `Image.objects.visible_to(user).filter(pk=image_id).first()` returns, with
-    its SQL compiled once per process (compiling the visibility rule's nested
-    EXISTS took ~1 ms of every image page, four times the query itself)."""
-    return next(iter(raw_once(_visible_image, sees_everything(user), image_id)), None)
-
-
-def image_for_page(*, user: Viewer, image_id: int) -> Image | None:
-    """image_visible, with what the image page's parts read from the image
-    (their flags, albums.extensions.image_page_annotations) in the same query."""
+    what the image page's parts read from it (their flags,
+    albums.extensions.image_page_annotations) in the same query. The SQL is
+    compiled once per process: compiling the visibility rule's nested EXISTS
+    took ~1 ms of every image page, four times the query itself."""
     parts = tuple(sorted(registry.image_page))  # compiled again if they change
     found = raw_once(_image_for_page, sees_everything(user), image_id, parts)
     return next(iter(found), None)

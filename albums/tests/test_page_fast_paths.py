@@ -165,7 +165,7 @@ def test_the_image_page_lookup_applies_the_visibility_rule(
 
     for user in (AnonymousUser(), plain_user, staff_user):
         for name, image in images.items():
-            found = selectors.image_visible(user=user, image_id=image.pk)
+            found = selectors.image_for_page(user=user, image_id=image.pk)
             rule = Image.objects.visible_to(user).filter(pk=image.pk).first()
             assert found == rule, (user, name)
             if found is not None:
@@ -174,10 +174,10 @@ def test_the_image_page_lookup_applies_the_visibility_rule(
     seen = {
         name
         for name, image in images.items()
-        if selectors.image_visible(user=visitor, image_id=image.pk)
+        if selectors.image_for_page(user=visitor, image_id=image.pk)
     }
     assert seen == {"plain", "in both albums"}
-    assert selectors.image_visible(user=staff_user, image_id=10**9) is None
+    assert selectors.image_for_page(user=staff_user, image_id=10**9) is None
 
 
 @pytest.mark.parametrize("page", ["1", "2"])
