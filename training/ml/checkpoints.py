@@ -51,16 +51,22 @@ def checkpoints_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
-def list_checkpoints(root: Path) -> list[Checkpoint]:
-    """Complete checkpoints under `root`, oldest first."""
+def step_folders(root: Path, marker: str) -> list[tuple[int, Path]]:
+    """(step, folder) of each `step-NNNNNN` folder under `root` that holds the
+    file `marker` (written last, so the folder is complete), oldest first."""
     if not root.is_dir():
         return []
     found = []
     for child in root.iterdir():
         match = _NAME.fullmatch(child.name)
-        if match and (child / INFO_FILE).is_file():
-            found.append(Checkpoint(int(match.group(1)), child))
-    return sorted(found, key=lambda c: c.step)
+        if match and (child / marker).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def list_checkpoints(root: Path) -> list[Checkpoint]:
+    """Complete checkpoints under `root`, oldest first."""
+    return [Checkpoint(step, folder) for step, folder in step_folders(root, INFO_FILE)]
 
 
 def latest_checkpoint(root: Path) -> Checkpoint | None:

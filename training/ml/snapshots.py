@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training.ml.checkpoints import step_folders
+
 LORA_FILE = "lora.safetensors"
 INFO_FILE = "snapshot.json"
 SAMPLES = "samples"
@@ -90,20 +92,14 @@ def finish_snapshot(folder: Path, info: dict[str, Any]) -> Snapshot:
 
 def list_snapshots(output_dir: str | Path) -> list[Snapshot]:
     """The finished snapshots of a run, oldest step first."""
-    root = snapshots_root(output_dir)
-    if not root.is_dir():
-        return []
     found = []
-    for child in root.iterdir():
-        match = _NAME.fullmatch(child.name)
-        info_file = child / INFO_FILE
-        if match and info_file.is_file():
-            try:
-                info = json.loads(info_file.read_text())
-            except (OSError, ValueError):
-                continue
-            found.append(Snapshot(int(match.group(1)), child, info))
-    return sorted(found, key=lambda s: s.step)
+    for step, folder in step_folders(snapshots_root(output_dir), INFO_FILE):
+        try:
+            info = json.loads((folder / INFO_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        found.append(Snapshot(step, folder, info))
+    return found
 
 
 def find_snapshot(output_dir: str | Path, step: int) -> Snapshot | None:
