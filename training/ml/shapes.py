@@ -168,6 +168,31 @@ def _text_config(tokenizer: Any, text: dict[str, Any]) -> Any:  # CLIPTextConfig
     )
 
 
+def _random_models(
+    unet: dict[str, Any],
+    vae: dict[str, Any],
+    texts: list[tuple[Any, dict[str, Any]]],
+    *,
+    seed: int,
+    device: str,
+) -> tuple[Any, Any, Any, list[Any]]:
+    """The byte-level tokenizer and random UNet, VAE and text encoders (each
+    `(class, shape)` of `texts`), drawn in that order from `seed`."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from training.ml.tokenizer import byte_level_tokenizer
+
+    tokenizer = byte_level_tokenizer()
+    # fork_rng keeps the caller's global RNG stream untouched by our seeding.
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(seed)
+        unet_model = UNet2DConditionModel(**unet)
+        vae_model = AutoencoderKL(**vae)
+        encoders = [cls(_text_config(tokenizer, shape)) for cls, shape in texts]
+    return tokenizer, unet_model, vae_model, encoders
+
+
 def assemble_pipeline(
     unet: dict[str, Any],
     vae: dict[str, Any],
@@ -178,24 +203,12 @@ def assemble_pipeline(
 ) -> Any:  # StableDiffusionPipeline
     """A random-weight pipeline of these shapes, seeded, with the offline
     byte-level tokenizer and SD 1.5's DDIM schedule."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextModel
 
-    from training.ml.tokenizer import byte_level_tokenizer
-
-    tokenizer = byte_level_tokenizer()
-    # fork_rng keeps the caller's global RNG stream untouched by our seeding.
-    with torch.random.fork_rng(devices=[]), torch.device(device):
-        torch.manual_seed(seed)
-        unet_model = UNet2DConditionModel(**unet)
-        vae_model = AutoencoderKL(**vae)
-        text_encoder = CLIPTextModel(_text_config(tokenizer, text))
+    tokenizer, unet_model, vae_model, (text_encoder,) = _random_models(
+        unet, vae, [(CLIPTextModel, text)], seed=seed, device=device
+    )
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -227,24 +240,18 @@ def assemble_sdxl_pipeline(
 ) -> Any:  # StableDiffusionXLPipeline
     """A random-weight SDXL pipeline of these shapes, seeded, with the offline
     byte-level tokenizer for both encoders and SDXL base's Euler schedule."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from training.ml.tokenizer import byte_level_tokenizer
 
-    tokenizer = byte_level_tokenizer()
-    with torch.random.fork_rng(devices=[]), torch.device(device):
-        torch.manual_seed(seed)
-        unet_model = UNet2DConditionModel(**unet)
-        vae_model = AutoencoderKL(**vae)
-        text_encoder = CLIPTextModel(_text_config(tokenizer, text))
-        text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer, text_2))
+    tokenizer, unet_model, vae_model, (text_encoder, text_encoder_2) = _random_models(
+        unet,
+        vae,
+        [(CLIPTextModel, text), (CLIPTextModelWithProjection, text_2)],
+        seed=seed,
+        device=device,
+    )
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
