@@ -24,6 +24,7 @@ from albums.extensions import (
 )
 from albums.models import Album, AlbumImage, Image, UploadRun
 from imagineer_project.errors import NotFound
+from imagineer_project.lib.prepared import prepared_cursor
 
 if TYPE_CHECKING:
     from imagineer_project.permissions import Viewer
@@ -56,7 +57,7 @@ def album_list(*, user: Viewer, cover_flags: bool = False) -> Any:
 def album_list_head(*, user: Viewer, count: int) -> list[Album]:
     """The first `count` albums of `album_list(cover_flags=True)`, newest
     first as the gallery shows them: one query, its SQL compiled once."""
-    return list(raw_once(_album_list_head, sees_everything(user), None, count))
+    return raw_once(_album_list_head, sees_everything(user), None, count)
 
 
 def _album_list_head(staff: bool, count: int) -> Any:
@@ -115,7 +116,7 @@ def album_for_page(*, user: Viewer, slug: str) -> Album | None:
     albums.extensions.album_page_annotations) in the same query, compiled once."""
     parts = tuple(sorted(registry.album_page))  # compiled again if they change
     found = raw_once(_album_for_page, sees_everything(user), slug, parts)
-    return next(iter(found), None)
+    return found[0] if found else None
 
 
 def _album_for_page(staff: bool, parts: tuple[str, ...]) -> Any:
@@ -227,7 +228,7 @@ def image_for_page(*, user: Viewer, image_id: int) -> Image | None:
     took ~1 ms of every image page, four times the query itself."""
     parts = tuple(sorted(registry.image_page))  # compiled again if they change
     found = raw_once(_image_for_page, sees_everything(user), image_id, parts)
-    return next(iter(found), None)
+    return found[0] if found else None
 
 
 def _image_for_page(staff: bool, parts: tuple[str, ...]) -> Any:
@@ -237,7 +238,7 @@ def _image_for_page(staff: bool, parts: tuple[str, ...]) -> Any:
 def image_albums(*, user: Viewer, image: Image) -> list[Album]:
     """The albums holding `image` that the user may see, by name (their name
     and slug only; SQL compiled once)."""
-    return list(raw_once(_image_albums, sees_everything(user), image.pk))
+    return raw_once(_image_albums, sees_everything(user), image.pk)
 
 
 def _image_albums(staff: bool) -> Any:
@@ -286,24 +287,43 @@ def rows_once(
 ) -> list[tuple]:
     """Like raw_once, for a `values_list` queryset: its tuples, converted as
     the ORM converts them (booleans and datetimes on every database)."""
-    compiler, sql, bound = _bind(build, staff, value, shape)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, bound)
-        fetched = cursor.fetchall()
-    return list(compiler.results_iter(results=[fetched], tuple_expected=True))
+    compiler, rows = _run_once(build, staff, value, shape)
+    return list(compiler.results_iter(results=[rows], tuple_expected=True))
 
 
 def raw_once(
     build: Callable[..., Any], staff: bool, value: Any = None, *shape: Any
-) -> Any:
-    """The rows of the queryset `build(staff, *shape)` returns, read with SQL
-    the ORM compiled once per process for those arguments (model objects,
-    annotations included, as the queryset gives them). Where `build` put SLOT
-    or TEXT_SLOT, `value` goes. For the pages' hot queries: Django compiles a
-    queryset anew on every request, and for these that cost more than running
-    them."""
+) -> list[Any]:
+    """The model objects of the queryset `build(staff, *shape)` (annotations
+    included, as the queryset gives them), read with SQL the ORM compiled once
+    per process for those arguments and, on PostgreSQL, planned once per
+    connection (imagineer_project.lib.prepared). Where `build` put SLOT or
+    TEXT_SLOT, `value` goes. For the pages' hot queries: Django compiles a
+    queryset anew on every request, and PostgreSQL plans it anew; for these
+    both cost more than running them. No select_related (one model per row)."""
+    compiler, rows = _run_once(build, staff, value, shape)
+    select, klass_info = compiler.select, compiler.klass_info
+    fields = klass_info["select_fields"]
+    start, stop = fields[0], fields[-1] + 1
+    names = [column[0].target.attname for column in select[start:stop]]
+    annotations = compiler.annotation_col_map.items()
+    model, db = klass_info["model"], compiler.using
+    found = []
+    for row in compiler.results_iter(results=[rows]):
+        instance = model.from_db(db, names, row[start:stop])
+        for name, column in annotations:
+            setattr(instance, name, row[column])
+        found.append(instance)
+    return found
+
+
+def _run_once(
+    build: Callable[..., Any], staff: bool, value: Any, shape: tuple[Any, ...]
+) -> tuple[Any, list[tuple]]:
     compiler, sql, bound = _bind(build, staff, value, shape)
-    return compiler.query.model.objects.raw(sql, bound)
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, bound)
+        return compiler, cursor.fetchall()
 
 
 def _bind(

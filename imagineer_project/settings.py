@@ -119,6 +119,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+# The pages' hot queries are prepared on PostgreSQL, planned once per connection
+# (imagineer_project/lib/prepared.py). Off behind a pooler in transaction mode
+# that cannot keep prepared statements (PgBouncer before 1.21).
+DB_PREPARED = env_bool("IMAGINEER_DB_PREPARED", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and queue ------------------------------------------------------------
