@@ -66,7 +66,7 @@ bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/dedup.py
 	$(PY) bench/scrape.py
-	$(PY) bench/download.py --fixed --scrape 200
+	$(PY) bench/download.py --fixed  # the 500-image scrape with the old fixed delay takes ~9 min
 	$(PY) bench/label.py
 	$(PY) bench/generate.py --threads 1
 	$(PY) bench/ingest.py
