@@ -77,3 +77,37 @@ class ApiTokenMiddleware:
                     request, 401, "The API token is invalid or revoked."
                 )
         return self.get_response(request)
+
+
+class ApiMethodNotAllowedMiddleware:
+    """Answer a method an API path lacks in the API's one error shape
+    (imagineer_project.errors), as every other API error is answered.
+
+    django-ninja answers it itself, before any exception handler, with a
+    plain-text "Method not allowed"; a script reading `error_code` got text.
+    The `Allow` header is kept and the allowed methods go to `details`.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code != 405
+            or not request.path_info.startswith("/api/")
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        from imagineer_project.errors import error_response
+
+        allowed = sorted(m.strip() for m in response.get("Allow", "").split(",") if m)
+        answer = error_response(
+            request,
+            405,
+            f"{request.method} is not allowed on {request.path_info}; "
+            f"use {', '.join(allowed) or 'another method'}.",
+            details={"allowed": allowed},
+        )
+        answer["Allow"] = ", ".join(allowed)
+        return answer

@@ -76,6 +76,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "imagineer_project.middleware.TraceIdMiddleware",
+    # django-ninja's plain-text 405 in the API's JSON error shape.
+    "imagineer_project.middleware.ApiMethodNotAllowedMiddleware",
     # Requests by route and status, with latency (GET /metrics).
     "imagineer_project.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -89,6 +89,35 @@ def test_an_unknown_api_path_is_a_json_404(client) -> None:
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("delete", "/api/albums", ["GET", "POST"]),
+        ("put", "/api/health", ["GET"]),
+        ("post", "/api/images/1/thumbnail", ["GET"]),
+    ],
+)
+def test_a_method_the_path_lacks_is_a_json_405(
+    staff_client, method: str, path: str, allowed: list[str]
+) -> None:
+    response = getattr(staff_client, method)(path)
+    body = response.json()
+    assert response.status_code == 405
+    assert set(body) == ENVELOPE
+    assert body["error_code"] == "method_not_allowed"
+    assert body["details"] == {"allowed": allowed}
+    assert method.upper() in body["error"] and allowed[0] in body["error"]
+    assert response["Allow"] == ", ".join(allowed)
+    assert response["X-Trace-Id"] == body["trace_id"]
+
+
+def test_a_405_outside_the_api_stays_as_it_was(staff_client) -> None:
+    # The admin's POST-only views answer browsers as Django does.
+    response = staff_client.get("/admin/logout/")
+    assert response.status_code == 405
+    assert not response["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
     ("client_fixture", "status", "code"),
     [("client", 401, "unauthorized"), ("user_client", 403, "forbidden")],
 )
