@@ -194,17 +194,16 @@ def labels_write_from_claude(
         for label in labels:
             label.fill_digest()
         created = Label.objects.bulk_create(labels)
-        # Conditional update: a person's decision made meanwhile still wins.
-        if (
-            Image.objects.filter(pk=image.pk)
-            .exclude(nsfw_source=NsfwSource.HUMAN)
-            .update(
-                is_nsfw=rating_is_nsfw(result.nsfw_rating),
-                nsfw_source=NsfwSource.MODEL,
-                updated=timezone.now(),
-            )
-        ):
-            albums_recount_for_images([image.pk])  # the stored public counts
+        # Conditional updates: a person's decision made meanwhile still wins.
+        # Only a flag that flips changes the albums' stored public counts:
+        # recounting on every label made labeling a big album quadratic.
+        is_nsfw = rating_is_nsfw(result.nsfw_rating)
+        rated = Image.objects.filter(pk=image.pk).exclude(nsfw_source=NsfwSource.HUMAN)
+        changes = {"nsfw_source": NsfwSource.MODEL, "updated": timezone.now()}
+        if rated.exclude(is_nsfw=is_nsfw).update(is_nsfw=is_nsfw, **changes):
+            albums_recount_for_images([image.pk])
+        else:
+            rated.update(**changes)
     return created
 
 

@@ -147,6 +147,26 @@ def test_the_labelers_rating_recounts_the_public_figures() -> None:
     assert assert_consistent(album)["public_image_count"] == 0
 
 
+def test_a_rating_that_keeps_the_flag_leaves_the_albums_alone() -> None:
+    # Labeling a big album must not recount it once per image.
+    from django.test.utils import CaptureQueriesContext
+
+    from labeling.claude import LabelResult
+    from labeling.services import labels_write_from_claude
+
+    album = make_album()
+    image = make_image(album=album)
+    safe = LabelResult(caption="A card", tags=[], nsfw_rating="SAFE", confidence=1)
+    with CaptureQueriesContext(connection) as captured:
+        labels_write_from_claude(
+            image=image, result=safe, kind="caption", model_name="m", prompt_version="1"
+        )
+    assert not [q for q in captured if '"albums_album"' in q["sql"]]
+    image.refresh_from_db()
+    assert (image.is_nsfw, image.nsfw_source) == (False, "model")
+    assert assert_consistent(album)["public_image_count"] == 1
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL (DATABASE_URL)"
