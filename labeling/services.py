@@ -88,6 +88,20 @@ def label_get_or_create(
     )
 
 
+def labels_import(labels: Iterable[tuple[Image, str, str]], *, source: str) -> None:
+    """label_get_or_create for many (image, kind, text) at once: one INSERT,
+    leaving out every label an image already has (or that the list repeats),
+    by the same label_imported_once constraint. For a batch of downloads."""
+    if source not in IMPORTED_SOURCES:
+        raise Invalid(f"Only imported labels are written this way, not {source!r}.")
+    rows = []
+    for image, kind, text in labels:
+        label = Label(image=image, kind=kind, source=source, text=text.strip())
+        label.fill_digest()
+        rows.append(label)
+    Label.objects.bulk_create(rows, ignore_conflicts=True)
+
+
 def label_update(
     *,
     label: Label,

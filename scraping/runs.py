@@ -22,16 +22,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from albums.dedup import generated_phash_index
 from albums.ingest import ImageRejected, InspectedImage, inspect_image
 from albums.models import Album, Image, SourceKind
-from albums.services import image_store, near_duplicate_policy
+from albums.services import (
+    IngestBatch,
+    image_files_store,
+    image_store,
+    near_duplicate_policy,
+)
 from imagineer_project.lib.chromium import chromium_executable
+from imagineer_project.lib.storage import durable_batch
 from imagineer_project.runs import run_checkpoint
 from labeling.models import Label
-from labeling.services import label_get_or_create
+from labeling.services import labels_import
 from scraping.extract import (
     ImageCandidate,
     PageExtract,
@@ -76,6 +83,9 @@ LABEL_FIELDS = (
     ("context", Label.Kind.PAGE_TEXT),
     ("page_title", Label.Kind.PAGE_TITLE),
 )
+# Downloads stored together: their files made durable with one storage sync,
+# then their rows, album links, labels and log entries in one transaction.
+STORE_BATCH = 16
 
 
 class AsyncRunner:
@@ -136,6 +146,9 @@ class ScrapeRun:
         self.hosts_announced: set[str] = set()
         self.last_refusal = ""  # why the last page fetch gave nothing
         self.album: Album | None = job.album
+        # Log entries and labels of the batch being stored, written with its rows.
+        self.pending_log: list[CrawlLogEntry] | None = None
+        self.pending_labels: list[tuple[Image, str, str]] = []
 
     # --- the run --------------------------------------------------------------
 
@@ -215,7 +228,7 @@ class ScrapeRun:
         image: Image | None = None,
         status: int | None = None,
     ) -> None:
-        CrawlLogEntry.objects.create(
+        entry = CrawlLogEntry(
             job=self.job,
             kind=kind,
             url=url[:MAX_URL_LENGTH],
@@ -227,6 +240,10 @@ class ScrapeRun:
             elapsed_ms=result.elapsed_ms if result else 0,
             image=image,
         )
+        if self.pending_log is not None:
+            self.pending_log.append(entry)
+        else:
+            entry.save()
 
     def _check_limits(self) -> None:
         if time.monotonic() > self.deadline:
@@ -454,7 +471,8 @@ class ScrapeRun:
         self.generated = generated_phash_index()
         total = len(items)
         self._report(f"Downloading {total} image(s)", done=0, total=total)
-        window = max(8, job.per_host_concurrency * 4)
+        # Fetches in flight: enough to fill a batch while the last one is stored.
+        window = max(STORE_BATCH * 2, job.per_host_concurrency * 4)
         waiting = deque(items)
         running: dict[concurrent.futures.Future, Found] = {}
         processed = 0
@@ -470,9 +488,11 @@ class ScrapeRun:
                 done, _ = concurrent.futures.wait(
                     running, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED
                 )
-                for future in done:
-                    self._process(running.pop(future), future)
-                    processed += 1
+                # In the order they were found (the log reads as the pages do).
+                finished = [(running.pop(f), f) for f in list(running) if f in done]
+                for start in range(0, len(finished), STORE_BATCH):
+                    self._process_batch(finished[start : start + STORE_BATCH])
+                processed += len(finished)
                 self._report(
                     f"{processed}/{total} image(s): {job.images_saved} saved, "
                     f"{job.images_duplicate} duplicate, {job.images_failed} failed",
@@ -483,8 +503,42 @@ class ScrapeRun:
             for future in running:
                 future.cancel()
 
-    def _process(self, item: Found, future: concurrent.futures.Future) -> None:
-        url = item.candidate.url
+    def _process_batch(
+        self, finished: list[tuple[Found, concurrent.futures.Future]]
+    ) -> None:
+        """Store a batch of finished downloads as an upload run stores its
+        files: each one checked, the valid ones' files written and made
+        durable together (durable_batch: one storage sync, not four fsyncs
+        per image), and only then their rows, album links, labels and the
+        batch's log entries committed in one transaction. So no row names a
+        file a power cut could lose, and a crash loses the batch or nothing
+        (a job run again starts over, finding what it stored as duplicates)."""
+        self.pending_log, self.pending_labels = [], []
+        try:
+            valid = []
+            with durable_batch():
+                for item, future in finished:
+                    checked = self._checked(item, future)
+                    if checked is not None:
+                        image_files_store(checked[1])
+                        valid.append((item, *checked))
+            with transaction.atomic():
+                batch = IngestBatch(self.album)
+                batch.read_known(inspected.sha256 for _, _, inspected in valid)
+                for item, result, inspected in valid:
+                    self._store(item, result, inspected, batch)
+                batch.flush()
+                labels_import(self.pending_labels, source=Label.Source.HTML)
+                self._forget_deleted(self.pending_log)
+                CrawlLogEntry.objects.bulk_create(self.pending_log)
+        finally:
+            self.pending_log, self.pending_labels = None, []
+
+    def _checked(
+        self, item: Found, future: concurrent.futures.Future
+    ) -> tuple[FetchResult, InspectedImage] | None:
+        """A finished download, inspected and within the job's options; or
+        None, its failure logged."""
         try:
             result = future.result()
         except BlockedURL as exc:
@@ -493,7 +547,7 @@ class ScrapeRun:
             return self._failed(item, Outcome.SKIPPED, exc.reason)
         except FetchError as exc:
             return self._failed(item, Outcome.FAILED, exc.reason, status=exc.status)
-        self._announce_host(url)
+        self._announce_host(item.candidate.url)
         self.job.images_downloaded += 1
         self.job.bytes_downloaded += len(result.content)
         try:
@@ -503,7 +557,18 @@ class ScrapeRun:
         except ImageRejected as exc:
             return self._failed(item, Outcome.INVALID, exc.reason, result=result)
         self.job.images_valid += 1
-        self._store(item, result, inspected)
+        return result, inspected
+
+    @staticmethod
+    def _forget_deleted(entries: list[CrawlLogEntry]) -> None:
+        """An entry's image that a later download of the batch replaced (and
+        deleted) is gone: the entry keeps its outcome without it, as SET_NULL
+        leaves an entry written before such a delete."""
+        ids = {entry.image_id for entry in entries if entry.image_id is not None}
+        alive = set(Image.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        for entry in entries:
+            if entry.image_id not in alive:
+                entry.image = None
 
     def _failed(
         self,
@@ -514,6 +579,7 @@ class ScrapeRun:
         result: FetchResult | None = None,
         status: int | None = None,
     ) -> None:
+        """Count and log a download that stores nothing."""
         self.job.images_failed += 1
         self._log(
             Kind.IMAGE,
@@ -548,11 +614,15 @@ class ScrapeRun:
             )
 
     def _store(
-        self, item: Found, result: FetchResult, inspected: InspectedImage
+        self,
+        item: Found,
+        result: FetchResult,
+        inspected: InspectedImage,
+        batch: IngestBatch,
     ) -> None:
         """Exact duplicate: link it. Near duplicate: the job's near_duplicates
         mode decides, through the one policy every door shares
-        (albums.services.image_store)."""
+        (albums.services.image_store). Its files are already durable."""
         job = self.job
         warning = self._generated_warning(item, inspected.phash)
         stored = image_store(
@@ -563,6 +633,8 @@ class ScrapeRun:
             provenance=_provenance(result, item.page_url),
             near_duplicates=self.dedup,
             on_delete=self._replaced,
+            files_stored=True,
+            batch=batch,
         )
         image = stored.image
         notes = [
@@ -634,21 +706,29 @@ class ScrapeRun:
         is deleted (its captions have moved to the larger copy: labeling's
         replacer, see albums.extensions): if this job saved it, it no longer
         counts as saved and its log entry says what became of it."""
+        reason = f"replaced by #{larger.pk}, a larger copy"
         saved_here = self.job.log.filter(image=smaller, outcome=Outcome.SAVED)
-        if saved_here.update(reason=f"replaced by #{larger.pk}, a larger copy"):
+        replaced = saved_here.update(reason=reason)
+        for entry in self.pending_log or []:  # saved earlier in this batch
+            if entry.image_id == smaller.pk and entry.outcome == Outcome.SAVED:
+                entry.reason = reason
+                replaced += 1
+        if replaced:
             self.job.images_saved -= 1
+        # Its captions not yet written go where its written ones went.
+        self.pending_labels = [
+            (larger if image.pk == smaller.pk else image, kind, text)
+            for image, kind, text in self.pending_labels
+        ]
 
     def _label(self, image: Image, candidate: ImageCandidate) -> None:
+        """The page's texts for this image, as labels written with the batch
+        (once each: what the image already has is left out)."""
         for field, kind in LABEL_FIELDS:
             # Every distinct caption the page(s) gave this image, not only the first.
             for text in candidate.texts(field):
                 if text.strip():
-                    label_get_or_create(
-                        image=image,
-                        kind=kind,
-                        text=text.strip(),
-                        source=Label.Source.HTML,
-                    )
+                    self.pending_labels.append((image, kind, text.strip()))
 
 
 def _charset(content_type: str) -> str:
