@@ -361,8 +361,25 @@ def _tuned_parameters(pipe: Any, components: list[str], names: list[str]) -> lis
     return list(found.values())
 
 
+class _NoTextEncoderKeys(logging.Filter):
+    """diffusers warns, per text encoder, when a LoRA has no weights for it: so
+    on every load of a UNet-only LoRA, what training makes by default. Not a
+    problem; a LoRA with no weights for anything is refused in _load_lora."""
+
+    LOGGERS = ("diffusers.loaders.lora_base", "diffusers.loaders.peft")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No LoRA keys associated to")
+
+
+_QUIET_NO_KEYS = _NoTextEncoderKeys()
+
+
 def _load_lora(pipe: Any, spec: LoraSpec, name: str) -> None:
     # diffusers recognises kohya keys (lora_unet_*/lora_te_*) and converts them.
+    loggers = [logging.getLogger(n) for n in _NoTextEncoderKeys.LOGGERS]
+    for each in loggers:
+        each.addFilter(_QUIET_NO_KEYS)
     try:
         with warnings.catch_warnings():
             # peft warns on every adapter after the first; stacking is the point.
@@ -372,6 +389,9 @@ def _load_lora(pipe: Any, spec: LoraSpec, name: str) -> None:
         raise InvalidGenerationInput(
             f"LoRA {spec.path} could not be loaded: {exc}"
         ) from exc
+    finally:
+        for each in loggers:
+            each.removeFilter(_QUIET_NO_KEYS)
     if name not in loaded_adapters(pipe):
         pipe.delete_adapters([name])  # a no-op on most diffusers versions; just tidy
         raise InvalidGenerationInput(

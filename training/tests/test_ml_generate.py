@@ -91,6 +91,27 @@ def test_the_kohya_file_loads_into_a_fresh_pipeline_and_changes_its_output(
     assert (render() == base).all()
 
 
+def test_a_unet_only_lora_loads_without_warning_of_missing_text_encoder_keys(
+    holder: Any, trained_lora: Any, caplog: Any
+) -> None:
+    # Training saves UNet-only LoRAs by default: diffusers' "No LoRA keys
+    # associated to CLIPTextModel" on every job was noise in the worker's log.
+    import logging
+
+    from safetensors import safe_open
+
+    with safe_open(trained_lora.lora_path, "pt") as weights:
+        assert not [k for k in weights.keys() if k.startswith("lora_te")]  # noqa: SIM118
+    with caplog.at_level(logging.INFO, logger="diffusers"):
+        apply_loras(holder.pipe, [LoraSpec(trained_lora.lora_path, 0.8)])
+    assert loaded_adapters(holder.pipe)
+    assert not [r for r in caplog.records if "No LoRA keys" in r.getMessage()]
+    apply_loras(holder.pipe, [])
+    # Outside a load, diffusers' own warnings still reach the log.
+    logging.getLogger("diffusers.loaders.lora_base").warning("No LoRA keys here")
+    assert [r for r in caplog.records if r.getMessage() == "No LoRA keys here"]
+
+
 def test_the_same_seed_gives_the_same_images(holder: Any, trained_lora: Any) -> None:
     lora = (LoraSpec(trained_lora.lora_path, 0.8, "style"),)
     first = generate_images(holder, spec(num_images=2, loras=lora))
