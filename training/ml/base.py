@@ -91,6 +91,7 @@ def load_pipeline(base_model: str, *, torch_dtype: Any = None) -> Any:
     """
     import diffusers
 
+    _no_progress_bars()
     if is_local(base_model):
         source: str | Path = local_model_folder(base_model)
         class_name = pipeline_class_name(source)
@@ -112,6 +113,18 @@ def load_pipeline(base_model: str, *, torch_dtype: Any = None) -> Any:
         ) from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _no_progress_bars() -> None:
+    """diffusers and transformers draw tqdm bars while loading ("Loading
+    pipeline components...", "Loading weights"): in a worker's log they are
+    carriage-return noise on every model load. Progress is the run's, told
+    through its checkpoints."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def pipeline_class_name(folder: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,13 @@ def test_sdxl_and_sd_folders_load_as_their_own_pipelines(
     assert type(sdxl).__name__ == "StableDiffusionXLPipeline"
     assert sdxl.text_encoder_2 is not None and sdxl.tokenizer_2 is not None
     assert type(load_pipeline(str(tiny_base))).__name__ == "StableDiffusionPipeline"
+
+
+def test_loading_a_pipeline_draws_no_progress_bars(tiny_base: Path, capfd: Any) -> None:
+    # tqdm's bars were carriage-return noise in the worker's log on every load.
+    load_pipeline(str(tiny_base))
+    drawn = capfd.readouterr().err
+    assert "Loading pipeline components" not in drawn and "it/s]" not in drawn
 
 
 def test_library_versions_name_the_ml_stack() -> None:
