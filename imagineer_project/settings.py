@@ -123,7 +123,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 # The pages' hot queries are prepared on PostgreSQL, planned once per connection
 # (imagineer_project/lib/prepared.py). Off behind a pooler in transaction mode
-# that cannot keep prepared statements (PgBouncer before 1.21).
+# that does not track them (PgBouncer before 1.21 or without max_prepared_statements).
 DB_PREPARED = env_bool("IMAGINEER_DB_PREPARED", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

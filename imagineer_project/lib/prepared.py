@@ -11,7 +11,8 @@ caches it) for every later request it serves.
 
 Django leaves preparation off because a pooler in transaction mode may hand a
 session's next transaction to another server connection, where the prepared
-statement does not exist (PgBouncer handles this itself since 1.21).
+statement does not exist (PgBouncer tracks them since 1.21, when its
+max_prepared_statements is set).
 `IMAGINEER_DB_PREPARED=0` (settings.DB_PREPARED) turns it off for such a
 deployment; elsewhere, and on SQLite, this is Django's own cursor.
 """
