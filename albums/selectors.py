@@ -24,7 +24,7 @@ from albums.extensions import (
 )
 from albums.models import Album, AlbumImage, Image, UploadRun
 from imagineer_project.errors import NotFound
-from imagineer_project.lib.prepared import prepared_cursor
+from imagineer_project.lib.prepared import fetch_prepared
 
 if TYPE_CHECKING:
     from imagineer_project.permissions import Viewer
@@ -321,9 +321,7 @@ def _run_once(
     build: Callable[..., Any], staff: bool, value: Any, shape: tuple[Any, ...]
 ) -> tuple[Any, list[tuple]]:
     compiler, sql, bound = _bind(build, staff, value, shape)
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, bound)
-        return compiler, cursor.fetchall()
+    return compiler, fetch_prepared(sql, bound)
 
 
 def _bind(

@@ -94,3 +94,33 @@ def test_a_rolled_back_transaction_does_not_lose_a_prepared_query(
         raise RuntimeError("rolled back")
     found = selectors.image_for_page(user=staff_user, image_id=image.pk)
     assert found == image and found.sha256 == image.sha256
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_that_lost_its_statements_falls_back_to_unprepared(
+    monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    # A pooler in transaction mode hands the session a server connection
+    # without the statement psycopg prepared: the page still answers, and the
+    # process stops preparing, saying why once.
+    from imagineer_project.lib import prepared
+
+    monkeypatch.setattr(prepared, "_REFUSED", False)
+    image = make_image(seed=320)
+    client = Client()
+    first = client.get(image.get_absolute_url())
+    assert first.status_code == 200 and prepared_statements()
+    # Behind psycopg's back, as another server connection would be.
+    connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
+
+    again = client.get(image.get_absolute_url())
+
+    assert again.status_code == 200
+    assert re.sub(r"[0-9a-f]{32}", "", again.text) == re.sub(
+        r"[0-9a-f]{32}", "", first.text
+    )
+    assert prepared._REFUSED
+    warned = [r for r in caplog.records if "does not keep prepared" in r.getMessage()]
+    assert len(warned) == 1
+    assert client.get(image.get_absolute_url()).status_code == 200
+    assert prepared_statements() == {}  # nothing prepared since

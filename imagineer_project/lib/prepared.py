@@ -19,10 +19,13 @@ deployment; elsewhere, and on SQLite, this is Django's own cursor.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
+
+logger = logging.getLogger(__name__)
 
 
 def prepared_cursor() -> Any:
@@ -47,8 +50,52 @@ def prepared_cursor() -> Any:
     return connection.make_cursor(cursor)
 
 
+def fetch_prepared(sql: str, params: list[Any]) -> list[tuple]:
+    """The rows of `sql` run through prepared_cursor().
+
+    Where the connection turns out not to keep prepared statements (a pooler
+    in transaction mode that hands the session another server connection:
+    "prepared statement ... does not exist", or "... already exists"), this
+    process stops preparing, says so once in the log, and runs the query
+    again unprepared. Inside a transaction the error stands: PostgreSQL has
+    aborted the transaction, and only its owner can roll it back."""
+    global _REFUSED
+    try:
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except DatabaseError as exc:
+        if not _statement_lost(exc) or connection.in_atomic_block:
+            raise
+        _REFUSED = True
+        logger.warning(
+            "The database connection does not keep prepared statements (%s): "
+            "a connection pooler in transaction mode? This process runs its "
+            "queries unprepared from now on; set IMAGINEER_DB_PREPARED=0 to "
+            "say so from the start.",
+            exc,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _statement_lost(exc: DatabaseError) -> bool:
+    import psycopg
+
+    lost = (
+        psycopg.errors.InvalidSqlStatementName,
+        psycopg.errors.DuplicatePreparedStatement,
+    )
+    return isinstance(exc.__cause__, lost)
+
+
+# Set once a connection showed it does not keep prepared statements.
+_REFUSED = False
+
+
 def _preparing() -> bool:
-    if connection.vendor != "postgresql" or not settings.DB_PREPARED:
+    if connection.vendor != "postgresql" or not settings.DB_PREPARED or _REFUSED:
         return False
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
