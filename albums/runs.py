@@ -42,6 +42,7 @@ from albums.services import (
     IngestBatch,
     IngestResult,
     NearDuplicatePolicy,
+    forget_deleted_images,
     image_prepare,
     image_store,
     near_duplicate_policy,
@@ -210,7 +211,7 @@ def upload_chunk_ingest(
             ]
             shared.flush()
             if policy.replaced:
-                _forget_deleted(rows)
+                forget_deleted_images(row for row, _ in rows)
             _record(run, rows)
         spent += time.thread_time() - started
         _checkpoint_after(run, entries[batch[-1]].name)
@@ -227,17 +228,6 @@ def _row(run: UploadRun, position: int, outcome: dict[str, Any]) -> UploadFile:
         reason=outcome.get("reason", "")[:1000],
         warnings=outcome.get("warnings", []),
     )
-
-
-def _forget_deleted(rows: list[tuple[UploadFile, int]]) -> None:
-    """A row's image that a later file of the batch replaced and deleted is
-    gone: the row keeps its result without it, as SET_NULL leaves a row
-    written before such a delete."""
-    ids = {row.image_id for row, _ in rows if row.image_id is not None}
-    alive = set(Image.objects.filter(pk__in=ids).values_list("pk", flat=True))
-    for row, _ in rows:
-        if row.image_id not in alive:
-            row.image_id = None
 
 
 def _record(run: UploadRun, batch: list[tuple[UploadFile, int]]) -> None:

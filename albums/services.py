@@ -263,6 +263,18 @@ def image_prepare(
 # --- images -----------------------------------------------------------------------
 
 
+def forget_deleted_images(rows: Iterable[Any]) -> None:
+    """Unsaved rows (an upload's results, a scrape's log entries) that name an
+    image a later file of the same batch replaced and deleted: they keep their
+    outcome without it, as SET_NULL leaves a row written before such a delete."""
+    rows = list(rows)
+    ids = {row.image_id for row in rows if row.image_id is not None}
+    alive = set(Image.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    for row in rows:
+        if row.image_id not in alive:
+            row.image_id = None
+
+
 @dataclass
 class IngestBatch:
     """What a batch of image_store calls shares inside the caller's one

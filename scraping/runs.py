@@ -30,6 +30,7 @@ from albums.ingest import ImageRejected, InspectedImage, inspect_image
 from albums.models import Album, Image, SourceKind
 from albums.services import (
     IngestBatch,
+    forget_deleted_images,
     image_files_store,
     image_store,
     near_duplicate_policy,
@@ -532,7 +533,7 @@ class ScrapeRun:
                     self._store(item, result, inspected, batch)
                 batch.flush()
                 labels_import(self.pending_labels, source=Label.Source.HTML)
-                self._forget_deleted(self.pending_log)
+                forget_deleted_images(self.pending_log)
                 CrawlLogEntry.objects.bulk_create(self.pending_log)
         finally:
             self.pending_log, self.pending_labels = None, []
@@ -561,17 +562,6 @@ class ScrapeRun:
             return self._failed(item, Outcome.INVALID, exc.reason, result=result)
         self.job.images_valid += 1
         return result, inspected
-
-    @staticmethod
-    def _forget_deleted(entries: list[CrawlLogEntry]) -> None:
-        """An entry's image that a later download of the batch replaced (and
-        deleted) is gone: the entry keeps its outcome without it, as SET_NULL
-        leaves an entry written before such a delete."""
-        ids = {entry.image_id for entry in entries if entry.image_id is not None}
-        alive = set(Image.objects.filter(pk__in=ids).values_list("pk", flat=True))
-        for entry in entries:
-            if entry.image_id not in alive:
-                entry.image = None
 
     def _failed(
         self,
