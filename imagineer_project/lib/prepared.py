@@ -25,6 +25,9 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+# psycopg 3 (a dependency): the server-binding cursor Django defines for it.
+from django.db.backends.postgresql.base import ServerBindingCursor
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,7 +46,7 @@ def prepared_cursor() -> Any:
         # cursors bind on the client, and those never prepare.
         raw.prepare_threshold = _NEVER_BY_COUNT
     with connection.wrap_database_errors:
-        cursor = _cursor_class()(raw)
+        cursor = _PreparingCursor(raw)
     if connection.queries_logged:
         cursor.keeps_text = True
         return connection.make_debug_cursor(cursor)
@@ -95,36 +98,24 @@ _REFUSED = False
 
 
 def _preparing() -> bool:
-    if connection.vendor != "postgresql" or not settings.DB_PREPARED or _REFUSED:
-        return False
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    return is_psycopg3
+    return connection.vendor == "postgresql" and settings.DB_PREPARED and not _REFUSED
 
 
 # Only statements run with prepare=True are prepared, never by a count of runs.
 _NEVER_BY_COUNT = 2**31 - 1
-_PREPARING_CURSOR: type | None = None
 
 
-def _cursor_class() -> type:
+class _PreparingCursor(ServerBindingCursor):
     """Django's server-binding psycopg cursor, preparing every statement it
     runs (psycopg reuses the prepared one when the SQL text repeats)."""
-    global _PREPARING_CURSOR
-    if _PREPARING_CURSOR is None:
-        from django.db.backends.postgresql.base import ServerBindingCursor
 
-        class PreparingCursor(ServerBindingCursor):
-            keeps_text = False
+    keeps_text = False
 
-            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-                kwargs.setdefault("prepare", True)
-                done = super().execute(query, params, **kwargs)
-                if self.keeps_text and self._query is None:
-                    # psycopg keeps no text for a prepared run; Django's query
-                    # log (DEBUG, tests) reads it: the SQL with $1, $2...
-                    self._query = self._convert_query(query, params)
-                return done
-
-        _PREPARING_CURSOR = PreparingCursor
-    return _PREPARING_CURSOR
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("prepare", True)
+        done = super().execute(query, params, **kwargs)
+        if self.keeps_text and self._query is None:
+            # psycopg keeps no text for a prepared run; Django's query log
+            # (DEBUG, tests) reads it: the SQL with $1, $2...
+            self._query = self._convert_query(query, params)
+        return done
