@@ -86,6 +86,11 @@ async def bare_aiohttp(base: str, count: int, concurrency: int) -> int:
 async def guarded(base: str, count: int, concurrency: int) -> int:
     """SafeFetcher: SSRF guard, byte and time caps, per-host bookkeeping on;
     politeness off (no delay, no robots.txt)."""
+    return len(await guarded_bodies(base, count, concurrency))
+
+
+async def guarded_bodies(base: str, count: int, concurrency: int) -> list[bytes]:
+    """What `guarded` fetches: the images' bytes."""
     from scraping.safe_fetch import SafeFetcher
 
     async with SafeFetcher(
@@ -102,7 +107,7 @@ async def guarded(base: str, count: int, concurrency: int) -> int:
                 for n in range(count)
             )
         )
-    return len(results)
+    return [result.content for result in results]
 
 
 def rate(run: Callable[[str, int, int], Awaitable[int]], *args: int | str) -> float:

@@ -67,26 +67,6 @@ def serve() -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-async def fetch_all(base: str, count: int, concurrency: int) -> list[bytes]:
-    from scraping.safe_fetch import SafeFetcher
-
-    async with SafeFetcher(
-        allow_private=True,
-        politeness_delay=0,
-        adaptive=False,  # politeness off: no delay to adapt
-        respect_robots=False,
-        per_host_concurrency=concurrency,
-        max_concurrency=concurrency,
-    ) as fetcher:
-        results = await asyncio.gather(
-            *(
-                fetcher.fetch(f"{base}/img/{n}.jpg", purpose="image")
-                for n in range(count)
-            )
-        )
-    return [r.content for r in results]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
@@ -113,7 +93,7 @@ def main() -> None:
         )
         # The server is one threaded http.server process, so the figures are
         # a floor (bench/download.py measures against a server that keeps up).
-        from download import bare_aiohttp, guarded, rate
+        from download import bare_aiohttp, guarded, guarded_bodies, rate
 
         print("  concurrency  bare aiohttp/s  SafeFetcher/s  ratio")
         for concurrency in (2, 4, 8, 16, 64):
@@ -127,7 +107,7 @@ def main() -> None:
         from albums.ingest import inspect_image
 
         start = time.perf_counter()
-        bodies = asyncio.run(fetch_all(base, args.ingest, 16))
+        bodies = asyncio.run(guarded_bodies(base, args.ingest, 16))
         for body in bodies:
             inspect_image(body)
         elapsed = time.perf_counter() - start
