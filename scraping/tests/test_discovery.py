@@ -17,8 +17,8 @@ from imagineer_project.runs import BaseRun
 from imagineer_project.testing import make_image_bytes
 from imagineer_project.testing.site import SiteHandler, serve_site
 from scraping.models import CrawlLogEntry, ScrapeJob
-from scraping.services import scrape_job_create
 from scraping.tasks import run_scrape_job
+from scraping.tests.builders import scrape_now
 
 pytestmark = pytest.mark.django_db
 
@@ -137,11 +137,8 @@ def site(settings: Any) -> Iterator[str]:
 
 
 def scrape(url: str, **options: Any) -> ScrapeJob:
-    options = {"politeness_delay": 0, "render": "never", "max_depth": 1} | options
-    job = scrape_job_create(url=url, album_name="Found", enqueue=False, **options)
-    run_scrape_job(job.pk)
-    job.refresh_from_db()
-    return job
+    defaults = {"album_name": "Found", "render": "never", "max_depth": 1}
+    return scrape_now(url, **defaults | options)
 
 
 def saved(job: ScrapeJob) -> set[str]:

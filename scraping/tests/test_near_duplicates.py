@@ -16,8 +16,7 @@ from albums.models import Image
 from imagineer_project.testing import make_image_bytes, smaller_copy
 from imagineer_project.testing.site import SiteHandler, serve_site
 from scraping.models import CrawlLogEntry, ScrapeJob
-from scraping.services import scrape_job_create
-from scraping.tasks import run_scrape_job
+from scraping.tests.builders import scrape_now
 
 pytestmark = pytest.mark.django_db
 
@@ -59,17 +58,8 @@ def site(settings: Any) -> Iterator[str]:
 
 
 def scrape(url: str, **options: Any) -> ScrapeJob:
-    job = scrape_job_create(
-        url=url,
-        album_name="Site",
-        enqueue=False,
-        politeness_delay=0,
-        per_host_concurrency=1,
-        render="never",
-        **options,
-    )
-    run_scrape_job(job.pk)
-    job.refresh_from_db()
+    defaults = {"per_host_concurrency": 1, "render": "never"}
+    job = scrape_now(url, **defaults | options)
     assert job.status == "succeeded", (job.error, job.message)
     return job
 

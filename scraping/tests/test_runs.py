@@ -18,6 +18,7 @@ from labeling.models import Label
 from scraping.models import CrawlLogEntry, ScrapeJob
 from scraping.services import scrape_job_create
 from scraping.tasks import run_scrape_job
+from scraping.tests.builders import scrape_now
 
 pytestmark = [pytest.mark.django_db, pytest.mark.browser]
 
@@ -111,12 +112,7 @@ def site(settings: Any) -> Iterator[str]:
 
 
 def scrape(url: str) -> ScrapeJob:
-    job = scrape_job_create(
-        url=url, album_name="Tarot", enqueue=False, politeness_delay=0, max_depth=2
-    )
-    run_scrape_job(job.pk)
-    job.refresh_from_db()
-    return job
+    return scrape_now(url, album_name="Tarot", max_depth=2)
 
 
 def outcomes(job: ScrapeJob) -> dict[str, tuple[str, str]]:
@@ -237,14 +233,9 @@ def test_scrape_command_refuses_unsafe_targets(settings) -> None:
 def test_captions_of_a_replaced_smaller_copy_move_to_the_larger_one(site: str) -> None:
     # From the gallery the small copy is found (and, one request at a time,
     # downloaded) before the full-size one on the home page replaces it.
-    job = scrape_job_create(
-        url=site + "gallery/major.html",
-        album_name="Tarot",
-        enqueue=False,
-        politeness_delay=0,
-        per_host_concurrency=1,
+    job = scrape_now(
+        site + "gallery/major.html", album_name="Tarot", per_host_concurrency=1
     )
-    run_scrape_job(job.pk)
     fool = Image.objects.get(original_filename="fool.jpg")
     texts = set(fool.labels.values_list("kind", "text"))
     assert {("alt_text", "The Fool"), ("alt_text", "The Fool (small)")} <= texts

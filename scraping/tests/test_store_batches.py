@@ -22,7 +22,7 @@ from scraping.extract import ImageCandidate
 from scraping.models import CrawlLogEntry, ScrapeJob
 from scraping.safe_fetch import FetchResult
 from scraping.services import scrape_job_create
-from scraping.tasks import run_scrape_job
+from scraping.tests.builders import scrape_now
 
 pytestmark = pytest.mark.django_db
 
@@ -56,18 +56,9 @@ def site(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def scrape(url: str, **options: Any) -> ScrapeJob:
-    job = scrape_job_create(
-        url=url,
-        album_name="Gallery",
-        enqueue=False,
-        politeness_delay=0,
-        max_depth=0,
-        respect_robots=False,
-        **options,
+    return scrape_now(
+        url, album_name="Gallery", max_depth=0, respect_robots=False, **options
     )
-    run_scrape_job(job.pk)
-    job.refresh_from_db()
-    return job
 
 
 def test_rows_are_committed_only_after_their_files_are_durable(
